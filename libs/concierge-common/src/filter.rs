@@ -1,0 +1,429 @@
+//! AIP-160 filters, parsed once and turned into parameterised SQL over the
+//! fields a list method documents. Supported: comparisons `= != < <= > >=`
+//! and `:` (has / substring), `AND`, `OR`, `NOT` / `-`, parentheses and
+//! implicit AND between terms. As AIP-160 says, OR binds tighter than AND.
+//! A field the list method does not document is INVALID_ARGUMENT naming it.
+
+use crate::error::{Error, Result};
+
+/// How a filterable field is stored and compared.
+#[derive(Debug, Clone, Copy)]
+pub enum FieldType {
+    Text,
+    Int,
+    Bool,
+    /// RFC 3339 in the filter, microseconds since the epoch in the column.
+    Timestamp,
+    /// Enum value names (full `TIER_GOLD` or short `GOLD`) and their numbers.
+    Enum(&'static [(&'static str, i64)]),
+}
+
+/// A field a list method lets callers filter and order on.
+#[derive(Debug, Clone, Copy)]
+pub struct Field {
+    /// The name in the API, e.g. `account_manager`, `mrc.minor_units`.
+    pub name: &'static str,
+    /// The column that holds it.
+    pub column: &'static str,
+    pub ty: FieldType,
+}
+
+/// A value bound into SQL.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value {
+    Text(String),
+    Int(i64),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum Token {
+    LParen,
+    RParen,
+    And,
+    Or,
+    Not,
+    Minus,
+    Op(&'static str),
+    Str(String),
+    Word(String),
+}
+
+fn tokenize(input: &str) -> Result<Vec<Token>> {
+    let bad = |why: String| Error::invalid("filter", why);
+    let chars: Vec<char> = input.chars().collect();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < chars.len() {
+        let c = chars[i];
+        match c {
+            c if c.is_whitespace() => i += 1,
+            '(' => {
+                out.push(Token::LParen);
+                i += 1
+            }
+            ')' => {
+                out.push(Token::RParen);
+                i += 1
+            }
+            '"' | '\'' => {
+                let quote = c;
+                let mut s = String::new();
+                i += 1;
+                loop {
+                    match chars.get(i) {
+                        None => return Err(bad("unterminated string".into())),
+                        Some('\\') => {
+                            if let Some(n) = chars.get(i + 1) {
+                                s.push(*n);
+                            }
+                            i += 2;
+                        }
+                        Some(ch) if *ch == quote => {
+                            i += 1;
+                            break;
+                        }
+                        Some(ch) => {
+                            s.push(*ch);
+                            i += 1;
+                        }
+                    }
+                }
+                out.push(Token::Str(s));
+            }
+            '=' => {
+                out.push(Token::Op("="));
+                i += 1
+            }
+            ':' => {
+                out.push(Token::Op(":"));
+                i += 1
+            }
+            '!' if chars.get(i + 1) == Some(&'=') => {
+                out.push(Token::Op("!="));
+                i += 2
+            }
+            '<' | '>' => {
+                let eq = chars.get(i + 1) == Some(&'=');
+                out.push(Token::Op(match (c, eq) {
+                    ('<', true) => "<=",
+                    ('<', false) => "<",
+                    (_, true) => ">=",
+                    _ => ">",
+                }));
+                i += if eq { 2 } else { 1 };
+            }
+            '-' if out.last().is_none_or(|t| {
+                matches!(t, Token::LParen | Token::And | Token::Or | Token::Not | Token::Word(_) | Token::Str(_) | Token::RParen)
+            }) && chars.get(i + 1).is_some_and(|n| n.is_alphabetic() || *n == '(') =>
+            {
+                out.push(Token::Minus);
+                i += 1
+            }
+            _ => {
+                let start = i;
+                while i < chars.len()
+                    && !chars[i].is_whitespace()
+                    && !matches!(chars[i], '(' | ')' | '=' | ':' | '<' | '>' | '!' | '"' | '\'')
+                {
+                    i += 1;
+                }
+                if start == i {
+                    return Err(bad(format!("unexpected character {c:?}")));
+                }
+                let word: String = chars[start..i].iter().collect();
+                out.push(match word.as_str() {
+                    "AND" => Token::And,
+                    "OR" => Token::Or,
+                    "NOT" => Token::Not,
+                    _ => Token::Word(word),
+                });
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// A parsed filter, already checked against the documented fields.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Expr {
+    And(Vec<Expr>),
+    Or(Vec<Expr>),
+    Not(Box<Expr>),
+    Compare {
+        column: &'static str,
+        op: &'static str,
+        value: Value,
+    },
+    /// `field:"text"` on a text field: substring match.
+    Contains { column: &'static str, needle: String },
+}
+
+struct Parser<'a> {
+    tokens: Vec<Token>,
+    pos: usize,
+    fields: &'a [Field],
+}
+
+/// Parses `filter` against `fields`; `None` for an empty filter.
+pub fn parse(filter: &str, fields: &[Field]) -> Result<Option<Expr>> {
+    if filter.trim().is_empty() {
+        return Ok(None);
+    }
+    let mut p = Parser {
+        tokens: tokenize(filter)?,
+        pos: 0,
+        fields,
+    };
+    let expr = p.and_expr()?;
+    if p.pos != p.tokens.len() {
+        return Err(Error::invalid(
+            "filter",
+            format!("unexpected {:?} at token {}", p.tokens[p.pos], p.pos + 1),
+        ));
+    }
+    Ok(Some(expr))
+}
+
+impl Parser<'_> {
+    fn peek(&self) -> Option<&Token> {
+        self.tokens.get(self.pos)
+    }
+
+    fn next(&mut self) -> Option<Token> {
+        let t = self.tokens.get(self.pos).cloned();
+        self.pos += 1;
+        t
+    }
+
+    fn and_expr(&mut self) -> Result<Expr> {
+        let mut terms = vec![self.or_expr()?];
+        loop {
+            match self.peek() {
+                Some(Token::And) => {
+                    self.pos += 1;
+                    terms.push(self.or_expr()?);
+                }
+                Some(Token::RParen) | None => break,
+                // Juxtaposed terms are an implicit AND.
+                Some(_) => terms.push(self.or_expr()?),
+            }
+        }
+        Ok(if terms.len() == 1 { terms.pop().expect("one term") } else { Expr::And(terms) })
+    }
+
+    fn or_expr(&mut self) -> Result<Expr> {
+        let mut terms = vec![self.unary()?];
+        while self.peek() == Some(&Token::Or) {
+            self.pos += 1;
+            terms.push(self.unary()?);
+        }
+        Ok(if terms.len() == 1 { terms.pop().expect("one term") } else { Expr::Or(terms) })
+    }
+
+    fn unary(&mut self) -> Result<Expr> {
+        if matches!(self.peek(), Some(Token::Not) | Some(Token::Minus)) {
+            self.pos += 1;
+            return Ok(Expr::Not(Box::new(self.unary()?)));
+        }
+        self.primary()
+    }
+
+    fn primary(&mut self) -> Result<Expr> {
+        match self.next() {
+            Some(Token::LParen) => {
+                let e = self.and_expr()?;
+                match self.next() {
+                    Some(Token::RParen) => Ok(e),
+                    _ => Err(Error::invalid("filter", "missing closing parenthesis")),
+                }
+            }
+            Some(Token::Word(name)) => {
+                let field = *self.fields.iter().find(|f| f.name == name).ok_or_else(|| {
+                    let known: Vec<_> = self.fields.iter().map(|f| f.name).collect();
+                    Error::invalid(
+                        "filter",
+                        format!("unknown field `{name}`; filterable fields: {}", known.join(", ")),
+                    )
+                })?;
+                let op = match self.next() {
+                    Some(Token::Op(op)) => op,
+                    _ => {
+                        return Err(Error::invalid(
+                            "filter",
+                            format!("expected a comparison after `{name}`"),
+                        ));
+                    }
+                };
+                let raw = match self.next() {
+                    Some(Token::Str(s)) => s,
+                    Some(Token::Word(w)) => w,
+                    _ => {
+                        return Err(Error::invalid(
+                            "filter",
+                            format!("expected a value after `{name} {op}`"),
+                        ));
+                    }
+                };
+                comparison(field, op, raw)
+            }
+            other => Err(Error::invalid(
+                "filter",
+                format!("expected a field or `(`, found {other:?}"),
+            )),
+        }
+    }
+}
+
+fn comparison(field: Field, op: &'static str, raw: String) -> Result<Expr> {
+    let bad = |why: String| Error::invalid("filter", format!("`{}`: {why}", field.name));
+    if op == ":" {
+        return match field.ty {
+            FieldType::Text => Ok(Expr::Contains {
+                column: field.column,
+                needle: raw,
+            }),
+            // `has` on a scalar is equality.
+            _ => comparison(field, "=", raw),
+        };
+    }
+    let value = match field.ty {
+        FieldType::Text => Value::Text(raw),
+        FieldType::Int => Value::Int(raw.parse().map_err(|_| bad(format!("{raw:?} is not an integer")))?),
+        FieldType::Bool => Value::Int(match raw.as_str() {
+            "true" => 1,
+            "false" => 0,
+            _ => return Err(bad(format!("{raw:?} is not true or false"))),
+        }),
+        FieldType::Timestamp => {
+            let t: jiff::Timestamp = raw
+                .parse()
+                .map_err(|_| bad(format!("{raw:?} is not an RFC 3339 timestamp")))?;
+            Value::Int(t.as_microsecond())
+        }
+        FieldType::Enum(values) => {
+            let found = values.iter().find(|(name, _)| {
+                name.eq_ignore_ascii_case(&raw)
+                    || name
+                        .to_ascii_uppercase()
+                        .ends_with(&format!("_{}", raw.to_ascii_uppercase()))
+            });
+            match found {
+                Some((_, n)) => Value::Int(*n),
+                None => {
+                    let names: Vec<_> = values.iter().map(|(n, _)| *n).collect();
+                    return Err(bad(format!("{raw:?} is not one of {}", names.join(", "))));
+                }
+            }
+        }
+    };
+    if matches!(field.ty, FieldType::Bool | FieldType::Enum(_)) && !matches!(op, "=" | "!=") {
+        return Err(bad(format!("only = and != apply, not {op}")));
+    }
+    Ok(Expr::Compare {
+        column: field.column,
+        op,
+        value,
+    })
+}
+
+impl Expr {
+    /// Appends this expression as SQL to `sql`, pushing bound values to
+    /// `params`; placeholders are `$n`, which SQLite and PostgreSQL both take.
+    pub fn to_sql(&self, sql: &mut String, params: &mut Vec<Value>) {
+        match self {
+            Expr::And(terms) | Expr::Or(terms) => {
+                let joiner = if matches!(self, Expr::And(_)) { " AND " } else { " OR " };
+                sql.push('(');
+                for (i, t) in terms.iter().enumerate() {
+                    if i > 0 {
+                        sql.push_str(joiner);
+                    }
+                    t.to_sql(sql, params);
+                }
+                sql.push(')');
+            }
+            Expr::Not(inner) => {
+                sql.push_str("NOT (");
+                inner.to_sql(sql, params);
+                sql.push(')');
+            }
+            Expr::Compare { column, op, value } => {
+                params.push(value.clone());
+                let op = if *op == "!=" { "<>" } else { op };
+                // A trailing `*` on a text equality is a prefix match (AIP-160 wildcard).
+                if let (Value::Text(s), "=") = (value, op)
+                    && let Some(prefix) = s.strip_suffix('*')
+                {
+                    params.pop();
+                    params.push(Value::Text(format!("{}%", escape_like(prefix))));
+                    sql.push_str(&format!("{column} LIKE ${} ESCAPE '\\'", params.len()));
+                    return;
+                }
+                sql.push_str(&format!("{column} {op} ${}", params.len()));
+            }
+            Expr::Contains { column, needle } => {
+                params.push(Value::Text(format!("%{}%", escape_like(needle))));
+                sql.push_str(&format!("{column} LIKE ${} ESCAPE '\\'", params.len()));
+            }
+        }
+    }
+}
+
+fn escape_like(s: &str) -> String {
+    s.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TIERS: &[(&str, i64)] = &[("TIER_STANDARD", 1), ("TIER_ENTERPRISE", 3)];
+    const FIELDS: &[Field] = &[
+        Field { name: "display_name", column: "display_name", ty: FieldType::Text },
+        Field { name: "tier", column: "tier", ty: FieldType::Enum(TIERS) },
+        Field { name: "mrc.minor_units", column: "mrc_minor_units", ty: FieldType::Int },
+        Field { name: "update_time", column: "update_time", ty: FieldType::Timestamp },
+        Field { name: "monitored", column: "monitored", ty: FieldType::Bool },
+    ];
+
+    fn sql(filter: &str) -> (String, Vec<Value>) {
+        let mut s = String::new();
+        let mut p = Vec::new();
+        parse(filter, FIELDS).unwrap().unwrap().to_sql(&mut s, &mut p);
+        (s, p)
+    }
+
+    #[test]
+    fn or_binds_tighter_than_and() {
+        let (s, p) = sql("tier = ENTERPRISE AND mrc.minor_units >= 3000000 OR monitored = true");
+        assert_eq!(s, "(tier = $1 AND (mrc_minor_units >= $2 OR monitored = $3))");
+        assert_eq!(p, vec![Value::Int(3), Value::Int(3_000_000), Value::Int(1)]);
+    }
+
+    #[test]
+    fn not_parentheses_and_text_matches() {
+        let (s, p) = sql(r#"NOT (display_name:"acme" OR display_name = "Glo*") update_time > "2026-01-01T00:00:00Z""#);
+        assert_eq!(
+            s,
+            "(NOT ((display_name LIKE $1 ESCAPE '\\' OR display_name LIKE $2 ESCAPE '\\')) AND update_time > $3)"
+        );
+        assert_eq!(p[0], Value::Text("%acme%".into()));
+        assert_eq!(p[1], Value::Text("Glo%".into()));
+        assert_eq!(p[2], Value::Int(1_767_225_600_000_000));
+    }
+
+    #[test]
+    fn unknown_field_is_named() {
+        let err = parse("colour = red", FIELDS).unwrap_err();
+        let Error::InvalidArgument(v) = err else { panic!() };
+        assert_eq!(v[0].field, "filter");
+        assert!(v[0].description.contains("unknown field `colour`"), "{}", v[0].description);
+    }
+
+    #[test]
+    fn bad_values_and_syntax_are_refused() {
+        for f in ["tier = GOLDISH", "mrc.minor_units = lots", "update_time > yesterday", "(tier = ENTERPRISE", "tier =", "tier < ENTERPRISE"] {
+            assert!(parse(f, FIELDS).is_err(), "{f} should be refused");
+        }
+    }
+}

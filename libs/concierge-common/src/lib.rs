@@ -1,0 +1,19 @@
+//! What every Concierge service shares: configuration, telemetry, the server
+//! bootstrap, errors, storage, filters, paging, idempotency, principals, the
+//! outbox and the clock.
+
+pub mod clock;
+pub mod config;
+pub mod error;
+pub mod filter;
+pub mod idempotency;
+pub mod names;
+pub mod outbox;
+pub mod paging;
+pub mod principal;
+pub mod resource;
+pub mod server;
+pub mod storage;
+pub mod telemetry;
+
+pub use error::{Error, FieldViolation, Result, Violations};

@@ -1,0 +1,155 @@
+//! The transactional outbox: an event is a row written in the same
+//! transaction as the change it announces, so a committed change always has
+//! its event and a rolled-back one never does. A relay publishes rows in
+//! `seq` order afterwards, at least once.
+
+use prost::Message;
+use prost_types::Any;
+
+use crate::clock::to_proto;
+use crate::error::Result;
+use crate::on_conn;
+use crate::principal::Principal;
+use crate::storage::Conn;
+use concierge_proto::events::{Event, Visibility};
+
+/// What a change announces.
+#[derive(Debug, Clone)]
+pub struct NewEvent<'a> {
+    /// e.g. "concierge.customers.v1.account_created".
+    pub event_type: String,
+    pub source: &'static str,
+    pub subject: &'a str,
+    pub account: &'a str,
+    pub visibility: Visibility,
+    pub actor: &'a Principal,
+    pub request_id: &'a str,
+    pub occur_time: jiff::Timestamp,
+    pub payload: Option<Any>,
+}
+
+/// Packs a message as `google.protobuf.Any`.
+pub fn pack<M: Message + prost::Name>(message: &M) -> Any {
+    Any {
+        type_url: M::type_url(),
+        value: message.encode_to_vec(),
+    }
+}
+
+/// Writes an event into the outbox of the transaction behind `conn`.
+pub async fn record(conn: &mut Conn<'_>, e: NewEvent<'_>) -> Result<Event> {
+    let event = Event {
+        id: uuid::Uuid::now_v7().to_string(),
+        r#type: e.event_type,
+        source: e.source.to_string(),
+        subject: e.subject.to_string(),
+        account: e.account.to_string(),
+        visibility: e.visibility as i32,
+        occur_time: Some(to_proto(e.occur_time)),
+        actor: e.actor.subject.clone(),
+        request_id: e.request_id.to_string(),
+        payload: e.payload,
+    };
+    let body = event.encode_to_vec();
+    let sql = "INSERT INTO outbox (id, type, subject, account, visibility, occur_time, event) VALUES ($1, $2, $3, $4, $5, $6, $7)";
+    on_conn!(conn, c => {
+        sqlx::query(sql)
+            .bind(&event.id)
+            .bind(&event.r#type)
+            .bind(&event.subject)
+            .bind(&event.account)
+            .bind(event.visibility as i64)
+            .bind(e.occur_time.as_microsecond())
+            .bind(&body)
+            .execute(&mut **c)
+            .await?
+            .rows_affected()
+    });
+    Ok(event)
+}
+
+/// An outbox row as a relay reads it.
+#[derive(Debug, Clone)]
+pub struct Pending {
+    pub seq: i64,
+    pub event: Event,
+}
+
+/// The oldest unpublished events, at most `limit`. On PostgreSQL the rows
+/// are locked with `SKIP LOCKED` so that several relays share the work.
+pub async fn pending(conn: &mut Conn<'_>, limit: i64) -> Result<Vec<Pending>> {
+    let lock = matches!(conn, Conn::Postgres(_));
+    let sql = format!(
+        "SELECT seq, event FROM outbox WHERE publish_time = 0 ORDER BY seq LIMIT $1{}",
+        if lock { " FOR UPDATE SKIP LOCKED" } else { "" }
+    );
+    let rows: Vec<(i64, Vec<u8>)> = on_conn!(conn, c => {
+        sqlx::query_as(&sql).bind(limit).fetch_all(&mut **c).await?
+    });
+    rows.into_iter()
+        .map(|(seq, body)| {
+            Ok(Pending {
+                seq,
+                event: Event::decode(body.as_slice()).map_err(crate::error::Error::internal)?,
+            })
+        })
+        .collect()
+}
+
+/// Marks events published.
+pub async fn mark_published(conn: &mut Conn<'_>, seqs: &[i64], now_micros: i64) -> Result<()> {
+    for seq in seqs {
+        on_conn!(conn, c => {
+            sqlx::query("UPDATE outbox SET publish_time = $1 WHERE seq = $2")
+                .bind(now_micros)
+                .bind(*seq)
+                .execute(&mut **c)
+                .await?
+                .rows_affected()
+        });
+    }
+    Ok(())
+}
+
+/// Events in `seq` order after `after_seq`, published or not: the read side
+/// of `concierge dev`'s in-process bus and of tests.
+pub async fn read_after(conn: &mut Conn<'_>, after_seq: i64, limit: i64) -> Result<Vec<Pending>> {
+    let rows: Vec<(i64, Vec<u8>)> = on_conn!(conn, c => {
+        sqlx::query_as("SELECT seq, event FROM outbox WHERE seq > $1 ORDER BY seq LIMIT $2")
+            .bind(after_seq)
+            .bind(limit)
+            .fetch_all(&mut **c)
+            .await?
+    });
+    rows.into_iter()
+        .map(|(seq, body)| {
+            Ok(Pending {
+                seq,
+                event: Event::decode(body.as_slice()).map_err(crate::error::Error::internal)?,
+            })
+        })
+        .collect()
+}
+
+/// Reads a service secret, creating it with `len` random bytes on first use.
+/// Every replica sharing the database gets the same value.
+pub async fn service_secret(conn: &mut Conn<'_>, name: &str, len: usize) -> Result<Vec<u8>> {
+    use rand::RngCore;
+    let mut fresh = vec![0u8; len];
+    rand::rng().fill_bytes(&mut fresh);
+    on_conn!(conn, c => {
+        sqlx::query("INSERT INTO service_secrets (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING")
+            .bind(name)
+            .bind(&fresh)
+            .execute(&mut **c)
+            .await?
+            .rows_affected()
+    });
+    let value: Vec<u8> = on_conn!(conn, c => {
+        sqlx::query_scalar("SELECT value FROM service_secrets WHERE name = $1")
+            .bind(name)
+            .fetch_one(&mut **c)
+            .await?
+    });
+    Ok(value)
+}

@@ -1,0 +1,217 @@
+//! Storage bootstrap for `sqlite://` and `postgres://` URLs. SQLite is the
+//! embedded default (`concierge dev`), PostgreSQL is production; the SQL is
+//! shared wherever the two agree, and [`dispatch!`] runs one body of code
+//! against whichever pool or transaction is behind a [`Db`] or [`Tx`].
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::migrate::Migrator;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{PgPool, Postgres, Sqlite, SqlitePool, Transaction};
+
+use crate::error::{Error, Result};
+
+/// A connection pool to a service's own database.
+#[derive(Debug, Clone)]
+pub enum Db {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+}
+
+/// A transaction on a [`Db`].
+#[derive(Debug)]
+pub enum Tx {
+    Sqlite(Transaction<'static, Sqlite>),
+    Postgres(Transaction<'static, Postgres>),
+}
+
+/// A borrowed connection of either kind: a transaction's or a pooled one.
+#[derive(Debug)]
+pub enum Conn<'a> {
+    Sqlite(&'a mut sqlx::SqliteConnection),
+    Postgres(&'a mut sqlx::PgConnection),
+}
+
+/// Runs `$body` with `$conn` bound to the concrete `&mut &mut XConnection`
+/// behind a `&mut Conn`, so that one piece of SQL code serves both back
+/// ends. Use `&mut **$conn` as the executor.
+#[macro_export]
+macro_rules! on_conn {
+    ($c:expr, $conn:ident => $body:expr) => {
+        match $c {
+            $crate::storage::Conn::Sqlite($conn) => $body,
+            $crate::storage::Conn::Postgres($conn) => $body,
+        }
+    };
+}
+
+/// A connection checked out of a [`Db`] pool, for reads outside a transaction.
+#[derive(Debug)]
+pub enum PooledConn {
+    Sqlite(sqlx::pool::PoolConnection<Sqlite>),
+    Postgres(sqlx::pool::PoolConnection<Postgres>),
+}
+
+impl PooledConn {
+    pub fn conn(&mut self) -> Conn<'_> {
+        match self {
+            PooledConn::Sqlite(c) => Conn::Sqlite(&mut **c),
+            PooledConn::Postgres(c) => Conn::Postgres(&mut **c),
+        }
+    }
+}
+
+/// Which SQL dialect a [`Db`] speaks, where the two differ.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    Sqlite,
+    Postgres,
+}
+
+impl Db {
+    /// Opens a pool for `url` (`sqlite://path?mode=rwc`, `sqlite::memory:`,
+    /// `postgres://…`). SQLite runs in WAL mode with `synchronous=FULL`, so an
+    /// acknowledged write survives `kill -9` and a power cut alike.
+    pub async fn connect(url: &str, max_connections: u32) -> Result<Self> {
+        if url.starts_with("sqlite:") {
+            let options = SqliteConnectOptions::from_str(url)
+                .map_err(|e| Error::internal(anyhow::anyhow!("bad SQLite URL: {e}")))?
+                .create_if_missing(true)
+                .journal_mode(SqliteJournalMode::Wal)
+                .synchronous(SqliteSynchronous::Full)
+                .foreign_keys(true)
+                .busy_timeout(Duration::from_secs(10));
+            let in_memory = url.contains(":memory:") || url.contains("mode=memory");
+            let pool = SqlitePoolOptions::new()
+                // An in-memory database lives and dies with its one connection.
+                .max_connections(if in_memory { 1 } else { max_connections.max(1) })
+                .min_connections(if in_memory { 1 } else { 0 })
+                .idle_timeout(if in_memory { None } else { Some(Duration::from_secs(600)) })
+                .max_lifetime(if in_memory { None } else { Some(Duration::from_secs(1800)) })
+                .test_before_acquire(false)
+                .connect_with(options)
+                .await?;
+            Ok(Db::Sqlite(pool))
+        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            let options = PgConnectOptions::from_str(url)
+                .map_err(|e| Error::internal(anyhow::anyhow!("bad PostgreSQL URL: {e}")))?;
+            let pool = PgPoolOptions::new()
+                .max_connections(max_connections.max(1))
+                .acquire_timeout(Duration::from_secs(10))
+                .test_before_acquire(false)
+                .connect_with(options)
+                .await?;
+            Ok(Db::Postgres(pool))
+        } else {
+            Err(Error::invalid(
+                "database.url",
+                "must start with sqlite: or postgres:",
+            ))
+        }
+    }
+
+    pub fn dialect(&self) -> Dialect {
+        match self {
+            Db::Sqlite(_) => Dialect::Sqlite,
+            Db::Postgres(_) => Dialect::Postgres,
+        }
+    }
+
+    /// Applies the common tables (outbox, idempotency keys, service secrets)
+    /// and then the service's own migrations. The two migrators share sqlx's
+    /// bookkeeping table, so each ignores the other's versions: common
+    /// migrations are numbered below 1000, services' from 1000 up.
+    pub async fn migrate(&self, sqlite: &Migrator, postgres: &Migrator) -> Result<()> {
+        match self {
+            Db::Sqlite(pool) => {
+                run(&COMMON_SQLITE, pool).await?;
+                run(sqlite, pool).await
+            }
+            Db::Postgres(pool) => {
+                run(&COMMON_POSTGRES, pool).await?;
+                run(postgres, pool).await
+            }
+        }
+    }
+
+    pub async fn acquire(&self) -> Result<PooledConn> {
+        Ok(match self {
+            Db::Sqlite(pool) => PooledConn::Sqlite(pool.acquire().await?),
+            Db::Postgres(pool) => PooledConn::Postgres(pool.acquire().await?),
+        })
+    }
+
+    pub async fn begin(&self) -> Result<Tx> {
+        Ok(match self {
+            Db::Sqlite(pool) => Tx::Sqlite(pool.begin().await?),
+            Db::Postgres(pool) => Tx::Postgres(pool.begin().await?),
+        })
+    }
+
+    /// Readiness: the database answers.
+    pub async fn ping(&self) -> Result<()> {
+        match self {
+            Db::Sqlite(pool) => sqlx::query("SELECT 1").execute(pool).await.map(drop)?,
+            Db::Postgres(pool) => sqlx::query("SELECT 1").execute(pool).await.map(drop)?,
+        }
+        Ok(())
+    }
+
+    pub async fn close(&self) {
+        match self {
+            Db::Sqlite(pool) => pool.close().await,
+            Db::Postgres(pool) => pool.close().await,
+        }
+    }
+}
+
+async fn run<'a, A>(migrator: &Migrator, conn: A) -> Result<()>
+where
+    A: sqlx::Acquire<'a>,
+    <A::Connection as std::ops::Deref>::Target: sqlx::migrate::Migrate,
+{
+    let migrator = Migrator {
+        migrations: migrator.migrations.clone(),
+        ignore_missing: true,
+        locking: migrator.locking,
+        no_tx: migrator.no_tx,
+    };
+    migrator
+        .run(conn)
+        .await
+        .map_err(|e| Error::internal(anyhow::anyhow!("migration failed: {e}")))
+}
+
+static COMMON_SQLITE: Migrator = sqlx::migrate!("migrations/sqlite");
+static COMMON_POSTGRES: Migrator = sqlx::migrate!("migrations/postgres");
+
+impl Tx {
+    pub fn dialect(&self) -> Dialect {
+        match self {
+            Tx::Sqlite(_) => Dialect::Sqlite,
+            Tx::Postgres(_) => Dialect::Postgres,
+        }
+    }
+
+    pub fn conn(&mut self) -> Conn<'_> {
+        match self {
+            Tx::Sqlite(tx) => Conn::Sqlite(&mut **tx),
+            Tx::Postgres(tx) => Conn::Postgres(&mut **tx),
+        }
+    }
+
+    pub async fn commit(self) -> Result<()> {
+        match self {
+            Tx::Sqlite(tx) => tx.commit().await?,
+            Tx::Postgres(tx) => tx.commit().await?,
+        }
+        Ok(())
+    }
+}
+
+/// True when a database error is a unique-key violation.
+pub fn is_unique_violation(err: &sqlx::Error) -> bool {
+    matches!(err, sqlx::Error::Database(db) if db.is_unique_violation())
+}
