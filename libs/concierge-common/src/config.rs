@@ -21,7 +21,10 @@ pub fn load<T: DeserializeOwned>(file: Option<&Path>, flags: impl serde::Seriali
     let mut figment = Figment::new();
     if let Some(file) = file {
         if !file.exists() {
-            return Err(Error::invalid("config", format!("{} does not exist", file.display())));
+            return Err(Error::invalid(
+                "config",
+                format!("{} does not exist", file.display()),
+            ));
         }
         figment = figment.merge(Toml::file(file));
     }
@@ -105,8 +108,14 @@ mod tests {
             let cfg: Cfg = load(Some(Path::new("c.toml")), flags).unwrap();
             assert_eq!(cfg.server.listen, "127.0.0.1:2000".parse().unwrap());
             assert_eq!(cfg.server.grace_period, Duration::from_secs(7));
-            assert_eq!(cfg.database.url.expose_secret(), "postgres://u:hunter2@db/x");
-            assert!(!format!("{cfg:?}").contains("hunter2"), "secrets never print");
+            assert_eq!(
+                cfg.database.url.expose_secret(),
+                "postgres://u:hunter2@db/x"
+            );
+            assert!(
+                !format!("{cfg:?}").contains("hunter2"),
+                "secrets never print"
+            );
             Ok(())
         });
     }

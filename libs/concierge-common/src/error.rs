@@ -156,7 +156,9 @@ impl From<Error> for Status {
                 );
                 (Code::FailedPrecondition, description.clone(), *reason)
             }
-            Error::PermissionDenied(why) => (Code::PermissionDenied, why.clone(), "PERMISSION_DENIED"),
+            Error::PermissionDenied(why) => {
+                (Code::PermissionDenied, why.clone(), "PERMISSION_DENIED")
+            }
             Error::Unauthenticated(why) => (Code::Unauthenticated, why.clone(), "UNAUTHENTICATED"),
             Error::RateLimited { retry_after } => {
                 details.set_retry_info(Some(*retry_after));

@@ -14,8 +14,12 @@ pub enum FieldType {
     Bool,
     /// RFC 3339 in the filter, microseconds since the epoch in the column.
     Timestamp,
-    /// Enum value names (full `TIER_GOLD` or short `GOLD`) and their numbers.
-    Enum(&'static [(&'static str, i64)]),
+    /// A protobuf enum: value names, full (`TIER_ENTERPRISE`) or without the
+    /// prefix (`ENTERPRISE`), parsed by the generated `from_str_name`.
+    Enum {
+        parse: fn(&str) -> Option<i32>,
+        prefix: &'static str,
+    },
 }
 
 /// A field a list method lets callers filter and order on.
@@ -113,8 +117,19 @@ fn tokenize(input: &str) -> Result<Vec<Token>> {
                 i += if eq { 2 } else { 1 };
             }
             '-' if out.last().is_none_or(|t| {
-                matches!(t, Token::LParen | Token::And | Token::Or | Token::Not | Token::Word(_) | Token::Str(_) | Token::RParen)
-            }) && chars.get(i + 1).is_some_and(|n| n.is_alphabetic() || *n == '(') =>
+                matches!(
+                    t,
+                    Token::LParen
+                        | Token::And
+                        | Token::Or
+                        | Token::Not
+                        | Token::Word(_)
+                        | Token::Str(_)
+                        | Token::RParen
+                )
+            }) && chars
+                .get(i + 1)
+                .is_some_and(|n| n.is_alphabetic() || *n == '(') =>
             {
                 out.push(Token::Minus);
                 i += 1
@@ -123,7 +138,10 @@ fn tokenize(input: &str) -> Result<Vec<Token>> {
                 let start = i;
                 while i < chars.len()
                     && !chars[i].is_whitespace()
-                    && !matches!(chars[i], '(' | ')' | '=' | ':' | '<' | '>' | '!' | '"' | '\'')
+                    && !matches!(
+                        chars[i],
+                        '(' | ')' | '=' | ':' | '<' | '>' | '!' | '"' | '\''
+                    )
                 {
                     i += 1;
                 }
@@ -155,7 +173,10 @@ pub enum Expr {
         value: Value,
     },
     /// `field:"text"` on a text field: substring match.
-    Contains { column: &'static str, needle: String },
+    Contains {
+        column: &'static str,
+        needle: String,
+    },
 }
 
 struct Parser<'a> {
@@ -208,7 +229,11 @@ impl Parser<'_> {
                 Some(_) => terms.push(self.or_expr()?),
             }
         }
-        Ok(if terms.len() == 1 { terms.pop().expect("one term") } else { Expr::And(terms) })
+        Ok(if terms.len() == 1 {
+            terms.pop().expect("one term")
+        } else {
+            Expr::And(terms)
+        })
     }
 
     fn or_expr(&mut self) -> Result<Expr> {
@@ -217,7 +242,11 @@ impl Parser<'_> {
             self.pos += 1;
             terms.push(self.unary()?);
         }
-        Ok(if terms.len() == 1 { terms.pop().expect("one term") } else { Expr::Or(terms) })
+        Ok(if terms.len() == 1 {
+            terms.pop().expect("one term")
+        } else {
+            Expr::Or(terms)
+        })
     }
 
     fn unary(&mut self) -> Result<Expr> {
@@ -242,7 +271,10 @@ impl Parser<'_> {
                     let known: Vec<_> = self.fields.iter().map(|f| f.name).collect();
                     Error::invalid(
                         "filter",
-                        format!("unknown field `{name}`; filterable fields: {}", known.join(", ")),
+                        format!(
+                            "unknown field `{name}`; filterable fields: {}",
+                            known.join(", ")
+                        ),
                     )
                 })?;
                 let op = match self.next() {
@@ -288,7 +320,10 @@ fn comparison(field: Field, op: &'static str, raw: String) -> Result<Expr> {
     }
     let value = match field.ty {
         FieldType::Text => Value::Text(raw),
-        FieldType::Int => Value::Int(raw.parse().map_err(|_| bad(format!("{raw:?} is not an integer")))?),
+        FieldType::Int => Value::Int(
+            raw.parse()
+                .map_err(|_| bad(format!("{raw:?} is not an integer")))?,
+        ),
         FieldType::Bool => Value::Int(match raw.as_str() {
             "true" => 1,
             "false" => 0,
@@ -300,23 +335,15 @@ fn comparison(field: Field, op: &'static str, raw: String) -> Result<Expr> {
                 .map_err(|_| bad(format!("{raw:?} is not an RFC 3339 timestamp")))?;
             Value::Int(t.as_microsecond())
         }
-        FieldType::Enum(values) => {
-            let found = values.iter().find(|(name, _)| {
-                name.eq_ignore_ascii_case(&raw)
-                    || name
-                        .to_ascii_uppercase()
-                        .ends_with(&format!("_{}", raw.to_ascii_uppercase()))
-            });
-            match found {
-                Some((_, n)) => Value::Int(*n),
-                None => {
-                    let names: Vec<_> = values.iter().map(|(n, _)| *n).collect();
-                    return Err(bad(format!("{raw:?} is not one of {}", names.join(", "))));
-                }
+        FieldType::Enum { parse, prefix } => {
+            let upper = raw.to_ascii_uppercase();
+            match parse(&upper).or_else(|| parse(&format!("{prefix}{upper}"))) {
+                Some(n) if n != 0 => Value::Int(i64::from(n)),
+                _ => return Err(bad(format!("{raw:?} is not a value of {prefix}*"))),
             }
         }
     };
-    if matches!(field.ty, FieldType::Bool | FieldType::Enum(_)) && !matches!(op, "=" | "!=") {
+    if matches!(field.ty, FieldType::Bool | FieldType::Enum { .. }) && !matches!(op, "=" | "!=") {
         return Err(bad(format!("only = and != apply, not {op}")));
     }
     Ok(Expr::Compare {
@@ -332,7 +359,11 @@ impl Expr {
     pub fn to_sql(&self, sql: &mut String, params: &mut Vec<Value>) {
         match self {
             Expr::And(terms) | Expr::Or(terms) => {
-                let joiner = if matches!(self, Expr::And(_)) { " AND " } else { " OR " };
+                let joiner = if matches!(self, Expr::And(_)) {
+                    " AND "
+                } else {
+                    " OR "
+                };
                 sql.push('(');
                 for (i, t) in terms.iter().enumerate() {
                     if i > 0 {
@@ -370,39 +401,78 @@ impl Expr {
 }
 
 fn escape_like(s: &str) -> String {
-    s.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_")
+    s.replace('\\', "\\\\")
+        .replace('%', "\\%")
+        .replace('_', "\\_")
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    const TIERS: &[(&str, i64)] = &[("TIER_STANDARD", 1), ("TIER_ENTERPRISE", 3)];
+    fn tier(s: &str) -> Option<i32> {
+        match s {
+            "TIER_STANDARD" => Some(1),
+            "TIER_ENTERPRISE" => Some(3),
+            _ => None,
+        }
+    }
     const FIELDS: &[Field] = &[
-        Field { name: "display_name", column: "display_name", ty: FieldType::Text },
-        Field { name: "tier", column: "tier", ty: FieldType::Enum(TIERS) },
-        Field { name: "mrc.minor_units", column: "mrc_minor_units", ty: FieldType::Int },
-        Field { name: "update_time", column: "update_time", ty: FieldType::Timestamp },
-        Field { name: "monitored", column: "monitored", ty: FieldType::Bool },
+        Field {
+            name: "display_name",
+            column: "display_name",
+            ty: FieldType::Text,
+        },
+        Field {
+            name: "tier",
+            column: "tier",
+            ty: FieldType::Enum {
+                parse: tier,
+                prefix: "TIER_",
+            },
+        },
+        Field {
+            name: "mrc.minor_units",
+            column: "mrc_minor_units",
+            ty: FieldType::Int,
+        },
+        Field {
+            name: "update_time",
+            column: "update_time",
+            ty: FieldType::Timestamp,
+        },
+        Field {
+            name: "monitored",
+            column: "monitored",
+            ty: FieldType::Bool,
+        },
     ];
 
     fn sql(filter: &str) -> (String, Vec<Value>) {
         let mut s = String::new();
         let mut p = Vec::new();
-        parse(filter, FIELDS).unwrap().unwrap().to_sql(&mut s, &mut p);
+        parse(filter, FIELDS)
+            .unwrap()
+            .unwrap()
+            .to_sql(&mut s, &mut p);
         (s, p)
     }
 
     #[test]
     fn or_binds_tighter_than_and() {
         let (s, p) = sql("tier = ENTERPRISE AND mrc.minor_units >= 3000000 OR monitored = true");
-        assert_eq!(s, "(tier = $1 AND (mrc_minor_units >= $2 OR monitored = $3))");
+        assert_eq!(
+            s,
+            "(tier = $1 AND (mrc_minor_units >= $2 OR monitored = $3))"
+        );
         assert_eq!(p, vec![Value::Int(3), Value::Int(3_000_000), Value::Int(1)]);
     }
 
     #[test]
     fn not_parentheses_and_text_matches() {
-        let (s, p) = sql(r#"NOT (display_name:"acme" OR display_name = "Glo*") update_time > "2026-01-01T00:00:00Z""#);
+        let (s, p) = sql(
+            r#"NOT (display_name:"acme" OR display_name = "Glo*") update_time > "2026-01-01T00:00:00Z""#,
+        );
         assert_eq!(
             s,
             "(NOT ((display_name LIKE $1 ESCAPE '\\' OR display_name LIKE $2 ESCAPE '\\')) AND update_time > $3)"
@@ -415,14 +485,27 @@ mod tests {
     #[test]
     fn unknown_field_is_named() {
         let err = parse("colour = red", FIELDS).unwrap_err();
-        let Error::InvalidArgument(v) = err else { panic!() };
+        let Error::InvalidArgument(v) = err else {
+            panic!()
+        };
         assert_eq!(v[0].field, "filter");
-        assert!(v[0].description.contains("unknown field `colour`"), "{}", v[0].description);
+        assert!(
+            v[0].description.contains("unknown field `colour`"),
+            "{}",
+            v[0].description
+        );
     }
 
     #[test]
     fn bad_values_and_syntax_are_refused() {
-        for f in ["tier = GOLDISH", "mrc.minor_units = lots", "update_time > yesterday", "(tier = ENTERPRISE", "tier =", "tier < ENTERPRISE"] {
+        for f in [
+            "tier = GOLDISH",
+            "mrc.minor_units = lots",
+            "update_time > yesterday",
+            "(tier = ENTERPRISE",
+            "tier =",
+            "tier < ENTERPRISE",
+        ] {
             assert!(parse(f, FIELDS).is_err(), "{f} should be refused");
         }
     }

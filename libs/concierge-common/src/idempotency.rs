@@ -25,7 +25,12 @@ pub struct Key {
 impl Key {
     /// A key for `request` (with its `request_id` already cleared, so that
     /// the hash covers the parameters only). `None` when no id was given.
-    pub fn new<M: Message>(scope: &str, request_id: &str, method: &'static str, request: &M) -> Result<Option<Self>> {
+    pub fn new<M: Message>(
+        scope: &str,
+        request_id: &str,
+        method: &'static str,
+        request: &M,
+    ) -> Result<Option<Self>> {
         if request_id.is_empty() {
             return Ok(None);
         }
@@ -66,7 +71,9 @@ impl Key {
                         request_id: self.request_id.clone(),
                     });
                 }
-                Ok(Some(R::decode(response.as_slice()).map_err(Error::internal)?))
+                Ok(Some(
+                    R::decode(response.as_slice()).map_err(Error::internal)?,
+                ))
             }
         }
     }
@@ -74,7 +81,12 @@ impl Key {
     /// Stores the response; commits with the change. A concurrent duplicate
     /// that got here first makes this one fail on the primary key and roll
     /// back, and its retry then replays.
-    pub async fn save<R: Message>(&self, conn: &mut Conn<'_>, response: &R, now_micros: i64) -> Result<()> {
+    pub async fn save<R: Message>(
+        &self,
+        conn: &mut Conn<'_>,
+        response: &R,
+        now_micros: i64,
+    ) -> Result<()> {
         let sql = "INSERT INTO idempotency_keys (scope, request_id, method, request_hash, response, create_time) VALUES ($1, $2, $3, $4, $5, $6)";
         let body = response.encode_to_vec();
         let result = on_conn!(conn, c => {

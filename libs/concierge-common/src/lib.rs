@@ -7,6 +7,7 @@ pub mod config;
 pub mod error;
 pub mod filter;
 pub mod idempotency;
+pub mod money;
 pub mod names;
 pub mod outbox;
 pub mod paging;

@@ -17,7 +17,9 @@ pub fn check_id(field: &str, id: &str) -> Result<()> {
     } else {
         Err(Error::invalid(
             field,
-            format!("{id:?} is not a valid id: use 1-63 lowercase letters, digits and hyphens, starting with a letter"),
+            format!(
+                "{id:?} is not a valid id: use 1-63 lowercase letters, digits and hyphens, starting with a letter"
+            ),
         ))
     }
 }
@@ -45,7 +47,10 @@ pub fn parse<'a>(field: &str, name: &'a str, collections: &[&str]) -> Result<Vec
         if name.is_empty() {
             Error::invalid(field, format!("required: a resource name like {pattern}"))
         } else {
-            Error::invalid(field, format!("{name:?} is not a resource name like {pattern}"))
+            Error::invalid(
+                field,
+                format!("{name:?} is not a resource name like {pattern}"),
+            )
         }
     };
     let parts: Vec<&str> = name.split('/').collect();

@@ -99,7 +99,13 @@ impl PageTokens {
         mac.finalize().into_bytes().to_vec()
     }
 
-    pub fn encode(&self, collection: &str, caller: &str, query: &PageQuery<'_>, cursor: &Cursor) -> String {
+    pub fn encode(
+        &self,
+        collection: &str,
+        caller: &str,
+        query: &PageQuery<'_>,
+        cursor: &Cursor,
+    ) -> String {
         let token = Token {
             q: query.fingerprint(collection, caller),
             n: cursor.name.clone(),
@@ -114,11 +120,20 @@ impl PageTokens {
         };
         let body = serde_json::to_vec(&token).expect("a token serialises");
         let sig = self.sign(&body);
-        format!("{}.{}", URL_SAFE_NO_PAD.encode(&body), URL_SAFE_NO_PAD.encode(&sig[..16]))
+        format!(
+            "{}.{}",
+            URL_SAFE_NO_PAD.encode(&body),
+            URL_SAFE_NO_PAD.encode(&sig[..16])
+        )
     }
 
     /// The cursor of `query.page_token`, or `None` on the first page.
-    pub fn decode(&self, collection: &str, caller: &str, query: &PageQuery<'_>) -> Result<Option<Cursor>> {
+    pub fn decode(
+        &self,
+        collection: &str,
+        caller: &str,
+        query: &PageQuery<'_>,
+    ) -> Result<Option<Cursor>> {
         if query.page_token.is_empty() {
             return Ok(None);
         }
@@ -179,7 +194,9 @@ mod tests {
         };
         let t = tokens.encode("accounts", "u1", &query("tier = GOLD", ""), &cursor);
         assert_eq!(
-            tokens.decode("accounts", "u1", &query("tier = GOLD", &t)).unwrap(),
+            tokens
+                .decode("accounts", "u1", &query("tier = GOLD", &t))
+                .unwrap(),
             Some(cursor)
         );
     }
@@ -187,7 +204,10 @@ mod tests {
     #[test]
     fn forged_foreign_or_rebound_tokens_are_invalid_argument() {
         let tokens = PageTokens::new(b"k".to_vec());
-        let cursor = Cursor { name: "accounts/acme".into(), sort: None };
+        let cursor = Cursor {
+            name: "accounts/acme".into(),
+            sort: None,
+        };
         let t = tokens.encode("accounts", "u1", &query("", ""), &cursor);
         let other_key = PageTokens::new(b"other".to_vec());
         let mut tampered = t.clone().into_bytes();
@@ -202,7 +222,9 @@ mod tests {
             (&tokens, "accounts", "u1", "", tampered.as_str()),
         ] {
             let err = who.decode(coll, caller, &query(filter, token)).unwrap_err();
-            let Error::InvalidArgument(v) = err else { panic!("{coll} {caller} {filter}") };
+            let Error::InvalidArgument(v) = err else {
+                panic!("{coll} {caller} {filter}")
+            };
             assert_eq!(v[0].field, "page_token");
         }
     }

@@ -160,7 +160,11 @@ impl PrincipalCodec {
         let mut mac = self.mac();
         mac.update(&body);
         let sig = mac.finalize().into_bytes();
-        format!("{}.{}", URL_SAFE_NO_PAD.encode(&body), URL_SAFE_NO_PAD.encode(sig))
+        format!(
+            "{}.{}",
+            URL_SAFE_NO_PAD.encode(&body),
+            URL_SAFE_NO_PAD.encode(sig)
+        )
     }
 
     pub fn decode(&self, header: &str) -> Result<Principal> {
@@ -180,7 +184,9 @@ impl PrincipalCodec {
         let header = request
             .metadata()
             .get(PRINCIPAL_HEADER)
-            .ok_or_else(|| Error::Unauthenticated("no credentials: call through the gateway".into()))?
+            .ok_or_else(|| {
+                Error::Unauthenticated("no credentials: call through the gateway".into())
+            })?
             .to_str()
             .map_err(|_| Error::Unauthenticated("the principal header is not valid".into()))?;
         self.decode(header)
@@ -227,8 +233,16 @@ mod tests {
         ));
         let mut admin = client();
         admin.role = Role::Admin;
-        let (_, sig) = codec.encode(&client()).split_once('.').map(|(a, b)| (a.to_string(), b.to_string())).unwrap();
-        let forged = format!("{}.{}", URL_SAFE_NO_PAD.encode(admin.to_proto().encode_to_vec()), sig);
+        let (_, sig) = codec
+            .encode(&client())
+            .split_once('.')
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .unwrap();
+        let forged = format!(
+            "{}.{}",
+            URL_SAFE_NO_PAD.encode(admin.to_proto().encode_to_vec()),
+            sig
+        );
         assert!(codec.decode(&forged).is_err());
     }
 }

@@ -122,9 +122,14 @@ where
     })
 }
 
-fn extra_columns<'a>(kind: &Kind, columns: &'a [(&'static str, Value)]) -> Vec<&'a (&'static str, Value)> {
+fn extra_columns<'a>(
+    kind: &Kind,
+    columns: &'a [(&'static str, Value)],
+) -> Vec<&'a (&'static str, Value)> {
     debug_assert!(
-        columns.iter().all(|(c, _)| kind.fields.iter().any(|f| f.column == *c)),
+        columns
+            .iter()
+            .all(|(c, _)| kind.fields.iter().any(|f| f.column == *c)),
         "every extra column of {} is a documented field",
         kind.table
     );
@@ -230,7 +235,11 @@ pub async fn get(conn: &mut Conn<'_>, kind: &Kind, name: &str) -> Result<Option<
 
 /// Reads one resource, locking it for the rest of the transaction on
 /// PostgreSQL (SQLite transactions already serialise writers).
-pub async fn get_for_update(conn: &mut Conn<'_>, kind: &Kind, name: &str) -> Result<Option<Stored>> {
+pub async fn get_for_update(
+    conn: &mut Conn<'_>,
+    kind: &Kind,
+    name: &str,
+) -> Result<Option<Stored>> {
     let lock = matches!(conn, Conn::Postgres(_));
     let sql = format!(
         "SELECT {BASE} FROM {} WHERE name = $1{}",
@@ -253,7 +262,8 @@ pub async fn count(conn: &mut Conn<'_>, kind: &Kind, scope: &Scope) -> Result<i6
         Scope::Account(a) => ("account", a),
     };
     let sql = format!("SELECT COUNT(*) FROM {} WHERE {column} = $1", kind.table);
-    let n: i64 = on_conn!(conn, c => sqlx::query_scalar(&sql).bind(value).fetch_one(&mut **c).await?);
+    let n: i64 =
+        on_conn!(conn, c => sqlx::query_scalar(&sql).bind(value).fetch_one(&mut **c).await?);
     Ok(n)
 }
 
@@ -368,7 +378,10 @@ pub fn parse_order_by(order_by: &str, fields: &[Field]) -> Result<Option<(Field,
         }
     };
     if parts.next().is_some() || name.contains(',') {
-        return Err(Error::invalid("order_by", "order by one field, e.g. \"update_time desc\""));
+        return Err(Error::invalid(
+            "order_by",
+            "order by one field, e.g. \"update_time desc\"",
+        ));
     }
     if name == "name" {
         if desc {
@@ -380,7 +393,10 @@ pub fn parse_order_by(order_by: &str, fields: &[Field]) -> Result<Option<(Field,
         let known: Vec<_> = fields.iter().map(|f| f.name).collect();
         Error::invalid(
             "order_by",
-            format!("unknown field `{name}`; orderable fields: name, {}", known.join(", ")),
+            format!(
+                "unknown field `{name}`; orderable fields: name, {}",
+                known.join(", ")
+            ),
         )
     })?;
     Ok(Some((*field, desc)))
@@ -388,7 +404,12 @@ pub fn parse_order_by(order_by: &str, fields: &[Field]) -> Result<Option<(Field,
 
 /// Turns a list request's raw parameters into a [`ListQuery`] (less its
 /// scope), checking the page token against them.
-pub fn prepare(kind: &Kind, page: &PageQuery<'_>, scope: Scope, account: Option<String>) -> Result<ListQuery> {
+pub fn prepare(
+    kind: &Kind,
+    page: &PageQuery<'_>,
+    scope: Scope,
+    account: Option<String>,
+) -> Result<ListQuery> {
     let filter = filter::parse(page.filter, kind.fields)?;
     let order = parse_order_by(page.order_by, kind.fields)?;
     Ok(ListQuery {

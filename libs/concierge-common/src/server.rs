@@ -167,7 +167,10 @@ pub async fn start(
                 result.map_err(Error::internal)
             }
             Err(_) => {
-                tracing::warn!(grace_s = grace.as_secs(), "grace period over; dropping open calls");
+                tracing::warn!(
+                    grace_s = grace.as_secs(),
+                    "grace period over; dropping open calls"
+                );
                 Ok(())
             }
         }

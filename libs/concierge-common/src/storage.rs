@@ -88,8 +88,16 @@ impl Db {
                 // An in-memory database lives and dies with its one connection.
                 .max_connections(if in_memory { 1 } else { max_connections.max(1) })
                 .min_connections(if in_memory { 1 } else { 0 })
-                .idle_timeout(if in_memory { None } else { Some(Duration::from_secs(600)) })
-                .max_lifetime(if in_memory { None } else { Some(Duration::from_secs(1800)) })
+                .idle_timeout(if in_memory {
+                    None
+                } else {
+                    Some(Duration::from_secs(600))
+                })
+                .max_lifetime(if in_memory {
+                    None
+                } else {
+                    Some(Duration::from_secs(1800))
+                })
                 .test_before_acquire(false)
                 .connect_with(options)
                 .await?;

@@ -88,7 +88,11 @@ pub fn init(service_name: &str, cfg: &TelemetryConfig) -> Result<TelemetryGuard>
                 .map_err(|e| Error::invalid("telemetry.otlp_endpoint", e.to_string()))?;
             let provider = SdkTracerProvider::builder()
                 .with_batch_exporter(exporter)
-                .with_resource(Resource::builder().with_service_name(service_name.to_string()).build())
+                .with_resource(
+                    Resource::builder()
+                        .with_service_name(service_name.to_string())
+                        .build(),
+                )
                 .build();
             let tracer = provider.tracer(service_name.to_string());
             tracer_provider = Some(provider.clone());

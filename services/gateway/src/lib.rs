@@ -1,1 +1,90 @@
+//! The gateway: the one door for clients. It authenticates (API keys, OIDC
+//! JWTs), applies per-principal rate limits and deadlines, and routes every
+//! public v1 service to its backend with a verified principal and a request
+//! id. It never decides what a principal may do: every service does that.
 
+pub mod auth;
+pub mod keys;
+pub mod oidc;
+pub mod proxy;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use concierge_common::clock::SharedClock;
+use concierge_common::error::Result;
+use concierge_common::principal::PrincipalCodec;
+use concierge_common::storage::Db;
+use sqlx::migrate::Migrator;
+use tonic::service::Routes;
+
+pub use proxy::{Backend, Limits, local, remote};
+
+static SQLITE: Migrator = sqlx::migrate!("migrations/sqlite");
+static POSTGRES: Migrator = sqlx::migrate!("migrations/postgres");
+
+/// Migrates the gateway's own database (API keys).
+pub async fn migrate(db: &Db) -> Result<()> {
+    db.migrate(&SQLITE, &POSTGRES).await
+}
+
+/// The gateway over its database and its backends.
+pub struct Gateway {
+    shared: Arc<proxy::Shared>,
+    backends: BTreeMap<&'static str, Backend>,
+}
+
+impl Gateway {
+    /// `backends` maps fully-qualified gRPC service names to where they run.
+    pub async fn open(
+        db: Db,
+        principals: PrincipalCodec,
+        clock: SharedClock,
+        limits: Limits,
+        oidc: Option<oidc::OidcConfig>,
+        backends: BTreeMap<&'static str, Backend>,
+    ) -> Result<Self> {
+        migrate(&db).await?;
+        let oidc = oidc.map(oidc::Oidc::new).transpose()?;
+        let auth = auth::Authenticator::new(db, clock, oidc);
+        let shared = Arc::new(proxy::Shared::new(auth, principals, limits)?);
+        // Forget idle principals' rate-limit state now and then.
+        let weak = Arc::downgrade(&shared);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(60));
+            loop {
+                tick.tick().await;
+                let Some(shared) = weak.upgrade() else { break };
+                shared.limiter.retain_recent();
+            }
+        });
+        Ok(Self { shared, backends })
+    }
+
+    /// The public service names the gateway answers for (health, routing).
+    pub fn service_names(&self) -> Vec<String> {
+        self.backends.keys().map(|s| s.to_string()).collect()
+    }
+
+    /// The routes: one forwarding route per backend service. Health and
+    /// reflection are added by the server bootstrap.
+    pub fn routes(&self) -> Routes {
+        let mut router = axum::Router::new();
+        for (&service, backend) in &self.backends {
+            let shared = self.shared.clone();
+            let backend = backend.clone();
+            let forward = tower::service_fn(move |request: http::Request<axum::body::Body>| {
+                let shared = shared.clone();
+                let backend = backend.clone();
+                async move {
+                    Ok::<_, std::convert::Infallible>(
+                        proxy::forward(shared, service, backend, request).await,
+                    )
+                }
+            });
+            router = router.route_service(&format!("/{service}/{{*method}}"), forward);
+        }
+        Routes::from(router)
+    }
+}

@@ -1,0 +1,62 @@
+//! How client commands print: a short human-readable form by default, the
+//! canonical proto3 JSON mapping with `--json` (so scripts can pipe to jq).
+
+use std::sync::OnceLock;
+
+use prost_reflect::{DescriptorPool, DynamicMessage, SerializeOptions};
+
+fn pool() -> &'static DescriptorPool {
+    static POOL: OnceLock<DescriptorPool> = OnceLock::new();
+    POOL.get_or_init(|| {
+        DescriptorPool::decode(concierge_proto::FILE_DESCRIPTOR_SET)
+            .expect("the built-in descriptor set decodes")
+    })
+}
+
+/// A message as proto3 JSON.
+pub fn json<M: prost::Message + prost::Name>(message: &M) -> anyhow::Result<String> {
+    let descriptor = pool()
+        .get_message_by_name(&M::full_name())
+        .ok_or_else(|| anyhow::anyhow!("no descriptor for {}", M::full_name()))?;
+    let dynamic = DynamicMessage::decode(descriptor, message.encode_to_vec().as_slice())?;
+    let mut out = Vec::new();
+    let mut ser = serde_json::Serializer::pretty(&mut out);
+    dynamic.serialize_with_options(
+        &mut ser,
+        &SerializeOptions::new().stringify_64_bit_integers(false),
+    )?;
+    Ok(String::from_utf8(out)?)
+}
+
+/// A fixed-width table.
+pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.len()).collect();
+    for row in rows {
+        for (i, cell) in row.iter().enumerate() {
+            widths[i] = widths[i].max(cell.chars().count());
+        }
+    }
+    let line = |cells: Vec<String>| {
+        cells
+            .iter()
+            .enumerate()
+            .map(|(i, c)| format!("{c:<w$}", w = widths[i]))
+            .collect::<Vec<_>>()
+            .join("  ")
+            .trim_end()
+            .to_string()
+    };
+    let mut out = line(headers.iter().map(|h| h.to_string()).collect());
+    for row in rows {
+        out.push('\n');
+        out.push_str(&line(row.clone()));
+    }
+    out
+}
+
+/// An enum value without its type prefix, lower case: `TIER_ENTERPRISE` → `enterprise`.
+pub fn short(name: &str, prefix: &str) -> String {
+    name.strip_prefix(prefix)
+        .unwrap_or(name)
+        .to_ascii_lowercase()
+}

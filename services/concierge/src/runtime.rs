@@ -1,0 +1,307 @@
+//! Wiring services into processes: `concierge dev` (everything in one
+//! process on SQLite), `concierge serve <service>` (one service per process,
+//! as on Kubernetes) and `concierge migrate`.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::Context;
+use concierge_common::clock::{SharedClock, SystemClock};
+use concierge_common::config::{DatabaseConfig, ServerConfig};
+use concierge_common::principal::{PrincipalCodec, Role};
+use concierge_common::server::{self, Serve};
+use concierge_common::storage::Db;
+use concierge_common::telemetry::{self, TelemetryConfig};
+use concierge_customers::Customers;
+use concierge_gateway::{Gateway, Limits, keys};
+use rand::RngCore;
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+use tokio::net::TcpListener;
+
+/// The secret the gateway signs principals with and services verify them by.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct InternalConfig {
+    pub principal_secret: Option<SecretString>,
+}
+
+impl InternalConfig {
+    fn codec(&self) -> anyhow::Result<PrincipalCodec> {
+        match &self.principal_secret {
+            Some(s) if s.expose_secret().len() >= 16 => Ok(PrincipalCodec::new(s.clone())),
+            Some(_) => anyhow::bail!("internal.principal_secret must be at least 16 characters"),
+            None => anyhow::bail!(
+                "internal.principal_secret is not set (CONCIERGE_INTERNAL__PRINCIPAL_SECRET): the gateway and every service need the same one"
+            ),
+        }
+    }
+}
+
+/// Where the gateway finds a backend service.
+#[derive(Debug, Clone, Deserialize)]
+pub struct BackendConfig {
+    pub url: String,
+    #[serde(default = "default_connections")]
+    pub connections: usize,
+}
+
+fn default_connections() -> usize {
+    4
+}
+
+/// Configuration of `concierge serve <service>`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct ServeConfig {
+    pub server: ServerConfig,
+    pub database: DatabaseConfig,
+    pub telemetry: TelemetryConfig,
+    pub internal: InternalConfig,
+    /// Gateway only.
+    pub limits: Limits,
+    /// Gateway only: OIDC for people.
+    pub oidc: Option<concierge_gateway::oidc::OidcConfig>,
+    /// Gateway only: service ("customers", …) → where it runs.
+    pub backends: BTreeMap<String, BackendConfig>,
+}
+
+/// The services `concierge serve` can run.
+#[derive(Debug, Clone, Copy, clap::ValueEnum, PartialEq, Eq)]
+pub enum ServiceName {
+    Gateway,
+    Customers,
+}
+
+impl ServiceName {
+    fn as_str(self) -> &'static str {
+        match self {
+            ServiceName::Gateway => "gateway",
+            ServiceName::Customers => "customers",
+        }
+    }
+}
+
+/// The gRPC service name of a backend known by its short name.
+fn grpc_name(short: &str) -> anyhow::Result<&'static str> {
+    match short {
+        "customers" => Ok(concierge_customers::SERVICE_NAME),
+        other => anyhow::bail!("unknown backend {other:?}; known: customers"),
+    }
+}
+
+pub async fn serve(which: ServiceName, cfg: ServeConfig) -> anyhow::Result<()> {
+    let _telemetry = telemetry::init(which.as_str(), &cfg.telemetry)?;
+    let codec = cfg.internal.codec()?;
+    let clock: SharedClock = Arc::new(SystemClock);
+    let db = Db::connect(
+        cfg.database.url.expose_secret(),
+        cfg.database.max_connections,
+    )
+    .await?;
+    let listener = TcpListener::bind(cfg.server.listen)
+        .await
+        .with_context(|| format!("listening on {}", cfg.server.listen))?;
+    let (routes, names) = match which {
+        ServiceName::Customers => {
+            let svc = Customers::open(db.clone(), codec, clock).await?;
+            (
+                tonic::service::Routes::new(svc.server()),
+                vec![concierge_customers::SERVICE_NAME.to_string()],
+            )
+        }
+        ServiceName::Gateway => {
+            let mut backends = BTreeMap::new();
+            for (short, b) in &cfg.backends {
+                backends.insert(
+                    grpc_name(short)?,
+                    concierge_gateway::remote(&b.url, b.connections)?,
+                );
+            }
+            if backends.is_empty() {
+                anyhow::bail!(
+                    "the gateway has no backends: set backends.customers.url (CONCIERGE_BACKENDS__CUSTOMERS__URL)"
+                );
+            }
+            let gw = Gateway::open(
+                db.clone(),
+                codec,
+                clock,
+                cfg.limits.clone(),
+                cfg.oidc.clone(),
+                backends,
+            )
+            .await?;
+            (gw.routes(), gw.service_names())
+        }
+    };
+    let ready_db = db.clone();
+    let running = server::start(
+        listener,
+        routes,
+        Serve {
+            health_names: names,
+            grace_period: cfg.server.grace_period,
+        },
+        async move { ready_db.ping().await },
+        server::shutdown_signal(),
+    )
+    .await?;
+    tracing::info!(service = which.as_str(), addr = %running.addr, "serving");
+    running.wait().await?;
+    db.close().await;
+    Ok(())
+}
+
+pub async fn migrate(which: ServiceName, database_url: &str) -> anyhow::Result<()> {
+    let db = Db::connect(database_url, 2).await?;
+    match which {
+        ServiceName::Customers => {
+            Customers::open(
+                db.clone(),
+                PrincipalCodec::new("migrate-only".into()),
+                Arc::new(SystemClock),
+            )
+            .await?;
+        }
+        ServiceName::Gateway => concierge_gateway::migrate(&db).await?,
+    }
+    db.close().await;
+    println!("{} database is up to date", which.as_str());
+    Ok(())
+}
+
+fn sqlite_url(dir: &Path, file: &str) -> String {
+    format!("sqlite://{}?mode=rwc", dir.join(file).display())
+}
+
+/// The gateway database of a dev data directory (for `concierge keys`).
+pub fn dev_gateway_url(dir: &Path) -> String {
+    sqlite_url(dir, "gateway.db")
+}
+
+fn read_or_create_secret(path: &Path) -> anyhow::Result<String> {
+    if let Ok(s) = std::fs::read_to_string(path) {
+        let s = s.trim().to_string();
+        if s.len() >= 32 {
+            return Ok(s);
+        }
+    }
+    let mut raw = [0u8; 32];
+    rand::rng().fill_bytes(&mut raw);
+    let secret = hex::encode(raw);
+    write_private(path, &secret)?;
+    Ok(secret)
+}
+
+fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
+    std::fs::write(path, contents).with_context(|| format!("writing {}", path.display()))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    }
+    Ok(())
+}
+
+pub struct DevOptions {
+    pub data_dir: PathBuf,
+    pub listen: SocketAddr,
+    pub metrics_listen: Option<SocketAddr>,
+}
+
+/// `concierge dev`: the gateway and every service in one process on SQLite
+/// files under the data directory; restarting on the same directory keeps
+/// everything, including the admin key.
+pub async fn dev(opts: DevOptions) -> anyhow::Result<()> {
+    let _telemetry = telemetry::init(
+        "concierge-dev",
+        &TelemetryConfig {
+            metrics_listen: opts.metrics_listen,
+            ..TelemetryConfig::default()
+        },
+    )?;
+    std::fs::create_dir_all(&opts.data_dir)
+        .with_context(|| format!("creating {}", opts.data_dir.display()))?;
+    let dir = opts.data_dir.canonicalize()?;
+    let codec = PrincipalCodec::new(read_or_create_secret(&dir.join("internal.secret"))?.into());
+    let clock: SharedClock = Arc::new(SystemClock);
+
+    let customers_db = Db::connect(&sqlite_url(&dir, "customers.db"), 8).await?;
+    let customers = Customers::open(customers_db.clone(), codec.clone(), clock.clone()).await?;
+
+    let gateway_db = Db::connect(&sqlite_url(&dir, "gateway.db"), 4).await?;
+    let backends = BTreeMap::from([(
+        concierge_customers::SERVICE_NAME,
+        concierge_gateway::local(customers.server()),
+    )]);
+    let gateway = Gateway::open(
+        gateway_db.clone(),
+        codec,
+        clock.clone(),
+        Limits::default(),
+        None,
+        backends,
+    )
+    .await?;
+
+    let key_file = dir.join("admin.key");
+    let admin_key = match std::fs::read_to_string(&key_file) {
+        Ok(k)
+            if keys::verify(&gateway_db, k.trim(), clock.now())
+                .await
+                .is_ok() =>
+        {
+            k.trim().to_string()
+        }
+        _ => {
+            let minted = keys::mint(
+                &gateway_db,
+                keys::NewKey {
+                    role: Role::Admin,
+                    account: None,
+                    staff_member: None,
+                    display_name: "concierge dev admin".into(),
+                    expire_time: None,
+                },
+                clock.now(),
+            )
+            .await?;
+            write_private(&key_file, &minted.key)?;
+            minted.key
+        }
+    };
+
+    let listener = TcpListener::bind(opts.listen)
+        .await
+        .with_context(|| format!("listening on {}", opts.listen))?;
+    let running = server::start(
+        listener,
+        gateway.routes(),
+        Serve {
+            health_names: gateway.service_names(),
+            grace_period: std::time::Duration::from_secs(5),
+        },
+        async { Ok(()) },
+        server::shutdown_signal(),
+    )
+    .await?;
+    let url = format!("http://{}", running.addr);
+    println!("Concierge dev is running.");
+    println!("  gateway listening on {url}");
+    println!("  admin API key: {admin_key}");
+    println!("  data directory: {}", dir.display());
+    println!();
+    println!("Use it from another terminal:");
+    println!("  export CONCIERGE_GATEWAY={url}");
+    println!("  export CONCIERGE_API_KEY={admin_key}");
+    println!("  concierge customers list");
+    use std::io::Write;
+    std::io::stdout().flush()?;
+    running.wait().await?;
+    customers_db.close().await;
+    gateway_db.close().await;
+    Ok(())
+}
