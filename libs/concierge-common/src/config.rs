@@ -97,6 +97,8 @@ mod tests {
     }
 
     #[test]
+    // figment's Jail closure returns its own large error type.
+    #[allow(clippy::result_large_err)]
     fn file_then_env_then_flags() {
         figment::Jail::expect_with(|jail| {
             jail.create_file(

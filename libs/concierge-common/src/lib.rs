@@ -16,5 +16,7 @@ pub mod resource;
 pub mod server;
 pub mod storage;
 pub mod telemetry;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 pub use error::{Error, FieldViolation, Result, Violations};

@@ -9,19 +9,17 @@ use crate::error::{Error, Result};
 /// Checks a money field: a known ISO 4217 currency; `allow_negative` for
 /// adjustments only.
 pub fn check(field: &str, money: &Money, allow_negative: bool) -> Result<()> {
+    let mut v = crate::error::Violations::new();
     if Currency::from_code(&money.currency_code).is_none() {
-        return Err(Error::invalid(
+        v.add(
             format!("{field}.currency_code"),
             format!("{:?} is not an ISO 4217 currency code", money.currency_code),
-        ));
+        );
     }
     if !allow_negative && money.minor_units < 0 {
-        return Err(Error::invalid(
-            format!("{field}.minor_units"),
-            "must not be negative",
-        ));
+        v.add(format!("{field}.minor_units"), "must not be negative");
     }
-    Ok(())
+    v.into_result()
 }
 
 /// Decimal places of a currency's minor unit (USD 2, JPY 0, KWD 3).
@@ -45,7 +43,7 @@ pub fn format(money: &Money) -> String {
     let whole = (abs / scale).to_string();
     let mut grouped = String::new();
     for (i, ch) in whole.chars().enumerate() {
-        if i > 0 && (whole.len() - i) % 3 == 0 {
+        if i > 0 && (whole.len() - i).is_multiple_of(3) {
             grouped.push(',');
         }
         grouped.push(ch);

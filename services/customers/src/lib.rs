@@ -47,6 +47,14 @@ struct Inner {
     clock: SharedClock,
 }
 
+/// The parts of a create request.
+pub(crate) struct New<'a, R> {
+    pub parent: &'a str,
+    pub resource: Option<R>,
+    pub id: &'a str,
+    pub request_id: &'a str,
+}
+
 /// The caller of one request.
 pub(crate) struct Ctx {
     pub principal: Principal,
@@ -219,8 +227,10 @@ impl Customers {
                     name: site,
                 });
             }
-        } else if let Some(s) = any.downcast_ref::<StaffMember>() {
-            if !s.manager.is_empty() {
+        } else if let Some(s) = any.downcast_ref::<StaffMember>()
+            && !s.manager.is_empty()
+        {
+            {
                 self.staff_exists(conn, "staff_member.manager", &s.manager)
                     .await?;
                 // Walk up from the new manager: meeting this member again
@@ -271,11 +281,14 @@ impl Customers {
         ctx: &Ctx,
         method: &'static str,
         request: &Q,
-        parent: &str,
-        resource: Option<R>,
-        id: &str,
-        request_id: &str,
+        new: New<'_, R>,
     ) -> Result<R> {
+        let New {
+            parent,
+            resource,
+            id,
+            request_id,
+        } = new;
         let mut v = Violations::new();
         let parent_collections = &R::COLLECTIONS[..R::COLLECTIONS.len() - 1];
         if parent_collections.is_empty() {
@@ -346,7 +359,6 @@ impl Customers {
         if let Some(key) = &key {
             key.save(&mut conn, &r, now).await?;
         }
-        drop(conn);
         tx.commit().await?;
         Ok(r)
     }
@@ -512,7 +524,6 @@ impl Customers {
         resource::update(&mut conn, R::KIND, &next, stored.revision, &r.columns()).await?;
         r.set_meta(next.create_time, next.update_time, next.etag());
         self.record(&mut conn, ctx, "updated", &r, now).await?;
-        drop(conn);
         tx.commit().await?;
         Ok(r)
     }
@@ -565,7 +576,6 @@ impl Customers {
         resource::update(&mut conn, R::KIND, &next, stored.revision, &r.columns()).await?;
         r.set_meta(next.create_time, next.update_time, next.etag());
         self.record(&mut conn, ctx, verb, &r, now).await?;
-        drop(conn);
         tx.commit().await?;
         Ok(r)
     }
@@ -618,7 +628,6 @@ impl Customers {
         resource::delete(&mut conn, R::KIND, name).await?;
         let now = self.now();
         self.record(&mut conn, ctx, "deleted", &r, now).await?;
-        drop(conn);
         tx.commit().await?;
         Ok(())
     }

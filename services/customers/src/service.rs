@@ -8,7 +8,7 @@ use concierge_proto::customers::customers_service_server::CustomersService;
 use concierge_proto::customers::*;
 use tonic::{Request, Response, Status};
 
-use crate::Customers;
+use crate::{Customers, New};
 
 type Reply<T> = std::result::Result<Response<T>, Status>;
 
@@ -49,10 +49,12 @@ impl CustomersService for Customers {
                 &ctx,
                 "CreateAccount",
                 &hashed,
-                "",
-                req.account,
-                &req.account_id,
-                &req.request_id,
+                New {
+                    parent: "",
+                    resource: req.account,
+                    id: &req.account_id,
+                    request_id: &req.request_id,
+                },
             )
             .await,
         )
@@ -126,10 +128,12 @@ impl CustomersService for Customers {
                 &ctx,
                 "CreateContact",
                 &hashed,
-                &req.parent,
-                req.contact,
-                &req.contact_id,
-                &req.request_id,
+                New {
+                    parent: &req.parent,
+                    resource: req.contact,
+                    id: &req.contact_id,
+                    request_id: &req.request_id,
+                },
             )
             .await,
         )
@@ -174,10 +178,12 @@ impl CustomersService for Customers {
                 &ctx,
                 "CreateSite",
                 &hashed,
-                &req.parent,
-                req.site,
-                &req.site_id,
-                &req.request_id,
+                New {
+                    parent: &req.parent,
+                    resource: req.site,
+                    id: &req.site_id,
+                    request_id: &req.request_id,
+                },
             )
             .await,
         )
@@ -222,10 +228,12 @@ impl CustomersService for Customers {
                 &ctx,
                 "CreateInventoryItem",
                 &hashed,
-                &req.parent,
-                req.inventory_item,
-                &req.inventory_item_id,
-                &req.request_id,
+                New {
+                    parent: &req.parent,
+                    resource: req.inventory_item,
+                    id: &req.inventory_item_id,
+                    request_id: &req.request_id,
+                },
             )
             .await,
         )
@@ -286,10 +294,12 @@ impl CustomersService for Customers {
                 &ctx,
                 "CreateInteraction",
                 &hashed,
-                &req.parent,
-                req.interaction,
-                &req.interaction_id,
-                &req.request_id,
+                New {
+                    parent: &req.parent,
+                    resource: req.interaction,
+                    id: &req.interaction_id,
+                    request_id: &req.request_id,
+                },
             )
             .await,
         )
@@ -323,10 +333,12 @@ impl CustomersService for Customers {
                 &ctx,
                 "CreateFollowUp",
                 &hashed,
-                &req.parent,
-                req.follow_up,
-                &req.follow_up_id,
-                &req.request_id,
+                New {
+                    parent: &req.parent,
+                    resource: req.follow_up,
+                    id: &req.follow_up_id,
+                    request_id: &req.request_id,
+                },
             )
             .await,
         )
@@ -397,10 +409,12 @@ impl CustomersService for Customers {
                 &ctx,
                 "CreateStaffMember",
                 &hashed,
-                "",
-                req.staff_member,
-                &req.staff_member_id,
-                &req.request_id,
+                New {
+                    parent: "",
+                    resource: req.staff_member,
+                    id: &req.staff_member_id,
+                    request_id: &req.request_id,
+                },
             )
             .await,
         )

@@ -95,7 +95,6 @@ pub async fn mint(db: &Db, new: NewKey, now: jiff::Timestamp) -> Result<MintedKe
         .execute(&mut **c)
         .await?
         .rows_affected());
-    drop(conn);
     tx.commit().await?;
     Ok(MintedKey {
         name,
@@ -113,7 +112,6 @@ pub async fn revoke(db: &Db, name: &str, now: jiff::Timestamp) -> Result<bool> {
         .execute(&mut **c)
         .await?
         .rows_affected());
-    drop(conn);
     tx.commit().await?;
     Ok(n > 0)
 }
