@@ -289,6 +289,17 @@ impl Customers {
             id,
             request_id,
         } = new;
+        // A client is refused before its input is even looked at, and gets
+        // NOT_FOUND for another account's collections.
+        if ctx.principal.role == concierge_common::principal::Role::Client {
+            authz::write(
+                &ctx.principal,
+                Self::area::<R>(),
+                R::KIND.resource_type,
+                parent,
+                None,
+            )?;
+        }
         let mut v = Violations::new();
         let parent_collections = &R::COLLECTIONS[..R::COLLECTIONS.len() - 1];
         if parent_collections.is_empty() {
@@ -300,9 +311,10 @@ impl Customers {
         }
         let id = v.check(names::new_id(&format!("{}_id", R::FIELD), id));
         let Some(mut r) = resource else {
+            // Report the missing resource alone, not every empty field of a
+            // resource that was never sent.
             v.add(R::FIELD, "required");
-            v.into_result()?;
-            unreachable!("violations were reported");
+            return v.into_result().map(|_| R::default());
         };
         r.clear_output_only();
         if let Some(id) = &id {
@@ -314,16 +326,6 @@ impl Customers {
             });
         }
         r.check(&mut v);
-        // A client gets NOT_FOUND for another account even for bad input.
-        if ctx.principal.role == concierge_common::principal::Role::Client {
-            authz::write(
-                &ctx.principal,
-                Self::area::<R>(),
-                R::KIND.resource_type,
-                r.name(),
-                None,
-            )?;
-        }
         v.into_result()?;
 
         let key = idempotency::Key::new(&ctx.principal.subject, request_id, method, request)?;
