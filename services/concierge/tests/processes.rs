@@ -48,7 +48,10 @@ fn start_dev(dir: &Path) -> (Proc, String, String) {
             break;
         }
     }
-    assert!(!url.is_empty() && !key.is_empty(), "concierge dev printed its address and key");
+    assert!(
+        !url.is_empty() && !key.is_empty(),
+        "concierge dev printed its address and key"
+    );
     (Proc(child), url, key)
 }
 
@@ -70,18 +73,34 @@ fn account(id: &str) -> CreateAccountRequest {
 async fn dev_keeps_an_acknowledged_create_across_kill_9() {
     let dir = tempfile::tempdir().unwrap();
     let (mut first, url, key) = start_dev(dir.path());
-    let client = concierge_sdk::Client::builder(url).api_key(key.clone()).build().unwrap();
-    let created = client.customers().create_account(account("anadolu")).await.unwrap().into_inner();
+    let client = concierge_sdk::Client::builder(url)
+        .api_key(key.clone())
+        .build()
+        .unwrap();
+    let created = client
+        .customers()
+        .create_account(account("anadolu"))
+        .await
+        .unwrap()
+        .into_inner();
     // The create was acknowledged; now the process dies without any chance to flush.
     first.0.kill().unwrap();
     first.0.wait().unwrap();
 
     let (_second, url, key_again) = start_dev(dir.path());
-    assert_eq!(key_again, key, "a restart on the same data directory keeps the admin key");
-    let client = concierge_sdk::Client::builder(url.clone()).api_key(key.clone()).build().unwrap();
+    assert_eq!(
+        key_again, key,
+        "a restart on the same data directory keeps the admin key"
+    );
+    let client = concierge_sdk::Client::builder(url.clone())
+        .api_key(key.clone())
+        .build()
+        .unwrap();
     let got = client
         .customers()
-        .get_account(GetAccountRequest { name: created.name.clone() })
+        .get_account(GetAccountRequest {
+            name: created.name.clone(),
+        })
         .await
         .unwrap()
         .into_inner();
@@ -94,7 +113,11 @@ async fn dev_keeps_an_acknowledged_create_across_kill_9() {
         .env("CONCIERGE_API_KEY", &key)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(json["name"], "accounts/anadolu");
     assert_eq!(json["tier"], "TIER_STRATEGIC");
@@ -109,49 +132,92 @@ async fn dev_keeps_an_acknowledged_create_across_kill_9() {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 async fn wait_serving(url: &str, service: &str) {
     let url = url.to_string();
     let service = service.to_string();
-    eventually(Duration::from_secs(30), &format!("{service} SERVING at {url}"), move || {
-        let url = url.clone();
-        let service = service.clone();
-        async move {
-            let Ok(channel) = tonic::transport::Channel::from_shared(url).unwrap().connect().await else {
-                return false;
-            };
-            let status = HealthClient::new(channel).check(HealthCheckRequest { service }).await;
-            status.is_ok_and(|s| s.into_inner().status == ServingStatus::Serving as i32)
-        }
-    })
+    eventually(
+        Duration::from_secs(30),
+        &format!("{service} SERVING at {url}"),
+        move || {
+            let url = url.clone();
+            let service = service.clone();
+            async move {
+                let Ok(channel) = tonic::transport::Channel::from_shared(url)
+                    .unwrap()
+                    .connect()
+                    .await
+                else {
+                    return false;
+                };
+                let status = HealthClient::new(channel)
+                    .check(HealthCheckRequest { service })
+                    .await;
+                status.is_ok_and(|s| s.into_inner().status == ServingStatus::Serving as i32)
+            }
+        },
+    )
     .await;
 }
 
 fn sigterm(p: &Proc) {
-    let status = Command::new("kill").args(["-TERM", &p.0.id().to_string()]).status().unwrap();
+    let status = Command::new("kill")
+        .args(["-TERM", &p.0.id().to_string()])
+        .status()
+        .unwrap();
     assert!(status.success());
 }
 
 #[tokio::test]
 async fn gateway_and_customers_as_separate_processes_on_postgres() {
-    let Some(admin) = postgres_url("gateway_and_customers_as_separate_processes_on_postgres") else { return };
+    let Some(admin) = postgres_url("gateway_and_customers_as_separate_processes_on_postgres")
+    else {
+        return;
+    };
     let (customers_db, _) = create_postgres_database(&admin).await;
     let (gateway_db, _) = create_postgres_database(&admin).await;
     let secret = "a-shared-internal-secret-for-this-test";
 
     let minted = Command::new(BIN)
-        .args(["keys", "create", "--role", "admin", "--display-name", "e2e", "--database-url", &gateway_db])
+        .args([
+            "keys",
+            "create",
+            "--role",
+            "admin",
+            "--display-name",
+            "e2e",
+            "--database-url",
+            &gateway_db,
+        ])
         .output()
         .unwrap();
-    assert!(minted.status.success(), "{}", String::from_utf8_lossy(&minted.stderr));
-    let key = String::from_utf8(minted.stdout).unwrap().lines().nth(1).unwrap().to_string();
+    assert!(
+        minted.status.success(),
+        "{}",
+        String::from_utf8_lossy(&minted.stderr)
+    );
+    let key = String::from_utf8(minted.stdout)
+        .unwrap()
+        .lines()
+        .nth(1)
+        .unwrap()
+        .to_string();
 
     let customers_port = free_port();
     let customers = Proc(
         Command::new(BIN)
-            .args(["serve", "customers", "--listen", &format!("127.0.0.1:{customers_port}")])
+            .args([
+                "serve",
+                "customers",
+                "--listen",
+                &format!("127.0.0.1:{customers_port}"),
+            ])
             .env("CONCIERGE_DATABASE__URL", &customers_db)
             .env("CONCIERGE_INTERNAL__PRINCIPAL_SECRET", secret)
             .env("CONCIERGE_TELEMETRY__LOG_FORMAT", "json")
@@ -161,32 +227,66 @@ async fn gateway_and_customers_as_separate_processes_on_postgres() {
     let gateway_port = free_port();
     let gateway = Proc(
         Command::new(BIN)
-            .args(["serve", "gateway", "--listen", &format!("127.0.0.1:{gateway_port}")])
+            .args([
+                "serve",
+                "gateway",
+                "--listen",
+                &format!("127.0.0.1:{gateway_port}"),
+            ])
             .env("CONCIERGE_DATABASE__URL", &gateway_db)
             .env("CONCIERGE_INTERNAL__PRINCIPAL_SECRET", secret)
-            .env("CONCIERGE_BACKENDS__CUSTOMERS__URL", format!("http://127.0.0.1:{customers_port}"))
+            .env(
+                "CONCIERGE_BACKENDS__CUSTOMERS__URL",
+                format!("http://127.0.0.1:{customers_port}"),
+            )
             .spawn()
             .unwrap(),
     );
     let gateway_url = format!("http://127.0.0.1:{gateway_port}");
-    wait_serving(&format!("http://127.0.0.1:{customers_port}"), concierge_customers::SERVICE_NAME).await;
+    wait_serving(
+        &format!("http://127.0.0.1:{customers_port}"),
+        concierge_customers::SERVICE_NAME,
+    )
+    .await;
     wait_serving(&gateway_url, concierge_customers::SERVICE_NAME).await;
 
-    let mut c = concierge_sdk::Client::builder(gateway_url).api_key(key).build().unwrap().customers();
-    let acme = c.create_account(account("acme")).await.unwrap().into_inner();
-    let again = c.create_account(account("acme")).await.unwrap().into_inner();
-    assert_eq!(acme, again, "the retried create is answered from the idempotency record");
+    let mut c = concierge_sdk::Client::builder(gateway_url)
+        .api_key(key)
+        .build()
+        .unwrap()
+        .customers();
+    let acme = c
+        .create_account(account("acme"))
+        .await
+        .unwrap()
+        .into_inner();
+    let again = c
+        .create_account(account("acme"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        acme, again,
+        "the retried create is answered from the idempotency record"
+    );
     let site = c
         .create_site(CreateSiteRequest {
             parent: acme.name.clone(),
-            site: Some(Site { display_name: "İstanbul HQ".into(), time_zone: "Europe/Istanbul".into(), ..Default::default() }),
+            site: Some(Site {
+                display_name: "İstanbul HQ".into(),
+                time_zone: "Europe/Istanbul".into(),
+                ..Default::default()
+            }),
             site_id: "ist".into(),
             request_id: String::new(),
         })
         .await
         .unwrap()
         .into_inner();
-    for (id, product, role) in [("fiber", "Dedicated Internet 100 Mb", InventoryRole::Primary), ("lte", "4G backup", InventoryRole::Backup)] {
+    for (id, product, role) in [
+        ("fiber", "Dedicated Internet 100 Mb", InventoryRole::Primary),
+        ("lte", "4G backup", InventoryRole::Backup),
+    ] {
         c.create_inventory_item(CreateInventoryItemRequest {
             parent: site.name.clone(),
             inventory_item: Some(InventoryItem {
@@ -203,12 +303,20 @@ async fn gateway_and_customers_as_separate_processes_on_postgres() {
         .unwrap();
     }
     let items = c
-        .list_inventory_items(ListInventoryItemsRequest { parent: site.name.clone(), order_by: "role".into(), ..Default::default() })
+        .list_inventory_items(ListInventoryItemsRequest {
+            parent: site.name.clone(),
+            order_by: "role".into(),
+            ..Default::default()
+        })
         .await
         .unwrap()
         .into_inner();
     assert_eq!(
-        items.inventory_items.iter().map(|i| i.product.as_str()).collect::<Vec<_>>(),
+        items
+            .inventory_items
+            .iter()
+            .map(|i| i.product.as_str())
+            .collect::<Vec<_>>(),
         vec!["Dedicated Internet 100 Mb", "4G backup"]
     );
 
@@ -226,7 +334,10 @@ async fn gateway_and_customers_as_separate_processes_on_postgres() {
         .unwrap()
         .unwrap();
         assert!(status.success(), "exit after SIGTERM: {status:?}");
-        assert!(started.elapsed() < Duration::from_secs(15), "drained before the 20 s grace period ran out");
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "drained before the 20 s grace period ran out"
+        );
     }
     drop(c);
 }
