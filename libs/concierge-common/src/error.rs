@@ -57,6 +57,13 @@ pub enum Error {
         subject: String,
         description: String,
     },
+    /// A concurrent request got there first; retrying is safe and will see
+    /// its outcome.
+    #[error("conflict {reason}: {description}")]
+    Conflict {
+        reason: &'static str,
+        description: String,
+    },
     #[error("permission denied: {0}")]
     PermissionDenied(String),
     #[error("unauthenticated: {0}")]
@@ -156,6 +163,10 @@ impl From<Error> for Status {
                 );
                 (Code::FailedPrecondition, description.clone(), *reason)
             }
+            Error::Conflict {
+                reason,
+                description,
+            } => (Code::Aborted, description.clone(), *reason),
             Error::PermissionDenied(why) => {
                 (Code::PermissionDenied, why.clone(), "PERMISSION_DENIED")
             }

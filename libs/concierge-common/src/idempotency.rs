@@ -103,10 +103,12 @@ impl Key {
         });
         match result {
             Ok(_) => Ok(()),
-            Err(e) if crate::storage::is_unique_violation(&e) => Err(Error::FailedPrecondition {
+            Err(e) if crate::storage::is_unique_violation(&e) => Err(Error::Conflict {
                 reason: "REQUEST_IN_PROGRESS",
-                subject: self.request_id.clone(),
-                description: "a request with this request_id is in progress; retry it".into(),
+                description: format!(
+                    "a request with request_id {} was being processed at the same time; retry to get its response",
+                    self.request_id
+                ),
             }),
             Err(e) => Err(e.into()),
         }

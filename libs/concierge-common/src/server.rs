@@ -147,6 +147,7 @@ pub async fn start(
         }
     };
     let server = tonic::transport::Server::builder()
+        .layer(tower::layer::layer_fn(|inner| Metered { inner }))
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         // HTTP/2 pins a client to one pod; recycling connections rebalances.
         .max_connection_age(Duration::from_secs(300))
@@ -187,5 +188,71 @@ pub async fn start(
 async fn stopped(rx: &mut watch::Receiver<bool>) {
     if rx.wait_for(|s| *s).await.is_err() {
         std::future::pending::<()>().await;
+    }
+}
+
+/// Counts and times every call by service, method and gRPC code, for the
+/// Prometheus exporter (`grpc_server_handled_total`,
+/// `grpc_server_handling_seconds`).
+#[derive(Clone)]
+struct Metered<S> {
+    inner: S,
+}
+
+impl<S, B> tower::Service<http::Request<B>> for Metered<S>
+where
+    S: tower::Service<http::Request<B>, Response = http::Response<tonic::body::Body>>
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future =
+        std::pin::Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+        // Only our own and the standard gRPC services become labels, so that
+        // junk paths cannot blow up the metric's cardinality.
+        let labels = request
+            .uri()
+            .path()
+            .strip_prefix('/')
+            .and_then(|p| p.split_once('/'))
+            .filter(|(service, method)| {
+                (service.starts_with("concierge.") || service.starts_with("grpc."))
+                    && service.len() < 96
+                    && method.len() < 64
+                    && !method.contains('/')
+            })
+            .map(|(s, m)| (s.to_string(), m.to_string()));
+        let started = Instant::now();
+        let call = self.inner.call(request);
+        Box::pin(async move {
+            let result = call.await;
+            if let (Some((service, method)), Ok(response)) = (labels, &result) {
+                // A failed call is answered trailers-only, with the code in the
+                // headers; a successful one has no code there.
+                let code = response
+                    .headers()
+                    .get("grpc-status")
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.parse::<i32>().ok())
+                    .map(|c| format!("{:?}", tonic::Code::from_i32(c)))
+                    .unwrap_or_else(|| "Ok".to_string());
+                metrics::counter!("grpc_server_handled_total", "grpc_service" => service.clone(), "grpc_method" => method.clone(), "grpc_code" => code)
+                    .increment(1);
+                metrics::histogram!("grpc_server_handling_seconds", "grpc_service" => service, "grpc_method" => method)
+                    .record(started.elapsed().as_secs_f64());
+            }
+            result
+        })
     }
 }

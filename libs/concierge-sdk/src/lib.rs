@@ -22,6 +22,7 @@ use tonic::transport::{Channel, Endpoint};
 use tonic_types::StatusExt;
 
 pub use concierge_proto as proto;
+use concierge_proto::concierge::testing::v1::test_clock_service_client::TestClockServiceClient;
 use concierge_proto::customers::customers_service_client::CustomersServiceClient;
 
 /// A failed call, with the server's `google.rpc` details decoded.
@@ -145,6 +146,14 @@ impl Client {
     /// Accounts, contacts, sites, inventory, interactions, follow-ups, staff.
     pub fn customers(&self) -> CustomersServiceClient<Authed> {
         CustomersServiceClient::new(InterceptedService::new(
+            self.channel.clone(),
+            self.credentials.clone(),
+        ))
+    }
+
+    /// The controllable clock of `concierge dev --test-clock` (admins only).
+    pub fn test_clock(&self) -> TestClockServiceClient<Authed> {
+        TestClockServiceClient::new(InterceptedService::new(
             self.channel.clone(),
             self.credentials.clone(),
         ))

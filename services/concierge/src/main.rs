@@ -4,6 +4,7 @@ mod bench;
 mod customers;
 mod output;
 mod runtime;
+mod test_clock;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -65,6 +66,10 @@ enum Command {
         /// Serve Prometheus metrics on this address.
         #[arg(long)]
         metrics_listen: Option<SocketAddr>,
+        /// Run every service on a controllable clock, starting now or at the
+        /// given RFC 3339 instant; move it with `concierge clock advance`.
+        #[arg(long, num_args = 0..=1, default_missing_value = "now", value_name = "START")]
+        test_clock: Option<String>,
     },
     /// Run one service, as a Kubernetes Deployment does. Configuration comes
     /// from --config, then CONCIERGE_* variables (e.g. CONCIERGE_DATABASE__URL).
@@ -102,10 +107,28 @@ enum Command {
         #[command(flatten)]
         client: ClientArgs,
     },
+    /// Read or move the test clock of `concierge dev --test-clock`.
+    Clock {
+        #[command(subcommand)]
+        command: ClockCommand,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
     /// Measure things on purpose (never in tests).
     Bench {
         #[command(subcommand)]
         command: bench::Command,
+    },
+}
+
+#[derive(Subcommand)]
+enum ClockCommand {
+    /// Show the current instant.
+    Get,
+    /// Move the clock forward, e.g. `48h`, `5d`, `1h 30m`.
+    Advance {
+        #[arg(allow_hyphen_values = true)]
+        by: String,
     },
 }
 
@@ -146,11 +169,21 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             data_dir,
             listen,
             metrics_listen,
+            test_clock,
         } => {
+            let test_clock = match test_clock.as_deref() {
+                None => None,
+                Some("now") => Some(jiff::Timestamp::now()),
+                Some(t) => Some(
+                    t.parse()
+                        .map_err(|e| anyhow::anyhow!("--test-clock {t:?}: {e}"))?,
+                ),
+            };
             runtime::dev(DevOptions {
                 data_dir,
                 listen,
                 metrics_listen,
+                test_clock,
             })
             .await
         }
@@ -258,6 +291,45 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Customers { command, client } => customers::run(command, &client).await,
+        Command::Clock { command, client } => {
+            use concierge_proto::concierge::testing::v1::{
+                AdvanceTestClockRequest, GetTestClockRequest,
+            };
+            let mut c = client.client()?.test_clock();
+            let clock = match command {
+                ClockCommand::Get => {
+                    c.get_test_clock(GetTestClockRequest {
+                        name: "testClock".into(),
+                    })
+                    .await
+                }
+                ClockCommand::Advance { by } => {
+                    let by: jiff::SignedDuration = by.parse().map_err(|e| {
+                        anyhow::anyhow!("{by:?} is not a duration such as 48h or 1h 30m: {e}")
+                    })?;
+                    c.advance_test_clock(AdvanceTestClockRequest {
+                        name: "testClock".into(),
+                        by: Some(prost_types::Duration {
+                            seconds: by.as_secs(),
+                            nanos: by.subsec_nanos(),
+                        }),
+                    })
+                    .await
+                }
+            }
+            .map_err(|e| anyhow::anyhow!(concierge_sdk::describe(&e)))?
+            .into_inner();
+            if client.json {
+                println!("{}", output::json(&clock)?);
+            } else {
+                let now = clock
+                    .now
+                    .as_ref()
+                    .and_then(concierge_common::clock::from_proto);
+                println!("{}", now.map(|t| t.to_string()).unwrap_or_default());
+            }
+            Ok(())
+        }
         Command::Bench { command } => bench::run(command).await,
     }
 }

@@ -3,12 +3,13 @@
 //! as on Kubernetes) and `concierge migrate`.
 
 use std::collections::BTreeMap;
+use std::io::Write;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::Context;
-use concierge_common::clock::{SharedClock, SystemClock};
+use concierge_common::clock::{Clock, SharedClock, SystemClock};
 use concierge_common::config::{DatabaseConfig, ServerConfig};
 use concierge_common::principal::{PrincipalCodec, Role};
 use concierge_common::server::{self, Serve};
@@ -210,6 +211,8 @@ pub struct DevOptions {
     pub data_dir: PathBuf,
     pub listen: SocketAddr,
     pub metrics_listen: Option<SocketAddr>,
+    /// Run on a controllable clock starting at this instant.
+    pub test_clock: Option<jiff::Timestamp>,
 }
 
 /// `concierge dev`: the gateway and every service in one process on SQLite
@@ -227,16 +230,26 @@ pub async fn dev(opts: DevOptions) -> anyhow::Result<()> {
         .with_context(|| format!("creating {}", opts.data_dir.display()))?;
     let dir = opts.data_dir.canonicalize()?;
     let codec = PrincipalCodec::new(read_or_create_secret(&dir.join("internal.secret"))?.into());
-    let clock: SharedClock = Arc::new(SystemClock);
+    let test_clock = opts.test_clock.map(concierge_common::clock::TestClock::new);
+    let clock: SharedClock = match &test_clock {
+        Some(c) => Arc::new(c.clone()),
+        None => Arc::new(SystemClock),
+    };
 
     let customers_db = Db::connect(&sqlite_url(&dir, "customers.db"), 8).await?;
     let customers = Customers::open(customers_db.clone(), codec.clone(), clock.clone()).await?;
 
     let gateway_db = Db::connect(&sqlite_url(&dir, "gateway.db"), 4).await?;
-    let backends = BTreeMap::from([(
+    let mut backends = BTreeMap::from([(
         concierge_customers::SERVICE_NAME,
         concierge_gateway::local(customers.server()),
     )]);
+    if let Some(c) = &test_clock {
+        backends.insert(
+            crate::test_clock::SERVICE_NAME,
+            concierge_gateway::local(crate::test_clock::server(c.clone(), codec.clone())),
+        );
+    }
     let gateway = Gateway::open(
         gateway_db.clone(),
         codec,
@@ -289,17 +302,24 @@ pub async fn dev(opts: DevOptions) -> anyhow::Result<()> {
     )
     .await?;
     let url = format!("http://{}", running.addr);
-    println!("Concierge dev is running.");
-    println!("  gateway listening on {url}");
-    println!("  admin API key: {admin_key}");
-    println!("  data directory: {}", dir.display());
-    println!();
-    println!("Use it from another terminal:");
-    println!("  export CONCIERGE_GATEWAY={url}");
-    println!("  export CONCIERGE_API_KEY={admin_key}");
-    println!("  concierge customers list");
-    use std::io::Write;
-    std::io::stdout().flush()?;
+    let mut banner = format!(
+        "Concierge dev is running.\n  gateway listening on {url}\n  admin API key: {admin_key}\n  data directory: {}\n",
+        dir.display()
+    );
+    if let Some(c) = &test_clock {
+        banner.push_str(&format!(
+            "  test clock: {} (move it with `concierge clock advance 48h`)\n",
+            c.now()
+        ));
+    }
+    banner.push_str(&format!(
+        "\nUse it from another terminal:\n  export CONCIERGE_GATEWAY={url}\n  export CONCIERGE_API_KEY={admin_key}\n  concierge customers list\n"
+    ));
+    // Whoever reads our output may go away (`concierge dev | head`); the
+    // server keeps running regardless.
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(banner.as_bytes()).and_then(|()| out.flush());
+    drop(out);
     running.wait().await?;
     customers_db.close().await;
     gateway_db.close().await;

@@ -71,14 +71,41 @@ impl Customers {
             tx.commit().await?;
             key
         };
-        Ok(Self {
+        let service = Self {
             inner: Arc::new(Inner {
                 db,
                 tokens: PageTokens::new(key),
                 principals,
                 clock,
             }),
-        })
+        };
+        service.purge_idempotency_keys_hourly();
+        Ok(service)
+    }
+
+    /// Forgets `request_id`s older than their retention, hourly, for as long
+    /// as the service is alive.
+    fn purge_idempotency_keys_hourly(&self) {
+        let weak = Arc::downgrade(&self.inner);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(std::time::Duration::from_secs(3600));
+            loop {
+                tick.tick().await;
+                let Some(inner) = weak.upgrade() else { break };
+                let now = to_micros(inner.clock.now());
+                let purged = async {
+                    let mut tx = inner.db.begin().await?;
+                    let n = idempotency::purge_expired(&mut tx.conn(), now).await?;
+                    tx.commit().await?;
+                    Ok::<_, Error>(n)
+                };
+                match purged.await {
+                    Ok(n) if n > 0 => tracing::info!(purged = n, "forgot expired request ids"),
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(error = %e, "purging expired request ids failed"),
+                }
+            }
+        });
     }
 
     /// The tonic service, with message limits set for both directions.

@@ -206,6 +206,7 @@ suite!(
     follow_up_lifecycle,
     authorisation_matrix,
     client_lists_only_its_own_account,
+    concurrent_writers_all_land_and_duplicates_create_once,
 );
 
 async fn account_round_trip(h: Harness) {
@@ -1384,4 +1385,76 @@ async fn client_lists_only_its_own_account(h: Harness) {
         .await
         .unwrap_err();
     assert_eq!(log.code(), Code::PermissionDenied);
+}
+
+async fn concurrent_writers_all_land_and_duplicates_create_once(h: Harness) {
+    h.seed().await;
+    let h = Arc::new(h);
+    // Different accounts written at once: every one lands.
+    let mut tasks = Vec::new();
+    for i in 0..16 {
+        let h = h.clone();
+        tasks.push(tokio::spawn(async move {
+            h.create_account(
+                &admin(),
+                &format!("c{i:02}"),
+                account(&format!("c{i:02}"), "staff/ayse"),
+            )
+            .await
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap().unwrap();
+    }
+    // The same request sent eight times at once: one account, and every
+    // answer is either that account or "retry me" (ABORTED).
+    let req = CreateAccountRequest {
+        account: Some(Account {
+            display_name: "Dup Corp".into(),
+            ..account("dup", "staff/ayse")
+        }),
+        account_id: String::new(),
+        request_id: "dup-request-1".into(),
+    };
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let h = h.clone();
+        let req = req.clone();
+        tasks.push(tokio::spawn(async move {
+            h.svc
+                .create_account(h.req(&admin(), req))
+                .await
+                .map(|r| r.into_inner())
+        }));
+    }
+    let mut names = std::collections::BTreeSet::new();
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(a) => {
+                names.insert(a.name);
+            }
+            Err(e) => assert_eq!(e.code(), Code::Aborted, "{e:?}"),
+        }
+    }
+    let retried = h
+        .svc
+        .create_account(h.req(&admin(), req))
+        .await
+        .unwrap()
+        .into_inner();
+    names.insert(retried.name.clone());
+    assert_eq!(names.len(), 1, "{names:?}");
+    let listed = h
+        .svc
+        .list_accounts(h.req(
+            &admin(),
+            ListAccountsRequest {
+                filter: r#"display_name = "Dup Corp""#.into(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(listed.accounts.len(), 1);
 }

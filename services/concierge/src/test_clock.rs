@@ -1,0 +1,83 @@
+//! `concierge dev --test-clock`: the whole process reads time from one
+//! controllable clock, which admins move forward through the gateway
+//! (`concierge clock advance 48h`).
+
+use concierge_common::clock::{self, Clock, TestClock};
+use concierge_common::error::Error;
+use concierge_common::principal::{PrincipalCodec, Role};
+use concierge_proto::concierge::testing::v1::test_clock_service_server::{
+    TestClockService, TestClockServiceServer,
+};
+use concierge_proto::concierge::testing::v1::{
+    AdvanceTestClockRequest, GetTestClockRequest, TestClock as TestClockMessage,
+};
+use tonic::{Request, Response, Status};
+
+/// The gRPC service name, for routing.
+pub const SERVICE_NAME: &str = "concierge.testing.v1.TestClockService";
+const NAME: &str = "testClock";
+
+pub struct Service {
+    clock: TestClock,
+    principals: PrincipalCodec,
+}
+
+pub fn server(clock: TestClock, principals: PrincipalCodec) -> TestClockServiceServer<Service> {
+    TestClockServiceServer::new(Service { clock, principals })
+}
+
+impl Service {
+    fn admit<T>(&self, request: &Request<T>, name: &str) -> Result<(), Status> {
+        let p = self.principals.from_request(request)?;
+        if p.role != Role::Admin {
+            return Err(Error::PermissionDenied(
+                "only admins may read or move the test clock".into(),
+            )
+            .into());
+        }
+        if name != NAME {
+            return Err(Error::NotFound {
+                resource_type: "TestClock",
+                name: name.to_string(),
+            }
+            .into());
+        }
+        Ok(())
+    }
+
+    fn message(&self) -> TestClockMessage {
+        TestClockMessage {
+            name: NAME.into(),
+            now: Some(clock::to_proto(self.clock.now())),
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl TestClockService for Service {
+    async fn get_test_clock(
+        &self,
+        request: Request<GetTestClockRequest>,
+    ) -> Result<Response<TestClockMessage>, Status> {
+        self.admit(&request, &request.get_ref().name)?;
+        Ok(Response::new(self.message()))
+    }
+
+    async fn advance_test_clock(
+        &self,
+        request: Request<AdvanceTestClockRequest>,
+    ) -> Result<Response<TestClockMessage>, Status> {
+        self.admit(&request, &request.get_ref().name)?;
+        let by = request.get_ref().by.unwrap_or_default();
+        let by = jiff::SignedDuration::new(by.seconds, by.nanos);
+        if !by.is_positive() {
+            return Err(Error::invalid(
+                "by",
+                "must be a positive duration: time never runs backwards",
+            )
+            .into());
+        }
+        self.clock.advance(by);
+        Ok(Response::new(self.message()))
+    }
+}
