@@ -501,3 +501,47 @@ async fn the_test_clock_drives_every_service_and_only_admins_move_it() {
         "refused moves moved nothing"
     );
 }
+
+/// `concierge dev --metrics-listen` serves Prometheus metrics of every call.
+#[tokio::test]
+async fn dev_exposes_prometheus_metrics() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let (_dev, url, key) = start_dev_with(
+        dir.path(),
+        &["--metrics-listen", &format!("127.0.0.1:{port}")],
+    );
+    let mut c = concierge_sdk::Client::builder(url)
+        .api_key(key)
+        .build()
+        .unwrap()
+        .customers();
+    c.create_account(account("metered")).await.unwrap();
+    let missing = c
+        .get_account(GetAccountRequest {
+            name: "accounts/nope".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(missing.code(), tonic::Code::NotFound);
+    let scrape = move || {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+            .ok()?;
+        let mut body = String::new();
+        s.read_to_string(&mut body).ok()?;
+        Some(body)
+    };
+    let wanted = [
+        r#"grpc_server_handled_total{grpc_service="concierge.customers.v1.CustomersService",grpc_method="CreateAccount",grpc_code="Ok"} 1"#,
+        r#"grpc_server_handled_total{grpc_service="concierge.customers.v1.CustomersService",grpc_method="GetAccount",grpc_code="NotFound"} 1"#,
+        r#"concierge_gateway_calls_total{service="concierge.customers.v1.CustomersService",outcome="forwarded"} 2"#,
+    ];
+    eventually(Duration::from_secs(10), "the metrics of both calls", || {
+        let body = scrape().unwrap_or_default();
+        let ok = wanted.iter().all(|w| body.contains(w));
+        async move { ok }
+    })
+    .await;
+}

@@ -124,6 +124,26 @@ fn enum_set<E: TryFrom<i32>>(v: &mut Violations, field: String, value: i32, requ
     }
 }
 
+/// The name, etag and timestamps every mutable resource keeps the same way.
+macro_rules! bookkeeping {
+    () => {
+        fn name(&self) -> &str {
+            &self.name
+        }
+        fn etag(&self) -> &str {
+            &self.etag
+        }
+        fn set_name(&mut self, name: String) {
+            self.name = name;
+        }
+        fn set_meta(&mut self, create_time: i64, update_time: i64, etag: String) {
+            self.create_time = clock::micros_to_proto(create_time);
+            self.update_time = clock::micros_to_proto(update_time);
+            self.etag = etag;
+        }
+    };
+}
+
 macro_rules! enum_values {
     ($name:ident, $ty:ty, $prefix:literal) => {
         const $name: FieldType = FieldType::Enum {
@@ -210,20 +230,7 @@ impl Resource for Account {
         "labels",
     ];
 
-    fn name(&self) -> &str {
-        &self.name
-    }
-    fn etag(&self) -> &str {
-        &self.etag
-    }
-    fn set_name(&mut self, name: String) {
-        self.name = name;
-    }
-    fn set_meta(&mut self, create_time: i64, update_time: i64, etag: String) {
-        self.create_time = clock::micros_to_proto(create_time);
-        self.update_time = clock::micros_to_proto(update_time);
-        self.etag = etag;
-    }
+    bookkeeping!();
     fn columns(&self) -> Vec<(&'static str, Value)> {
         let mrc = self.mrc.clone().unwrap_or_default();
         vec![
@@ -323,20 +330,7 @@ impl Resource for Contact {
         "language_code",
     ];
 
-    fn name(&self) -> &str {
-        &self.name
-    }
-    fn etag(&self) -> &str {
-        &self.etag
-    }
-    fn set_name(&mut self, name: String) {
-        self.name = name;
-    }
-    fn set_meta(&mut self, create_time: i64, update_time: i64, etag: String) {
-        self.create_time = clock::micros_to_proto(create_time);
-        self.update_time = clock::micros_to_proto(update_time);
-        self.etag = etag;
-    }
+    bookkeeping!();
     fn columns(&self) -> Vec<(&'static str, Value)> {
         vec![
             ("display_name", text(&self.display_name)),
@@ -429,20 +423,7 @@ impl Resource for Site {
     const CLIENT_VISIBLE: bool = true;
     const UPDATABLE: &'static [&'static str] = &["display_name", "address", "time_zone"];
 
-    fn name(&self) -> &str {
-        &self.name
-    }
-    fn etag(&self) -> &str {
-        &self.etag
-    }
-    fn set_name(&mut self, name: String) {
-        self.name = name;
-    }
-    fn set_meta(&mut self, create_time: i64, update_time: i64, etag: String) {
-        self.create_time = clock::micros_to_proto(create_time);
-        self.update_time = clock::micros_to_proto(update_time);
-        self.etag = etag;
-    }
+    bookkeeping!();
     fn columns(&self) -> Vec<(&'static str, Value)> {
         vec![
             ("display_name", text(&self.display_name)),
@@ -537,20 +518,7 @@ impl Resource for InventoryItem {
         "state",
     ];
 
-    fn name(&self) -> &str {
-        &self.name
-    }
-    fn etag(&self) -> &str {
-        &self.etag
-    }
-    fn set_name(&mut self, name: String) {
-        self.name = name;
-    }
-    fn set_meta(&mut self, create_time: i64, update_time: i64, etag: String) {
-        self.create_time = clock::micros_to_proto(create_time);
-        self.update_time = clock::micros_to_proto(update_time);
-        self.etag = etag;
-    }
+    bookkeeping!();
     fn columns(&self) -> Vec<(&'static str, Value)> {
         vec![
             ("kind", int(self.kind)),
@@ -726,20 +694,7 @@ impl Resource for FollowUp {
     const CLIENT_VISIBLE: bool = false;
     const UPDATABLE: &'static [&'static str] = &["summary", "due_time", "owner", "case", "contact"];
 
-    fn name(&self) -> &str {
-        &self.name
-    }
-    fn etag(&self) -> &str {
-        &self.etag
-    }
-    fn set_name(&mut self, name: String) {
-        self.name = name;
-    }
-    fn set_meta(&mut self, create_time: i64, update_time: i64, etag: String) {
-        self.create_time = clock::micros_to_proto(create_time);
-        self.update_time = clock::micros_to_proto(update_time);
-        self.etag = etag;
-    }
+    bookkeeping!();
     fn columns(&self) -> Vec<(&'static str, Value)> {
         vec![
             ("state", int(self.state)),
@@ -822,20 +777,7 @@ impl Resource for StaffMember {
     const UPDATABLE: &'static [&'static str] =
         &["display_name", "email", "role", "manager", "team", "active"];
 
-    fn name(&self) -> &str {
-        &self.name
-    }
-    fn etag(&self) -> &str {
-        &self.etag
-    }
-    fn set_name(&mut self, name: String) {
-        self.name = name;
-    }
-    fn set_meta(&mut self, create_time: i64, update_time: i64, etag: String) {
-        self.create_time = clock::micros_to_proto(create_time);
-        self.update_time = clock::micros_to_proto(update_time);
-        self.etag = etag;
-    }
+    bookkeeping!();
     fn columns(&self) -> Vec<(&'static str, Value)> {
         vec![
             ("display_name", text(&self.display_name)),

@@ -625,3 +625,77 @@ async fn health_turns_not_serving_when_the_server_drains() {
         .expect("drains within the grace period")
         .unwrap();
 }
+
+#[tokio::test]
+async fn a_hanging_backend_ends_at_the_callers_deadline_or_the_default_one() {
+    let codec = PrincipalCodec::new("shared-internal-secret".into());
+    let db = TestDb::new(Backend::Sqlite, "deadline").await.unwrap();
+    let hangs = tower::service_fn(|_request: http::Request<tonic::body::Body>| {
+        std::future::pending::<Result<http::Response<tonic::body::Body>, std::convert::Infallible>>(
+        )
+    });
+    let backends = BTreeMap::from([(
+        concierge_customers::SERVICE_NAME,
+        concierge_gateway::local(hangs),
+    )]);
+    let limits = Limits {
+        default_deadline: Duration::from_millis(800),
+        max_deadline: Duration::from_millis(1500),
+        ..Limits::default()
+    };
+    let gw = Gateway::open(
+        db.db.clone(),
+        codec,
+        Arc::new(SystemClock),
+        limits,
+        None,
+        backends,
+    )
+    .await
+    .unwrap();
+    let running = serve(gw.routes(), gw.service_names()).await;
+    let key = keys::mint(
+        &db.db,
+        NewKey {
+            role: Role::Admin,
+            account: None,
+            staff_member: None,
+            display_name: "a".into(),
+            expire_time: None,
+        },
+        jiff::Timestamp::now(),
+    )
+    .await
+    .unwrap()
+    .key;
+    let url = format!("http://{}", running.addr);
+    // A caller without a deadline gets the gateway's default one.
+    let mut raw = CustomersServiceClient::new(channel(&url).await);
+    let mut req = tonic::Request::new(get("accounts/acme"));
+    req.metadata_mut()
+        .insert("authorization", format!("Bearer {key}").parse().unwrap());
+    let started = std::time::Instant::now();
+    let err = raw.get_account(req).await.unwrap_err();
+    assert_eq!(err.code(), Code::DeadlineExceeded);
+    let elapsed = started.elapsed();
+    assert!(
+        elapsed >= Duration::from_millis(700) && elapsed < Duration::from_millis(1400),
+        "{elapsed:?}"
+    );
+    // A caller asking for more than the longest deadline gets the longest.
+    let started = std::time::Instant::now();
+    let mut req = tonic::Request::new(get("accounts/acme"));
+    req.set_timeout(Duration::from_secs(60));
+    let client = concierge_sdk::Client::builder(url.clone())
+        .api_key(key.clone())
+        .timeout(Duration::from_secs(60))
+        .build()
+        .unwrap();
+    let err = client.customers().get_account(req).await.unwrap_err();
+    assert_eq!(err.code(), Code::DeadlineExceeded);
+    let elapsed = started.elapsed();
+    assert!(
+        elapsed >= Duration::from_millis(1400) && elapsed < Duration::from_secs(10),
+        "{elapsed:?}"
+    );
+}
