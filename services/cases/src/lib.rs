@@ -1,0 +1,4 @@
+//! The cases service. This first part is the business-time engine every SLA
+//! clock, chase wait and vetting deadline counts in.
+
+pub mod calendar;
