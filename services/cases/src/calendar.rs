@@ -273,6 +273,12 @@ impl BusinessCalendar {
         14 * weeks + to_last_holiday + 366
     }
 
+    /// Whether the second starting at `t` is inside working hours.
+    pub fn is_working(&self, t: Timestamp) -> bool {
+        let next = t.checked_add(SignedDuration::from_secs(1)).unwrap_or(t);
+        !self.measure(t, next).business.is_zero()
+    }
+
     /// Business time between two instants, and the rest of the span.
     pub fn measure(&self, start: Timestamp, end: Timestamp) -> Measure {
         if end <= start {

@@ -2,3 +2,4 @@
 //! clock, chase wait and vetting deadline counts in.
 
 pub mod calendar;
+pub mod sla;
