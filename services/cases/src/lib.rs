@@ -2,4 +2,5 @@
 //! clock, chase wait and vetting deadline counts in.
 
 pub mod calendar;
+pub mod lifecycle;
 pub mod sla;
