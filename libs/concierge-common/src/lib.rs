@@ -18,5 +18,6 @@ pub mod storage;
 pub mod telemetry;
 #[cfg(feature = "testing")]
 pub mod testing;
+pub mod timers;
 
 pub use error::{Error, FieldViolation, Result, Violations};

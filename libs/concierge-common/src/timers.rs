@@ -1,0 +1,151 @@
+//! Persisted timers: "at 14:00 the resolve clock of cases/c1 breaches". A
+//! timer is a row; instances claim due rows with a lease (`FOR UPDATE SKIP
+//! LOCKED` on PostgreSQL, the single writer on SQLite), act, and complete the
+//! timer in the same transaction as their effect (an outbox event, a note).
+//! A crash before that commit leaves the lease to expire and another
+//! instance to try again; a completed timer is gone, so the effect commits
+//! once however many replicas run.
+
+use jiff::{SignedDuration, Timestamp};
+
+use crate::clock::to_micros;
+use crate::error::Result;
+use crate::on_conn;
+use crate::storage::{Conn, Db, Tx};
+
+/// A timer as a claimer holds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Claimed {
+    /// Chosen by the arming code so that re-arming replaces, e.g.
+    /// "cases/c1/slaClocks/resolve:breach".
+    pub id: String,
+    pub kind: String,
+    pub subject: String,
+    pub due_time: i64,
+    /// How many times it has been claimed, this time included.
+    pub attempts: i64,
+    pub payload: Vec<u8>,
+}
+
+/// Sets (or moves) a timer. Re-arming an existing id replaces its due time
+/// and payload and drops any lease, so a moved deadline never fires early.
+pub async fn arm(
+    conn: &mut Conn<'_>,
+    id: &str,
+    kind: &str,
+    subject: &str,
+    due: Timestamp,
+    payload: &[u8],
+) -> Result<()> {
+    let sql = "INSERT INTO timers (id, kind, subject, due_time, payload) VALUES ($1, $2, $3, $4, $5) \
+               ON CONFLICT (id) DO UPDATE SET kind = excluded.kind, subject = excluded.subject, \
+               due_time = excluded.due_time, payload = excluded.payload, lease_owner = '', lease_expire_time = 0";
+    on_conn!(conn, c => sqlx::query(sql)
+        .bind(id)
+        .bind(kind)
+        .bind(subject)
+        .bind(to_micros(due))
+        .bind(payload)
+        .execute(&mut **c)
+        .await?
+        .rows_affected());
+    Ok(())
+}
+
+/// Removes a timer that is no longer needed (the clock was met, the rule's
+/// condition cleared).
+pub async fn disarm(conn: &mut Conn<'_>, id: &str) -> Result<bool> {
+    let n = on_conn!(conn, c => sqlx::query("DELETE FROM timers WHERE id = $1")
+        .bind(id)
+        .execute(&mut **c)
+        .await?
+        .rows_affected());
+    Ok(n > 0)
+}
+
+/// Removes every timer of a subject (a case closed for good).
+pub async fn disarm_subject(conn: &mut Conn<'_>, subject: &str) -> Result<u64> {
+    let n = on_conn!(conn, c => sqlx::query("DELETE FROM timers WHERE subject = $1")
+        .bind(subject)
+        .execute(&mut **c)
+        .await?
+        .rows_affected());
+    Ok(n)
+}
+
+/// Claims up to `limit` timers due at `now` whose lease (if any) has
+/// expired, for `lease` of time, as `owner`.
+pub async fn claim_due(
+    db: &Db,
+    now: Timestamp,
+    owner: &str,
+    lease: SignedDuration,
+    limit: i64,
+) -> Result<Vec<Claimed>> {
+    let now_us = to_micros(now);
+    let until = to_micros(now.checked_add(lease).unwrap_or(now));
+    let mut tx = db.begin().await?;
+    let mut conn = tx.conn();
+    let lock = matches!(conn, Conn::Postgres(_));
+    let select = format!(
+        "SELECT id, kind, subject, due_time, attempts, payload FROM timers \
+         WHERE due_time <= $1 AND lease_expire_time <= $1 ORDER BY due_time LIMIT $2{}",
+        if lock { " FOR UPDATE SKIP LOCKED" } else { "" }
+    );
+    type Row = (String, String, String, i64, i64, Vec<u8>);
+    let rows: Vec<Row> = on_conn!(&mut conn, c => sqlx::query_as(&select)
+        .bind(now_us)
+        .bind(limit)
+        .fetch_all(&mut **c)
+        .await?);
+    let mut claimed = Vec::with_capacity(rows.len());
+    for (id, kind, subject, due_time, attempts, payload) in rows {
+        on_conn!(&mut conn, c => sqlx::query(
+            "UPDATE timers SET lease_owner = $1, lease_expire_time = $2, attempts = attempts + 1 WHERE id = $3")
+            .bind(owner)
+            .bind(until)
+            .bind(&id)
+            .execute(&mut **c)
+            .await?
+            .rows_affected());
+        claimed.push(Claimed {
+            id,
+            kind,
+            subject,
+            due_time,
+            attempts: attempts + 1,
+            payload,
+        });
+    }
+    tx.commit().await?;
+    Ok(claimed)
+}
+
+/// Completes a claimed timer inside the transaction that will carry its
+/// effect; call it first and write the effect only when it returns true.
+/// False when the claim no longer holds (the lease was lost, or the timer was
+/// re-armed or disarmed meanwhile): then there is nothing to do. On
+/// PostgreSQL the delete also locks the row until commit, so a concurrent
+/// claimer's completion waits and then finds nothing.
+pub async fn complete(tx: &mut Tx, owner: &str, timer: &Claimed) -> Result<bool> {
+    let mut conn = tx.conn();
+    let n = on_conn!(&mut conn, c => sqlx::query(
+        "DELETE FROM timers WHERE id = $1 AND lease_owner = $2 AND due_time = $3")
+        .bind(&timer.id)
+        .bind(owner)
+        .bind(timer.due_time)
+        .execute(&mut **c)
+        .await?
+        .rows_affected());
+    Ok(n == 1)
+}
+
+/// The next due time, for sleeping until there is work (or a cap).
+pub async fn next_due(db: &Db) -> Result<Option<Timestamp>> {
+    let mut pooled = db.acquire().await?;
+    let mut conn = pooled.conn();
+    let due: Option<i64> = on_conn!(&mut conn, c => sqlx::query_scalar("SELECT MIN(due_time) FROM timers")
+        .fetch_one(&mut **c)
+        .await?);
+    Ok(due.map(crate::clock::from_micros))
+}

@@ -1,0 +1,208 @@
+//! Timers fire once across two instances sharing one database, and survive a
+//! claimer that dies mid-way. Runs on SQLite and on PostgreSQL.
+
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+
+use concierge_common::on_conn;
+use concierge_common::storage::Db;
+use concierge_common::testing::{Backend, TestDb};
+use concierge_common::timers::{self, Claimed};
+use jiff::{SignedDuration, Timestamp};
+use sqlx::migrate::Migrator;
+
+static NO_MIGRATIONS: Migrator = Migrator {
+    migrations: Cow::Borrowed(&[]),
+    ignore_missing: true,
+    locking: true,
+    no_tx: false,
+};
+
+async fn setup(backend: Backend, test: &str) -> Option<(TestDb, Db)> {
+    let db = TestDb::new(backend, test).await?;
+    db.db.migrate(&NO_MIGRATIONS, &NO_MIGRATIONS).await.unwrap();
+    let mut tx = db.db.begin().await.unwrap();
+    on_conn!(&mut tx.conn(), c => sqlx::query("CREATE TABLE fired (id TEXT PRIMARY KEY, owner TEXT NOT NULL)")
+        .execute(&mut **c)
+        .await
+        .unwrap()
+        .rows_affected());
+    tx.commit().await.unwrap();
+    // A second instance: its own pool on the same database.
+    let other = Db::connect(&db.url, 4).await.unwrap();
+    Some((db, other))
+}
+
+fn t0() -> Timestamp {
+    "2026-12-01T09:00:00Z".parse().unwrap()
+}
+
+fn at(secs: i64) -> Timestamp {
+    t0().checked_add(SignedDuration::from_secs(secs)).unwrap()
+}
+
+/// The effect of a timer (here: a row) and its completion in one transaction.
+async fn fire(db: &Db, owner: &str, timer: &Claimed) -> bool {
+    let mut tx = db.begin().await.unwrap();
+    if !timers::complete(&mut tx, owner, timer).await.unwrap() {
+        return false;
+    }
+    on_conn!(&mut tx.conn(), c => sqlx::query("INSERT INTO fired (id, owner) VALUES ($1, $2)")
+        .bind(&timer.id)
+        .bind(owner)
+        .execute(&mut **c)
+        .await
+        .unwrap()
+        .rows_affected());
+    tx.commit().await.unwrap();
+    true
+}
+
+async fn fired(db: &Db) -> BTreeMap<String, String> {
+    let mut c = db.acquire().await.unwrap();
+    let rows: Vec<(String, String)> = on_conn!(&mut c.conn(), c => sqlx::query_as("SELECT id, owner FROM fired")
+        .fetch_all(&mut **c)
+        .await
+        .unwrap());
+    rows.into_iter().collect()
+}
+
+async fn each_timer_fires_once_with_two_instances(backend: Backend) {
+    let Some((db, other)) = setup(backend, "each_timer_fires_once_with_two_instances").await else {
+        return;
+    };
+    let mut tx = db.db.begin().await.unwrap();
+    for i in 0..300 {
+        timers::arm(
+            &mut tx.conn(),
+            &format!("cases/c{i}/slaClocks/resolve:breach"),
+            "sla_breach",
+            &format!("cases/c{i}"),
+            at(i),
+            b"",
+        )
+        .await
+        .unwrap();
+    }
+    tx.commit().await.unwrap();
+    let run = |db: Db, owner: &'static str| {
+        tokio::spawn(async move {
+            let mut n = 0;
+            loop {
+                let batch =
+                    timers::claim_due(&db, at(1000), owner, SignedDuration::from_secs(60), 16)
+                        .await
+                        .unwrap();
+                if batch.is_empty() {
+                    break n;
+                }
+                for t in &batch {
+                    n += usize::from(fire(&db, owner, t).await);
+                }
+            }
+        })
+    };
+    let a = run(db.db.clone(), "instance-a");
+    let b = run(other.clone(), "instance-b");
+    let (a, b) = (a.await.unwrap(), b.await.unwrap());
+    assert_eq!(a + b, 300, "every timer fired, none twice (a {a}, b {b})");
+    assert_eq!(fired(&db.db).await.len(), 300);
+    assert_eq!(timers::next_due(&db.db).await.unwrap(), None);
+}
+
+async fn a_claimer_that_dies_is_replaced_after_its_lease(backend: Backend) {
+    let Some((db, other)) = setup(backend, "a_claimer_that_dies_is_replaced_after_its_lease").await
+    else {
+        return;
+    };
+    let mut tx = db.db.begin().await.unwrap();
+    timers::arm(
+        &mut tx.conn(),
+        "x",
+        "sla_breach",
+        "cases/x",
+        at(0),
+        b"payload",
+    )
+    .await
+    .unwrap();
+    timers::arm(&mut tx.conn(), "y", "sla_breach", "cases/y", at(100), b"")
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    let lease = SignedDuration::from_secs(60);
+
+    let taken = timers::claim_due(&db.db, at(10), "a", lease, 10)
+        .await
+        .unwrap();
+    assert_eq!(
+        taken.iter().map(|t| t.id.as_str()).collect::<Vec<_>>(),
+        vec!["x"],
+        "y is not due yet"
+    );
+    // "a" dies here. Within its lease nobody else takes x.
+    assert!(
+        timers::claim_due(&other, at(40), "b", lease, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let retaken = timers::claim_due(&other, at(71), "b", lease, 10)
+        .await
+        .unwrap();
+    assert_eq!(retaken.len(), 1);
+    assert_eq!(
+        (retaken[0].attempts, retaken[0].payload.as_slice()),
+        (2, &b"payload"[..])
+    );
+    assert!(fire(&other, "b", &retaken[0]).await);
+    assert!(
+        !fire(&db.db, "a", &taken[0]).await,
+        "the dead claimer's late completion changes nothing"
+    );
+    assert_eq!(fired(&db.db).await.get("x").map(String::as_str), Some("b"));
+
+    // A deadline moved later does not fire at the old time; moved earlier, it does.
+    let mut tx = db.db.begin().await.unwrap();
+    timers::arm(&mut tx.conn(), "y", "sla_breach", "cases/y", at(500), b"")
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    assert!(
+        timers::claim_due(&db.db, at(200), "a", lease, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let mut tx = db.db.begin().await.unwrap();
+    timers::arm(&mut tx.conn(), "y", "sla_breach", "cases/y", at(150), b"")
+        .await
+        .unwrap();
+    assert!(timers::disarm(&mut tx.conn(), "nothing").await.is_ok());
+    tx.commit().await.unwrap();
+    assert_eq!(
+        timers::claim_due(&db.db, at(200), "a", lease, 10)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+}
+
+macro_rules! both {
+    ($($name:ident),+) => {
+        mod sqlite {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() { super::$name(concierge_common::testing::Backend::Sqlite).await })+
+        }
+        mod postgres {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() { super::$name(concierge_common::testing::Backend::Postgres).await })+
+        }
+    };
+}
+
+both!(
+    each_timer_fires_once_with_two_instances,
+    a_claimer_that_dies_is_replaced_after_its_lease
+);
