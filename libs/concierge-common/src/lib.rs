@@ -12,6 +12,7 @@ pub mod names;
 pub mod outbox;
 pub mod paging;
 pub mod principal;
+pub mod relay;
 pub mod resource;
 pub mod server;
 pub mod storage;

@@ -41,6 +41,15 @@ impl InternalConfig {
     }
 }
 
+/// The event bus.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct EventsConfig {
+    /// NATS with JetStream, e.g. `nats://nats:4222`. Without it events stay
+    /// in the service's outbox until a bus is configured.
+    pub nats_url: Option<String>,
+}
+
 /// Where the gateway finds a backend service.
 #[derive(Debug, Clone, Deserialize)]
 pub struct BackendConfig {
@@ -61,6 +70,8 @@ pub struct ServeConfig {
     pub database: DatabaseConfig,
     pub telemetry: TelemetryConfig,
     pub internal: InternalConfig,
+    /// Where events go.
+    pub events: EventsConfig,
     /// Gateway only.
     pub limits: Limits,
     /// Gateway only: OIDC for people.
@@ -108,6 +119,16 @@ pub async fn serve(which: ServiceName, cfg: ServeConfig) -> anyhow::Result<()> {
     let (routes, names) = match which {
         ServiceName::Customers => {
             let svc = Customers::open(db.clone(), codec, clock).await?;
+            match &cfg.events.nats_url {
+                Some(url) => {
+                    let bus =
+                        concierge_common::relay::JetStreamBus::connect(url, "customers").await?;
+                    svc.relay_events(concierge_common::relay::Bus::JetStream(bus));
+                }
+                None => tracing::warn!(
+                    "events.nats_url is not set: events stay in the outbox until it is"
+                ),
+            }
             (
                 tonic::service::Routes::new(svc.server()),
                 vec![concierge_customers::SERVICE_NAME.to_string()],
@@ -238,6 +259,10 @@ pub async fn dev(opts: DevOptions) -> anyhow::Result<()> {
 
     let customers_db = Db::connect(&sqlite_url(&dir, "customers.db"), 8).await?;
     let customers = Customers::open(customers_db.clone(), codec.clone(), clock.clone()).await?;
+    // The in-process bus of `concierge dev`; the gateway's event stream will
+    // subscribe to it.
+    let (bus, _) = tokio::sync::broadcast::channel(1024);
+    customers.relay_events(concierge_common::relay::Bus::InProcess(bus.clone()));
 
     let gateway_db = Db::connect(&sqlite_url(&dir, "gateway.db"), 4).await?;
     let mut backends = BTreeMap::from([(

@@ -42,6 +42,8 @@ pub struct Customers {
 
 struct Inner {
     db: Db,
+    /// Wakes the outbox relay after each commit.
+    nudge: concierge_common::relay::Nudge,
     tokens: PageTokens,
     principals: PrincipalCodec,
     clock: SharedClock,
@@ -74,6 +76,7 @@ impl Customers {
         let service = Self {
             inner: Arc::new(Inner {
                 db,
+                nudge: Default::default(),
                 tokens: PageTokens::new(key),
                 principals,
                 clock,
@@ -117,6 +120,17 @@ impl Customers {
 
     pub fn db(&self) -> &Db {
         &self.inner.db
+    }
+
+    /// Starts relaying this service's outbox to `bus`.
+    pub fn relay_events(&self, bus: concierge_common::relay::Bus) -> tokio::task::JoinHandle<()> {
+        concierge_common::relay::spawn(
+            self.inner.db.clone(),
+            bus,
+            self.inner.clock.clone(),
+            self.inner.nudge.clone(),
+            std::time::Duration::from_secs(1),
+        )
     }
 
     pub(crate) fn ctx<T>(&self, request: &tonic::Request<T>) -> Result<Ctx> {
@@ -389,6 +403,7 @@ impl Customers {
             key.save(&mut conn, &r, now).await?;
         }
         tx.commit().await?;
+        self.inner.nudge.poke();
         Ok(r)
     }
 
@@ -554,6 +569,7 @@ impl Customers {
         r.set_meta(next.create_time, next.update_time, next.etag());
         self.record(&mut conn, ctx, "updated", &r, now).await?;
         tx.commit().await?;
+        self.inner.nudge.poke();
         Ok(r)
     }
 
@@ -606,6 +622,7 @@ impl Customers {
         r.set_meta(next.create_time, next.update_time, next.etag());
         self.record(&mut conn, ctx, verb, &r, now).await?;
         tx.commit().await?;
+        self.inner.nudge.poke();
         Ok(r)
     }
 
@@ -658,6 +675,7 @@ impl Customers {
         let now = self.now();
         self.record(&mut conn, ctx, "deleted", &r, now).await?;
         tx.commit().await?;
+        self.inner.nudge.poke();
         Ok(())
     }
 

@@ -1,0 +1,179 @@
+//! The outbox relay: moves committed events from a service's outbox to the
+//! bus, at least once. NATS JetStream in production (one stream per domain,
+//! the event type as subject, the event id as `Nats-Msg-Id` so the stream
+//! drops the duplicates a crash between publish and mark can cause); an
+//! in-process broadcast in `concierge dev`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::jetstream;
+use async_nats::jetstream::message::PublishMessage;
+use prost::Message;
+use tokio::sync::{Notify, broadcast};
+
+use crate::error::{Error, Result};
+use crate::outbox;
+use crate::storage::Db;
+use concierge_proto::events::Event;
+
+/// Where events go.
+#[derive(Clone)]
+pub enum Bus {
+    JetStream(JetStreamBus),
+    InProcess(broadcast::Sender<Event>),
+}
+
+impl std::fmt::Debug for Bus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Bus::JetStream(b) => write!(f, "JetStream({})", b.0.stream),
+            Bus::InProcess(_) => f.write_str("InProcess"),
+        }
+    }
+}
+
+/// A domain's JetStream stream.
+#[derive(Clone)]
+pub struct JetStreamBus(Arc<JetStreamInner>);
+
+struct JetStreamInner {
+    js: jetstream::Context,
+    stream: String,
+}
+
+/// The stream of a domain: "customers" → CONCIERGE_CUSTOMERS over
+/// `concierge.customers.v1.>`.
+pub fn stream_name(source: &str) -> String {
+    format!(
+        "CONCIERGE_{}",
+        source.to_ascii_uppercase().replace(['-', '.'], "_")
+    )
+}
+
+impl JetStreamBus {
+    /// Connects and makes sure the domain's stream exists, with a two-minute
+    /// duplicate window for the relay's retries.
+    pub async fn connect(url: &str, source: &str) -> Result<Self> {
+        let client = async_nats::connect(url)
+            .await
+            .map_err(|e| Error::Unavailable(format!("NATS at {url}: {e}")))?;
+        let js = jetstream::new(client);
+        let stream = stream_name(source);
+        js.get_or_create_stream(jetstream::stream::Config {
+            name: stream.clone(),
+            subjects: vec![format!("concierge.{source}.v1.>")],
+            duplicate_window: Duration::from_secs(120),
+            // Long enough for any consumer to catch up after an outage.
+            max_age: Duration::from_secs(30 * 24 * 3600),
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| Error::Unavailable(format!("JetStream stream {stream}: {e}")))?;
+        Ok(Self(Arc::new(JetStreamInner { js, stream })))
+    }
+
+    pub fn context(&self) -> &jetstream::Context {
+        &self.0.js
+    }
+
+    async fn publish(&self, events: &[Event]) -> Result<()> {
+        let mut acks = Vec::with_capacity(events.len());
+        for e in events {
+            let message = PublishMessage::build()
+                .payload(e.encode_to_vec().into())
+                .message_id(&e.id);
+            let ack = self
+                .0
+                .js
+                .send_publish(e.r#type.clone(), message)
+                .await
+                .map_err(|err| Error::Unavailable(format!("publishing {}: {err}", e.id)))?;
+            acks.push(ack);
+        }
+        // Publish all, then wait for the acks: one round trip per batch.
+        for ack in acks {
+            ack.await
+                .map_err(|err| Error::Unavailable(format!("JetStream ack: {err}")))?;
+        }
+        Ok(())
+    }
+}
+
+impl Bus {
+    /// Publishes events as they are; the relay is the normal caller.
+    pub async fn publish(&self, events: &[Event]) -> Result<()> {
+        match self {
+            Bus::JetStream(b) => b.publish(events).await,
+            Bus::InProcess(tx) => {
+                for e in events {
+                    // No subscriber is not an error: nobody is listening yet.
+                    let _ = tx.send(e.clone());
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+/// Publishes up to `limit` pending events and marks them published, in one
+/// transaction: a failed publish leaves them pending for the next round.
+pub async fn relay_once(db: &Db, bus: &Bus, limit: i64, now_micros: i64) -> Result<usize> {
+    let mut tx = db.begin().await?;
+    let pending = outbox::pending(&mut tx.conn(), limit).await?;
+    if pending.is_empty() {
+        return Ok(0);
+    }
+    let events: Vec<Event> = pending.iter().map(|p| p.event.clone()).collect();
+    bus.publish(&events).await?;
+    let seqs: Vec<i64> = pending.iter().map(|p| p.seq).collect();
+    outbox::mark_published(&mut tx.conn(), &seqs, now_micros).await?;
+    tx.commit().await?;
+    Ok(events.len())
+}
+
+/// Wakes the relay right after a commit, so events leave at once rather than
+/// at the next poll.
+#[derive(Debug, Clone, Default)]
+pub struct Nudge(Arc<Notify>);
+
+impl Nudge {
+    pub fn poke(&self) {
+        self.0.notify_one();
+    }
+}
+
+/// Runs the relay until the process ends: after every nudge, and every
+/// `poll` in case a nudge was missed (another replica's commit, a restart).
+pub fn spawn(
+    db: Db,
+    bus: Bus,
+    clock: crate::clock::SharedClock,
+    nudge: Nudge,
+    poll: Duration,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            let now = crate::clock::to_micros(clock.now());
+            match relay_once(&db, &bus, 500, now).await {
+                Ok(n) if n > 0 => {
+                    metrics::counter!("concierge_outbox_relayed_total").increment(n as u64);
+                    backoff = Duration::from_millis(100);
+                    continue;
+                }
+                Ok(_) => backoff = Duration::from_millis(100),
+                Err(e) => {
+                    tracing::warn!(error = %e, "relaying events failed; retrying");
+                    backoff = (backoff * 2).min(Duration::from_secs(10));
+                    tokio::time::sleep(backoff).await;
+                    continue;
+                }
+            }
+            tokio::select! {
+                _ = nudge.0.notified() => {},
+                _ = tokio::time::sleep(poll) => {},
+            }
+        }
+    })
+}
