@@ -216,8 +216,14 @@ async fn gateway_and_customers_as_separate_processes_on_postgres() {
         .to_string();
 
     let customers_port = free_port();
+    let mut serve_customers = Command::new(BIN);
+    // With a NATS server at hand, the customers process also relays its
+    // events to JetStream, as in production.
+    if let Ok(nats) = std::env::var("CONCIERGE_TEST_NATS_URL") {
+        serve_customers.env("CONCIERGE_EVENTS__NATS_URL", nats);
+    }
     let customers = Proc(
-        Command::new(BIN)
+        serve_customers
             .args([
                 "serve",
                 "customers",
