@@ -3,4 +3,5 @@
 
 pub mod calendar;
 pub mod lifecycle;
+pub mod policy;
 pub mod sla;
