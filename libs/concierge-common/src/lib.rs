@@ -4,6 +4,7 @@
 
 pub mod clock;
 pub mod config;
+pub mod crud;
 pub mod error;
 pub mod filter;
 pub mod idempotency;

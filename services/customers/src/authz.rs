@@ -27,14 +27,7 @@ pub enum Area {
     Directory,
 }
 
-/// The account part of a resource name ("accounts/x/sites/y" → "accounts/x").
-pub fn account_of(name: &str) -> Option<String> {
-    let mut parts = name.splitn(3, '/');
-    match (parts.next(), parts.next()) {
-        (Some("accounts"), Some(id)) if !id.is_empty() => Some(format!("accounts/{id}")),
-        _ => None,
-    }
-}
+use concierge_common::crud::account_of;
 
 fn not_found(resource_type: &'static str, name: &str) -> Error {
     Error::NotFound {

@@ -12,33 +12,7 @@ use concierge_proto::customers::{
 };
 use concierge_proto::types::ContactChannel;
 
-/// What the service's generic create/get/list/update code needs of a resource.
-pub trait Resource: prost::Message + prost::Name + Default + Clone + 'static {
-    const KIND: &'static Kind;
-    /// Collections of the name pattern, e.g. `["accounts", "sites"]`.
-    const COLLECTIONS: &'static [&'static str];
-    /// The request field the resource travels in, e.g. `inventory_item`.
-    const FIELD: &'static str;
-    /// Visible to the client of its account (in reads and in events).
-    const CLIENT_VISIBLE: bool;
-    /// Fields an update mask may name.
-    const UPDATABLE: &'static [&'static str];
-
-    fn name(&self) -> &str;
-    /// The etag the caller sent (empty for append-only resources).
-    fn etag(&self) -> &str;
-    fn set_name(&mut self, name: String);
-    /// Sets the output-only bookkeeping fields from the stored row.
-    fn set_meta(&mut self, create_time: i64, update_time: i64, etag: String);
-    /// The filter columns' values.
-    fn columns(&self) -> Vec<(&'static str, Value)>;
-    /// Copies `path` (one of `UPDATABLE`) from `from`.
-    fn copy_field(&mut self, from: &Self, path: &str);
-    /// Checks the writable fields, naming each bad one under `FIELD`.
-    fn check(&self, v: &mut Violations);
-    /// Clears output-only fields a caller may have sent.
-    fn clear_output_only(&mut self);
-}
+pub use concierge_common::crud::Resource;
 
 fn text(v: &str) -> Value {
     Value::Text(v.to_string())
@@ -214,11 +188,10 @@ pub static ACCOUNTS: Kind = Kind {
     ],
 };
 
-impl Resource for Account {
+impl Resource<crate::Rules> for Account {
     const KIND: &'static Kind = &ACCOUNTS;
     const COLLECTIONS: &'static [&'static str] = &["accounts"];
     const FIELD: &'static str = "account";
-    const CLIENT_VISIBLE: bool = true;
     const UPDATABLE: &'static [&'static str] = &[
         "display_name",
         "tier",
@@ -315,11 +288,10 @@ pub static CONTACTS: Kind = Kind {
     ],
 };
 
-impl Resource for Contact {
+impl Resource<crate::Rules> for Contact {
     const KIND: &'static Kind = &CONTACTS;
     const COLLECTIONS: &'static [&'static str] = &["accounts", "contacts"];
     const FIELD: &'static str = "contact";
-    const CLIENT_VISIBLE: bool = true;
     const UPDATABLE: &'static [&'static str] = &[
         "display_name",
         "email",
@@ -416,11 +388,10 @@ pub static SITES: Kind = Kind {
     ],
 };
 
-impl Resource for Site {
+impl Resource<crate::Rules> for Site {
     const KIND: &'static Kind = &SITES;
     const COLLECTIONS: &'static [&'static str] = &["accounts", "sites"];
     const FIELD: &'static str = "site";
-    const CLIENT_VISIBLE: bool = true;
     const UPDATABLE: &'static [&'static str] = &["display_name", "address", "time_zone"];
 
     bookkeeping!();
@@ -498,11 +469,10 @@ pub static INVENTORY_ITEMS: Kind = Kind {
     ],
 };
 
-impl Resource for InventoryItem {
+impl Resource<crate::Rules> for InventoryItem {
     const KIND: &'static Kind = &INVENTORY_ITEMS;
     const COLLECTIONS: &'static [&'static str] = &["accounts", "sites", "inventoryItems"];
     const FIELD: &'static str = "inventory_item";
-    const CLIENT_VISIBLE: bool = true;
     const UPDATABLE: &'static [&'static str] = &[
         "kind",
         "product",
@@ -608,11 +578,10 @@ pub static INTERACTIONS: Kind = Kind {
     ],
 };
 
-impl Resource for Interaction {
+impl Resource<crate::Rules> for Interaction {
     const KIND: &'static Kind = &INTERACTIONS;
     const COLLECTIONS: &'static [&'static str] = &["accounts", "interactions"];
     const FIELD: &'static str = "interaction";
-    const CLIENT_VISIBLE: bool = false;
     const UPDATABLE: &'static [&'static str] = &[];
 
     fn name(&self) -> &str {
@@ -687,11 +656,10 @@ pub static FOLLOW_UPS: Kind = Kind {
     ],
 };
 
-impl Resource for FollowUp {
+impl Resource<crate::Rules> for FollowUp {
     const KIND: &'static Kind = &FOLLOW_UPS;
     const COLLECTIONS: &'static [&'static str] = &["accounts", "followUps"];
     const FIELD: &'static str = "follow_up";
-    const CLIENT_VISIBLE: bool = false;
     const UPDATABLE: &'static [&'static str] = &["summary", "due_time", "owner", "case", "contact"];
 
     bookkeeping!();
@@ -769,11 +737,10 @@ pub static STAFF_MEMBERS: Kind = Kind {
     ],
 };
 
-impl Resource for StaffMember {
+impl Resource<crate::Rules> for StaffMember {
     const KIND: &'static Kind = &STAFF_MEMBERS;
     const COLLECTIONS: &'static [&'static str] = &["staff"];
     const FIELD: &'static str = "staff_member";
-    const CLIENT_VISIBLE: bool = false;
     const UPDATABLE: &'static [&'static str] =
         &["display_name", "email", "role", "manager", "team", "active"];
 

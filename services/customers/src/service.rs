@@ -8,7 +8,9 @@ use concierge_proto::customers::customers_service_server::CustomersService;
 use concierge_proto::customers::*;
 use tonic::{Request, Response, Status};
 
-use crate::{Customers, New};
+use concierge_common::crud::New;
+
+use crate::{Customers, Rules};
 
 type Reply<T> = std::result::Result<Response<T>, Status>;
 
@@ -45,24 +47,30 @@ impl CustomersService for Customers {
         let req = request.into_inner();
         let hashed = without_request_id!(req);
         reply(
-            self.create(
-                &ctx,
-                "CreateAccount",
-                &hashed,
-                New {
-                    parent: "",
-                    resource: req.account,
-                    id: &req.account_id,
-                    request_id: &req.request_id,
-                },
-            )
-            .await,
+            self.store()
+                .create(
+                    &Rules,
+                    &ctx,
+                    "CreateAccount",
+                    &hashed,
+                    New {
+                        parent: "",
+                        resource: req.account,
+                        id: &req.account_id,
+                        request_id: &req.request_id,
+                    },
+                )
+                .await,
         )
     }
 
     async fn get_account(&self, request: Request<GetAccountRequest>) -> Reply<Account> {
         let ctx = self.ctx(&request)?;
-        reply(self.get(&ctx, &request.get_ref().name).await)
+        reply(
+            self.store()
+                .get(&Rules, &ctx, &request.get_ref().name)
+                .await,
+        )
     }
 
     async fn list_accounts(
@@ -71,7 +79,10 @@ impl CustomersService for Customers {
     ) -> Reply<ListAccountsResponse> {
         let ctx = self.ctx(&request)?;
         let req = request.into_inner();
-        let (accounts, next_page_token) = self.list(&ctx, page!(req, "", req.show_deleted)).await?;
+        let (accounts, next_page_token) = self
+            .store()
+            .list(&Rules, &ctx, page!(req, "", req.show_deleted))
+            .await?;
         Ok(Response::new(ListAccountsResponse {
             accounts,
             next_page_token,
@@ -81,20 +92,33 @@ impl CustomersService for Customers {
     async fn update_account(&self, request: Request<UpdateAccountRequest>) -> Reply<Account> {
         let ctx = self.ctx(&request)?;
         let req = request.into_inner();
-        reply(self.update(&ctx, req.account, req.update_mask).await)
+        reply(
+            self.store()
+                .update(&Rules, &ctx, req.account, req.update_mask)
+                .await,
+        )
     }
 
     async fn delete_account(&self, request: Request<DeleteAccountRequest>) -> Reply<Account> {
         let ctx = self.ctx(&request)?;
         let req = request.into_inner();
         reply(
-            self.change::<Account>(&ctx, &req.name, &req.etag, "deleted", false, |a, row| {
-                a.state = account::State::Deleted as i32;
-                row.delete_time = row.update_time;
-                a.delete_time = clock::micros_to_proto(row.delete_time);
-                Ok(())
-            })
-            .await,
+            self.store()
+                .change::<Account, _>(
+                    &Rules,
+                    &ctx,
+                    &req.name,
+                    &req.etag,
+                    "deleted",
+                    false,
+                    |a, row| {
+                        a.state = account::State::Deleted as i32;
+                        row.delete_time = row.update_time;
+                        a.delete_time = clock::micros_to_proto(row.delete_time);
+                        Ok(())
+                    },
+                )
+                .await,
         )
     }
 
@@ -102,20 +126,29 @@ impl CustomersService for Customers {
         let ctx = self.ctx(&request)?;
         let req = request.into_inner();
         reply(
-            self.change::<Account>(&ctx, &req.name, &req.etag, "undeleted", true, |a, row| {
-                if row.delete_time == 0 {
-                    return Err(Error::FailedPrecondition {
-                        reason: "NOT_DELETED",
-                        subject: req.name.clone(),
-                        description: format!("{} is not deleted", req.name),
-                    });
-                }
-                a.state = account::State::Active as i32;
-                a.delete_time = None;
-                row.delete_time = 0;
-                Ok(())
-            })
-            .await,
+            self.store()
+                .change::<Account, _>(
+                    &Rules,
+                    &ctx,
+                    &req.name,
+                    &req.etag,
+                    "undeleted",
+                    true,
+                    |a, row| {
+                        if row.delete_time == 0 {
+                            return Err(Error::FailedPrecondition {
+                                reason: "NOT_DELETED",
+                                subject: req.name.clone(),
+                                description: format!("{} is not deleted", req.name),
+                            });
+                        }
+                        a.state = account::State::Active as i32;
+                        a.delete_time = None;
+                        row.delete_time = 0;
+                        Ok(())
+                    },
+                )
+                .await,
         )
     }
 
@@ -124,24 +157,30 @@ impl CustomersService for Customers {
         let req = request.into_inner();
         let hashed = without_request_id!(req);
         reply(
-            self.create(
-                &ctx,
-                "CreateContact",
-                &hashed,
-                New {
-                    parent: &req.parent,
-                    resource: req.contact,
-                    id: &req.contact_id,
-                    request_id: &req.request_id,
-                },
-            )
-            .await,
+            self.store()
+                .create(
+                    &Rules,
+                    &ctx,
+                    "CreateContact",
+                    &hashed,
+                    New {
+                        parent: &req.parent,
+                        resource: req.contact,
+                        id: &req.contact_id,
+                        request_id: &req.request_id,
+                    },
+                )
+                .await,
         )
     }
 
     async fn get_contact(&self, request: Request<GetContactRequest>) -> Reply<Contact> {
         let ctx = self.ctx(&request)?;
-        reply(self.get(&ctx, &request.get_ref().name).await)
+        reply(
+            self.store()
+                .get(&Rules, &ctx, &request.get_ref().name)
+                .await,
+        )
     }
 
     async fn list_contacts(
@@ -150,7 +189,10 @@ impl CustomersService for Customers {
     ) -> Reply<ListContactsResponse> {
         let ctx = self.ctx(&request)?;
         let req = request.into_inner();
-        let (contacts, next_page_token) = self.list(&ctx, page!(req, &req.parent, false)).await?;
+        let (contacts, next_page_token) = self
+            .store()
+            .list(&Rules, &ctx, page!(req, &req.parent, false))
+            .await?;
         Ok(Response::new(ListContactsResponse {
             contacts,
             next_page_token,
@@ -160,13 +202,21 @@ impl CustomersService for Customers {
     async fn update_contact(&self, request: Request<UpdateContactRequest>) -> Reply<Contact> {
         let ctx = self.ctx(&request)?;
         let req = request.into_inner();
-        reply(self.update(&ctx, req.contact, req.update_mask).await)
+        reply(
+            self.store()
+                .update(&Rules, &ctx, req.contact, req.update_mask)
+                .await,
+        )
     }
 
     async fn delete_contact(&self, request: Request<DeleteContactRequest>) -> Reply<()> {
         let ctx = self.ctx(&request)?;
         let req = request.into_inner();
-        reply(self.delete::<Contact>(&ctx, &req.name, &req.etag).await)
+        reply(
+            self.store()
+                .delete::<Contact, _>(&Rules, &ctx, &req.name, &req.etag)
+                .await,
+        )
     }
 
     async fn create_site(&self, request: Request<CreateSiteRequest>) -> Reply<Site> {
@@ -174,30 +224,39 @@ impl CustomersService for Customers {
         let req = request.into_inner();
         let hashed = without_request_id!(req);
         reply(
-            self.create(
-                &ctx,
-                "CreateSite",
-                &hashed,
-                New {
-                    parent: &req.parent,
-                    resource: req.site,
-                    id: &req.site_id,
-                    request_id: &req.request_id,
-                },
-            )
-            .await,
+            self.store()
+                .create(
+                    &Rules,
+                    &ctx,
+                    "CreateSite",
+                    &hashed,
+                    New {
+                        parent: &req.parent,
+                        resource: req.site,
+                        id: &req.site_id,
+                        request_id: &req.request_id,
+                    },
+                )
+                .await,
         )
     }
 
     async fn get_site(&self, request: Request<GetSiteRequest>) -> Reply<Site> {
         let ctx = self.ctx(&request)?;
-        reply(self.get(&ctx, &request.get_ref().name).await)
+        reply(
+            self.store()
+                .get(&Rules, &ctx, &request.get_ref().name)
+                .await,
+        )
     }
 
     async fn list_sites(&self, request: Request<ListSitesRequest>) -> Reply<ListSitesResponse> {
         let ctx = self.ctx(&request)?;
         let req = request.into_inner();
-        let (sites, next_page_token) = self.list(&ctx, page!(req, &req.parent, false)).await?;
+        let (sites, next_page_token) = self
+            .store()
+            .list(&Rules, &ctx, page!(req, &req.parent, false))
+            .await?;
         Ok(Response::new(ListSitesResponse {
             sites,
             next_page_token,
@@ -207,13 +266,21 @@ impl CustomersService for Customers {
     async fn update_site(&self, request: Request<UpdateSiteRequest>) -> Reply<Site> {
         let ctx = self.ctx(&request)?;
         let req = request.into_inner();
-        reply(self.update(&ctx, req.site, req.update_mask).await)
+        reply(
+            self.store()
+                .update(&Rules, &ctx, req.site, req.update_mask)
+                .await,
+        )
     }
 
     async fn delete_site(&self, request: Request<DeleteSiteRequest>) -> Reply<()> {
         let ctx = self.ctx(&request)?;
         let req = request.into_inner();
-        reply(self.delete::<Site>(&ctx, &req.name, &req.etag).await)
+        reply(
+            self.store()
+                .delete::<Site, _>(&Rules, &ctx, &req.name, &req.etag)
+                .await,
+        )
     }
 
     async fn create_inventory_item(
@@ -224,18 +291,20 @@ impl CustomersService for Customers {
         let req = request.into_inner();
         let hashed = without_request_id!(req);
         reply(
-            self.create(
-                &ctx,
-                "CreateInventoryItem",
-                &hashed,
-                New {
-                    parent: &req.parent,
-                    resource: req.inventory_item,
-                    id: &req.inventory_item_id,
-                    request_id: &req.request_id,
-                },
-            )
-            .await,
+            self.store()
+                .create(
+                    &Rules,
+                    &ctx,
+                    "CreateInventoryItem",
+                    &hashed,
+                    New {
+                        parent: &req.parent,
+                        resource: req.inventory_item,
+                        id: &req.inventory_item_id,
+                        request_id: &req.request_id,
+                    },
+                )
+                .await,
         )
     }
 
@@ -244,7 +313,11 @@ impl CustomersService for Customers {
         request: Request<GetInventoryItemRequest>,
     ) -> Reply<InventoryItem> {
         let ctx = self.ctx(&request)?;
-        reply(self.get(&ctx, &request.get_ref().name).await)
+        reply(
+            self.store()
+                .get(&Rules, &ctx, &request.get_ref().name)
+                .await,
+        )
     }
 
     async fn list_inventory_items(
@@ -253,8 +326,10 @@ impl CustomersService for Customers {
     ) -> Reply<ListInventoryItemsResponse> {
         let ctx = self.ctx(&request)?;
         let req = request.into_inner();
-        let (inventory_items, next_page_token) =
-            self.list(&ctx, page!(req, &req.parent, false)).await?;
+        let (inventory_items, next_page_token) = self
+            .store()
+            .list(&Rules, &ctx, page!(req, &req.parent, false))
+            .await?;
         Ok(Response::new(ListInventoryItemsResponse {
             inventory_items,
             next_page_token,
@@ -267,7 +342,11 @@ impl CustomersService for Customers {
     ) -> Reply<InventoryItem> {
         let ctx = self.ctx(&request)?;
         let req = request.into_inner();
-        reply(self.update(&ctx, req.inventory_item, req.update_mask).await)
+        reply(
+            self.store()
+                .update(&Rules, &ctx, req.inventory_item, req.update_mask)
+                .await,
+        )
     }
 
     async fn delete_inventory_item(
@@ -277,7 +356,8 @@ impl CustomersService for Customers {
         let ctx = self.ctx(&request)?;
         let req = request.into_inner();
         reply(
-            self.delete::<InventoryItem>(&ctx, &req.name, &req.etag)
+            self.store()
+                .delete::<InventoryItem, _>(&Rules, &ctx, &req.name, &req.etag)
                 .await,
         )
     }
@@ -290,24 +370,30 @@ impl CustomersService for Customers {
         let req = request.into_inner();
         let hashed = without_request_id!(req);
         reply(
-            self.create(
-                &ctx,
-                "CreateInteraction",
-                &hashed,
-                New {
-                    parent: &req.parent,
-                    resource: req.interaction,
-                    id: &req.interaction_id,
-                    request_id: &req.request_id,
-                },
-            )
-            .await,
+            self.store()
+                .create(
+                    &Rules,
+                    &ctx,
+                    "CreateInteraction",
+                    &hashed,
+                    New {
+                        parent: &req.parent,
+                        resource: req.interaction,
+                        id: &req.interaction_id,
+                        request_id: &req.request_id,
+                    },
+                )
+                .await,
         )
     }
 
     async fn get_interaction(&self, request: Request<GetInteractionRequest>) -> Reply<Interaction> {
         let ctx = self.ctx(&request)?;
-        reply(self.get(&ctx, &request.get_ref().name).await)
+        reply(
+            self.store()
+                .get(&Rules, &ctx, &request.get_ref().name)
+                .await,
+        )
     }
 
     async fn list_interactions(
@@ -316,8 +402,10 @@ impl CustomersService for Customers {
     ) -> Reply<ListInteractionsResponse> {
         let ctx = self.ctx(&request)?;
         let req = request.into_inner();
-        let (interactions, next_page_token) =
-            self.list(&ctx, page!(req, &req.parent, false)).await?;
+        let (interactions, next_page_token) = self
+            .store()
+            .list(&Rules, &ctx, page!(req, &req.parent, false))
+            .await?;
         Ok(Response::new(ListInteractionsResponse {
             interactions,
             next_page_token,
@@ -329,24 +417,30 @@ impl CustomersService for Customers {
         let req = request.into_inner();
         let hashed = without_request_id!(req);
         reply(
-            self.create(
-                &ctx,
-                "CreateFollowUp",
-                &hashed,
-                New {
-                    parent: &req.parent,
-                    resource: req.follow_up,
-                    id: &req.follow_up_id,
-                    request_id: &req.request_id,
-                },
-            )
-            .await,
+            self.store()
+                .create(
+                    &Rules,
+                    &ctx,
+                    "CreateFollowUp",
+                    &hashed,
+                    New {
+                        parent: &req.parent,
+                        resource: req.follow_up,
+                        id: &req.follow_up_id,
+                        request_id: &req.request_id,
+                    },
+                )
+                .await,
         )
     }
 
     async fn get_follow_up(&self, request: Request<GetFollowUpRequest>) -> Reply<FollowUp> {
         let ctx = self.ctx(&request)?;
-        reply(self.get(&ctx, &request.get_ref().name).await)
+        reply(
+            self.store()
+                .get(&Rules, &ctx, &request.get_ref().name)
+                .await,
+        )
     }
 
     async fn list_follow_ups(
@@ -355,7 +449,10 @@ impl CustomersService for Customers {
     ) -> Reply<ListFollowUpsResponse> {
         let ctx = self.ctx(&request)?;
         let req = request.into_inner();
-        let (follow_ups, next_page_token) = self.list(&ctx, page!(req, &req.parent, false)).await?;
+        let (follow_ups, next_page_token) = self
+            .store()
+            .list(&Rules, &ctx, page!(req, &req.parent, false))
+            .await?;
         Ok(Response::new(ListFollowUpsResponse {
             follow_ups,
             next_page_token,
@@ -365,7 +462,11 @@ impl CustomersService for Customers {
     async fn update_follow_up(&self, request: Request<UpdateFollowUpRequest>) -> Reply<FollowUp> {
         let ctx = self.ctx(&request)?;
         let req = request.into_inner();
-        reply(self.update(&ctx, req.follow_up, req.update_mask).await)
+        reply(
+            self.store()
+                .update(&Rules, &ctx, req.follow_up, req.update_mask)
+                .await,
+        )
     }
 
     async fn complete_follow_up(
@@ -375,12 +476,21 @@ impl CustomersService for Customers {
         let ctx = self.ctx(&request)?;
         let req = request.into_inner();
         reply(
-            self.change::<FollowUp>(&ctx, &req.name, &req.etag, "completed", false, |f, row| {
-                close_follow_up(f, row, follow_up::State::Done)?;
-                f.outcome = req.outcome.clone();
-                Ok(())
-            })
-            .await,
+            self.store()
+                .change::<FollowUp, _>(
+                    &Rules,
+                    &ctx,
+                    &req.name,
+                    &req.etag,
+                    "completed",
+                    false,
+                    |f, row| {
+                        close_follow_up(f, row, follow_up::State::Done)?;
+                        f.outcome = req.outcome.clone();
+                        Ok(())
+                    },
+                )
+                .await,
         )
     }
 
@@ -388,12 +498,21 @@ impl CustomersService for Customers {
         let ctx = self.ctx(&request)?;
         let req = request.into_inner();
         reply(
-            self.change::<FollowUp>(&ctx, &req.name, &req.etag, "cancelled", false, |f, row| {
-                close_follow_up(f, row, follow_up::State::Cancelled)?;
-                f.outcome = req.reason.clone();
-                Ok(())
-            })
-            .await,
+            self.store()
+                .change::<FollowUp, _>(
+                    &Rules,
+                    &ctx,
+                    &req.name,
+                    &req.etag,
+                    "cancelled",
+                    false,
+                    |f, row| {
+                        close_follow_up(f, row, follow_up::State::Cancelled)?;
+                        f.outcome = req.reason.clone();
+                        Ok(())
+                    },
+                )
+                .await,
         )
     }
 
@@ -405,18 +524,20 @@ impl CustomersService for Customers {
         let req = request.into_inner();
         let hashed = without_request_id!(req);
         reply(
-            self.create(
-                &ctx,
-                "CreateStaffMember",
-                &hashed,
-                New {
-                    parent: "",
-                    resource: req.staff_member,
-                    id: &req.staff_member_id,
-                    request_id: &req.request_id,
-                },
-            )
-            .await,
+            self.store()
+                .create(
+                    &Rules,
+                    &ctx,
+                    "CreateStaffMember",
+                    &hashed,
+                    New {
+                        parent: "",
+                        resource: req.staff_member,
+                        id: &req.staff_member_id,
+                        request_id: &req.request_id,
+                    },
+                )
+                .await,
         )
     }
 
@@ -425,7 +546,11 @@ impl CustomersService for Customers {
         request: Request<GetStaffMemberRequest>,
     ) -> Reply<StaffMember> {
         let ctx = self.ctx(&request)?;
-        reply(self.get(&ctx, &request.get_ref().name).await)
+        reply(
+            self.store()
+                .get(&Rules, &ctx, &request.get_ref().name)
+                .await,
+        )
     }
 
     async fn list_staff_members(
@@ -434,7 +559,10 @@ impl CustomersService for Customers {
     ) -> Reply<ListStaffMembersResponse> {
         let ctx = self.ctx(&request)?;
         let req = request.into_inner();
-        let (staff_members, next_page_token) = self.list(&ctx, page!(req, "", false)).await?;
+        let (staff_members, next_page_token) = self
+            .store()
+            .list(&Rules, &ctx, page!(req, "", false))
+            .await?;
         Ok(Response::new(ListStaffMembersResponse {
             staff_members,
             next_page_token,
@@ -447,7 +575,11 @@ impl CustomersService for Customers {
     ) -> Reply<StaffMember> {
         let ctx = self.ctx(&request)?;
         let req = request.into_inner();
-        reply(self.update(&ctx, req.staff_member, req.update_mask).await)
+        reply(
+            self.store()
+                .update(&Rules, &ctx, req.staff_member, req.update_mask)
+                .await,
+        )
     }
 
     async fn get_escalation_chain(

@@ -1,0 +1,565 @@
+//! AIP standard methods over resource tables, shared by every service: create
+//! (idempotent on `request_id`), get, list (AIP-160 filter, `order_by`,
+//! keyset pages), update (field mask, etag), custom state changes and delete,
+//! each writing its outbox event in the same transaction. What a principal
+//! may do, and the rules between resources, stay with each service: it gives
+//! a [`Policy`] per resource kind.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use sqlx::migrate::Migrator;
+
+use crate::clock::{SharedClock, from_micros, to_micros};
+use crate::error::{Error, Result, Violations};
+use crate::filter::Value;
+use crate::outbox::{self, NewEvent};
+use crate::paging::{PageQuery, PageTokens};
+use crate::principal::Principal;
+use crate::relay::{self, Bus, Nudge};
+use crate::resource::{self, Kind, Scope, Stored};
+use crate::storage::{Conn, Db};
+use crate::{idempotency, names};
+use concierge_proto::events::Visibility;
+
+/// What the generic methods need of a resource message. `P` is the service's
+/// [`Policy`] type: it makes the impl local to the service (the message types
+/// come from the proto crate), and ties each resource to its service's rules.
+pub trait Resource<P>:
+    prost::Message + prost::Name + Default + Clone + Send + Sync + 'static
+{
+    const KIND: &'static Kind;
+    /// Collections of the name pattern, e.g. `["accounts", "sites"]`.
+    const COLLECTIONS: &'static [&'static str];
+    /// The request field the resource travels in, e.g. `inventory_item`;
+    /// also the noun of its events (`inventory_item_created`).
+    const FIELD: &'static str;
+    /// Fields an update mask may name.
+    const UPDATABLE: &'static [&'static str];
+
+    fn name(&self) -> &str;
+    /// The etag the caller sent (empty for append-only resources).
+    fn etag(&self) -> &str;
+    fn set_name(&mut self, name: String);
+    /// Sets the output-only bookkeeping fields from the stored row.
+    fn set_meta(&mut self, create_time: i64, update_time: i64, etag: String);
+    /// The filter columns' values.
+    fn columns(&self) -> Vec<(&'static str, Value)>;
+    /// Copies `path` (one of `UPDATABLE`) from `from`.
+    fn copy_field(&mut self, from: &Self, path: &str);
+    /// Checks the writable fields, naming each bad one under `FIELD`.
+    fn check(&self, v: &mut Violations);
+    /// Clears output-only fields a caller may have sent.
+    fn clear_output_only(&mut self);
+    /// The account the resource belongs to, "accounts/{account}", or empty:
+    /// what client principals are scoped by and events are tagged with.
+    fn account(&self) -> String {
+        account_of(self.name()).unwrap_or_default()
+    }
+}
+
+/// The account part of a resource name ("accounts/x/sites/y" → "accounts/x").
+pub fn account_of(name: &str) -> Option<String> {
+    let mut parts = name.splitn(3, '/');
+    match (parts.next(), parts.next()) {
+        (Some("accounts"), Some(id)) if !id.is_empty() => Some(format!("accounts/{id}")),
+        _ => None,
+    }
+}
+
+/// A service's rules for one resource kind.
+pub trait Policy<R>: Send + Sync {
+    /// Who may see events about `r`.
+    fn visibility(&self, r: &R) -> Visibility;
+    /// Before anything is read for `p`: a client asking about another
+    /// account must get NOT_FOUND, exactly as for a name that does not exist.
+    fn may_read(&self, p: &Principal, name: &str) -> Result<()>;
+    /// Before a write's input is even looked at (`target` is the parent of a
+    /// create, the name otherwise): refusals that must not depend on the input.
+    fn may_attempt_write(&self, p: &Principal, target: &str) -> Result<()>;
+    /// Whether `p` may write `r` as it stands: asked of the stored resource
+    /// before a change and of the new one after it.
+    fn may_write(
+        &self,
+        conn: &mut Conn<'_>,
+        p: &Principal,
+        r: &R,
+    ) -> impl Future<Output = Result<()>> + Send;
+    /// Rules between resources (references exist, uniqueness) on what is about
+    /// to be written.
+    fn check_references(
+        &self,
+        _conn: &mut Conn<'_>,
+        _r: &R,
+    ) -> impl Future<Output = Result<()>> + Send {
+        async { Ok(()) }
+    }
+    /// Refuses a delete the data does not allow (a site that still has inventory).
+    fn check_delete(
+        &self,
+        _conn: &mut Conn<'_>,
+        _r: &R,
+    ) -> impl Future<Output = Result<()>> + Send {
+        async { Ok(()) }
+    }
+    /// Sets the output-only fields of a new resource (its initial state).
+    fn on_create(&self, _r: &mut R) {}
+    /// The account a list is confined to for `p`, after checking `parent`.
+    fn list_account(&self, p: &Principal, parent: &str) -> Result<Option<String>>;
+}
+
+/// The caller of one request.
+#[derive(Debug, Clone)]
+pub struct Ctx {
+    pub principal: Principal,
+    pub request_id: String,
+}
+
+/// The parts of a create request.
+#[derive(Debug)]
+pub struct New<'a, R> {
+    pub parent: &'a str,
+    pub resource: Option<R>,
+    pub id: &'a str,
+    pub request_id: &'a str,
+}
+
+/// A service's resource tables, outbox and page tokens.
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    db: Db,
+    tokens: PageTokens,
+    clock: SharedClock,
+    nudge: Nudge,
+    /// e.g. "concierge.customers.v1": events are "<package>.<noun>_<verb>".
+    package: &'static str,
+    /// e.g. "customers".
+    source: &'static str,
+}
+
+/// The body is stored without the bookkeeping fields, which live in columns.
+fn strip_meta<R: Resource<P>, P>(r: &R) -> Vec<u8> {
+    let mut copy = r.clone();
+    copy.set_meta(0, 0, String::new());
+    copy.encode_to_vec()
+}
+
+fn not_found<R: Resource<P>, P>(name: &str) -> Error {
+    Error::NotFound {
+        resource_type: R::KIND.resource_type,
+        name: name.to_string(),
+    }
+}
+
+impl Store {
+    /// Migrates `db` (common tables, then the service's) and opens the store.
+    pub async fn open(
+        db: Db,
+        sqlite: &Migrator,
+        postgres: &Migrator,
+        clock: SharedClock,
+        package: &'static str,
+        source: &'static str,
+    ) -> Result<Self> {
+        db.migrate(sqlite, postgres).await?;
+        let key = {
+            let mut tx = db.begin().await?;
+            let key = outbox::service_secret(&mut tx.conn(), "page_token_key", 32).await?;
+            tx.commit().await?;
+            key
+        };
+        let store = Self {
+            inner: Arc::new(Inner {
+                db,
+                tokens: PageTokens::new(key),
+                clock,
+                nudge: Nudge::default(),
+                package,
+                source,
+            }),
+        };
+        store.purge_idempotency_keys_hourly();
+        Ok(store)
+    }
+
+    pub fn db(&self) -> &Db {
+        &self.inner.db
+    }
+
+    pub fn clock(&self) -> &SharedClock {
+        &self.inner.clock
+    }
+
+    pub fn now(&self) -> i64 {
+        to_micros(self.inner.clock.now())
+    }
+
+    /// Wakes the relay: call after committing a transaction that wrote events.
+    pub fn nudge(&self) {
+        self.inner.nudge.poke();
+    }
+
+    /// Starts relaying the outbox to `bus`.
+    pub fn relay_events(&self, bus: Bus) -> tokio::task::JoinHandle<()> {
+        relay::spawn(
+            self.inner.db.clone(),
+            bus,
+            self.inner.clock.clone(),
+            self.inner.nudge.clone(),
+            Duration::from_secs(1),
+        )
+    }
+
+    /// Forgets `request_id`s older than their retention, hourly, while the
+    /// store is alive.
+    fn purge_idempotency_keys_hourly(&self) {
+        let weak = Arc::downgrade(&self.inner);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(3600));
+            loop {
+                tick.tick().await;
+                let Some(inner) = weak.upgrade() else { break };
+                let now = to_micros(inner.clock.now());
+                let purged = async {
+                    let mut tx = inner.db.begin().await?;
+                    let n = idempotency::purge_expired(&mut tx.conn(), now).await?;
+                    tx.commit().await?;
+                    Ok::<_, Error>(n)
+                };
+                match purged.await {
+                    Ok(n) if n > 0 => tracing::info!(purged = n, "forgot expired request ids"),
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(error = %e, "purging expired request ids failed"),
+                }
+            }
+        });
+    }
+
+    /// Decodes a stored row into its resource with the bookkeeping fields set.
+    pub fn decode<R: Resource<P>, P>(stored: &Stored) -> Result<R> {
+        let mut r = R::decode(stored.body.as_slice()).map_err(Error::internal)?;
+        r.set_meta(stored.create_time, stored.update_time, stored.etag());
+        Ok(r)
+    }
+
+    /// Writes the event `<package>.<noun>_<verb>` about `r`.
+    pub async fn record<R: Resource<P>, P: Policy<R>>(
+        &self,
+        policy: &P,
+        conn: &mut Conn<'_>,
+        ctx: &Ctx,
+        verb: &str,
+        r: &R,
+        now: i64,
+    ) -> Result<()> {
+        let account = r.account();
+        outbox::record(
+            conn,
+            NewEvent {
+                event_type: format!("{}.{}_{verb}", self.inner.package, R::FIELD),
+                source: self.inner.source,
+                subject: r.name(),
+                account: &account,
+                visibility: policy.visibility(r),
+                actor: &ctx.principal,
+                request_id: &ctx.request_id,
+                occur_time: from_micros(now),
+                payload: Some(outbox::pack(r)),
+            },
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// AIP-133 create, idempotent on `request_id`.
+    pub async fn create<R: Resource<P>, P: Policy<R>, Q: prost::Message>(
+        &self,
+        policy: &P,
+        ctx: &Ctx,
+        method: &'static str,
+        request: &Q,
+        new: New<'_, R>,
+    ) -> Result<R> {
+        let New {
+            parent,
+            resource,
+            id,
+            request_id,
+        } = new;
+        policy.may_attempt_write(&ctx.principal, parent)?;
+        let mut v = Violations::new();
+        let parent_collections = &R::COLLECTIONS[..R::COLLECTIONS.len() - 1];
+        if parent_collections.is_empty() {
+            if !parent.is_empty() {
+                v.add("parent", "must be empty: this collection has no parent");
+            }
+        } else {
+            v.check(names::parse("parent", parent, parent_collections));
+        }
+        let id = v.check(names::new_id(&format!("{}_id", R::FIELD), id));
+        let Some(mut r) = resource else {
+            // Report the missing resource alone, not every empty field of a
+            // resource that was never sent.
+            v.add(R::FIELD, "required");
+            return v.into_result().map(|_| R::default());
+        };
+        r.clear_output_only();
+        if let Some(id) = &id {
+            let collection = R::COLLECTIONS[R::COLLECTIONS.len() - 1];
+            r.set_name(if parent.is_empty() {
+                format!("{collection}/{id}")
+            } else {
+                format!("{parent}/{collection}/{id}")
+            });
+        }
+        r.check(&mut v);
+        v.into_result()?;
+
+        let key = idempotency::Key::new(&ctx.principal.subject, request_id, method, request)?;
+        let mut tx = self.inner.db.begin().await?;
+        let mut conn = tx.conn();
+        if let Some(key) = &key
+            && let Some(previous) = key.replay::<R>(&mut conn).await?
+        {
+            return Ok(previous);
+        }
+        policy.may_write(&mut conn, &ctx.principal, &r).await?;
+        policy.check_references(&mut conn, &r).await?;
+        policy.on_create(&mut r);
+        let now = self.now();
+        let stored = Stored {
+            name: r.name().to_string(),
+            parent: parent.to_string(),
+            account: r.account(),
+            create_time: now,
+            update_time: now,
+            delete_time: 0,
+            revision: 1,
+            body: strip_meta::<R, P>(&r),
+        };
+        resource::insert(&mut conn, R::KIND, &stored, &r.columns()).await?;
+        r.set_meta(now, now, stored.etag());
+        self.record(policy, &mut conn, ctx, "created", &r, now)
+            .await?;
+        if let Some(key) = &key {
+            key.save(&mut conn, &r, now).await?;
+        }
+        tx.commit().await?;
+        self.nudge();
+        Ok(r)
+    }
+
+    /// AIP-131 get.
+    pub async fn get<R: Resource<P>, P: Policy<R>>(
+        &self,
+        policy: &P,
+        ctx: &Ctx,
+        name: &str,
+    ) -> Result<R> {
+        names::parse("name", name, R::COLLECTIONS)?;
+        policy.may_read(&ctx.principal, name)?;
+        let mut pooled = self.inner.db.acquire().await?;
+        let stored = resource::get(&mut pooled.conn(), R::KIND, name)
+            .await?
+            .ok_or_else(|| not_found::<R, P>(name))?;
+        Self::decode::<R, P>(&stored)
+    }
+
+    /// AIP-132 list with AIP-160 filter, `order_by` and keyset pagination.
+    /// A last parent segment of "-" reads across the account (AIP-159).
+    pub async fn list<R: Resource<P>, P: Policy<R>>(
+        &self,
+        policy: &P,
+        ctx: &Ctx,
+        page: PageQuery<'_>,
+    ) -> Result<(Vec<R>, String)> {
+        let parent_collections = &R::COLLECTIONS[..R::COLLECTIONS.len() - 1];
+        let p = &ctx.principal;
+        let scope = if parent_collections.is_empty() {
+            if !page.parent.is_empty() {
+                return Err(Error::invalid(
+                    "parent",
+                    "must be empty: this collection has no parent",
+                ));
+            }
+            Scope::Parent(String::new())
+        } else {
+            let ids = names::parse("parent", page.parent, parent_collections)?;
+            if ids.last() == Some(&"-") && ids.len() > 1 {
+                Scope::Account(format!("accounts/{}", ids[0]))
+            } else if ids.contains(&"-") {
+                return Err(Error::invalid(
+                    "parent",
+                    "only the last segment may be the wildcard \"-\"",
+                ));
+            } else {
+                Scope::Parent(page.parent.to_string())
+            }
+        };
+        let account = policy.list_account(p, page.parent)?;
+        let mut query = resource::prepare(R::KIND, &page, scope, account)?;
+        query.after = self.inner.tokens.decode(R::KIND.table, &p.subject, &page)?;
+        let mut pooled = self.inner.db.acquire().await?;
+        let result = resource::list(&mut pooled.conn(), R::KIND, &query).await?;
+        let items = result
+            .items
+            .iter()
+            .map(Self::decode::<R, P>)
+            .collect::<Result<Vec<R>>>()?;
+        let next = result
+            .next
+            .map(|c| {
+                self.inner
+                    .tokens
+                    .encode(R::KIND.table, &p.subject, &page, &c)
+            })
+            .unwrap_or_default();
+        Ok((items, next))
+    }
+
+    /// AIP-134 update with a field mask, guarded by the etag.
+    pub async fn update<R: Resource<P>, P: Policy<R>>(
+        &self,
+        policy: &P,
+        ctx: &Ctx,
+        resource: Option<R>,
+        mask: Option<prost_types::FieldMask>,
+    ) -> Result<R> {
+        let Some(patch) = resource else {
+            return Err(Error::invalid(R::FIELD, "required"));
+        };
+        let name = patch.name().to_string();
+        names::parse(&format!("{}.name", R::FIELD), &name, R::COLLECTIONS)?;
+        let paths = mask.map(|m| m.paths).unwrap_or_default();
+        if paths.is_empty() {
+            return Err(Error::invalid(
+                "update_mask",
+                "name the fields to change, or \"*\" for all",
+            ));
+        }
+        let paths: Vec<&str> = if paths.iter().any(|p| p == "*") {
+            R::UPDATABLE.to_vec()
+        } else {
+            let mut v = Violations::new();
+            for p in &paths {
+                if !R::UPDATABLE.contains(&p.as_str()) {
+                    v.add(
+                        "update_mask",
+                        format!(
+                            "`{p}` cannot be updated; updatable: {}",
+                            R::UPDATABLE.join(", ")
+                        ),
+                    );
+                }
+            }
+            v.into_result()?;
+            paths.iter().map(String::as_str).collect()
+        };
+        policy.may_attempt_write(&ctx.principal, &name)?;
+        let mut tx = self.inner.db.begin().await?;
+        let mut conn = tx.conn();
+        let stored = resource::get_for_update(&mut conn, R::KIND, &name)
+            .await?
+            .filter(|s| s.delete_time == 0)
+            .ok_or_else(|| not_found::<R, P>(&name))?;
+        resource::check_etag(&name, patch.etag(), &stored)?;
+        let mut r: R = Self::decode::<R, P>(&stored)?;
+        // Authorised against the resource as it stands and as it will stand.
+        policy.may_write(&mut conn, &ctx.principal, &r).await?;
+        for p in &paths {
+            r.copy_field(&patch, p);
+        }
+        let mut v = Violations::new();
+        r.check(&mut v);
+        v.into_result()?;
+        policy.may_write(&mut conn, &ctx.principal, &r).await?;
+        policy.check_references(&mut conn, &r).await?;
+        let now = self.now().max(stored.update_time);
+        let next = Stored {
+            update_time: now,
+            revision: stored.revision + 1,
+            body: strip_meta::<R, P>(&r),
+            ..stored.clone()
+        };
+        resource::update(&mut conn, R::KIND, &next, stored.revision, &r.columns()).await?;
+        r.set_meta(next.create_time, next.update_time, next.etag());
+        self.record(policy, &mut conn, ctx, "updated", &r, now)
+            .await?;
+        tx.commit().await?;
+        self.nudge();
+        Ok(r)
+    }
+
+    /// A custom method that changes a stored resource (AIP-136): `change` may
+    /// refuse (nothing is written) or edit the resource and its row.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn change<R: Resource<P>, P: Policy<R>>(
+        &self,
+        policy: &P,
+        ctx: &Ctx,
+        name: &str,
+        etag: &str,
+        verb: &str,
+        include_deleted: bool,
+        change: impl FnOnce(&mut R, &mut Stored) -> Result<()> + Send,
+    ) -> Result<R> {
+        names::parse("name", name, R::COLLECTIONS)?;
+        policy.may_attempt_write(&ctx.principal, name)?;
+        let mut tx = self.inner.db.begin().await?;
+        let mut conn = tx.conn();
+        let stored = resource::get_for_update(&mut conn, R::KIND, name)
+            .await?
+            .filter(|s| include_deleted || s.delete_time == 0)
+            .ok_or_else(|| not_found::<R, P>(name))?;
+        resource::check_etag(name, etag, &stored)?;
+        let mut r: R = Self::decode::<R, P>(&stored)?;
+        policy.may_write(&mut conn, &ctx.principal, &r).await?;
+        let now = self.now().max(stored.update_time);
+        let mut next = Stored {
+            update_time: now,
+            revision: stored.revision + 1,
+            ..stored.clone()
+        };
+        change(&mut r, &mut next)?;
+        next.body = strip_meta::<R, P>(&r);
+        resource::update(&mut conn, R::KIND, &next, stored.revision, &r.columns()).await?;
+        r.set_meta(next.create_time, next.update_time, next.etag());
+        self.record(policy, &mut conn, ctx, verb, &r, now).await?;
+        tx.commit().await?;
+        self.nudge();
+        Ok(r)
+    }
+
+    /// AIP-135 delete, for good.
+    pub async fn delete<R: Resource<P>, P: Policy<R>>(
+        &self,
+        policy: &P,
+        ctx: &Ctx,
+        name: &str,
+        etag: &str,
+    ) -> Result<()> {
+        names::parse("name", name, R::COLLECTIONS)?;
+        policy.may_attempt_write(&ctx.principal, name)?;
+        let mut tx = self.inner.db.begin().await?;
+        let mut conn = tx.conn();
+        let stored = resource::get_for_update(&mut conn, R::KIND, name)
+            .await?
+            .ok_or_else(|| not_found::<R, P>(name))?;
+        resource::check_etag(name, etag, &stored)?;
+        let r: R = Self::decode::<R, P>(&stored)?;
+        policy.may_write(&mut conn, &ctx.principal, &r).await?;
+        policy.check_delete(&mut conn, &r).await?;
+        resource::delete(&mut conn, R::KIND, name).await?;
+        let now = self.now();
+        self.record(policy, &mut conn, ctx, "deleted", &r, now)
+            .await?;
+        tx.commit().await?;
+        self.nudge();
+        Ok(())
+    }
+}
