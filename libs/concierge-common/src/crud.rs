@@ -52,6 +52,11 @@ pub trait Resource<P>:
     fn check(&self, v: &mut Violations);
     /// Clears output-only fields a caller may have sent.
     fn clear_output_only(&mut self);
+    /// Checks the caller's id for a new resource (AIP-133 `*_id`) or makes
+    /// one up; a kind with its own id rules overrides it.
+    fn new_id(field: &str, requested: &str) -> Result<String> {
+        names::new_id(field, requested)
+    }
     /// The account the resource belongs to, "accounts/{account}", or empty:
     /// what client principals are scoped by and events are tagged with.
     fn account(&self) -> String {
@@ -301,7 +306,7 @@ impl Store {
         } else {
             v.check(names::parse("parent", parent, parent_collections));
         }
-        let id = v.check(names::new_id(&format!("{}_id", R::FIELD), id));
+        let id = v.check(R::new_id(&format!("{}_id", R::FIELD), id));
         let Some(mut r) = resource else {
             // Report the missing resource alone, not every empty field of a
             // resource that was never sent.

@@ -22,6 +22,7 @@ use tonic::transport::{Channel, Endpoint};
 use tonic_types::StatusExt;
 
 pub use concierge_proto as proto;
+use concierge_proto::concierge::cases::v1::cases_service_client::CasesServiceClient;
 use concierge_proto::concierge::testing::v1::test_clock_service_client::TestClockServiceClient;
 use concierge_proto::customers::customers_service_client::CustomersServiceClient;
 
@@ -146,6 +147,14 @@ impl Client {
     /// Accounts, contacts, sites, inventory, interactions, follow-ups, staff.
     pub fn customers(&self) -> CustomersServiceClient<Authed> {
         CustomersServiceClient::new(InterceptedService::new(
+            self.channel.clone(),
+            self.credentials.clone(),
+        ))
+    }
+
+    /// Cases, calendars and business time, hand-off codes.
+    pub fn cases(&self) -> CasesServiceClient<Authed> {
+        CasesServiceClient::new(InterceptedService::new(
             self.channel.clone(),
             self.credentials.clone(),
         ))

@@ -348,6 +348,98 @@ impl BusinessCalendar {
     }
 }
 
+/// Reads the `Calendar` resource of the API into a checked calendar; every
+/// bad part is a field violation under `calendar.`.
+pub fn from_proto(c: &concierge_proto::concierge::cases::v1::Calendar) -> Result<BusinessCalendar> {
+    use concierge_proto::concierge::cases::v1::Weekday as W;
+    let mut v = Violations::new();
+    let weekday = |v: &mut Violations, field: String, w: i32| -> Option<Weekday> {
+        Some(match W::try_from(w) {
+            Ok(W::Monday) => Weekday::Monday,
+            Ok(W::Tuesday) => Weekday::Tuesday,
+            Ok(W::Wednesday) => Weekday::Wednesday,
+            Ok(W::Thursday) => Weekday::Thursday,
+            Ok(W::Friday) => Weekday::Friday,
+            Ok(W::Saturday) => Weekday::Saturday,
+            Ok(W::Sunday) => Weekday::Sunday,
+            _ => {
+                v.add(field, "required: a weekday");
+                return None;
+            }
+        })
+    };
+    let minute = |m: i32| u16::try_from(m).unwrap_or(u16::MAX);
+    let mut periods = Vec::new();
+    for (i, p) in c.working_periods.iter().enumerate() {
+        if let Some(day) = weekday(
+            &mut v,
+            format!("calendar.working_periods[{i}].weekday"),
+            p.weekday,
+        ) {
+            periods.push(WorkingPeriod {
+                weekday: day,
+                span: Span {
+                    start_minute: minute(p.start_minute),
+                    end_minute: minute(p.end_minute),
+                },
+            });
+        }
+    }
+    let mut holidays = Vec::new();
+    for (i, h) in c.holidays.iter().enumerate() {
+        let date = h.date.as_ref().and_then(|d| {
+            Date::new(
+                i16::try_from(d.year).ok()?,
+                i8::try_from(d.month).ok()?,
+                i8::try_from(d.day).ok()?,
+            )
+            .ok()
+        });
+        match date {
+            Some(date) => holidays.push(Holiday {
+                date,
+                name: h.display_name.clone(),
+                working_hours: h
+                    .working_periods
+                    .iter()
+                    .map(|p| Span {
+                        start_minute: minute(p.start_minute),
+                        end_minute: minute(p.end_minute),
+                    })
+                    .collect(),
+            }),
+            None => v.add(
+                format!("calendar.holidays[{i}].date"),
+                "required: a valid date",
+            ),
+        }
+    }
+    let tz = c
+        .time_zone
+        .as_ref()
+        .map(|t| t.id.as_str())
+        .unwrap_or_default();
+    let engine = if tz.is_empty() {
+        v.add(
+            "calendar.time_zone",
+            "required: an IANA time zone such as \"America/New_York\"",
+        );
+        None
+    } else {
+        Some(BusinessCalendar::new(tz, &periods, &holidays))
+    };
+    // Report the engine's violations together with the ones found here.
+    match (engine, v.into_result()) {
+        (Some(Ok(cal)), Ok(())) => Ok(cal),
+        (Some(Err(Error::InvalidArgument(more))), Err(Error::InvalidArgument(mut first))) => {
+            first.extend(more);
+            Err(Error::InvalidArgument(first))
+        }
+        (Some(Err(e)), _) | (_, Err(e)) => Err(e),
+        (None, Ok(())) => Err(Error::invalid("calendar.time_zone", "required")),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

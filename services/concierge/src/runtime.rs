@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::Context;
+use concierge_cases::Cases;
 use concierge_common::clock::{Clock, SharedClock, SystemClock};
 use concierge_common::config::{DatabaseConfig, ServerConfig};
 use concierge_common::principal::{PrincipalCodec, Role};
@@ -85,6 +86,7 @@ pub struct ServeConfig {
 pub enum ServiceName {
     Gateway,
     Customers,
+    Cases,
 }
 
 impl ServiceName {
@@ -92,6 +94,24 @@ impl ServiceName {
         match self {
             ServiceName::Gateway => "gateway",
             ServiceName::Customers => "customers",
+            ServiceName::Cases => "cases",
+        }
+    }
+}
+
+/// The JetStream bus of a domain, when NATS is configured.
+async fn event_bus(
+    events: &EventsConfig,
+    source: &str,
+) -> anyhow::Result<Option<concierge_common::relay::Bus>> {
+    match &events.nats_url {
+        Some(url) => {
+            let bus = concierge_common::relay::JetStreamBus::connect(url, source).await?;
+            Ok(Some(concierge_common::relay::Bus::JetStream(bus)))
+        }
+        None => {
+            tracing::warn!("events.nats_url is not set: events stay in the outbox until it is");
+            Ok(None)
         }
     }
 }
@@ -100,7 +120,8 @@ impl ServiceName {
 fn grpc_name(short: &str) -> anyhow::Result<&'static str> {
     match short {
         "customers" => Ok(concierge_customers::SERVICE_NAME),
-        other => anyhow::bail!("unknown backend {other:?}; known: customers"),
+        "cases" => Ok(concierge_cases::SERVICE_NAME),
+        other => anyhow::bail!("unknown backend {other:?}; known: customers, cases"),
     }
 }
 
@@ -119,19 +140,22 @@ pub async fn serve(which: ServiceName, cfg: ServeConfig) -> anyhow::Result<()> {
     let (routes, names) = match which {
         ServiceName::Customers => {
             let svc = Customers::open(db.clone(), codec, clock).await?;
-            match &cfg.events.nats_url {
-                Some(url) => {
-                    let bus =
-                        concierge_common::relay::JetStreamBus::connect(url, "customers").await?;
-                    svc.relay_events(concierge_common::relay::Bus::JetStream(bus));
-                }
-                None => tracing::warn!(
-                    "events.nats_url is not set: events stay in the outbox until it is"
-                ),
+            if let Some(bus) = event_bus(&cfg.events, "customers").await? {
+                svc.relay_events(bus);
             }
             (
                 tonic::service::Routes::new(svc.server()),
                 vec![concierge_customers::SERVICE_NAME.to_string()],
+            )
+        }
+        ServiceName::Cases => {
+            let svc = Cases::open(db.clone(), codec, clock).await?;
+            if let Some(bus) = event_bus(&cfg.events, "cases").await? {
+                svc.relay_events(bus);
+            }
+            (
+                tonic::service::Routes::new(svc.server()),
+                vec![concierge_cases::SERVICE_NAME.to_string()],
             )
         }
         ServiceName::Gateway => {
@@ -182,6 +206,14 @@ pub async fn migrate(which: ServiceName, database_url: &str) -> anyhow::Result<(
     match which {
         ServiceName::Customers => {
             Customers::open(
+                db.clone(),
+                PrincipalCodec::new("migrate-only".into()),
+                Arc::new(SystemClock),
+            )
+            .await?;
+        }
+        ServiceName::Cases => {
+            Cases::open(
                 db.clone(),
                 PrincipalCodec::new("migrate-only".into()),
                 Arc::new(SystemClock),
@@ -264,11 +296,21 @@ pub async fn dev(opts: DevOptions) -> anyhow::Result<()> {
     let (bus, _) = tokio::sync::broadcast::channel(1024);
     customers.relay_events(concierge_common::relay::Bus::InProcess(bus.clone()));
 
+    let cases_db = Db::connect(&sqlite_url(&dir, "cases.db"), 8).await?;
+    let cases = Cases::open(cases_db.clone(), codec.clone(), clock.clone()).await?;
+    cases.relay_events(concierge_common::relay::Bus::InProcess(bus.clone()));
+
     let gateway_db = Db::connect(&sqlite_url(&dir, "gateway.db"), 4).await?;
-    let mut backends = BTreeMap::from([(
-        concierge_customers::SERVICE_NAME,
-        concierge_gateway::local(customers.server()),
-    )]);
+    let mut backends = BTreeMap::from([
+        (
+            concierge_customers::SERVICE_NAME,
+            concierge_gateway::local(customers.server()),
+        ),
+        (
+            concierge_cases::SERVICE_NAME,
+            concierge_gateway::local(cases.server()),
+        ),
+    ]);
     if let Some(c) = &test_clock {
         backends.insert(
             crate::test_clock::SERVICE_NAME,
@@ -347,6 +389,7 @@ pub async fn dev(opts: DevOptions) -> anyhow::Result<()> {
     drop(out);
     running.wait().await?;
     customers_db.close().await;
+    cases_db.close().await;
     gateway_db.close().await;
     Ok(())
 }

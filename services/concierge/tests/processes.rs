@@ -112,6 +112,60 @@ async fn dev_keeps_an_acknowledged_create_across_kill_9() {
         .into_inner();
     assert_eq!(got, created);
 
+    // The cases service is behind the same gateway: business time over a
+    // calendar with a holiday.
+    use concierge_proto::concierge::cases::v1 as cases;
+    let mut c = client.cases();
+    let weekdays = (1..=5)
+        .map(|d| cases::WorkingPeriod {
+            weekday: d,
+            start_minute: 540,
+            end_minute: 1020,
+        })
+        .collect();
+    c.create_calendar(cases::CreateCalendarRequest {
+        calendar: Some(cases::Calendar {
+            display_name: "Istanbul office".into(),
+            time_zone: Some(concierge_proto::types::TimeZone {
+                id: "Europe/Istanbul".into(),
+            }),
+            working_periods: weekdays,
+            holidays: vec![cases::Holiday {
+                date: Some(cases::LocalDate {
+                    year: 2026,
+                    month: 10,
+                    day: 29,
+                }),
+                display_name: "Republic Day".into(),
+                working_periods: vec![],
+            }],
+            ..Default::default()
+        }),
+        calendar_id: "istanbul".into(),
+        request_id: String::new(),
+    })
+    .await
+    .unwrap();
+    let end = c
+        .add_business_time(cases::AddBusinessTimeRequest {
+            calendar: "calendars/istanbul".into(),
+            // Wednesday 2026-10-28 16:00 +03.
+            start_time: Some(prost_types::Timestamp {
+                seconds: 1_793_192_400,
+                nanos: 0,
+            }),
+            duration: Some(prost_types::Duration {
+                seconds: 2 * 3600,
+                nanos: 0,
+            }),
+            time_zone: None,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    // One hour Wednesday, the holiday skipped, one hour Friday: 10:00 +03.
+    assert_eq!(end.end_time.unwrap().seconds, 1_793_343_600);
+
     // The CLI, through the same gateway, with --json for scripts.
     let out = Command::new(BIN)
         .args(["customers", "get", "anadolu", "--json"])
