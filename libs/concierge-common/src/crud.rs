@@ -108,8 +108,27 @@ pub trait Policy<R>: Send + Sync {
     ) -> impl Future<Output = Result<()>> + Send {
         async { Ok(()) }
     }
-    /// Sets the output-only fields of a new resource (its initial state).
-    fn on_create(&self, _r: &mut R) {}
+    /// After a resource is read, for resources whose name does not tell
+    /// whose they are (a case belongs to the account in its `account`
+    /// field): a client gets NOT_FOUND for another account's.
+    fn may_see(&self, _p: &Principal, _r: &R) -> Result<()> {
+        Ok(())
+    }
+    /// Sets the output-only fields of a new resource (its initial state, its
+    /// creator).
+    fn on_create(&self, _ctx: &Ctx, _r: &mut R) {}
+    /// Writes that go with a change, in its transaction (a state history
+    /// row). `before` is None for a create.
+    fn after_write(
+        &self,
+        _conn: &mut Conn<'_>,
+        _ctx: &Ctx,
+        _before: Option<&R>,
+        _after: &R,
+        _now: i64,
+    ) -> impl Future<Output = Result<()>> + Send {
+        async { Ok(()) }
+    }
     /// The account a list is confined to for `p`, after checking `parent`.
     fn list_account(&self, p: &Principal, parent: &str) -> Result<Option<String>>;
 }
@@ -335,7 +354,7 @@ impl Store {
         }
         policy.may_write(&mut conn, &ctx.principal, &r).await?;
         policy.check_references(&mut conn, &r).await?;
-        policy.on_create(&mut r);
+        policy.on_create(ctx, &mut r);
         let now = self.now();
         let stored = Stored {
             name: r.name().to_string(),
@@ -349,6 +368,7 @@ impl Store {
         };
         resource::insert(&mut conn, R::KIND, &stored, &r.columns()).await?;
         r.set_meta(now, now, stored.etag());
+        policy.after_write(&mut conn, ctx, None, &r, now).await?;
         self.record(policy, &mut conn, ctx, "created", &r, now)
             .await?;
         if let Some(key) = &key {
@@ -372,7 +392,9 @@ impl Store {
         let stored = resource::get(&mut pooled.conn(), R::KIND, name)
             .await?
             .ok_or_else(|| not_found::<R, P>(name))?;
-        Self::decode::<R, P>(&stored)
+        let r = Self::decode::<R, P>(&stored)?;
+        policy.may_see(&ctx.principal, &r)?;
+        Ok(r)
     }
 
     /// AIP-132 list with AIP-160 filter, `order_by` and keyset pagination.
@@ -472,8 +494,10 @@ impl Store {
             .await?
             .filter(|s| s.delete_time == 0)
             .ok_or_else(|| not_found::<R, P>(&name))?;
-        resource::check_etag(&name, patch.etag(), &stored)?;
         let mut r: R = Self::decode::<R, P>(&stored)?;
+        policy.may_see(&ctx.principal, &r)?;
+        resource::check_etag(&name, patch.etag(), &stored)?;
+        let before = r.clone();
         // Authorised against the resource as it stands and as it will stand.
         policy.may_write(&mut conn, &ctx.principal, &r).await?;
         for p in &paths {
@@ -493,6 +517,9 @@ impl Store {
         };
         resource::update(&mut conn, R::KIND, &next, stored.revision, &r.columns()).await?;
         r.set_meta(next.create_time, next.update_time, next.etag());
+        policy
+            .after_write(&mut conn, ctx, Some(&before), &r, now)
+            .await?;
         self.record(policy, &mut conn, ctx, "updated", &r, now)
             .await?;
         tx.commit().await?;
@@ -521,9 +548,11 @@ impl Store {
             .await?
             .filter(|s| include_deleted || s.delete_time == 0)
             .ok_or_else(|| not_found::<R, P>(name))?;
-        resource::check_etag(name, etag, &stored)?;
         let mut r: R = Self::decode::<R, P>(&stored)?;
+        policy.may_see(&ctx.principal, &r)?;
+        resource::check_etag(name, etag, &stored)?;
         policy.may_write(&mut conn, &ctx.principal, &r).await?;
+        let before = r.clone();
         let now = self.now().max(stored.update_time);
         let mut next = Stored {
             update_time: now,
@@ -534,6 +563,9 @@ impl Store {
         next.body = strip_meta::<R, P>(&r);
         resource::update(&mut conn, R::KIND, &next, stored.revision, &r.columns()).await?;
         r.set_meta(next.create_time, next.update_time, next.etag());
+        policy
+            .after_write(&mut conn, ctx, Some(&before), &r, now)
+            .await?;
         self.record(policy, &mut conn, ctx, verb, &r, now).await?;
         tx.commit().await?;
         self.nudge();
@@ -555,8 +587,9 @@ impl Store {
         let stored = resource::get_for_update(&mut conn, R::KIND, name)
             .await?
             .ok_or_else(|| not_found::<R, P>(name))?;
-        resource::check_etag(name, etag, &stored)?;
         let r: R = Self::decode::<R, P>(&stored)?;
+        policy.may_see(&ctx.principal, &r)?;
+        resource::check_etag(name, etag, &stored)?;
         policy.may_write(&mut conn, &ctx.principal, &r).await?;
         policy.check_delete(&mut conn, &r).await?;
         resource::delete(&mut conn, R::KIND, name).await?;

@@ -2,6 +2,7 @@
 //! bootstrap, errors, storage, filters, paging, idempotency, principals, the
 //! outbox and the clock.
 
+pub mod channel;
 pub mod clock;
 pub mod config;
 pub mod crud;
