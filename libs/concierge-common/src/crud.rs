@@ -116,7 +116,12 @@ pub trait Policy<R>: Send + Sync {
     }
     /// Sets the output-only fields of a new resource (its initial state, its
     /// creator).
-    fn on_create(&self, _ctx: &Ctx, _r: &mut R) {}
+    fn on_create(&self, _ctx: &Ctx, _r: &mut R, _now: i64) {}
+    /// A condition every list of `p` must meet beyond the account (a client
+    /// lists public notes only).
+    fn list_restriction(&self, _p: &Principal) -> Option<crate::filter::Expr> {
+        None
+    }
     /// Writes that go with a change, in its transaction (a state history
     /// row). `before` is None for a create.
     fn after_write(
@@ -354,8 +359,8 @@ impl Store {
         }
         policy.may_write(&mut conn, &ctx.principal, &r).await?;
         policy.check_references(&mut conn, &r).await?;
-        policy.on_create(ctx, &mut r);
         let now = self.now();
+        policy.on_create(ctx, &mut r, now);
         let stored = Stored {
             name: r.name().to_string(),
             parent: parent.to_string(),
@@ -430,6 +435,12 @@ impl Store {
         };
         let account = policy.list_account(p, page.parent)?;
         let mut query = resource::prepare(R::KIND, &page, scope, account)?;
+        if let Some(must) = policy.list_restriction(p) {
+            query.filter = Some(match query.filter.take() {
+                Some(asked) => crate::filter::Expr::And(vec![asked, must]),
+                None => must,
+            });
+        }
         query.after = self.inner.tokens.decode(R::KIND.table, &p.subject, &page)?;
         let mut pooled = self.inner.db.acquire().await?;
         let result = resource::list(&mut pooled.conn(), R::KIND, &query).await?;

@@ -8,6 +8,7 @@
 //! (with business-time arithmetic) and hand-off codes.
 
 pub mod calendar;
+pub mod directory;
 pub mod lifecycle;
 pub mod policy;
 pub mod resources;
@@ -17,10 +18,13 @@ pub mod sla;
 use concierge_common::clock::SharedClock;
 use concierge_common::crud::{Ctx, Policy, Store};
 use concierge_common::error::{Error, Result};
+use concierge_common::on_conn;
 use concierge_common::principal::{Principal, PrincipalCodec, Role};
 use concierge_common::storage::{Conn, Db};
 use concierge_proto::concierge::cases::v1::cases_service_server::CasesServiceServer;
-use concierge_proto::concierge::cases::v1::{Calendar, HandOffCode};
+use concierge_proto::concierge::cases::v1::{
+    Calendar, Case, CasePriority, HandOffCode, Note, case, note,
+};
 use concierge_proto::events::Visibility;
 use sqlx::migrate::Migrator;
 
@@ -35,18 +39,45 @@ static POSTGRES: Migrator = sqlx::migrate!("migrations/postgres");
 pub struct Cases {
     store: Store,
     principals: PrincipalCodec,
+    directory: directory::Directory,
 }
 
-/// Who may do what with cases resources.
-#[derive(Debug, Clone, Copy)]
-pub struct Rules;
+/// Who may do what with cases resources. Carries what one request learned
+/// before writing (the account's facts, the case a note is on), which the
+/// output-only fields of a new resource are set from.
+#[derive(Debug, Clone, Default)]
+pub struct Rules {
+    pub(crate) facts: Option<directory::AccountFacts>,
+    pub(crate) case_account: Option<String>,
+}
+
+/// The rules of a request that learned nothing beforehand.
+pub(crate) const RULES: Rules = Rules {
+    facts: None,
+    case_account: None,
+};
 
 impl Cases {
-    /// Migrates `db` and opens the service on it.
-    pub async fn open(db: Db, principals: PrincipalCodec, clock: SharedClock) -> Result<Self> {
+    /// Migrates `db` and opens the service on it; `customers` is a channel to
+    /// the customers service (a loopback one in `concierge dev`).
+    pub async fn open(
+        db: Db,
+        principals: PrincipalCodec,
+        clock: SharedClock,
+        customers: tonic::transport::Channel,
+    ) -> Result<Self> {
         let store =
             Store::open(db, &SQLITE, &POSTGRES, clock, "concierge.cases.v1", "cases").await?;
-        Ok(Self { store, principals })
+        let directory = directory::Directory::new(customers, &principals);
+        Ok(Self {
+            store,
+            principals,
+            directory,
+        })
+    }
+
+    pub(crate) fn directory(&self) -> &directory::Directory {
+        &self.directory
     }
 
     /// The tonic service, with message limits set for both directions.
@@ -118,3 +149,154 @@ fn staff_only(p: &Principal, what: &str) -> Result<()> {
 
 configuration_policy!(Calendar, "business calendars");
 configuration_policy!(HandOffCode, "hand-off codes");
+
+/// A client principal asking about another account's case or note gets
+/// NOT_FOUND, as for one that does not exist.
+fn own_account(
+    p: &Principal,
+    resource_type: &'static str,
+    name: &str,
+    account: &str,
+) -> Result<()> {
+    if p.role == Role::Client && p.account.as_deref() != Some(account) {
+        return Err(Error::NotFound {
+            resource_type,
+            name: name.to_string(),
+        });
+    }
+    Ok(())
+}
+
+/// Cases: staff work every case; a client opens cases for its own account
+/// and follows them, and changes nothing else.
+impl Policy<Case> for Rules {
+    fn visibility(&self, _r: &Case) -> Visibility {
+        Visibility::Public
+    }
+    fn may_read(&self, _p: &Principal, _name: &str) -> Result<()> {
+        Ok(())
+    }
+    fn may_see(&self, p: &Principal, r: &Case) -> Result<()> {
+        own_account(p, "Case", &r.name, &r.account)
+    }
+    fn may_attempt_write(&self, _p: &Principal, _target: &str) -> Result<()> {
+        Ok(())
+    }
+    async fn may_write(&self, _conn: &mut Conn<'_>, p: &Principal, r: &Case) -> Result<()> {
+        own_account(p, "Case", &r.name, &r.account)?;
+        // A case not yet created has no state: a client may open one.
+        if p.role == Role::Client && r.state != case::State::Unspecified as i32 {
+            return Err(Error::PermissionDenied(
+                "clients follow their cases and add public updates; staff change them".into(),
+            ));
+        }
+        Ok(())
+    }
+    fn on_create(&self, ctx: &Ctx, c: &mut Case, now: i64) {
+        c.state = case::State::New as i32;
+        c.state_time = concierge_common::clock::micros_to_proto(now);
+        c.creator = ctx.principal.subject.clone();
+        if c.priority == CasePriority::Unspecified as i32 {
+            c.priority = CasePriority::Medium as i32;
+        }
+        if let Some(f) = &self.facts {
+            c.account_manager = f.account_manager.clone();
+            c.account_tier = f.tier.clone();
+        }
+    }
+    /// Every state the case enters is kept, in order: SLA clocks are read from it.
+    async fn after_write(
+        &self,
+        conn: &mut Conn<'_>,
+        ctx: &Ctx,
+        before: Option<&Case>,
+        after: &Case,
+        now: i64,
+    ) -> Result<()> {
+        if before.is_some_and(|b| b.state == after.state) {
+            return Ok(());
+        }
+        let next: i64 = on_conn!(conn, c => sqlx::query_scalar("SELECT COALESCE(MAX(seq), 0) + 1 FROM case_states WHERE case_name = $1")
+            .bind(&after.name)
+            .fetch_one(&mut **c)
+            .await?);
+        let sql = "INSERT INTO case_states (case_name, seq, state, enter_time, reason, actor) VALUES ($1, $2, $3, $4, $5, $6)";
+        on_conn!(conn, c => sqlx::query(sql)
+            .bind(&after.name)
+            .bind(next)
+            .bind(i64::from(after.state))
+            .bind(now)
+            .bind(&after.state_reason)
+            .bind(&ctx.principal.subject)
+            .execute(&mut **c)
+            .await?
+            .rows_affected());
+        Ok(())
+    }
+    fn list_account(&self, p: &Principal, _parent: &str) -> Result<Option<String>> {
+        Ok(if p.role == Role::Client {
+            p.account.clone()
+        } else {
+            None
+        })
+    }
+}
+
+/// Notes: internal notes are for staff only and do not exist for a client,
+/// through any method; a client reads and posts public updates on its own
+/// account's cases.
+impl Policy<Note> for Rules {
+    fn visibility(&self, r: &Note) -> Visibility {
+        if r.visibility == note::Visibility::Public as i32 {
+            Visibility::Public
+        } else {
+            Visibility::Internal
+        }
+    }
+    fn may_read(&self, _p: &Principal, _name: &str) -> Result<()> {
+        Ok(())
+    }
+    fn may_see(&self, p: &Principal, r: &Note) -> Result<()> {
+        own_account(p, "Note", &r.name, &r.account)?;
+        if p.role == Role::Client && r.visibility != note::Visibility::Public as i32 {
+            return Err(Error::NotFound {
+                resource_type: "Note",
+                name: r.name.clone(),
+            });
+        }
+        Ok(())
+    }
+    fn may_attempt_write(&self, _p: &Principal, _target: &str) -> Result<()> {
+        Ok(())
+    }
+    async fn may_write(&self, _conn: &mut Conn<'_>, p: &Principal, r: &Note) -> Result<()> {
+        if p.role == Role::Client && r.visibility != note::Visibility::Public as i32 {
+            return Err(Error::PermissionDenied(
+                "clients post public updates only".into(),
+            ));
+        }
+        Ok(())
+    }
+    fn on_create(&self, ctx: &Ctx, n: &mut Note, _now: i64) {
+        let p = &ctx.principal;
+        n.author = p.staff_member.clone().unwrap_or_else(|| p.subject.clone());
+        n.author_display_name = p.display_name.clone();
+        n.author_role = p.to_proto().role;
+        n.origin = note::Origin::Manual as i32;
+        n.account = self.case_account.clone().unwrap_or_default();
+    }
+    fn list_account(&self, p: &Principal, _parent: &str) -> Result<Option<String>> {
+        Ok(if p.role == Role::Client {
+            p.account.clone()
+        } else {
+            None
+        })
+    }
+    fn list_restriction(&self, p: &Principal) -> Option<concierge_common::filter::Expr> {
+        (p.role == Role::Client).then_some(concierge_common::filter::Expr::Compare {
+            column: "visibility",
+            op: "=",
+            value: concierge_common::filter::Value::Int(note::Visibility::Public as i64),
+        })
+    }
+}

@@ -9,7 +9,12 @@ use concierge_proto::concierge::cases::v1::cases_service_server::CasesService;
 use concierge_proto::concierge::cases::v1::*;
 use tonic::{Request, Response, Status};
 
-use crate::{Cases, Rules, calendar};
+use concierge_common::crud::Ctx;
+use concierge_common::names;
+use concierge_common::principal::Role;
+
+use crate::lifecycle::{self, Transition};
+use crate::{Cases, RULES, Rules, calendar};
 
 type Reply<T> = std::result::Result<Response<T>, Status>;
 
@@ -27,8 +32,11 @@ macro_rules! without_request_id {
 
 macro_rules! page {
     ($req:expr) => {
+        page!($req, "")
+    };
+    ($req:expr, $parent:expr) => {
         PageQuery {
-            parent: "",
+            parent: $parent,
             page_size: $req.page_size,
             page_token: &$req.page_token,
             filter: &$req.filter,
@@ -51,7 +59,45 @@ fn duration(d: jiff::SignedDuration) -> prost_types::Duration {
     }
 }
 
+fn required(field: &str, value: &str) -> Result<()> {
+    if value.trim().is_empty() {
+        return Err(Error::invalid(field, "required"));
+    }
+    Ok(())
+}
+
 impl Cases {
+    /// Moves a case through `transition`, with `edit` filling in what that
+    /// transition records; the state history and the event follow.
+    async fn transition(
+        &self,
+        ctx: &Ctx,
+        name: &str,
+        etag: &str,
+        transition: Transition,
+        verb: &str,
+        edit: impl FnOnce(&mut Case, i64) -> Result<()> + Send,
+    ) -> Result<Case> {
+        self.store()
+            .change::<Case, _>(&RULES, ctx, name, etag, verb, false, |c, row| {
+                let current = case::State::try_from(c.state).unwrap_or(case::State::Unspecified);
+                let next = lifecycle::next(name, current, transition)?;
+                if next != current {
+                    c.state = next as i32;
+                    c.state_time = clock::micros_to_proto(row.update_time);
+                    c.state_reason.clear();
+                }
+                edit(c, row.update_time)
+            })
+            .await
+    }
+
+    /// The case a note or list of notes belongs to, as the caller may see it.
+    async fn visible_case(&self, ctx: &Ctx, name: &str) -> Result<Case> {
+        names::parse("parent", name, &["cases"])?;
+        self.store().get(&RULES, ctx, name).await
+    }
+
     /// The calendar named by a business-time request, read in `time_zone`
     /// when one is given (a site's).
     async fn business_calendar(
@@ -66,7 +112,7 @@ impl Cases {
                 "required: \"calendars/{calendar}\"",
             ));
         }
-        let stored: Calendar = self.store().get(&Rules, ctx, name).await?;
+        let stored: Calendar = self.store().get(&RULES, ctx, name).await?;
         let cal = calendar::from_proto(&stored).map_err(Error::internal)?;
         match time_zone
             .as_ref()
@@ -83,6 +129,458 @@ impl Cases {
 
 #[tonic::async_trait]
 impl CasesService for Cases {
+    async fn create_case(&self, request: Request<CreateCaseRequest>) -> Reply<Case> {
+        let ctx = self.ctx(&request)?;
+        let req = request.into_inner();
+        let hashed = without_request_id!(req);
+        let result = async {
+            let account = req
+                .case
+                .as_ref()
+                .map(|c| c.account.clone())
+                .unwrap_or_default();
+            if ctx.principal.role == Role::Client
+                && ctx.principal.account.as_deref() != Some(account.as_str())
+            {
+                return Err(Error::NotFound {
+                    resource_type: "Account",
+                    name: account,
+                });
+            }
+            // The account's owner and tier come from the customers service;
+            // a malformed name is left for the field checks to report.
+            let facts = match names::parse("case.account", &account, &["accounts"]) {
+                Ok(_) => Some(self.directory().account("case.account", &account).await?),
+                Err(_) => None,
+            };
+            let rules = Rules {
+                facts,
+                case_account: None,
+            };
+            self.store()
+                .create(
+                    &rules,
+                    &ctx,
+                    "CreateCase",
+                    &hashed,
+                    New {
+                        parent: "",
+                        resource: req.case,
+                        id: &req.case_id,
+                        request_id: &req.request_id,
+                    },
+                )
+                .await
+        };
+        reply(result.await)
+    }
+
+    async fn get_case(&self, request: Request<GetCaseRequest>) -> Reply<Case> {
+        let ctx = self.ctx(&request)?;
+        reply(
+            self.store()
+                .get(&RULES, &ctx, &request.get_ref().name)
+                .await,
+        )
+    }
+
+    async fn list_cases(&self, request: Request<ListCasesRequest>) -> Reply<ListCasesResponse> {
+        let ctx = self.ctx(&request)?;
+        let mut req = request.into_inner();
+        if req.order_by.is_empty() {
+            req.order_by = "create_time desc".into();
+        }
+        let (cases, next_page_token) = self.store().list(&RULES, &ctx, page!(req)).await?;
+        Ok(Response::new(ListCasesResponse {
+            cases,
+            next_page_token,
+            total_size: 0,
+        }))
+    }
+
+    async fn update_case(&self, request: Request<UpdateCaseRequest>) -> Reply<Case> {
+        let ctx = self.ctx(&request)?;
+        let req = request.into_inner();
+        reply(
+            self.store()
+                .update(&RULES, &ctx, req.case, req.update_mask)
+                .await,
+        )
+    }
+
+    async fn open_case(&self, request: Request<OpenCaseRequest>) -> Reply<Case> {
+        let ctx = self.ctx(&request)?;
+        let req = request.into_inner();
+        if !req.owner.is_empty() {
+            names::parse("owner", &req.owner, &["staff"])?;
+        }
+        let caller = ctx.principal.staff_member.clone().unwrap_or_default();
+        reply(
+            self.transition(
+                &ctx,
+                &req.name,
+                &req.etag,
+                Transition::Open,
+                "state_changed",
+                |c, now| {
+                    if !req.owner.is_empty() {
+                        c.owner = req.owner.clone();
+                    } else if c.owner.is_empty() {
+                        c.owner = caller;
+                    }
+                    if c.first_response_time.is_none() {
+                        c.first_response_time = clock::micros_to_proto(now);
+                    }
+                    Ok(())
+                },
+            )
+            .await,
+        )
+    }
+
+    async fn start_case_work(&self, request: Request<StartCaseWorkRequest>) -> Reply<Case> {
+        let ctx = self.ctx(&request)?;
+        let req = request.into_inner();
+        reply(
+            self.transition(
+                &ctx,
+                &req.name,
+                &req.etag,
+                Transition::StartWork,
+                "state_changed",
+                |c, now| {
+                    if c.first_response_time.is_none() {
+                        c.first_response_time = clock::micros_to_proto(now);
+                    }
+                    Ok(())
+                },
+            )
+            .await,
+        )
+    }
+
+    async fn pend_case_on_client(&self, request: Request<PendCaseOnClientRequest>) -> Reply<Case> {
+        let ctx = self.ctx(&request)?;
+        let req = request.into_inner();
+        required("reason", &req.reason)?;
+        reply(
+            self.transition(
+                &ctx,
+                &req.name,
+                &req.etag,
+                Transition::PendOnClient,
+                "state_changed",
+                |c, _| {
+                    c.state_reason = req.reason.clone();
+                    Ok(())
+                },
+            )
+            .await,
+        )
+    }
+
+    async fn pend_case_on_carrier(
+        &self,
+        request: Request<PendCaseOnCarrierRequest>,
+    ) -> Reply<Case> {
+        let ctx = self.ctx(&request)?;
+        let req = request.into_inner();
+        required("reason", &req.reason)?;
+        reply(
+            self.transition(
+                &ctx,
+                &req.name,
+                &req.etag,
+                Transition::PendOnCarrier,
+                "state_changed",
+                |c, _| {
+                    c.state_reason = req.reason.clone();
+                    if !req.carrier_reference.is_empty() {
+                        c.carrier_reference = req.carrier_reference.clone();
+                    }
+                    Ok(())
+                },
+            )
+            .await,
+        )
+    }
+
+    async fn resume_case(&self, request: Request<ResumeCaseRequest>) -> Reply<Case> {
+        let ctx = self.ctx(&request)?;
+        let req = request.into_inner();
+        reply(
+            self.transition(
+                &ctx,
+                &req.name,
+                &req.etag,
+                Transition::Resume,
+                "state_changed",
+                |c, _| {
+                    c.state_reason = req.reason.clone();
+                    Ok(())
+                },
+            )
+            .await,
+        )
+    }
+
+    async fn mark_case_jeopardy(&self, request: Request<MarkCaseJeopardyRequest>) -> Reply<Case> {
+        let ctx = self.ctx(&request)?;
+        let req = request.into_inner();
+        reply(
+            self.transition(
+                &ctx,
+                &req.name,
+                &req.etag,
+                Transition::MarkJeopardy,
+                "state_changed",
+                |c, now| {
+                    let mut j = c.jeopardy.take().unwrap_or_default();
+                    if j.enter_time.is_none() {
+                        j.enter_time = clock::micros_to_proto(now);
+                    }
+                    if !req.reason.trim().is_empty() {
+                        j.reason = req.reason.clone();
+                        j.reason_time = clock::micros_to_proto(now);
+                        j.public_note = req.reason.clone();
+                    }
+                    if req.revised_eta_time.is_some() {
+                        j.revised_eta_time = req.revised_eta_time;
+                    }
+                    // Jeopardy without a reason or a revised ETA is allowed (the
+                    // performing team flags it) but marked, for the chase rule.
+                    j.flagged_missing_reason = j.reason.is_empty() || j.revised_eta_time.is_none();
+                    c.state_reason = j.reason.clone();
+                    c.jeopardy = Some(j);
+                    Ok(())
+                },
+            )
+            .await,
+        )
+    }
+
+    async fn resolve_case(&self, request: Request<ResolveCaseRequest>) -> Reply<Case> {
+        let ctx = self.ctx(&request)?;
+        let req = request.into_inner();
+        let resolution = req.resolution.clone().unwrap_or_default();
+        let mut v = concierge_common::error::Violations::new();
+        for (field, value) in [
+            ("resolution.root_cause", &resolution.root_cause),
+            ("resolution.resolution_code", &resolution.resolution_code),
+            ("resolution.summary", &resolution.summary),
+        ] {
+            if value.trim().is_empty() {
+                v.add(field, "required to resolve a case");
+            }
+        }
+        v.into_result()?;
+        let resolver = ctx
+            .principal
+            .staff_member
+            .clone()
+            .unwrap_or_else(|| ctx.principal.subject.clone());
+        reply(
+            self.transition(
+                &ctx,
+                &req.name,
+                &req.etag,
+                Transition::Resolve,
+                "resolved",
+                |c, now| {
+                    c.resolution = Some(Resolution {
+                        resolver,
+                        ..resolution
+                    });
+                    c.resolve_time = clock::micros_to_proto(now);
+                    c.state_reason = c
+                        .resolution
+                        .as_ref()
+                        .map(|r| r.resolution_code.clone())
+                        .unwrap_or_default();
+                    if let Some(restored) = req.restore_time {
+                        c.outage.get_or_insert_with(Default::default).restore_time = Some(restored);
+                    }
+                    Ok(())
+                },
+            )
+            .await,
+        )
+    }
+
+    async fn close_case(&self, request: Request<CloseCaseRequest>) -> Reply<Case> {
+        let ctx = self.ctx(&request)?;
+        let req = request.into_inner();
+        reply(
+            self.transition(
+                &ctx,
+                &req.name,
+                &req.etag,
+                Transition::Close,
+                "closed",
+                |c, now| {
+                    c.state_reason = req.reason.clone();
+                    c.close_time = clock::micros_to_proto(now);
+                    Ok(())
+                },
+            )
+            .await,
+        )
+    }
+
+    async fn reopen_case(&self, request: Request<ReopenCaseRequest>) -> Reply<Case> {
+        let ctx = self.ctx(&request)?;
+        let req = request.into_inner();
+        required("reason", &req.reason)?;
+        reply(
+            self.transition(
+                &ctx,
+                &req.name,
+                &req.etag,
+                Transition::Reopen,
+                "reopened",
+                |c, _| {
+                    c.state_reason = req.reason.clone();
+                    c.reopen_count += 1;
+                    c.close_time = None;
+                    Ok(())
+                },
+            )
+            .await,
+        )
+    }
+
+    async fn cancel_case(&self, request: Request<CancelCaseRequest>) -> Reply<Case> {
+        let ctx = self.ctx(&request)?;
+        let req = request.into_inner();
+        required("reason", &req.reason)?;
+        reply(
+            self.transition(
+                &ctx,
+                &req.name,
+                &req.etag,
+                Transition::Cancel,
+                "cancelled",
+                |c, now| {
+                    c.state_reason = req.reason.clone();
+                    c.close_time = clock::micros_to_proto(now);
+                    Ok(())
+                },
+            )
+            .await,
+        )
+    }
+
+    async fn merge_case(&self, request: Request<MergeCaseRequest>) -> Reply<MergeCaseResponse> {
+        let ctx = self.ctx(&request)?;
+        let req = request.into_inner();
+        let result = async {
+            names::parse("target", &req.target, &["cases"])?;
+            if req.target == req.name {
+                return Err(Error::invalid(
+                    "target",
+                    "a case cannot be merged into itself",
+                ));
+            }
+            let target: Case = self.store().get(&RULES, &ctx, &req.target).await?;
+            if !lifecycle::is_open(
+                case::State::try_from(target.state).unwrap_or(case::State::Unspecified),
+            ) {
+                return Err(Error::FailedPrecondition {
+                    reason: "MERGE_TARGET_NOT_OPEN",
+                    subject: req.target.clone(),
+                    description: format!("{} is not open; merge into an open case", req.target),
+                });
+            }
+            self.transition(
+                &ctx,
+                &req.name,
+                &req.etag,
+                Transition::Merge,
+                "merged",
+                |c, now| {
+                    if c.account != target.account {
+                        return Err(Error::FailedPrecondition {
+                            reason: "MERGE_ACROSS_ACCOUNTS",
+                            subject: req.target.clone(),
+                            description: format!(
+                                "{} belongs to {}, not {}",
+                                req.target, target.account, c.account
+                            ),
+                        });
+                    }
+                    c.merged_into = req.target.clone();
+                    c.state_reason = if req.reason.is_empty() {
+                        format!("merged into {}", req.target)
+                    } else {
+                        req.reason.clone()
+                    };
+                    c.close_time = clock::micros_to_proto(now);
+                    Ok(())
+                },
+            )
+            .await
+            .map(|source| MergeCaseResponse {
+                source: Some(source),
+                target: Some(target.clone()),
+            })
+        };
+        reply(result.await)
+    }
+
+    async fn create_note(&self, request: Request<CreateNoteRequest>) -> Reply<Note> {
+        let ctx = self.ctx(&request)?;
+        let req = request.into_inner();
+        let hashed = without_request_id!(req);
+        let result = async {
+            let case = self.visible_case(&ctx, &req.parent).await?;
+            let rules = Rules {
+                facts: None,
+                case_account: Some(case.account),
+            };
+            self.store()
+                .create(
+                    &rules,
+                    &ctx,
+                    "CreateNote",
+                    &hashed,
+                    New {
+                        parent: &req.parent,
+                        resource: req.note,
+                        id: &req.note_id,
+                        request_id: &req.request_id,
+                    },
+                )
+                .await
+        };
+        reply(result.await)
+    }
+
+    async fn get_note(&self, request: Request<GetNoteRequest>) -> Reply<Note> {
+        let ctx = self.ctx(&request)?;
+        reply(
+            self.store()
+                .get(&RULES, &ctx, &request.get_ref().name)
+                .await,
+        )
+    }
+
+    async fn list_notes(&self, request: Request<ListNotesRequest>) -> Reply<ListNotesResponse> {
+        let ctx = self.ctx(&request)?;
+        let mut req = request.into_inner();
+        self.visible_case(&ctx, &req.parent).await?;
+        if req.order_by.is_empty() {
+            req.order_by = "create_time".into();
+        }
+        let (notes, next_page_token) = self
+            .store()
+            .list(&RULES, &ctx, page!(req, &req.parent))
+            .await?;
+        Ok(Response::new(ListNotesResponse {
+            notes,
+            next_page_token,
+        }))
+    }
+
     async fn create_calendar(&self, request: Request<CreateCalendarRequest>) -> Reply<Calendar> {
         let ctx = self.ctx(&request)?;
         let req = request.into_inner();
@@ -90,7 +588,7 @@ impl CasesService for Cases {
         reply(
             self.store()
                 .create(
-                    &Rules,
+                    &RULES,
                     &ctx,
                     "CreateCalendar",
                     &hashed,
@@ -109,7 +607,7 @@ impl CasesService for Cases {
         let ctx = self.ctx(&request)?;
         reply(
             self.store()
-                .get(&Rules, &ctx, &request.get_ref().name)
+                .get(&RULES, &ctx, &request.get_ref().name)
                 .await,
         )
     }
@@ -120,7 +618,7 @@ impl CasesService for Cases {
     ) -> Reply<ListCalendarsResponse> {
         let ctx = self.ctx(&request)?;
         let req = request.into_inner();
-        let (calendars, next_page_token) = self.store().list(&Rules, &ctx, page!(req)).await?;
+        let (calendars, next_page_token) = self.store().list(&RULES, &ctx, page!(req)).await?;
         Ok(Response::new(ListCalendarsResponse {
             calendars,
             next_page_token,
@@ -132,7 +630,7 @@ impl CasesService for Cases {
         let req = request.into_inner();
         reply(
             self.store()
-                .update(&Rules, &ctx, req.calendar, req.update_mask)
+                .update(&RULES, &ctx, req.calendar, req.update_mask)
                 .await,
         )
     }
@@ -142,7 +640,7 @@ impl CasesService for Cases {
         let req = request.into_inner();
         reply(
             self.store()
-                .delete::<Calendar, _>(&Rules, &ctx, &req.name, &req.etag)
+                .delete::<Calendar, _>(&RULES, &ctx, &req.name, &req.etag)
                 .await,
         )
     }
@@ -208,7 +706,7 @@ impl CasesService for Cases {
         reply(
             self.store()
                 .create(
-                    &Rules,
+                    &RULES,
                     &ctx,
                     "CreateHandOffCode",
                     &hashed,
@@ -230,7 +728,7 @@ impl CasesService for Cases {
         let ctx = self.ctx(&request)?;
         reply(
             self.store()
-                .get(&Rules, &ctx, &request.get_ref().name)
+                .get(&RULES, &ctx, &request.get_ref().name)
                 .await,
         )
     }
@@ -241,7 +739,7 @@ impl CasesService for Cases {
     ) -> Reply<ListHandOffCodesResponse> {
         let ctx = self.ctx(&request)?;
         let req = request.into_inner();
-        let (hand_off_codes, next_page_token) = self.store().list(&Rules, &ctx, page!(req)).await?;
+        let (hand_off_codes, next_page_token) = self.store().list(&RULES, &ctx, page!(req)).await?;
         Ok(Response::new(ListHandOffCodesResponse {
             hand_off_codes,
             next_page_token,
@@ -256,7 +754,7 @@ impl CasesService for Cases {
         let req = request.into_inner();
         reply(
             self.store()
-                .update(&Rules, &ctx, req.hand_off_code, req.update_mask)
+                .update(&RULES, &ctx, req.hand_off_code, req.update_mask)
                 .await,
         )
     }
@@ -266,7 +764,7 @@ impl CasesService for Cases {
         let req = request.into_inner();
         reply(
             self.store()
-                .delete::<HandOffCode, _>(&Rules, &ctx, &req.name, &req.etag)
+                .delete::<HandOffCode, _>(&RULES, &ctx, &req.name, &req.etag)
                 .await,
         )
     }

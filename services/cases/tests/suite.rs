@@ -17,21 +17,56 @@ use tonic_types::StatusExt;
 struct Harness {
     svc: Cases,
     codec: PrincipalCodec,
+    clock: TestClock,
     _db: TestDb,
+    _customers: (TestDb, concierge_common::server::Running),
 }
 
 impl Harness {
+    /// A cases service, and the customers service it asks about accounts
+    /// (acme, owned by ayse; globex, owned by bob) on a loopback port.
     async fn new(backend: Backend, test: &str) -> Option<Self> {
         let db = TestDb::new(backend, test).await?;
         let codec = PrincipalCodec::new("cases-test-secret".into());
         let clock = TestClock::new("2026-11-02T09:00:00Z".parse().unwrap());
-        let svc = Cases::open(db.db.clone(), codec.clone(), Arc::new(clock))
-            .await
-            .unwrap();
+        let customers_db = TestDb::new(Backend::Sqlite, test).await.unwrap();
+        let customers = concierge_customers::Customers::open(
+            customers_db.db.clone(),
+            codec.clone(),
+            Arc::new(clock.clone()),
+        )
+        .await
+        .unwrap();
+        seed_customers(&customers, &codec).await;
+        let running = concierge_common::server::start(
+            tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
+            tonic::service::Routes::new(customers.server()),
+            concierge_common::server::Serve {
+                health_names: vec![],
+                grace_period: std::time::Duration::from_secs(1),
+            },
+            async { Ok(()) },
+            std::future::pending(),
+        )
+        .await
+        .unwrap();
+        let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", running.addr))
+            .unwrap()
+            .connect_lazy();
+        let svc = Cases::open(
+            db.db.clone(),
+            codec.clone(),
+            Arc::new(clock.clone()),
+            channel,
+        )
+        .await
+        .unwrap();
         Some(Self {
             svc,
             codec,
+            clock,
             _db: db,
+            _customers: (customers_db, running),
         })
     }
 
@@ -40,6 +75,60 @@ impl Harness {
         r.metadata_mut()
             .insert(PRINCIPAL_HEADER, self.codec.encode(who).parse().unwrap());
         r
+    }
+}
+
+async fn seed_customers(customers: &concierge_customers::Customers, codec: &PrincipalCodec) {
+    use concierge_proto::customers::customers_service_server::CustomersService as _;
+    use concierge_proto::customers::*;
+    fn req<T>(codec: &PrincipalCodec, m: T) -> Request<T> {
+        let mut r = Request::new(m);
+        r.metadata_mut().insert(
+            PRINCIPAL_HEADER,
+            codec.encode(&who(Role::Admin)).parse().unwrap(),
+        );
+        r
+    }
+    for id in ["ayse", "bob"] {
+        customers
+            .create_staff_member(req(
+                codec,
+                CreateStaffMemberRequest {
+                    staff_member: Some(StaffMember {
+                        display_name: id.into(),
+                        email: format!("{id}@example.com"),
+                        role: StaffRole::AccountManager as i32,
+                        active: true,
+                        ..Default::default()
+                    }),
+                    staff_member_id: id.into(),
+                    request_id: String::new(),
+                },
+            ))
+            .await
+            .unwrap();
+    }
+    for (id, am, tier) in [
+        ("acme", "staff/ayse", Tier::Enterprise),
+        ("globex", "staff/bob", Tier::Standard),
+    ] {
+        customers
+            .create_account(req(
+                codec,
+                CreateAccountRequest {
+                    account: Some(Account {
+                        display_name: id.into(),
+                        tier: tier as i32,
+                        account_manager: am.into(),
+                        time_zone: "America/Chicago".into(),
+                        ..Default::default()
+                    }),
+                    account_id: id.into(),
+                    request_id: String::new(),
+                },
+            ))
+            .await
+            .unwrap();
     }
 }
 
@@ -153,6 +242,11 @@ suite!(
     calendars_are_checked_field_by_field_and_updated_by_mask,
     hand_off_codes_are_configuration,
     only_managers_change_configuration_and_clients_never_see_it,
+    a_case_moves_through_its_lifecycle_and_keeps_its_history,
+    jeopardy_without_a_reason_is_flagged_until_one_is_given,
+    cases_are_filed_under_the_accounts_portfolio_and_checked,
+    a_client_sees_its_own_cases_and_public_updates_only,
+    duplicates_merge_into_an_open_case_of_the_same_account,
 );
 
 async fn create_calendar(h: &Harness, id: &str, c: Calendar) -> Result<Calendar, Status> {
@@ -506,4 +600,639 @@ async fn only_managers_change_configuration_and_clients_never_see_it(h: Harness)
         .await
         .unwrap_err();
     assert_eq!(time.code(), Code::PermissionDenied);
+}
+
+fn case(account: &str, title: &str) -> Case {
+    Case {
+        title: title.into(),
+        r#type: CaseType::Repair as i32,
+        account: format!("accounts/{account}"),
+        site: format!("accounts/{account}/sites/hq"),
+        ..Default::default()
+    }
+}
+
+async fn create_case(h: &Harness, p: &Principal, c: Case) -> Result<Case, Status> {
+    h.svc
+        .create_case(h.req(
+            p,
+            CreateCaseRequest {
+                case: Some(c),
+                case_id: String::new(),
+                request_id: String::new(),
+            },
+        ))
+        .await
+        .map(|r| r.into_inner())
+}
+
+async fn history(h: &Harness, name: &str) -> Vec<i64> {
+    let mut c = h.svc.db().acquire().await.unwrap();
+    concierge_common::on_conn!(&mut c.conn(), x => sqlx::query_scalar("SELECT state FROM case_states WHERE case_name = $1 ORDER BY seq")
+        .bind(name)
+        .fetch_all(&mut **x)
+        .await
+        .unwrap())
+}
+
+fn agent() -> Principal {
+    Principal {
+        staff_member: Some("staff/zeki".into()),
+        ..who(Role::Agent)
+    }
+}
+
+async fn a_case_moves_through_its_lifecycle_and_keeps_its_history(h: Harness) {
+    let c = create_case(&h, &agent(), case("acme", "Circuit down at HQ"))
+        .await
+        .unwrap();
+    assert_eq!(c.state, case::State::New as i32);
+    assert_eq!(
+        (c.account_manager.as_str(), c.account_tier.as_str()),
+        ("staff/ayse", "TIER_ENTERPRISE"),
+        "from the customers service"
+    );
+    assert_eq!(
+        c.priority,
+        CasePriority::Medium as i32,
+        "medium unless said otherwise"
+    );
+    assert_eq!(c.creator, "apiKeys/Agent");
+    let a = agent();
+    let opened = h
+        .svc
+        .open_case(h.req(
+            &a,
+            OpenCaseRequest {
+                name: c.name.clone(),
+                owner: String::new(),
+                etag: c.etag.clone(),
+                request_id: String::new(),
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        opened.owner, "staff/zeki",
+        "the caller owns it when nobody does"
+    );
+    assert!(opened.first_response_time.is_some());
+    let no_reason = h
+        .svc
+        .pend_case_on_client(h.req(
+            &a,
+            PendCaseOnClientRequest {
+                name: c.name.clone(),
+                reason: " ".into(),
+                etag: String::new(),
+                request_id: String::new(),
+            },
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(violations(&no_reason), vec!["reason"]);
+    let pending = h
+        .svc
+        .pend_case_on_client(h.req(
+            &a,
+            PendCaseOnClientRequest {
+                name: c.name.clone(),
+                reason: "Site access for the technician".into(),
+                etag: String::new(),
+                request_id: String::new(),
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        (pending.state, pending.state_reason.as_str()),
+        (
+            case::State::PendingClient as i32,
+            "Site access for the technician"
+        )
+    );
+    let illegal = h
+        .svc
+        .close_case(h.req(
+            &a,
+            CloseCaseRequest {
+                name: c.name.clone(),
+                reason: String::new(),
+                etag: String::new(),
+                request_id: String::new(),
+            },
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(illegal.code(), Code::FailedPrecondition);
+    assert!(
+        illegal.message().contains("STATE_PENDING_CLIENT")
+            && illegal.message().contains("STATE_CLOSED"),
+        "{}",
+        illegal.message()
+    );
+    h.svc
+        .resume_case(h.req(
+            &a,
+            ResumeCaseRequest {
+                name: c.name.clone(),
+                reason: "access granted".into(),
+                etag: String::new(),
+                request_id: String::new(),
+            },
+        ))
+        .await
+        .unwrap();
+    let incomplete = h
+        .svc
+        .resolve_case(h.req(
+            &a,
+            ResolveCaseRequest {
+                name: c.name.clone(),
+                resolution: Some(Resolution {
+                    resolution_code: "FIXED".into(),
+                    ..Default::default()
+                }),
+                restore_time: None,
+                etag: String::new(),
+                request_id: String::new(),
+            },
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        violations(&incomplete),
+        vec!["resolution.root_cause", "resolution.summary"]
+    );
+    let resolved = h
+        .svc
+        .resolve_case(h.req(
+            &a,
+            ResolveCaseRequest {
+                name: c.name.clone(),
+                resolution: Some(Resolution {
+                    root_cause: "Fibre cut by excavation".into(),
+                    resolution_code: "FIXED".into(),
+                    summary: "Fibre spliced".into(),
+                    resolver: String::new(),
+                }),
+                restore_time: Some(ts("2026-11-02T10:00:00Z")),
+                etag: String::new(),
+                request_id: String::new(),
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(resolved.resolution.as_ref().unwrap().resolver, "staff/zeki");
+    assert!(resolved.resolve_time.is_some());
+    h.svc
+        .close_case(h.req(
+            &a,
+            CloseCaseRequest {
+                name: c.name.clone(),
+                reason: "client confirmed".into(),
+                etag: String::new(),
+                request_id: String::new(),
+            },
+        ))
+        .await
+        .unwrap();
+    let reopened = h
+        .svc
+        .reopen_case(h.req(
+            &a,
+            ReopenCaseRequest {
+                name: c.name.clone(),
+                reason: "dropped again".into(),
+                etag: String::new(),
+                request_id: String::new(),
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        (reopened.state, reopened.reopen_count),
+        (case::State::InProgress as i32, 1)
+    );
+    use case::State::*;
+    assert_eq!(
+        history(&h, &c.name).await,
+        [
+            New,
+            Open,
+            PendingClient,
+            InProgress,
+            Resolved,
+            Closed,
+            InProgress
+        ]
+        .map(|s| s as i64)
+        .to_vec(),
+        "every state entered, in order: what SLA clocks are read from"
+    );
+}
+
+async fn jeopardy_without_a_reason_is_flagged_until_one_is_given(h: Harness) {
+    let a = agent();
+    let c = create_case(
+        &h,
+        &a,
+        Case {
+            r#type: CaseType::OrderNew as i32,
+            ..case("acme", "New 100 Mb circuit")
+        },
+    )
+    .await
+    .unwrap();
+    h.svc
+        .start_case_work(h.req(
+            &a,
+            StartCaseWorkRequest {
+                name: c.name.clone(),
+                etag: String::new(),
+                request_id: String::new(),
+            },
+        ))
+        .await
+        .unwrap();
+    let jp = h
+        .svc
+        .mark_case_jeopardy(h.req(
+            &a,
+            MarkCaseJeopardyRequest {
+                name: c.name.clone(),
+                reason: String::new(),
+                revised_eta_time: None,
+                etag: String::new(),
+                request_id: String::new(),
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(jp.jeopardy.as_ref().unwrap().flagged_missing_reason);
+    let flagged = h
+        .svc
+        .list_cases(h.req(
+            &a,
+            ListCasesRequest {
+                filter: "jeopardy.flagged_missing_reason = true".into(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(flagged.cases.len(), 1);
+    let explained = h
+        .svc
+        .mark_case_jeopardy(h.req(
+            &a,
+            MarkCaseJeopardyRequest {
+                name: c.name.clone(),
+                reason: "Carrier needs a permit".into(),
+                revised_eta_time: Some(ts("2026-12-15T17:00:00Z")),
+                etag: String::new(),
+                request_id: String::new(),
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    let j = explained.jeopardy.unwrap();
+    assert!(!j.flagged_missing_reason);
+    assert_eq!(
+        (j.reason.as_str(), j.revised_eta_time),
+        ("Carrier needs a permit", Some(ts("2026-12-15T17:00:00Z")))
+    );
+    assert_eq!(
+        j.enter_time,
+        jp.jeopardy.unwrap().enter_time,
+        "still the same jeopardy"
+    );
+    assert_eq!(
+        history(&h, &c.name).await.len(),
+        3,
+        "NEW, IN_PROGRESS, JEOPARDY: adding the reason is not a new state"
+    );
+}
+
+async fn cases_are_filed_under_the_accounts_portfolio_and_checked(h: Harness) {
+    let a = agent();
+    for (account, title) in [("acme", "one"), ("globex", "two"), ("acme", "three")] {
+        create_case(&h, &a, case(account, title)).await.unwrap();
+        h.clock.advance(jiff::SignedDuration::from_mins(5));
+    }
+    let ayse = h
+        .svc
+        .list_cases(h.req(
+            &a,
+            ListCasesRequest {
+                filter: r#"account_manager = "staff/ayse" AND state = NEW"#.into(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        ayse.cases
+            .iter()
+            .map(|c| c.title.as_str())
+            .collect::<Vec<_>>(),
+        vec!["three", "one"],
+        "the portfolio, newest first"
+    );
+    let missing = create_case(&h, &a, case("nope", "x")).await.unwrap_err();
+    assert_eq!(violations(&missing), vec!["case.account"]);
+    let bad = create_case(
+        &h,
+        &a,
+        Case {
+            site: "accounts/globex/sites/hq".into(),
+            r#type: 0,
+            title: String::new(),
+            ..case("acme", "x")
+        },
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(
+        violations(&bad),
+        vec!["case.site", "case.title", "case.type"]
+    );
+    let unknown = h
+        .svc
+        .list_cases(h.req(
+            &a,
+            ListCasesRequest {
+                filter: "colour = red".into(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(violations(&unknown), vec!["filter"]);
+}
+
+async fn a_client_sees_its_own_cases_and_public_updates_only(h: Harness) {
+    let a = agent();
+    let client = who(Role::Client);
+    let mine = create_case(&h, &client, case("acme", "Opened from the client portal"))
+        .await
+        .unwrap();
+    assert_eq!(mine.creator, "apiKeys/Client");
+    let theirs = create_case(&h, &a, case("globex", "Not yours"))
+        .await
+        .unwrap();
+    let foreign = create_case(&h, &client, case("globex", "sneaky"))
+        .await
+        .unwrap_err();
+    assert_eq!(foreign.code(), Code::NotFound);
+    let listed = h
+        .svc
+        .list_cases(h.req(&client, ListCasesRequest::default()))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        listed
+            .cases
+            .iter()
+            .map(|c| c.name.as_str())
+            .collect::<Vec<_>>(),
+        vec![mine.name.as_str()]
+    );
+    assert_eq!(
+        h.svc
+            .get_case(h.req(
+                &client,
+                GetCaseRequest {
+                    name: theirs.name.clone()
+                }
+            ))
+            .await
+            .unwrap_err()
+            .code(),
+        Code::NotFound
+    );
+    let change = h
+        .svc
+        .open_case(h.req(
+            &client,
+            OpenCaseRequest {
+                name: mine.name.clone(),
+                owner: String::new(),
+                etag: String::new(),
+                request_id: String::new(),
+            },
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(change.code(), Code::PermissionDenied);
+
+    let post = |p: &Principal, parent: &str, visibility: note::Visibility, body: &str| {
+        h.svc.create_note(h.req(
+            p,
+            CreateNoteRequest {
+                parent: parent.into(),
+                note: Some(Note {
+                    visibility: visibility as i32,
+                    body: body.into(),
+                    ..Default::default()
+                }),
+                note_id: String::new(),
+                notify_client: false,
+                request_id: String::new(),
+            },
+        ))
+    };
+    let internal = post(
+        &a,
+        &mine.name,
+        note::Visibility::Internal,
+        "Carrier says the client's router is misconfigured",
+    )
+    .await
+    .unwrap()
+    .into_inner();
+    post(
+        &a,
+        &mine.name,
+        note::Visibility::Public,
+        "A technician is on the way",
+    )
+    .await
+    .unwrap();
+    post(
+        &client,
+        &mine.name,
+        note::Visibility::Public,
+        "Thanks, the gate code is 1234",
+    )
+    .await
+    .unwrap();
+    let hidden = post(&client, &mine.name, note::Visibility::Internal, "x")
+        .await
+        .unwrap_err();
+    assert_eq!(hidden.code(), Code::PermissionDenied);
+    assert_eq!(
+        post(&client, &theirs.name, note::Visibility::Public, "x")
+            .await
+            .unwrap_err()
+            .code(),
+        Code::NotFound
+    );
+
+    let seen = h
+        .svc
+        .list_notes(h.req(
+            &client,
+            ListNotesRequest {
+                parent: mine.name.clone(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        seen.notes
+            .iter()
+            .map(|n| n.body.as_str())
+            .collect::<Vec<_>>(),
+        vec![
+            "A technician is on the way",
+            "Thanks, the gate code is 1234"
+        ]
+    );
+    let asked = h
+        .svc
+        .list_notes(h.req(
+            &client,
+            ListNotesRequest {
+                parent: mine.name.clone(),
+                filter: "visibility = INTERNAL".into(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(
+        asked.notes.is_empty(),
+        "asking for internal notes finds none"
+    );
+    assert_eq!(
+        h.svc
+            .get_note(h.req(
+                &client,
+                GetNoteRequest {
+                    name: internal.name.clone()
+                }
+            ))
+            .await
+            .unwrap_err()
+            .code(),
+        Code::NotFound
+    );
+    let staff = h
+        .svc
+        .list_notes(h.req(
+            &a,
+            ListNotesRequest {
+                parent: mine.name.clone(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(staff.notes.len(), 3);
+    assert_eq!(staff.notes[0].author, "staff/zeki");
+    // Events carry the same line: the internal note's is internal.
+    let mut c = h.svc.db().acquire().await.unwrap();
+    let events = concierge_common::outbox::read_after(&mut c.conn(), 0, 1000)
+        .await
+        .unwrap();
+    let note_events: Vec<_> = events
+        .iter()
+        .filter(|e| e.event.r#type == "concierge.cases.v1.note_created")
+        .map(|e| (e.event.visibility, e.event.account.clone()))
+        .collect();
+    assert_eq!(note_events.len(), 3);
+    assert_eq!(
+        note_events[0],
+        (
+            concierge_proto::events::Visibility::Internal as i32,
+            "accounts/acme".to_string()
+        )
+    );
+}
+
+async fn duplicates_merge_into_an_open_case_of_the_same_account(h: Harness) {
+    let a = agent();
+    let first = create_case(&h, &a, case("acme", "Internet down"))
+        .await
+        .unwrap();
+    let dup = create_case(&h, &a, case("acme", "No internet at HQ"))
+        .await
+        .unwrap();
+    let other = create_case(&h, &a, case("globex", "Internet down"))
+        .await
+        .unwrap();
+    let merged = h
+        .svc
+        .merge_case(h.req(
+            &a,
+            MergeCaseRequest {
+                name: dup.name.clone(),
+                target: first.name.clone(),
+                reason: String::new(),
+                etag: String::new(),
+                request_id: String::new(),
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    let source = merged.source.unwrap();
+    assert_eq!(
+        (source.state, source.merged_into.as_str()),
+        (case::State::Closed as i32, first.name.as_str())
+    );
+    let across = h
+        .svc
+        .merge_case(h.req(
+            &a,
+            MergeCaseRequest {
+                name: other.name.clone(),
+                target: first.name.clone(),
+                reason: String::new(),
+                etag: String::new(),
+                request_id: String::new(),
+            },
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(across.code(), Code::FailedPrecondition);
+    let into_closed = h
+        .svc
+        .merge_case(h.req(
+            &a,
+            MergeCaseRequest {
+                name: first.name.clone(),
+                target: dup.name.clone(),
+                reason: String::new(),
+                etag: String::new(),
+                request_id: String::new(),
+            },
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(into_closed.code(), Code::FailedPrecondition);
 }

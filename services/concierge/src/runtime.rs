@@ -149,7 +149,13 @@ pub async fn serve(which: ServiceName, cfg: ServeConfig) -> anyhow::Result<()> {
             )
         }
         ServiceName::Cases => {
-            let svc = Cases::open(db.clone(), codec, clock).await?;
+            let customers = cfg.backends.get("customers").ok_or_else(|| {
+                anyhow::anyhow!("cases calls the customers service: set backends.customers.url (CONCIERGE_BACKENDS__CUSTOMERS__URL)")
+            })?;
+            let channel = tonic::transport::Endpoint::from_shared(customers.url.clone())?
+                .connect_timeout(std::time::Duration::from_secs(5))
+                .connect_lazy();
+            let svc = Cases::open(db.clone(), codec, clock, channel).await?;
             if let Some(bus) = event_bus(&cfg.events, "cases").await? {
                 svc.relay_events(bus);
             }
@@ -213,10 +219,14 @@ pub async fn migrate(which: ServiceName, database_url: &str) -> anyhow::Result<(
             .await?;
         }
         ServiceName::Cases => {
+            // Migrating asks nothing of the customers service.
+            let nowhere =
+                tonic::transport::Endpoint::from_static("http://127.0.0.1:9").connect_lazy();
             Cases::open(
                 db.clone(),
                 PrincipalCodec::new("migrate-only".into()),
                 Arc::new(SystemClock),
+                nowhere,
             )
             .await?;
         }
@@ -297,7 +307,29 @@ pub async fn dev(opts: DevOptions) -> anyhow::Result<()> {
     customers.relay_events(concierge_common::relay::Bus::InProcess(bus.clone()));
 
     let cases_db = Db::connect(&sqlite_url(&dir, "cases.db"), 8).await?;
-    let cases = Cases::open(cases_db.clone(), codec.clone(), clock.clone()).await?;
+    // Services reach each other over gRPC, in `dev` too: the customers
+    // service also listens on a loopback port for the cases service.
+    let customers_loopback = server::start(
+        TcpListener::bind("127.0.0.1:0").await?,
+        tonic::service::Routes::new(customers.server()),
+        Serve {
+            health_names: vec![],
+            grace_period: std::time::Duration::from_secs(1),
+        },
+        async { Ok(()) },
+        std::future::pending(),
+    )
+    .await?;
+    let customers_channel =
+        tonic::transport::Endpoint::from_shared(format!("http://{}", customers_loopback.addr))?
+            .connect_lazy();
+    let cases = Cases::open(
+        cases_db.clone(),
+        codec.clone(),
+        clock.clone(),
+        customers_channel,
+    )
+    .await?;
     cases.relay_events(concierge_common::relay::Bus::InProcess(bus.clone()));
 
     let gateway_db = Db::connect(&sqlite_url(&dir, "gateway.db"), 4).await?;

@@ -230,7 +230,7 @@ impl Policy<Account> for Rules {
         }
         Ok(())
     }
-    fn on_create(&self, _ctx: &Ctx, a: &mut Account) {
+    fn on_create(&self, _ctx: &Ctx, a: &mut Account, _now: i64) {
         a.state = account::State::Active as i32;
     }
     fn list_account(&self, p: &Principal, _parent: &str) -> Result<Option<String>> {
@@ -324,7 +324,7 @@ account_scoped_policy!(
     FollowUp,
     Area::Activity,
     false,
-    fn on_create(&self, _ctx: &Ctx, f: &mut FollowUp) {
+    fn on_create(&self, _ctx: &Ctx, f: &mut FollowUp, _now: i64) {
         f.state = follow_up::State::Open as i32;
     }
 );

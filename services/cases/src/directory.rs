@@ -1,0 +1,69 @@
+//! What the cases service needs to know about an account, asked of the
+//! customers service over gRPC (never its tables): who owns it (the
+//! portfolio a case belongs to) and its tier (which SLA policy applies).
+
+use concierge_common::error::{Error, Result};
+use concierge_common::principal::{PRINCIPAL_HEADER, Principal, PrincipalCodec};
+use concierge_proto::customers::customers_service_client::CustomersServiceClient;
+use concierge_proto::customers::{GetAccountRequest, Tier};
+
+/// An account as a case sees it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AccountFacts {
+    pub name: String,
+    /// "staff/{staff_member}", or empty.
+    pub account_manager: String,
+    /// As the customers service spells it, e.g. "TIER_ENTERPRISE".
+    pub tier: String,
+    pub time_zone: String,
+}
+
+/// A client of the customers service acting as the cases service itself.
+#[derive(Clone)]
+pub struct Directory {
+    client: CustomersServiceClient<tonic::transport::Channel>,
+    principal: String,
+}
+
+impl Directory {
+    pub fn new(customers: tonic::transport::Channel, principals: &PrincipalCodec) -> Self {
+        Self {
+            client: CustomersServiceClient::new(customers),
+            principal: principals.encode(&Principal::system("cases")),
+        }
+    }
+
+    /// The facts of `account`; INVALID_ARGUMENT on `field` when it does not
+    /// exist, UNAVAILABLE when the customers service cannot be reached.
+    pub async fn account(&self, field: &str, account: &str) -> Result<AccountFacts> {
+        let mut request = tonic::Request::new(GetAccountRequest {
+            name: account.to_string(),
+        });
+        request.metadata_mut().insert(
+            PRINCIPAL_HEADER,
+            self.principal.parse().map_err(Error::internal)?,
+        );
+        match self.client.clone().get_account(request).await {
+            Ok(a) => {
+                let a = a.into_inner();
+                Ok(AccountFacts {
+                    name: a.name,
+                    account_manager: a.account_manager,
+                    tier: Tier::try_from(a.tier)
+                        .map(|t| t.as_str_name().to_string())
+                        .unwrap_or_default(),
+                    time_zone: a.time_zone,
+                })
+            }
+            Err(s) if s.code() == tonic::Code::NotFound => {
+                Err(Error::invalid(field, format!("{account} does not exist")))
+            }
+            Err(s) => {
+                tracing::warn!(status = %s, "the customers service did not answer");
+                Err(Error::Unavailable(
+                    "the customers service is unavailable; retry".into(),
+                ))
+            }
+        }
+    }
+}
