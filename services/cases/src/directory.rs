@@ -5,7 +5,7 @@
 use concierge_common::error::{Error, Result};
 use concierge_common::principal::{PRINCIPAL_HEADER, Principal, PrincipalCodec};
 use concierge_proto::customers::customers_service_client::CustomersServiceClient;
-use concierge_proto::customers::{GetAccountRequest, Tier};
+use concierge_proto::customers::{GetAccountRequest, GetSiteRequest, Tier};
 
 /// An account as a case sees it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -64,6 +64,28 @@ impl Directory {
                     "the customers service is unavailable; retry".into(),
                 ))
             }
+        }
+    }
+
+    /// The time zone of a site, in which its repairs count business time.
+    pub async fn site_time_zone(&self, site: &str) -> Result<String> {
+        let mut request = tonic::Request::new(GetSiteRequest {
+            name: site.to_string(),
+        });
+        request.metadata_mut().insert(
+            PRINCIPAL_HEADER,
+            self.principal.parse().map_err(Error::internal)?,
+        );
+        match self.client.clone().get_site(request).await {
+            Ok(s) => Ok(s.into_inner().time_zone),
+            Err(s) if s.code() == tonic::Code::NotFound => Err(Error::FailedPrecondition {
+                reason: "SITE_GONE",
+                subject: site.to_string(),
+                description: format!("{site} no longer exists; its time zone cannot be read"),
+            }),
+            Err(_) => Err(Error::Unavailable(
+                "the customers service is unavailable; retry".into(),
+            )),
         }
     }
 }

@@ -8,6 +8,7 @@
 //! (with business-time arithmetic) and hand-off codes.
 
 pub mod calendar;
+pub mod clocks;
 pub mod directory;
 pub mod lifecycle;
 pub mod policy;
@@ -23,7 +24,7 @@ use concierge_common::principal::{Principal, PrincipalCodec, Role};
 use concierge_common::storage::{Conn, Db};
 use concierge_proto::concierge::cases::v1::cases_service_server::CasesServiceServer;
 use concierge_proto::concierge::cases::v1::{
-    Calendar, Case, CasePriority, HandOffCode, Note, case, note,
+    Calendar, Case, CasePriority, HandOffCode, Note, SlaPolicy, case, note,
 };
 use concierge_proto::events::Visibility;
 use sqlx::migrate::Migrator;
@@ -49,12 +50,15 @@ pub struct Cases {
 pub struct Rules {
     pub(crate) facts: Option<directory::AccountFacts>,
     pub(crate) case_account: Option<String>,
+    /// The SLA policy and revision a new case is given.
+    pub(crate) sla_policy: Option<(String, String)>,
 }
 
 /// The rules of a request that learned nothing beforehand.
 pub(crate) const RULES: Rules = Rules {
     facts: None,
     case_account: None,
+    sla_policy: None,
 };
 
 impl Cases {
@@ -203,6 +207,10 @@ impl Policy<Case> for Rules {
             c.account_manager = f.account_manager.clone();
             c.account_tier = f.tier.clone();
         }
+        if let Some((policy, revision)) = &self.sla_policy {
+            c.sla_policy = policy.clone();
+            c.sla_policy_revision = revision.clone();
+        }
     }
     /// Every state the case enters is kept, in order: SLA clocks are read from it.
     async fn after_write(
@@ -298,5 +306,109 @@ impl Policy<Note> for Rules {
             op: "=",
             value: concierge_common::filter::Value::Int(note::Visibility::Public as i64),
         })
+    }
+}
+
+/// SLA policies: configuration like calendars, and every write keeps the
+/// revision it produced, because cases stay on the revision they started with.
+impl Policy<SlaPolicy> for Rules {
+    fn visibility(&self, _r: &SlaPolicy) -> Visibility {
+        Visibility::Internal
+    }
+    fn may_read(&self, p: &Principal, _name: &str) -> Result<()> {
+        staff_only(p, "SLA policies")
+    }
+    fn may_attempt_write(&self, p: &Principal, _target: &str) -> Result<()> {
+        staff_only(p, "SLA policies")
+    }
+    async fn may_write(&self, _conn: &mut Conn<'_>, p: &Principal, _r: &SlaPolicy) -> Result<()> {
+        match p.role {
+            Role::Manager | Role::Admin => Ok(()),
+            _ => Err(Error::PermissionDenied(
+                "only managers and admins change SLA policies".into(),
+            )),
+        }
+    }
+    async fn check_references(&self, conn: &mut Conn<'_>, r: &SlaPolicy) -> Result<()> {
+        if concierge_common::resource::get(conn, &resources::CALENDARS, &r.calendar)
+            .await?
+            .is_none()
+        {
+            return Err(Error::invalid(
+                "sla_policy.calendar",
+                format!("{} does not exist", r.calendar),
+            ));
+        }
+        Ok(())
+    }
+    async fn after_write(
+        &self,
+        conn: &mut Conn<'_>,
+        _ctx: &Ctx,
+        _before: Option<&SlaPolicy>,
+        after: &SlaPolicy,
+        now: i64,
+    ) -> Result<()> {
+        let revision: i64 = after.revision_id.parse().map_err(Error::internal)?;
+        let body = prost::Message::encode_to_vec(after);
+        on_conn!(conn, c => sqlx::query("INSERT INTO sla_policy_revisions (policy, revision, body, create_time) VALUES ($1, $2, $3, $4)")
+            .bind(&after.name)
+            .bind(revision)
+            .bind(&body)
+            .bind(now)
+            .execute(&mut **c)
+            .await?
+            .rows_affected());
+        Ok(())
+    }
+    fn list_account(&self, p: &Principal, _parent: &str) -> Result<Option<String>> {
+        staff_only(p, "SLA policies").map(|()| None)
+    }
+}
+
+impl Cases {
+    /// One revision of a policy, as it was written.
+    pub(crate) async fn sla_policy_revision(
+        &self,
+        ctx: &Ctx,
+        name: &str,
+        revision: &str,
+    ) -> Result<SlaPolicy> {
+        staff_only(&ctx.principal, "SLA policies")?;
+        let not_found = || Error::NotFound {
+            resource_type: "SlaPolicy",
+            name: format!("{name}@{revision}"),
+        };
+        let number: i64 = revision.parse().map_err(|_| not_found())?;
+        let mut pooled = self.store.db().acquire().await?;
+        let mut conn = pooled.conn();
+        let body: Option<Vec<u8>> = on_conn!(&mut conn, c => sqlx::query_scalar(
+            "SELECT body FROM sla_policy_revisions WHERE policy = $1 AND revision = $2")
+            .bind(name)
+            .bind(number)
+            .fetch_optional(&mut **c)
+            .await?);
+        let body = body.ok_or_else(not_found)?;
+        <SlaPolicy as prost::Message>::decode(body.as_slice()).map_err(Error::internal)
+    }
+
+    /// Every revision of a policy, oldest first.
+    pub(crate) async fn sla_policy_revisions(
+        &self,
+        ctx: &Ctx,
+        name: &str,
+    ) -> Result<Vec<SlaPolicy>> {
+        let _current: SlaPolicy = self.store.get(&RULES, ctx, name).await?;
+        let mut pooled = self.store.db().acquire().await?;
+        let mut conn = pooled.conn();
+        let bodies: Vec<Vec<u8>> = on_conn!(&mut conn, c => sqlx::query_scalar(
+            "SELECT body FROM sla_policy_revisions WHERE policy = $1 ORDER BY revision")
+            .bind(name)
+            .fetch_all(&mut **c)
+            .await?);
+        bodies
+            .iter()
+            .map(|b| <SlaPolicy as prost::Message>::decode(b.as_slice()).map_err(Error::internal))
+            .collect()
     }
 }

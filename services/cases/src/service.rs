@@ -59,6 +59,25 @@ fn duration(d: jiff::SignedDuration) -> prost_types::Duration {
     }
 }
 
+/// A create request with `validate_only`: the checks of a real create, and
+/// the resource as it would be, without saving anything.
+fn validate<R: concierge_common::crud::Resource<Rules>>(
+    resource: Option<R>,
+    id: &str,
+) -> Result<R> {
+    let mut v = concierge_common::error::Violations::new();
+    let id = v.check(R::new_id(&format!("{}_id", R::FIELD), id));
+    let Some(mut r) = resource else {
+        return Err(Error::invalid(R::FIELD, "required"));
+    };
+    r.clear_output_only();
+    if let Some(id) = id {
+        r.set_name(format!("{}/{id}", R::COLLECTIONS[0]));
+    }
+    r.check(&mut v);
+    v.into_result().map(|()| r)
+}
+
 fn required(field: &str, value: &str) -> Result<()> {
     if value.trim().is_empty() {
         return Err(Error::invalid(field, "required"));
@@ -90,6 +109,127 @@ impl Cases {
                 edit(c, row.update_time)
             })
             .await
+    }
+
+    /// A case with its clocks read now, each with its ledger.
+    async fn case_clocks(
+        &self,
+        ctx: &Ctx,
+        case_name: &str,
+    ) -> Result<Vec<(SlaClock, Vec<SlaClockSegment>, SlaTarget, Vec<i32>)>> {
+        names::parse("parent", case_name, &["cases"])?;
+        let c: Case = self.store().get(&RULES, ctx, case_name).await?;
+        if c.sla_policy.is_empty() {
+            return Ok(Vec::new());
+        }
+        let system = Ctx {
+            principal: concierge_common::principal::Principal::system("cases"),
+            request_id: ctx.request_id.clone(),
+        };
+        let policy = self
+            .sla_policy_revision(&system, &c.sla_policy, &c.sla_policy_revision)
+            .await?;
+        let stored: Calendar = self.store().get(&RULES, &system, &policy.calendar).await?;
+        let mut cal = calendar::from_proto(&stored).map_err(Error::internal)?;
+        use concierge_proto::concierge::cases::v1::sla_policy::TimeZoneSource;
+        let zone = match TimeZoneSource::try_from(policy.time_zone_source)
+            .unwrap_or(TimeZoneSource::Calendar)
+        {
+            TimeZoneSource::Site if !c.site.is_empty() => {
+                Some(self.directory().site_time_zone(&c.site).await?)
+            }
+            TimeZoneSource::Account => Some(
+                self.directory()
+                    .account("case.account", &c.account)
+                    .await?
+                    .time_zone,
+            ),
+            _ => None,
+        };
+        if let Some(zone) = zone.filter(|z| !z.is_empty()) {
+            cal = cal.in_time_zone(&zone)?;
+        }
+        let history = self.case_history(&c.name).await?;
+        let now = clock::from_micros(self.store().now());
+        let zone_name = cal.time_zone().iana_name().unwrap_or_default().to_string();
+        let pauses: Vec<i32> = crate::policy::pause_states(&policy)
+            .into_iter()
+            .map(|s| s as i32)
+            .collect();
+        Ok(crate::clocks::definitions(&policy, &c)
+            .into_iter()
+            .map(|def| {
+                let r = crate::clocks::read(&def, &policy, &c, &cal, &history, now);
+                let clock = crate::clocks::to_proto(&def, &r, &policy, &c, &zone_name, now);
+                let segments = crate::clocks::segments(&r, &policy.calendar);
+                (clock, segments, def.target.clone(), pauses.clone())
+            })
+            .collect())
+    }
+
+    /// The states a case entered, in order.
+    async fn case_history(
+        &self,
+        case_name: &str,
+    ) -> Result<Vec<crate::sla::StateChange<case::State>>> {
+        let mut pooled = self.store().db().acquire().await?;
+        let mut conn = pooled.conn();
+        let rows: Vec<(i64, i64)> = concierge_common::on_conn!(&mut conn, c => sqlx::query_as(
+            "SELECT state, enter_time FROM case_states WHERE case_name = $1 ORDER BY seq")
+            .bind(case_name)
+            .fetch_all(&mut **c)
+            .await?);
+        Ok(rows
+            .into_iter()
+            .map(|(state, at)| crate::sla::StateChange {
+                at: clock::from_micros(at),
+                state: case::State::try_from(state as i32).unwrap_or(case::State::Unspecified),
+            })
+            .collect())
+    }
+
+    /// The SLA policy (and its current revision) a new case gets.
+    async fn matching_policy(
+        &self,
+        ctx: &Ctx,
+        facts: &crate::directory::AccountFacts,
+        c: &Case,
+    ) -> Result<Option<(String, String)>> {
+        // Policies are read as the service itself: a client opening a case
+        // may not read them, but its case still gets one.
+        let system = Ctx {
+            principal: concierge_common::principal::Principal::system("cases"),
+            request_id: ctx.request_id.clone(),
+        };
+        let mut policies: Vec<SlaPolicy> = Vec::new();
+        let mut token = String::new();
+        loop {
+            let page = PageQuery {
+                parent: "",
+                page_size: 1000,
+                page_token: &token,
+                filter: "",
+                order_by: "",
+                show_deleted: false,
+            };
+            let (items, next) = self.store().list(&RULES, &system, page).await?;
+            policies.extend(items);
+            if next.is_empty() {
+                break;
+            }
+            token = next;
+        }
+        let priority = CasePriority::try_from(c.priority)
+            .ok()
+            .filter(|p| *p != CasePriority::Unspecified)
+            .unwrap_or(CasePriority::Medium);
+        let facts = crate::policy::CaseFacts {
+            case_type: CaseType::try_from(c.r#type).unwrap_or(CaseType::Unspecified),
+            priority,
+            tier: facts.tier.clone(),
+        };
+        Ok(crate::policy::choose(&policies, &facts)
+            .map(|p| (p.name.clone(), p.revision_id.clone())))
     }
 
     /// The case a note or list of notes belongs to, as the caller may see it.
@@ -153,9 +293,14 @@ impl CasesService for Cases {
                 Ok(_) => Some(self.directory().account("case.account", &account).await?),
                 Err(_) => None,
             };
+            let policy = match (&facts, &req.case) {
+                (Some(f), Some(c)) => self.matching_policy(&ctx, f, c).await?,
+                _ => None,
+            };
             let rules = Rules {
                 facts,
-                case_account: None,
+                sla_policy: policy,
+                ..RULES
             };
             self.store()
                 .create(
@@ -527,6 +672,230 @@ impl CasesService for Cases {
         reply(result.await)
     }
 
+    async fn create_sla_policy(
+        &self,
+        request: Request<CreateSlaPolicyRequest>,
+    ) -> Reply<SlaPolicy> {
+        let ctx = self.ctx(&request)?;
+        let req = request.into_inner();
+        if req.validate_only {
+            return reply(validate::<SlaPolicy>(req.sla_policy, &req.sla_policy_id));
+        }
+        let hashed = without_request_id!(req);
+        reply(
+            self.store()
+                .create(
+                    &RULES,
+                    &ctx,
+                    "CreateSlaPolicy",
+                    &hashed,
+                    New {
+                        parent: "",
+                        resource: req.sla_policy,
+                        id: &req.sla_policy_id,
+                        request_id: &req.request_id,
+                    },
+                )
+                .await,
+        )
+    }
+
+    async fn get_sla_policy(&self, request: Request<GetSlaPolicyRequest>) -> Reply<SlaPolicy> {
+        let ctx = self.ctx(&request)?;
+        let name = request.into_inner().name;
+        match name.split_once('@') {
+            Some((policy, revision)) => {
+                names::parse("name", policy, &["slaPolicies"])?;
+                reply(self.sla_policy_revision(&ctx, policy, revision).await)
+            }
+            None => reply(self.store().get(&RULES, &ctx, &name).await),
+        }
+    }
+
+    async fn list_sla_policies(
+        &self,
+        request: Request<ListSlaPoliciesRequest>,
+    ) -> Reply<ListSlaPoliciesResponse> {
+        let ctx = self.ctx(&request)?;
+        let mut req = request.into_inner();
+        if req.order_by.is_empty() {
+            req.order_by = "precedence".into();
+        }
+        let page = PageQuery {
+            parent: "",
+            page_size: req.page_size,
+            page_token: &req.page_token,
+            filter: &req.filter,
+            order_by: &req.order_by,
+            show_deleted: req.show_deleted,
+        };
+        let (sla_policies, next_page_token) = self.store().list(&RULES, &ctx, page).await?;
+        Ok(Response::new(ListSlaPoliciesResponse {
+            sla_policies,
+            next_page_token,
+        }))
+    }
+
+    async fn update_sla_policy(
+        &self,
+        request: Request<UpdateSlaPolicyRequest>,
+    ) -> Reply<SlaPolicy> {
+        let ctx = self.ctx(&request)?;
+        let req = request.into_inner();
+        if req.validate_only {
+            return Err(Error::invalid(
+                "validate_only",
+                "not offered for updates yet: send the update, then roll back if needed",
+            )
+            .into());
+        }
+        reply(
+            self.store()
+                .update(&RULES, &ctx, req.sla_policy, req.update_mask)
+                .await,
+        )
+    }
+
+    async fn delete_sla_policy(
+        &self,
+        request: Request<DeleteSlaPolicyRequest>,
+    ) -> Reply<SlaPolicy> {
+        let ctx = self.ctx(&request)?;
+        let req = request.into_inner();
+        reply(
+            self.store()
+                .change::<SlaPolicy, _>(
+                    &RULES,
+                    &ctx,
+                    &req.name,
+                    &req.etag,
+                    "deleted",
+                    false,
+                    |p, row| {
+                        row.delete_time = row.update_time;
+                        p.delete_time = clock::micros_to_proto(row.delete_time);
+                        Ok(())
+                    },
+                )
+                .await,
+        )
+    }
+
+    async fn undelete_sla_policy(
+        &self,
+        request: Request<UndeleteSlaPolicyRequest>,
+    ) -> Reply<SlaPolicy> {
+        let ctx = self.ctx(&request)?;
+        let req = request.into_inner();
+        let name = req.name.clone();
+        reply(
+            self.store()
+                .change::<SlaPolicy, _>(
+                    &RULES,
+                    &ctx,
+                    &req.name,
+                    &req.etag,
+                    "undeleted",
+                    true,
+                    move |p, row| {
+                        if row.delete_time == 0 {
+                            return Err(Error::FailedPrecondition {
+                                reason: "NOT_DELETED",
+                                subject: name.clone(),
+                                description: format!("{name} is not deleted"),
+                            });
+                        }
+                        row.delete_time = 0;
+                        p.delete_time = None;
+                        Ok(())
+                    },
+                )
+                .await,
+        )
+    }
+
+    async fn list_sla_policy_revisions(
+        &self,
+        request: Request<ListSlaPolicyRevisionsRequest>,
+    ) -> Reply<ListSlaPolicyRevisionsResponse> {
+        let ctx = self.ctx(&request)?;
+        let req = request.into_inner();
+        let sla_policies = self.sla_policy_revisions(&ctx, &req.name).await?;
+        Ok(Response::new(ListSlaPolicyRevisionsResponse {
+            sla_policies,
+            next_page_token: String::new(),
+        }))
+    }
+
+    async fn list_sla_clocks(
+        &self,
+        request: Request<ListSlaClocksRequest>,
+    ) -> Reply<ListSlaClocksResponse> {
+        let ctx = self.ctx(&request)?;
+        let req = request.into_inner();
+        if !req.filter.is_empty() || !req.page_token.is_empty() {
+            return Err(Error::invalid(
+                "filter",
+                "a case's clocks come in one page, unfiltered, for now",
+            )
+            .into());
+        }
+        let sla_clocks = self
+            .case_clocks(&ctx, &req.parent)
+            .await?
+            .into_iter()
+            .map(|(c, ..)| c)
+            .collect();
+        Ok(Response::new(ListSlaClocksResponse {
+            sla_clocks,
+            next_page_token: String::new(),
+        }))
+    }
+
+    async fn get_sla_clock(&self, request: Request<GetSlaClockRequest>) -> Reply<SlaClock> {
+        let ctx = self.ctx(&request)?;
+        let name = request.into_inner().name;
+        let ids = names::parse("name", &name, &["cases", "slaClocks"])?;
+        let clocks = self.case_clocks(&ctx, &format!("cases/{}", ids[0])).await?;
+        reply(
+            clocks
+                .into_iter()
+                .find(|(c, ..)| c.name == name)
+                .map(|(c, ..)| c)
+                .ok_or(Error::NotFound {
+                    resource_type: "SlaClock",
+                    name,
+                }),
+        )
+    }
+
+    async fn explain_sla_clock(
+        &self,
+        request: Request<ExplainSlaClockRequest>,
+    ) -> Reply<ExplainSlaClockResponse> {
+        let ctx = self.ctx(&request)?;
+        let name = request.into_inner().name;
+        let ids = names::parse("name", &name, &["cases", "slaClocks"])?;
+        let clocks = self.case_clocks(&ctx, &format!("cases/{}", ids[0])).await?;
+        reply(
+            clocks
+                .into_iter()
+                .find(|(c, ..)| c.name == name)
+                .map(
+                    |(sla_clock, segments, target, pause_states)| ExplainSlaClockResponse {
+                        sla_clock: Some(sla_clock),
+                        segments,
+                        target: Some(target),
+                        pause_states,
+                    },
+                )
+                .ok_or(Error::NotFound {
+                    resource_type: "SlaClock",
+                    name,
+                }),
+        )
+    }
+
     async fn create_note(&self, request: Request<CreateNoteRequest>) -> Reply<Note> {
         let ctx = self.ctx(&request)?;
         let req = request.into_inner();
@@ -534,8 +903,8 @@ impl CasesService for Cases {
         let result = async {
             let case = self.visible_case(&ctx, &req.parent).await?;
             let rules = Rules {
-                facts: None,
                 case_account: Some(case.account),
+                ..RULES
             };
             self.store()
                 .create(

@@ -129,6 +129,23 @@ async fn seed_customers(customers: &concierge_customers::Customers, codec: &Prin
             ))
             .await
             .unwrap();
+        // Each account's HQ is in New York, an hour ahead of the accounts.
+        customers
+            .create_site(req(
+                codec,
+                CreateSiteRequest {
+                    parent: format!("accounts/{id}"),
+                    site: Some(Site {
+                        display_name: "HQ".into(),
+                        time_zone: "America/New_York".into(),
+                        ..Default::default()
+                    }),
+                    site_id: "hq".into(),
+                    request_id: String::new(),
+                },
+            ))
+            .await
+            .unwrap();
     }
 }
 
@@ -247,6 +264,7 @@ suite!(
     cases_are_filed_under_the_accounts_portfolio_and_checked,
     a_client_sees_its_own_cases_and_public_updates_only,
     duplicates_merge_into_an_open_case_of_the_same_account,
+    a_repair_at_a_site_in_another_zone_shows_its_clocks_through_a_holiday_weekend,
 );
 
 async fn create_calendar(h: &Harness, id: &str, c: Calendar) -> Result<Calendar, Status> {
@@ -1235,4 +1253,238 @@ async fn duplicates_merge_into_an_open_case_of_the_same_account(h: Harness) {
         .await
         .unwrap_err();
     assert_eq!(into_closed.code(), Code::FailedPrecondition);
+}
+
+fn target(key: &str, hours_: i64) -> SlaTarget {
+    SlaTarget {
+        key: key.into(),
+        display_name: key.replace('_', " "),
+        duration: Some(hours(hours_)),
+        basis: 0,
+    }
+}
+
+async fn a_repair_at_a_site_in_another_zone_shows_its_clocks_through_a_holiday_weekend(h: Harness) {
+    let admin = who(Role::Admin);
+    create_calendar(&h, "us-central", us_central())
+        .await
+        .unwrap();
+    let policy = h
+        .svc
+        .create_sla_policy(h.req(
+            &admin,
+            CreateSlaPolicyRequest {
+                sla_policy: Some(SlaPolicy {
+                    display_name: "Repairs".into(),
+                    case_types: vec![CaseType::Repair as i32],
+                    calendar: "calendars/us-central".into(),
+                    time_zone_source: sla_policy::TimeZoneSource::Site as i32,
+                    first_response: Some(target("first_response", 1)),
+                    overall_delivery: Some(target("restore", 8)),
+                    ..Default::default()
+                }),
+                sla_policy_id: "repairs".into(),
+                validate_only: false,
+                request_id: String::new(),
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(policy.revision_id, "1");
+
+    // Wednesday 2026-11-25 14:00 in New York, where the site is (the
+    // calendar's hours are read there: 09:00-17:00, Thanksgiving off, Friday
+    // a half day to 13:00).
+    let a = agent();
+    h.clock.set("2026-11-25T19:00:00Z".parse().unwrap());
+    let c = create_case(&h, &a, case("acme", "Circuit down at HQ"))
+        .await
+        .unwrap();
+    assert_eq!(
+        (c.sla_policy.as_str(), c.sla_policy_revision.as_str()),
+        ("slaPolicies/repairs", "1")
+    );
+    h.clock.set("2026-11-25T19:30:00Z".parse().unwrap());
+    h.svc
+        .open_case(h.req(
+            &a,
+            OpenCaseRequest {
+                name: c.name.clone(),
+                owner: String::new(),
+                etag: String::new(),
+                request_id: String::new(),
+            },
+        ))
+        .await
+        .unwrap();
+    // Friday 10:00 New York: waiting on the client until Monday 11:00.
+    h.clock.set("2026-11-27T15:00:00Z".parse().unwrap());
+    h.svc
+        .pend_case_on_client(h.req(
+            &a,
+            PendCaseOnClientRequest {
+                name: c.name.clone(),
+                reason: "Site access".into(),
+                etag: String::new(),
+                request_id: String::new(),
+            },
+        ))
+        .await
+        .unwrap();
+    h.clock.set("2026-11-30T16:00:00Z".parse().unwrap());
+    h.svc
+        .resume_case(h.req(
+            &a,
+            ResumeCaseRequest {
+                name: c.name.clone(),
+                reason: "access granted".into(),
+                etag: String::new(),
+                request_id: String::new(),
+            },
+        ))
+        .await
+        .unwrap();
+    // A later edit of the policy does not move this case's deadline.
+    h.svc
+        .update_sla_policy(h.req(
+            &admin,
+            UpdateSlaPolicyRequest {
+                sla_policy: Some(SlaPolicy {
+                    name: "slaPolicies/repairs".into(),
+                    overall_delivery: Some(target("restore", 2)),
+                    ..Default::default()
+                }),
+                update_mask: Some(FieldMask {
+                    paths: vec!["overall_delivery".into()],
+                }),
+                validate_only: false,
+            },
+        ))
+        .await
+        .unwrap();
+    h.clock.set("2026-11-30T17:00:00Z".parse().unwrap());
+
+    let clocks = h
+        .svc
+        .list_sla_clocks(h.req(
+            &a,
+            ListSlaClocksRequest {
+                parent: c.name.clone(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .sla_clocks;
+    let first = clocks.iter().find(|k| k.key == "first_response").unwrap();
+    assert_eq!(
+        (first.state, first.elapsed_duration),
+        (
+            SlaState::Met as i32,
+            Some(Duration {
+                seconds: 1800,
+                nanos: 0
+            })
+        )
+    );
+    let restore = clocks.iter().find(|k| k.key == "restore").unwrap();
+    // Wednesday 14:00-17:00, Friday 09:00-10:00, Monday 11:00-12:00: 5 h of 8;
+    // the holiday and the wait on the client do not count.
+    assert_eq!(restore.elapsed_duration, Some(hours(5)));
+    assert_eq!(
+        restore.target_duration,
+        Some(hours(8)),
+        "the revision the case started with"
+    );
+    assert_eq!(restore.state, SlaState::OnTrack as i32);
+    assert_eq!(restore.status, sla_clock::Status::Running as i32);
+    assert_eq!(restore.time_zone.as_ref().unwrap().id, "America/New_York");
+    // Three more hours from Monday 12:00 New York: 15:00 there.
+    assert_eq!(restore.target_time, Some(ts("2026-11-30T20:00:00Z")));
+    assert_eq!(
+        restore.paused_duration,
+        Some(Duration {
+            seconds: (3 * 24 + 1) * 3600,
+            nanos: 0
+        })
+    );
+
+    let why = h
+        .svc
+        .explain_sla_clock(h.req(
+            &a,
+            ExplainSlaClockRequest {
+                name: restore.name.clone(),
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    let paused = why
+        .segments
+        .iter()
+        .find(|s| s.kind == sla_clock_segment::Kind::Paused as i32)
+        .unwrap();
+    assert_eq!(
+        (paused.start_time, paused.end_time),
+        (
+            Some(ts("2026-11-27T15:00:00Z")),
+            Some(ts("2026-11-30T16:00:00Z"))
+        )
+    );
+    assert_eq!(paused.case_state, case::State::PendingClient as i32);
+    let thanksgiving = why
+        .segments
+        .iter()
+        .find(|s| {
+            s.kind == sla_clock_segment::Kind::OutOfHours as i32
+                && s.start_time == Some(ts("2026-11-25T22:00:00Z"))
+        })
+        .unwrap();
+    assert_eq!(
+        thanksgiving.end_time,
+        Some(ts("2026-11-27T14:00:00Z")),
+        "Wednesday 17:00 to Friday 09:00 New York"
+    );
+    assert_eq!(
+        why.segments.last().unwrap().cumulative_elapsed_duration,
+        Some(hours(5))
+    );
+
+    // Monday 14:00 New York: 7 h used, past 80 %.
+    h.clock.set("2026-11-30T19:00:00Z".parse().unwrap());
+    let at_risk = h
+        .svc
+        .get_sla_clock(h.req(
+            &a,
+            GetSlaClockRequest {
+                name: restore.name.clone(),
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(at_risk.state, SlaState::AtRisk as i32);
+    // Tuesday: breached at Monday 15:00 New York, and it says so.
+    h.clock.set("2026-12-01T15:00:00Z".parse().unwrap());
+    let breached = h
+        .svc
+        .get_sla_clock(h.req(
+            &a,
+            GetSlaClockRequest {
+                name: restore.name.clone(),
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        (breached.state, breached.breach_time),
+        (SlaState::Breached as i32, Some(ts("2026-11-30T20:00:00Z")))
+    );
+    // A new case gets the new revision.
+    let later = create_case(&h, &a, case("acme", "Another")).await.unwrap();
+    assert_eq!(later.sla_policy_revision, "2");
 }
