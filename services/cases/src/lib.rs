@@ -15,6 +15,7 @@ pub mod policy;
 pub mod resources;
 mod service;
 pub mod sla;
+pub mod timers;
 
 use concierge_common::clock::SharedClock;
 use concierge_common::crud::{Ctx, Policy, Store};

@@ -97,7 +97,8 @@ impl Cases {
         verb: &str,
         edit: impl FnOnce(&mut Case, i64) -> Result<()> + Send,
     ) -> Result<Case> {
-        self.store()
+        let changed = self
+            .store()
             .change::<Case, _>(&RULES, ctx, name, etag, verb, false, |c, row| {
                 let current = case::State::try_from(c.state).unwrap_or(case::State::Unspecified);
                 let next = lifecycle::next(name, current, transition)?;
@@ -108,11 +109,13 @@ impl Cases {
                 }
                 edit(c, row.update_time)
             })
-            .await
+            .await?;
+        self.refresh_timers_after_change(&changed.name).await;
+        Ok(changed)
     }
 
     /// A case with its clocks read now, each with its ledger.
-    async fn case_clocks(
+    pub(crate) async fn case_clocks(
         &self,
         ctx: &Ctx,
         case_name: &str,
@@ -302,7 +305,8 @@ impl CasesService for Cases {
                 sla_policy: policy,
                 ..RULES
             };
-            self.store()
+            let created: Case = self
+                .store()
                 .create(
                     &rules,
                     &ctx,
@@ -315,7 +319,9 @@ impl CasesService for Cases {
                         request_id: &req.request_id,
                     },
                 )
-                .await
+                .await?;
+            self.refresh_timers_after_change(&created.name).await;
+            Ok(created)
         };
         reply(result.await)
     }
@@ -346,11 +352,13 @@ impl CasesService for Cases {
     async fn update_case(&self, request: Request<UpdateCaseRequest>) -> Reply<Case> {
         let ctx = self.ctx(&request)?;
         let req = request.into_inner();
-        reply(
-            self.store()
-                .update(&RULES, &ctx, req.case, req.update_mask)
-                .await,
-        )
+        let updated: Case = self
+            .store()
+            .update(&RULES, &ctx, req.case, req.update_mask)
+            .await?;
+        // A new site may mean another time zone for the clocks.
+        self.refresh_timers_after_change(&updated.name).await;
+        Ok(Response::new(updated))
     }
 
     async fn open_case(&self, request: Request<OpenCaseRequest>) -> Reply<Case> {

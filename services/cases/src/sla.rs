@@ -232,6 +232,11 @@ pub fn read<S: Copy + PartialEq>(
         }
     }
 
+    // The state at `end` itself: a change at exactly that instant (a resume
+    // just now) spans no time but decides what the clock is doing.
+    if let Some(last) = history.iter().filter(|c| c.at <= end).last() {
+        current = Some(last.state);
+    }
     let remaining = (spec.target - elapsed).max(SignedDuration::ZERO);
     let counting_now = current.is_some_and(|s| spec.counting.counts(&s));
     let status = match (stop, counting_now, segments.last().map(|s| s.kind)) {
@@ -517,6 +522,33 @@ mod tests {
         assert_eq!(r.paused, h(11));
         assert_eq!(r.state, ClockState::AtRisk);
         assert_eq!(r.target_time, Some(ts("2026-12-02T20:00:00Z")));
+    }
+
+    #[test]
+    fn a_resume_at_this_very_instant_makes_the_clock_run() {
+        let cal = nine_to_five("UTC", &[]);
+        let spec = ClockSpec {
+            target: h(8),
+            basis: Basis::Business,
+            at_risk_percent: 0,
+            counting: Counting::Except(PAUSE),
+            calendar: &cal,
+        };
+        let history = [
+            change("2026-12-01T09:00:00Z", St::Open),
+            change("2026-12-01T10:00:00Z", St::PendingClient),
+            change("2026-12-01T12:00:00Z", St::InProgress),
+        ];
+        let r = read(
+            &spec,
+            ts("2026-12-01T09:00:00Z"),
+            &history,
+            None,
+            ts("2026-12-01T12:00:00Z"),
+        );
+        assert_eq!(r.status, ClockStatus::Running);
+        // 1 h used before the wait; 7 h more from 12:00: 5 h today, 2 h tomorrow.
+        assert_eq!(r.target_time, Some(ts("2026-12-02T11:00:00Z")));
     }
 
     #[test]

@@ -18,6 +18,7 @@ struct Harness {
     svc: Cases,
     codec: PrincipalCodec,
     clock: TestClock,
+    customers_url: String,
     _db: TestDb,
     _customers: (TestDb, concierge_common::server::Running),
 }
@@ -65,6 +66,7 @@ impl Harness {
             svc,
             codec,
             clock,
+            customers_url: format!("http://{}", running.addr),
             _db: db,
             _customers: (customers_db, running),
         })
@@ -265,6 +267,7 @@ suite!(
     a_client_sees_its_own_cases_and_public_updates_only,
     duplicates_merge_into_an_open_case_of_the_same_account,
     a_repair_at_a_site_in_another_zone_shows_its_clocks_through_a_holiday_weekend,
+    the_breach_event_fires_once_with_two_instances_and_waits_out_a_pause,
 );
 
 async fn create_calendar(h: &Harness, id: &str, c: Calendar) -> Result<Calendar, Status> {
@@ -1487,4 +1490,139 @@ async fn a_repair_at_a_site_in_another_zone_shows_its_clocks_through_a_holiday_w
     // A new case gets the new revision.
     let later = create_case(&h, &a, case("acme", "Another")).await.unwrap();
     assert_eq!(later.sla_policy_revision, "2");
+}
+
+async fn sla_events(h: &Harness, kind: &str) -> Vec<String> {
+    let mut c = h.svc.db().acquire().await.unwrap();
+    concierge_common::outbox::read_after(&mut c.conn(), 0, 10_000)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|p| p.event.r#type == format!("concierge.cases.v1.sla_clock_{kind}"))
+        .map(|p| p.event.subject)
+        .collect()
+}
+
+async fn the_breach_event_fires_once_with_two_instances_and_waits_out_a_pause(h: Harness) {
+    let admin = who(Role::Admin);
+    create_calendar(&h, "us-central", us_central())
+        .await
+        .unwrap();
+    h.svc
+        .create_sla_policy(h.req(
+            &admin,
+            CreateSlaPolicyRequest {
+                sla_policy: Some(SlaPolicy {
+                    display_name: "Repairs".into(),
+                    calendar: "calendars/us-central".into(),
+                    overall_delivery: Some(target("restore", 4)),
+                    ..Default::default()
+                }),
+                sla_policy_id: "repairs".into(),
+                validate_only: false,
+                request_id: String::new(),
+            },
+        ))
+        .await
+        .unwrap();
+    // Monday 2026-11-30 09:00 Chicago: 4 business hours → breach at 13:00 (19:00Z).
+    h.clock.set("2026-11-30T15:00:00Z".parse().unwrap());
+    let a = agent();
+    let c = create_case(&h, &a, case("acme", "Down")).await.unwrap();
+    h.svc
+        .start_case_work(h.req(
+            &a,
+            StartCaseWorkRequest {
+                name: c.name.clone(),
+                etag: String::new(),
+                request_id: String::new(),
+            },
+        ))
+        .await
+        .unwrap();
+
+    // A second replica on the same database.
+    let other_db = concierge_common::storage::Db::connect(&h._db.url, 4)
+        .await
+        .unwrap();
+    let channel = tonic::transport::Endpoint::from_shared(h.customers_url.clone())
+        .unwrap()
+        .connect_lazy();
+    let other = Cases::open(
+        other_db,
+        h.codec.clone(),
+        Arc::new(h.clock.clone()),
+        channel,
+    )
+    .await
+    .unwrap();
+
+    // Waiting on the client from 10:00 to 12:00 moves the breach to 15:00.
+    h.clock.set("2026-11-30T16:00:00Z".parse().unwrap());
+    h.svc
+        .pend_case_on_client(h.req(
+            &a,
+            PendCaseOnClientRequest {
+                name: c.name.clone(),
+                reason: "Access".into(),
+                etag: String::new(),
+                request_id: String::new(),
+            },
+        ))
+        .await
+        .unwrap();
+    h.clock.set("2026-11-30T18:00:00Z".parse().unwrap());
+    h.svc
+        .resume_case(h.req(
+            &a,
+            ResumeCaseRequest {
+                name: c.name.clone(),
+                reason: String::new(),
+                etag: String::new(),
+                request_id: String::new(),
+            },
+        ))
+        .await
+        .unwrap();
+
+    let at = |s: &str| s.parse::<jiff::Timestamp>().unwrap();
+    // 13:30: the original deadlines (at risk 12:12, breach 13:00) have
+    // passed; the moved ones (14:12, 15:00) have not.
+    assert_eq!(
+        h.svc
+            .sweep_timers("a", at("2026-11-30T19:30:00Z"))
+            .await
+            .unwrap(),
+        0
+    );
+    assert!(sla_events(&h, "at_risk").await.is_empty());
+    // 15:30: both replicas sweep at once; the breach fires once.
+    h.clock.set("2026-11-30T21:30:00Z".parse().unwrap());
+    let now = at("2026-11-30T21:30:00Z");
+    let (x, y) = tokio::join!(h.svc.sweep_timers("a", now), other.sweep_timers("b", now));
+    assert_eq!(
+        x.unwrap() + y.unwrap(),
+        2,
+        "one at-risk event, one breach event"
+    );
+    assert_eq!(
+        sla_events(&h, "breached").await,
+        vec![format!("{}/slaClocks/restore", c.name)]
+    );
+    assert_eq!(sla_events(&h, "at_risk").await.len(), 1);
+    // Nothing more to fire, however often anyone sweeps.
+    assert_eq!(
+        other
+            .sweep_timers("b", at("2026-12-05T00:00:00Z"))
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(
+        h.svc
+            .sweep_timers("a", at("2026-12-05T00:00:00Z"))
+            .await
+            .unwrap(),
+        0
+    );
 }

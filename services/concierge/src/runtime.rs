@@ -156,6 +156,10 @@ pub async fn serve(which: ServiceName, cfg: ServeConfig) -> anyhow::Result<()> {
                 .connect_timeout(std::time::Duration::from_secs(5))
                 .connect_lazy();
             let svc = Cases::open(db.clone(), codec, clock, channel).await?;
+            svc.run_timers(
+                format!("cases-{}", uuid::Uuid::new_v4()),
+                std::time::Duration::from_secs(1),
+            );
             if let Some(bus) = event_bus(&cfg.events, "cases").await? {
                 svc.relay_events(bus);
             }
@@ -331,6 +335,7 @@ pub async fn dev(opts: DevOptions) -> anyhow::Result<()> {
     )
     .await?;
     cases.relay_events(concierge_common::relay::Bus::InProcess(bus.clone()));
+    cases.run_timers("cases-dev".into(), std::time::Duration::from_secs(1));
 
     let gateway_db = Db::connect(&sqlite_url(&dir, "gateway.db"), 4).await?;
     let mut backends = BTreeMap::from([
