@@ -170,6 +170,36 @@ impl Cases {
             .collect())
     }
 
+    /// Re-arms the SLA timers of every open case (after a calendar change).
+    async fn refresh_open_cases(&self) -> Result<()> {
+        let system = Ctx {
+            principal: concierge_common::principal::Principal::system("cases"),
+            request_id: String::new(),
+        };
+        let filter =
+            "state != STATE_RESOLVED AND state != STATE_CLOSED AND state != STATE_CANCELLED";
+        let mut token = String::new();
+        loop {
+            let page = PageQuery {
+                parent: "",
+                page_size: 1000,
+                page_token: &token,
+                filter,
+                order_by: "",
+                show_deleted: false,
+            };
+            let (cases, next): (Vec<Case>, String) =
+                self.store().list(&RULES, &system, page).await?;
+            for c in cases.iter().filter(|c| !c.sla_policy.is_empty()) {
+                self.refresh_timers_after_change(&c.name).await;
+            }
+            if next.is_empty() {
+                return Ok(());
+            }
+            token = next;
+        }
+    }
+
     /// The states a case entered, in order.
     async fn case_history(
         &self,
@@ -904,6 +934,176 @@ impl CasesService for Cases {
         )
     }
 
+    async fn set_case_hand_off_code(
+        &self,
+        request: Request<SetCaseHandOffCodeRequest>,
+    ) -> Reply<Case> {
+        let ctx = self.ctx(&request)?;
+        let req = request.into_inner();
+        let result = async {
+            let code_name = format!("handOffCodes/{}", req.hand_off_code);
+            let code: HandOffCode = match self.store().get(&RULES, &ctx, &code_name).await {
+                Err(Error::NotFound { .. }) => {
+                    return Err(Error::invalid(
+                        "hand_off_code",
+                        format!("{:?} is not a configured hand-off code", req.hand_off_code),
+                    ));
+                }
+                other => other?,
+            };
+            let changed: Case = self
+                .store()
+                .change::<Case, _>(
+                    &RULES,
+                    &ctx,
+                    &req.name,
+                    &req.etag,
+                    "updated",
+                    false,
+                    |c, _| {
+                        if !code.case_types.is_empty() && !code.case_types.contains(&c.r#type) {
+                            return Err(Error::FailedPrecondition {
+                                reason: "HAND_OFF_CODE_NOT_FOR_TYPE",
+                                subject: code.name.clone(),
+                                description: format!(
+                                    "{} does not apply to this case's type",
+                                    code.name
+                                ),
+                            });
+                        }
+                        if !lifecycle::is_open(
+                            case::State::try_from(c.state).unwrap_or(case::State::Unspecified),
+                        ) {
+                            return Err(Error::FailedPrecondition {
+                                reason: "CASE_NOT_OPEN",
+                                subject: c.name.clone(),
+                                description: format!("{} is no longer open", c.name),
+                            });
+                        }
+                        c.hand_off_code = req.hand_off_code.clone();
+                        c.presented_to_carrier = code.presented_to_carrier;
+                        if !req.carrier_reference.is_empty() {
+                            c.carrier_reference = req.carrier_reference.clone();
+                        }
+                        Ok(())
+                    },
+                )
+                .await?;
+            Ok(changed)
+        };
+        reply(result.await)
+    }
+
+    async fn record_case_milestone(
+        &self,
+        request: Request<RecordCaseMilestoneRequest>,
+    ) -> Reply<Case> {
+        let ctx = self.ctx(&request)?;
+        let req = request.into_inner();
+        let result = async {
+            if req.key.is_empty()
+                || !req
+                    .key
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-')
+            {
+                return Err(Error::invalid(
+                    "key",
+                    "required: the milestone's key, e.g. \"installed\"",
+                ));
+            }
+            let now = self.store().now();
+            let at = match &req.achieve_time {
+                Some(t) => {
+                    let t = clock::from_proto(t)
+                        .ok_or_else(|| Error::invalid("achieve_time", "not a valid instant"))?;
+                    if clock::to_micros(t) > now {
+                        return Err(Error::invalid(
+                            "achieve_time",
+                            "a milestone is not reached in the future",
+                        ));
+                    }
+                    t
+                }
+                None => clock::from_micros(now),
+            };
+            let recorder = ctx
+                .principal
+                .staff_member
+                .clone()
+                .unwrap_or_else(|| ctx.principal.subject.clone());
+            let changed: Case = self
+                .store()
+                .change::<Case, _>(
+                    &RULES,
+                    &ctx,
+                    &req.name,
+                    &req.etag,
+                    "updated",
+                    false,
+                    |c, _| {
+                        c.milestones.retain(|m| m.key != req.key);
+                        c.milestones.push(CaseMilestone {
+                            key: req.key.clone(),
+                            display_name: req.display_name.clone(),
+                            achieve_time: Some(clock::to_proto(at)),
+                            recorder,
+                            note: req.note.clone(),
+                        });
+                        Ok(())
+                    },
+                )
+                .await?;
+            // Its clock stops: the timers go.
+            self.refresh_timers_after_change(&changed.name).await;
+            Ok(changed)
+        };
+        reply(result.await)
+    }
+
+    async fn add_case_watcher(&self, request: Request<AddCaseWatcherRequest>) -> Reply<Case> {
+        let ctx = self.ctx(&request)?;
+        let req = request.into_inner();
+        let staff = names::parse("watcher", &req.watcher, &["staff"]).is_ok();
+        let contact = names::parse("watcher", &req.watcher, &["accounts", "contacts"]).is_ok();
+        if !staff && !contact {
+            return Err(Error::invalid(
+                "watcher",
+                "\"staff/{staff_member}\" or a contact of the case's account",
+            )
+            .into());
+        }
+        reply(
+            self.store()
+                .change::<Case, _>(&RULES, &ctx, &req.name, "", "updated", false, |c, _| {
+                    if contact && !req.watcher.starts_with(&format!("{}/", c.account)) {
+                        return Err(Error::invalid(
+                            "watcher",
+                            format!("{} is not a contact of {}", req.watcher, c.account),
+                        ));
+                    }
+                    if !c.watchers.contains(&req.watcher) {
+                        c.watchers.push(req.watcher.clone());
+                    }
+                    Ok(())
+                })
+                .await,
+        )
+    }
+
+    async fn remove_case_watcher(&self, request: Request<RemoveCaseWatcherRequest>) -> Reply<Case> {
+        let ctx = self.ctx(&request)?;
+        let req = request.into_inner();
+        reply(
+            self.store()
+                .change::<Case, _>(&RULES, &ctx, &req.name, "", "updated", false, |c, _| {
+                    c.watchers.retain(|w| w != &req.watcher);
+                    Ok(())
+                })
+                .await,
+        )
+    }
+
     async fn create_note(&self, request: Request<CreateNoteRequest>) -> Reply<Note> {
         let ctx = self.ctx(&request)?;
         let req = request.into_inner();
@@ -1005,11 +1205,14 @@ impl CasesService for Cases {
     async fn update_calendar(&self, request: Request<UpdateCalendarRequest>) -> Reply<Calendar> {
         let ctx = self.ctx(&request)?;
         let req = request.into_inner();
-        reply(
-            self.store()
-                .update(&RULES, &ctx, req.calendar, req.update_mask)
-                .await,
-        )
+        let updated: Calendar = self
+            .store()
+            .update(&RULES, &ctx, req.calendar, req.update_mask)
+            .await?;
+        // Clocks are read from the calendar as it is now; the timers of open
+        // cases move with it.
+        self.refresh_open_cases().await?;
+        Ok(Response::new(updated))
     }
 
     async fn delete_calendar(&self, request: Request<DeleteCalendarRequest>) -> Reply<()> {

@@ -268,6 +268,8 @@ suite!(
     duplicates_merge_into_an_open_case_of_the_same_account,
     a_repair_at_a_site_in_another_zone_shows_its_clocks_through_a_holiday_weekend,
     the_breach_event_fires_once_with_two_instances_and_waits_out_a_pause,
+    milestones_stop_their_clocks_and_a_calendar_change_moves_deadlines,
+    orders_carry_hand_off_codes_and_cases_have_watchers,
 );
 
 async fn create_calendar(h: &Harness, id: &str, c: Calendar) -> Result<Calendar, Status> {
@@ -1625,4 +1627,314 @@ async fn the_breach_event_fires_once_with_two_instances_and_waits_out_a_pause(h:
             .unwrap(),
         0
     );
+}
+
+async fn breach_timer_due(h: &Harness, clock: &str) -> Option<i64> {
+    let mut pc = h.svc.db().acquire().await.unwrap();
+    concierge_common::on_conn!(&mut pc.conn(), x => sqlx::query_scalar("SELECT due_time FROM timers WHERE id = $1")
+        .bind(format!("{clock}:sla_breach"))
+        .fetch_optional(&mut **x)
+        .await
+        .unwrap())
+}
+
+async fn milestones_stop_their_clocks_and_a_calendar_change_moves_deadlines(h: Harness) {
+    let admin = who(Role::Admin);
+    let cal = create_calendar(
+        &h,
+        "us-central",
+        Calendar {
+            holidays: vec![],
+            ..us_central()
+        },
+    )
+    .await
+    .unwrap();
+    h.svc
+        .create_sla_policy(h.req(
+            &admin,
+            CreateSlaPolicyRequest {
+                sla_policy: Some(SlaPolicy {
+                    display_name: "Orders".into(),
+                    calendar: "calendars/us-central".into(),
+                    milestones: vec![target("presented_to_carrier", 8)],
+                    overall_delivery: Some(target("installed", 40)),
+                    ..Default::default()
+                }),
+                sla_policy_id: "orders".into(),
+                validate_only: false,
+                request_id: String::new(),
+            },
+        ))
+        .await
+        .unwrap();
+    // Tuesday 2026-12-01 09:00 Chicago.
+    h.clock.set("2026-12-01T15:00:00Z".parse().unwrap());
+    let a = agent();
+    let c = create_case(
+        &h,
+        &a,
+        Case {
+            r#type: CaseType::OrderNew as i32,
+            ..case("acme", "New circuit")
+        },
+    )
+    .await
+    .unwrap();
+    let installed = format!("{}/slaClocks/installed", c.name);
+    // 40 business hours: Tue-Fri and Monday, ending Monday 17:00 (23:00Z).
+    let before = breach_timer_due(&h, &installed).await.unwrap();
+    assert_eq!(
+        before,
+        "2026-12-07T23:00:00Z"
+            .parse::<jiff::Timestamp>()
+            .unwrap()
+            .as_microsecond()
+    );
+
+    h.clock.set("2026-12-01T18:00:00Z".parse().unwrap());
+    let recorded = h
+        .svc
+        .record_case_milestone(h.req(
+            &a,
+            RecordCaseMilestoneRequest {
+                name: c.name.clone(),
+                key: "presented_to_carrier".into(),
+                display_name: String::new(),
+                achieve_time: None,
+                note: "PON 123".into(),
+                etag: String::new(),
+                request_id: String::new(),
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(recorded.milestones.len(), 1);
+    let presented = h
+        .svc
+        .get_sla_clock(h.req(
+            &a,
+            GetSlaClockRequest {
+                name: format!("{}/slaClocks/presented_to_carrier", c.name),
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        (presented.state, presented.elapsed_duration),
+        (SlaState::Met as i32, Some(hours(3)))
+    );
+    assert!(
+        breach_timer_due(&h, &format!("{}/slaClocks/presented_to_carrier", c.name))
+            .await
+            .is_none(),
+        "a met clock has no timer"
+    );
+    let future = h
+        .svc
+        .record_case_milestone(h.req(
+            &a,
+            RecordCaseMilestoneRequest {
+                name: c.name.clone(),
+                key: "installed".into(),
+                display_name: String::new(),
+                achieve_time: Some(ts("2027-01-01T00:00:00Z")),
+                note: String::new(),
+                etag: String::new(),
+                request_id: String::new(),
+            },
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(violations(&future), vec!["achieve_time"]);
+
+    // The company closes on Friday 2026-12-04: the delivery deadline moves a
+    // working day later, and its timer with it.
+    h.svc
+        .update_calendar(h.req(
+            &admin,
+            UpdateCalendarRequest {
+                calendar: Some(Calendar {
+                    name: cal.name.clone(),
+                    holidays: vec![Holiday {
+                        date: Some(LocalDate {
+                            year: 2026,
+                            month: 12,
+                            day: 4,
+                        }),
+                        display_name: "Office closed".into(),
+                        working_periods: vec![],
+                    }],
+                    ..Default::default()
+                }),
+                update_mask: Some(FieldMask {
+                    paths: vec!["holidays".into()],
+                }),
+            },
+        ))
+        .await
+        .unwrap();
+    let moved = h
+        .svc
+        .get_sla_clock(h.req(
+            &a,
+            GetSlaClockRequest {
+                name: installed.clone(),
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(moved.target_time, Some(ts("2026-12-08T23:00:00Z")));
+    assert_eq!(
+        breach_timer_due(&h, &installed).await.unwrap(),
+        "2026-12-08T23:00:00Z"
+            .parse::<jiff::Timestamp>()
+            .unwrap()
+            .as_microsecond()
+    );
+}
+
+async fn orders_carry_hand_off_codes_and_cases_have_watchers(h: Harness) {
+    let admin = who(Role::Admin);
+    for (code, presented, types) in [
+        ("NR", false, vec![CaseType::OrderNew as i32]),
+        ("PE", true, vec![CaseType::OrderNew as i32]),
+    ] {
+        h.svc
+            .create_hand_off_code(h.req(
+                &admin,
+                CreateHandOffCodeRequest {
+                    hand_off_code: Some(HandOffCode {
+                        display_name: code.into(),
+                        presented_to_carrier: presented,
+                        case_types: types,
+                        ..Default::default()
+                    }),
+                    hand_off_code_id: code.into(),
+                    request_id: String::new(),
+                },
+            ))
+            .await
+            .unwrap();
+    }
+    let a = agent();
+    let order = create_case(
+        &h,
+        &a,
+        Case {
+            r#type: CaseType::OrderNew as i32,
+            ..case("acme", "New line")
+        },
+    )
+    .await
+    .unwrap();
+    let repair = create_case(&h, &a, case("acme", "Broken")).await.unwrap();
+    let set = |name: &str, code: &str| SetCaseHandOffCodeRequest {
+        name: name.into(),
+        hand_off_code: code.into(),
+        carrier_reference: String::new(),
+        reason: String::new(),
+        etag: String::new(),
+        request_id: String::new(),
+    };
+    let nr = h
+        .svc
+        .set_case_hand_off_code(h.req(&a, set(&order.name, "NR")))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        (nr.hand_off_code.as_str(), nr.presented_to_carrier),
+        ("NR", false)
+    );
+    let not_presented = h
+        .svc
+        .list_cases(h.req(
+            &a,
+            ListCasesRequest {
+                filter: "presented_to_carrier = false AND hand_off_code = \"NR\"".into(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(not_presented.cases.len(), 1);
+    let pe = h
+        .svc
+        .set_case_hand_off_code(h.req(
+            &a,
+            SetCaseHandOffCodeRequest {
+                carrier_reference: "PON-77".into(),
+                ..set(&order.name, "PE")
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        (pe.presented_to_carrier, pe.carrier_reference.as_str()),
+        (true, "PON-77")
+    );
+    assert_eq!(
+        h.svc
+            .set_case_hand_off_code(h.req(&a, set(&repair.name, "PE")))
+            .await
+            .unwrap_err()
+            .code(),
+        Code::FailedPrecondition,
+        "order codes do not apply to repairs"
+    );
+    assert_eq!(
+        violations(
+            &h.svc
+                .set_case_hand_off_code(h.req(&a, set(&order.name, "ZZ")))
+                .await
+                .unwrap_err()
+        ),
+        vec!["hand_off_code"]
+    );
+
+    let watch = |w: &str| AddCaseWatcherRequest {
+        name: order.name.clone(),
+        watcher: w.into(),
+        request_id: String::new(),
+    };
+    h.svc
+        .add_case_watcher(h.req(&a, watch("staff/ayse")))
+        .await
+        .unwrap();
+    let twice = h
+        .svc
+        .add_case_watcher(h.req(&a, watch("staff/ayse")))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(twice.watchers, vec!["staff/ayse"]);
+    assert_eq!(
+        violations(
+            &h.svc
+                .add_case_watcher(h.req(&a, watch("accounts/globex/contacts/x")))
+                .await
+                .unwrap_err()
+        ),
+        vec!["watcher"]
+    );
+    let gone = h
+        .svc
+        .remove_case_watcher(h.req(
+            &a,
+            RemoveCaseWatcherRequest {
+                name: order.name.clone(),
+                watcher: "staff/ayse".into(),
+                request_id: String::new(),
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(gone.watchers.is_empty());
 }
