@@ -1,6 +1,7 @@
 //! `concierge`: one binary for running Concierge and for talking to it.
 
 mod bench;
+mod cases;
 mod customers;
 mod output;
 mod runtime;
@@ -104,6 +105,13 @@ enum Command {
     Customers {
         #[command(subcommand)]
         command: customers::Command,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Cases, their notes and SLA clocks.
+    Cases {
+        #[command(subcommand)]
+        command: cases::Command,
         #[command(flatten)]
         client: ClientArgs,
     },
@@ -291,6 +299,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Customers { command, client } => customers::run(command, &client).await,
+        Command::Cases { command, client } => cases::run(command, &client).await,
         Command::Clock { command, client } => {
             use concierge_proto::concierge::testing::v1::{
                 AdvanceTestClockRequest, GetTestClockRequest,

@@ -181,6 +181,47 @@ async fn dev_keeps_an_acknowledged_create_across_kill_9() {
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(json["name"], "accounts/anadolu");
     assert_eq!(json["tier"], "TIER_STRATEGIC");
+    // Cases from the CLI: open one for the account, then follow it.
+    let cli = |args: &[&str]| {
+        Command::new(BIN)
+            .args(args)
+            .env("CONCIERGE_GATEWAY", &url)
+            .env("CONCIERGE_API_KEY", &key)
+            .output()
+            .unwrap()
+    };
+    let created = cli(&[
+        "cases",
+        "create",
+        "--account",
+        "anadolu",
+        "--type",
+        "repair",
+        "--title",
+        "Hat kesik",
+        "--id",
+        "c1",
+    ]);
+    assert!(
+        created.status.success(),
+        "{}",
+        String::from_utf8_lossy(&created.stderr)
+    );
+    let pended = cli(&["cases", "open", "c1"]);
+    assert!(
+        pended.status.success(),
+        "{}",
+        String::from_utf8_lossy(&pended.stderr)
+    );
+    let refused = cli(&["cases", "close", "c1"]);
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("STATE_OPEN"),
+        "an illegal transition names the state"
+    );
+    let listed = cli(&["cases", "list", "--json"]);
+    let json: serde_json::Value = serde_json::from_slice(&listed.stdout).unwrap();
+    assert_eq!(json["cases"][0]["state"], "STATE_OPEN");
+
     let bad = Command::new(BIN)
         .args(["customers", "list", "--filter", "colour = red"])
         .env("CONCIERGE_GATEWAY", &url)
