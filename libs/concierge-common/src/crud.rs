@@ -114,6 +114,15 @@ pub trait Policy<R>: Send + Sync {
     fn may_see(&self, _p: &Principal, _r: &R) -> Result<()> {
         Ok(())
     }
+    /// Writes that go with a delete, in its transaction (the other half of a
+    /// two-way link).
+    fn after_delete(
+        &self,
+        _conn: &mut Conn<'_>,
+        _r: &R,
+    ) -> impl Future<Output = Result<()>> + Send {
+        async { Ok(()) }
+    }
     /// Sets the output-only fields of a new resource (its initial state, its
     /// creator).
     fn on_create(&self, _ctx: &Ctx, _r: &mut R, _now: i64) {}
@@ -604,6 +613,7 @@ impl Store {
         policy.may_write(&mut conn, &ctx.principal, &r).await?;
         policy.check_delete(&mut conn, &r).await?;
         resource::delete(&mut conn, R::KIND, name).await?;
+        policy.after_delete(&mut conn, &r).await?;
         let now = self.now();
         self.record(policy, &mut conn, ctx, "deleted", &r, now)
             .await?;

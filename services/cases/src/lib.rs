@@ -25,7 +25,7 @@ use concierge_common::principal::{Principal, PrincipalCodec, Role};
 use concierge_common::storage::{Conn, Db};
 use concierge_proto::concierge::cases::v1::cases_service_server::CasesServiceServer;
 use concierge_proto::concierge::cases::v1::{
-    Calendar, Case, CasePriority, HandOffCode, Note, SlaPolicy, case, note,
+    Calendar, Case, CaseLink, CasePriority, HandOffCode, Note, SlaPolicy, case, case_link, note,
 };
 use concierge_proto::events::Visibility;
 use sqlx::migrate::Migrator;
@@ -411,5 +411,98 @@ impl Cases {
             .iter()
             .map(|b| <SlaPolicy as prost::Message>::decode(b.as_slice()).map_err(Error::internal))
             .collect()
+    }
+}
+
+/// Links between cases: staff work with them (clients see their cases, not
+/// the company's bookkeeping between them). Both cases must exist and belong
+/// to the same account; the other case gets the inverse link in the same
+/// transaction, and loses it with it.
+impl Policy<CaseLink> for Rules {
+    fn visibility(&self, _r: &CaseLink) -> Visibility {
+        Visibility::Internal
+    }
+    fn may_read(&self, p: &Principal, _name: &str) -> Result<()> {
+        staff_only(p, "case links")
+    }
+    fn may_attempt_write(&self, p: &Principal, _target: &str) -> Result<()> {
+        staff_only(p, "case links")
+    }
+    async fn may_write(&self, _conn: &mut Conn<'_>, p: &Principal, _r: &CaseLink) -> Result<()> {
+        staff_only(p, "case links")
+    }
+    async fn check_references(&self, conn: &mut Conn<'_>, l: &CaseLink) -> Result<()> {
+        let source = l
+            .name
+            .rsplitn(3, '/')
+            .nth(2)
+            .unwrap_or_default()
+            .to_string();
+        let load = async |conn: &mut Conn<'_>, name: &str, field: &str| -> Result<Case> {
+            let stored = concierge_common::resource::get(conn, &resources::CASES, name)
+                .await?
+                .ok_or_else(|| Error::invalid(field, format!("{name} does not exist")))?;
+            Store::decode::<Case, Rules>(&stored)
+        };
+        let from = load(conn, &source, "parent").await?;
+        let to = load(conn, &l.target, "case_link.target").await?;
+        if from.account != to.account {
+            return Err(Error::invalid(
+                "case_link.target",
+                format!("{} belongs to another account", l.target),
+            ));
+        }
+        Ok(())
+    }
+    fn on_create(&self, ctx: &Ctx, l: &mut CaseLink, _now: i64) {
+        let id = l.name.rsplit('/').next().unwrap_or_default().to_string();
+        l.inverse = format!("{}/links/{id}", l.target);
+        l.creator = ctx.principal.subject.clone();
+    }
+    async fn after_write(
+        &self,
+        conn: &mut Conn<'_>,
+        _ctx: &Ctx,
+        before: Option<&CaseLink>,
+        after: &CaseLink,
+        now: i64,
+    ) -> Result<()> {
+        if before.is_some() {
+            return Ok(());
+        }
+        let source = after
+            .name
+            .rsplitn(3, '/')
+            .nth(2)
+            .unwrap_or_default()
+            .to_string();
+        let kind = case_link::Type::try_from(after.r#type).unwrap_or(case_link::Type::Unspecified);
+        let inverse = CaseLink {
+            name: after.inverse.clone(),
+            r#type: resources::inverse_type(kind) as i32,
+            target: source,
+            reason: after.reason.clone(),
+            inverse: after.name.clone(),
+            creator: after.creator.clone(),
+            ..Default::default()
+        };
+        let stored = concierge_common::resource::Stored {
+            name: inverse.name.clone(),
+            parent: after.target.clone(),
+            account: String::new(),
+            create_time: now,
+            update_time: now,
+            delete_time: 0,
+            revision: 1,
+            body: prost::Message::encode_to_vec(&inverse),
+        };
+        let columns = <CaseLink as concierge_common::crud::Resource<Rules>>::columns(&inverse);
+        concierge_common::resource::insert(conn, &resources::CASE_LINKS, &stored, &columns).await
+    }
+    async fn after_delete(&self, conn: &mut Conn<'_>, l: &CaseLink) -> Result<()> {
+        concierge_common::resource::delete(conn, &resources::CASE_LINKS, &l.inverse).await
+    }
+    fn list_account(&self, p: &Principal, _parent: &str) -> Result<Option<String>> {
+        staff_only(p, "case links").map(|()| None)
     }
 }

@@ -1104,6 +1104,66 @@ impl CasesService for Cases {
         )
     }
 
+    async fn create_case_link(&self, request: Request<CreateCaseLinkRequest>) -> Reply<CaseLink> {
+        let ctx = self.ctx(&request)?;
+        let req = request.into_inner();
+        let hashed = without_request_id!(req);
+        reply(
+            self.store()
+                .create(
+                    &RULES,
+                    &ctx,
+                    "CreateCaseLink",
+                    &hashed,
+                    New {
+                        parent: &req.parent,
+                        resource: req.case_link,
+                        id: &req.case_link_id,
+                        request_id: &req.request_id,
+                    },
+                )
+                .await,
+        )
+    }
+
+    async fn get_case_link(&self, request: Request<GetCaseLinkRequest>) -> Reply<CaseLink> {
+        let ctx = self.ctx(&request)?;
+        reply(
+            self.store()
+                .get(&RULES, &ctx, &request.get_ref().name)
+                .await,
+        )
+    }
+
+    async fn list_case_links(
+        &self,
+        request: Request<ListCaseLinksRequest>,
+    ) -> Reply<ListCaseLinksResponse> {
+        let ctx = self.ctx(&request)?;
+        let mut req = request.into_inner();
+        if req.order_by.is_empty() {
+            req.order_by = "create_time".into();
+        }
+        let (case_links, next_page_token) = self
+            .store()
+            .list(&RULES, &ctx, page!(req, &req.parent))
+            .await?;
+        Ok(Response::new(ListCaseLinksResponse {
+            case_links,
+            next_page_token,
+        }))
+    }
+
+    async fn delete_case_link(&self, request: Request<DeleteCaseLinkRequest>) -> Reply<()> {
+        let ctx = self.ctx(&request)?;
+        let req = request.into_inner();
+        reply(
+            self.store()
+                .delete::<CaseLink, _>(&RULES, &ctx, &req.name, &req.etag)
+                .await,
+        )
+    }
+
     async fn create_note(&self, request: Request<CreateNoteRequest>) -> Reply<Note> {
         let ctx = self.ctx(&request)?;
         let req = request.into_inner();

@@ -270,6 +270,7 @@ suite!(
     the_breach_event_fires_once_with_two_instances_and_waits_out_a_pause,
     milestones_stop_their_clocks_and_a_calendar_change_moves_deadlines,
     orders_carry_hand_off_codes_and_cases_have_watchers,
+    links_come_in_pairs_within_one_account,
 );
 
 async fn create_calendar(h: &Harness, id: &str, c: Calendar) -> Result<Calendar, Status> {
@@ -1937,4 +1938,125 @@ async fn orders_carry_hand_off_codes_and_cases_have_watchers(h: Harness) {
         .unwrap()
         .into_inner();
     assert!(gone.watchers.is_empty());
+}
+
+async fn links_come_in_pairs_within_one_account(h: Harness) {
+    let a = agent();
+    let broadband = create_case(
+        &h,
+        &a,
+        Case {
+            r#type: CaseType::OrderNew as i32,
+            ..case("acme", "Broadband install")
+        },
+    )
+    .await
+    .unwrap();
+    let pots = create_case(
+        &h,
+        &a,
+        Case {
+            r#type: CaseType::OrderNew as i32,
+            ..case("acme", "POTS lines")
+        },
+    )
+    .await
+    .unwrap();
+    let elsewhere = create_case(&h, &a, case("globex", "Theirs")).await.unwrap();
+    let link = |from: &str, t: case_link::Type, to: &str| CreateCaseLinkRequest {
+        parent: from.into(),
+        case_link: Some(CaseLink {
+            r#type: t as i32,
+            target: to.into(),
+            reason: "POTS waits for the broadband install".into(),
+            ..Default::default()
+        }),
+        case_link_id: String::new(),
+        request_id: String::new(),
+    };
+    let depends = h
+        .svc
+        .create_case_link(h.req(
+            &a,
+            link(&pots.name, case_link::Type::DependsOn, &broadband.name),
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(
+        depends
+            .inverse
+            .starts_with(&format!("{}/links/", broadband.name))
+    );
+    let on_target = h
+        .svc
+        .list_case_links(h.req(
+            &a,
+            ListCaseLinksRequest {
+                parent: broadband.name.clone(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(on_target.case_links.len(), 1);
+    assert_eq!(
+        (
+            on_target.case_links[0].r#type,
+            on_target.case_links[0].target.as_str()
+        ),
+        (case_link::Type::Blocks as i32, pots.name.as_str())
+    );
+    let across = h
+        .svc
+        .create_case_link(h.req(
+            &a,
+            link(&pots.name, case_link::Type::DependsOn, &elsewhere.name),
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(violations(&across), vec!["case_link.target"]);
+    let itself = h
+        .svc
+        .create_case_link(h.req(&a, link(&pots.name, case_link::Type::ParentOf, &pots.name)))
+        .await
+        .unwrap_err();
+    assert_eq!(violations(&itself), vec!["case_link.target"]);
+    let client = h
+        .svc
+        .list_case_links(h.req(
+            &who(Role::Client),
+            ListCaseLinksRequest {
+                parent: pots.name.clone(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(client.code(), Code::PermissionDenied);
+    h.svc
+        .delete_case_link(h.req(
+            &a,
+            DeleteCaseLinkRequest {
+                name: depends.name.clone(),
+                etag: String::new(),
+                request_id: String::new(),
+            },
+        ))
+        .await
+        .unwrap();
+    let gone = h
+        .svc
+        .list_case_links(h.req(
+            &a,
+            ListCaseLinksRequest {
+                parent: broadband.name.clone(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(gone.case_links.is_empty(), "the inverse goes with the link");
 }
