@@ -28,7 +28,7 @@ pub struct Claimed {
 }
 
 /// Sets (or moves) a timer. Re-arming an existing id replaces its due time
-/// and payload and drops any lease, so a moved deadline never fires early.
+/// and payload; a lease survives only if the due time is unchanged.
 pub async fn arm(
     conn: &mut Conn<'_>,
     id: &str,
@@ -37,9 +37,13 @@ pub async fn arm(
     due: Timestamp,
     payload: &[u8],
 ) -> Result<()> {
+    // Re-arming at the same instant keeps a claim in flight; a new instant
+    // drops it, so a moved deadline never fires early.
     let sql = "INSERT INTO timers (id, kind, subject, due_time, payload) VALUES ($1, $2, $3, $4, $5) \
-               ON CONFLICT (id) DO UPDATE SET kind = excluded.kind, subject = excluded.subject, \
-               due_time = excluded.due_time, payload = excluded.payload, lease_owner = '', lease_expire_time = 0";
+               ON CONFLICT (id) DO UPDATE SET kind = excluded.kind, subject = excluded.subject, payload = excluded.payload, \
+               lease_owner = CASE WHEN timers.due_time = excluded.due_time THEN timers.lease_owner ELSE '' END, \
+               lease_expire_time = CASE WHEN timers.due_time = excluded.due_time THEN timers.lease_expire_time ELSE 0 END, \
+               due_time = excluded.due_time";
     on_conn!(conn, c => sqlx::query(sql)
         .bind(id)
         .bind(kind)

@@ -17,6 +17,89 @@ use jiff::{SignedDuration, Timestamp};
 
 use crate::Cases;
 
+use concierge_common::on_conn;
+use concierge_common::resource;
+use concierge_common::storage::Conn;
+use concierge_proto::concierge::cases::v1::{Case, CaseSlaSummary};
+use prost::Message;
+
+/// The worst of a case's clocks, and the next deadline among the open ones.
+fn summarise<'a>(clocks: impl Iterator<Item = &'a SlaClock>) -> Option<CaseSlaSummary> {
+    let mut summary = CaseSlaSummary::default();
+    let mut any = false;
+    let rank = |s: i32| match SlaState::try_from(s).unwrap_or(SlaState::Unspecified) {
+        SlaState::Breached => 4,
+        SlaState::AtRisk => 3,
+        SlaState::OnTrack => 2,
+        SlaState::Met => 1,
+        _ => 0,
+    };
+    for c in clocks {
+        any = true;
+        if rank(c.state) > rank(summary.state) {
+            summary.state = c.state;
+        }
+        match SlaState::try_from(c.state).unwrap_or(SlaState::Unspecified) {
+            SlaState::Breached => summary.breached_clock_keys.push(c.key.clone()),
+            SlaState::AtRisk => summary.at_risk_clock_keys.push(c.key.clone()),
+            _ => {}
+        }
+        if c.status == sla_clock::Status::Paused as i32 {
+            summary.paused = true;
+        }
+        let open =
+            c.status != sla_clock::Status::Stopped as i32 && c.state != SlaState::Breached as i32;
+        if open
+            && let Some(t) = c.target_time
+            && summary
+                .next_target_time
+                .is_none_or(|n| (t.seconds, t.nanos) < (n.seconds, n.nanos))
+        {
+            summary.next_target_time = Some(t);
+            summary.next_target_key = c.key.clone();
+        }
+    }
+    any.then_some(summary)
+}
+
+/// Writes the summary into the case without making it a new revision: it is
+/// derived from the case, not a change of it. A concurrent change wins and
+/// refreshes the summary itself.
+async fn write_summary(
+    conn: &mut Conn<'_>,
+    case_name: &str,
+    summary: Option<CaseSlaSummary>,
+) -> Result<()> {
+    let Some(stored) = resource::get(conn, &crate::resources::CASES, case_name).await? else {
+        return Ok(());
+    };
+    let mut c =
+        Case::decode(stored.body.as_slice()).map_err(concierge_common::error::Error::internal)?;
+    if c.sla == summary {
+        return Ok(());
+    }
+    let state = summary.as_ref().map(|s| i64::from(s.state)).unwrap_or(0);
+    let next = summary
+        .as_ref()
+        .and_then(|s| s.next_target_time.as_ref())
+        .and_then(clock::from_proto)
+        .map(clock::to_micros)
+        .unwrap_or(0);
+    c.sla = summary;
+    let body = c.encode_to_vec();
+    on_conn!(conn, x => sqlx::query(
+        "UPDATE cases SET body = $1, sla_state = $2, sla_next_target_time = $3 WHERE name = $4 AND revision = $5")
+        .bind(&body)
+        .bind(state)
+        .bind(next)
+        .bind(case_name)
+        .bind(stored.revision)
+        .execute(&mut **x)
+        .await?
+        .rows_affected());
+    Ok(())
+}
+
 const AT_RISK: &str = "sla_at_risk";
 const BREACH: &str = "sla_breach";
 
@@ -27,30 +110,62 @@ fn system() -> Ctx {
     }
 }
 
-/// The instant a clock's timer of `kind` should fire, if it should.
+/// The instant a clock's timer of `kind` should fire, if it should: while the
+/// clock runs toward (or is past) that point. A paused clock has no instant
+/// until it resumes; a stopped one never fires again.
 fn due(clock: &SlaClock, kind: &str) -> Option<Timestamp> {
     let open = clock.status != sla_clock::Status::Stopped as i32;
     let state = SlaState::try_from(clock.state).unwrap_or(SlaState::Unspecified);
+    if !open
+        || !matches!(
+            state,
+            SlaState::OnTrack | SlaState::AtRisk | SlaState::Breached
+        )
+    {
+        return None;
+    }
     match kind {
-        BREACH if open && matches!(state, SlaState::OnTrack | SlaState::AtRisk) => {
-            clock.target_time.as_ref().and_then(from_proto)
-        }
-        AT_RISK if open && state == SlaState::OnTrack => {
-            clock.at_risk_time.as_ref().and_then(from_proto)
-        }
+        BREACH => clock.target_time.as_ref().and_then(from_proto),
+        AT_RISK => clock.at_risk_time.as_ref().and_then(from_proto),
         _ => None,
     }
 }
 
+async fn fired(conn: &mut Conn<'_>, clock: &str, kind: &str) -> Result<bool> {
+    let n: i64 = on_conn!(conn, c => sqlx::query_scalar("SELECT COUNT(*) FROM sla_events_fired WHERE clock = $1 AND kind = $2")
+        .bind(clock)
+        .bind(kind)
+        .fetch_one(&mut **c)
+        .await?);
+    Ok(n > 0)
+}
+
+/// Marks an event fired; false when it already was.
+async fn mark_fired(conn: &mut Conn<'_>, clock: &str, kind: &str, at: i64) -> Result<bool> {
+    let n = on_conn!(conn, c => sqlx::query(
+        "INSERT INTO sla_events_fired (clock, kind, fire_time) VALUES ($1, $2, $3) ON CONFLICT (clock, kind) DO NOTHING")
+        .bind(clock)
+        .bind(kind)
+        .bind(at)
+        .execute(&mut **c)
+        .await?
+        .rows_affected());
+    Ok(n == 1)
+}
+
 impl Cases {
-    /// Arms (or disarms) the timers of every clock of a case, after a change.
+    /// Arms (or disarms) the timers of every clock of a case after a change,
+    /// and keeps the case's SLA summary (what lists filter on) current.
     pub async fn refresh_timers(&self, case_name: &str) -> Result<()> {
         let clocks = self.case_clocks(&system(), case_name).await?;
         let mut tx = self.store().db().begin().await?;
+        let summary = summarise(clocks.iter().map(|(c, ..)| c));
+        write_summary(&mut tx.conn(), case_name, summary).await?;
         for (c, ..) in &clocks {
             for kind in [AT_RISK, BREACH] {
                 let id = format!("{}:{kind}", c.name);
-                match due(c, kind) {
+                let done = fired(&mut tx.conn(), &c.name, kind).await?;
+                match due(c, kind).filter(|_| !done) {
                     Some(at) => {
                         timers::arm(&mut tx.conn(), &id, kind, case_name, at, c.key.as_bytes())
                             .await?
@@ -101,7 +216,9 @@ impl Cases {
             if !timers::complete(&mut tx, owner, &timer).await? {
                 continue;
             }
-            if reached {
+            let first = reached
+                && mark_fired(&mut tx.conn(), &c.name, &timer.kind, clock::to_micros(now)).await?;
+            if first {
                 let verb = if timer.kind == BREACH {
                     "breached"
                 } else {
@@ -124,7 +241,7 @@ impl Cases {
                 )
                 .await?;
                 fired += 1;
-            } else if let Some(at) = due(&c, &timer.kind) {
+            } else if let Some(at) = due(&c, &timer.kind).filter(|_| !reached) {
                 // The clock moved (a pause, a new calendar): wait for its new instant.
                 timers::arm(
                     &mut tx.conn(),
@@ -138,6 +255,9 @@ impl Cases {
             }
             tx.commit().await?;
             self.store().nudge();
+            if first {
+                self.refresh_timers_after_change(&timer.subject).await;
+            }
         }
         Ok(fired)
     }

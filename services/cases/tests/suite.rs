@@ -1613,6 +1613,36 @@ async fn the_breach_event_fires_once_with_two_instances_and_waits_out_a_pause(h:
         vec![format!("{}/slaClocks/restore", c.name)]
     );
     assert_eq!(sla_events(&h, "at_risk").await.len(), 1);
+    // The case says so, and lists find it.
+    let now_case = h
+        .svc
+        .get_case(h.req(
+            &a,
+            GetCaseRequest {
+                name: c.name.clone(),
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    let sla = now_case.sla.unwrap();
+    assert_eq!(
+        (sla.state, sla.breached_clock_keys),
+        (SlaState::Breached as i32, vec!["restore".to_string()])
+    );
+    let breached = h
+        .svc
+        .list_cases(h.req(
+            &a,
+            ListCasesRequest {
+                filter: "sla.state = BREACHED".into(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(breached.cases.len(), 1);
     // Nothing more to fire, however often anyone sweeps.
     assert_eq!(
         other
