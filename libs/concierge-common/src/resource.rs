@@ -276,7 +276,8 @@ pub struct Page {
 }
 
 /// Runs a keyset-paginated list: `WHERE (sort, name) > (last sort, last name)`
-/// in the requested direction, so a deep page costs what page one costs.
+/// (or `<` descending), so a deep page costs what page one costs. Ties on
+/// the sort column are ordered by name in the same direction.
 pub async fn list(conn: &mut Conn<'_>, kind: &Kind, q: &ListQuery) -> Result<Page> {
     let mut sql = format!("SELECT {BASE}");
     let (sort_col, sort_ty, desc) = match &q.order {
@@ -317,16 +318,17 @@ pub async fn list(conn: &mut Conn<'_>, kind: &Kind, q: &ListQuery) -> Result<Pag
             (Some(v), Some(_)) => {
                 params.push(v.clone());
                 let v_param = params.len();
-                sql.push_str(&format!(
-                    " AND ({sort_col} {cmp} ${v_param} OR ({sort_col} = ${v_param} AND name > ${name_param}))"
-                ));
+                // A row-value comparison in the direction of the order, which
+                // both databases answer from an index on (column, name): a
+                // deep page costs what the first one does.
+                sql.push_str(&format!(" AND ({sort_col}, name) {cmp} (${v_param}, ${name_param})"));
             }
             _ => sql.push_str(&format!(" AND name > ${name_param}")),
         }
     }
     let dir = if desc { "DESC" } else { "ASC" };
     if sort_ty.is_some() {
-        sql.push_str(&format!(" ORDER BY {sort_col} {dir}, name ASC"));
+        sql.push_str(&format!(" ORDER BY {sort_col} {dir}, name {dir}"));
     } else {
         sql.push_str(" ORDER BY name ASC");
     }

@@ -20,6 +20,17 @@ use tonic::transport::{Channel, Endpoint};
 
 #[derive(Subcommand)]
 pub enum Command {
+    /// Keyset paging of ListCases at page 1 and deep in 1,000,000 cases, and
+    /// the timer sweep against a bare SKIP LOCKED claim loop, on PostgreSQL.
+    Storage {
+        /// A PostgreSQL server URL whose user may create databases.
+        #[arg(long, env = "CONCIERGE_BENCH_POSTGRES_URL")]
+        postgres_url: String,
+        #[arg(long, default_value_t = 1_000_000)]
+        cases: i64,
+        #[arg(long, default_value_t = 100_000)]
+        timers: i64,
+    },
     /// GetAccount through the gateway against GetAccount straight to the
     /// customers service, same process, same database, same run.
     Gateway {
@@ -42,6 +53,11 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
             seconds,
             database_url,
         } => gateway(connections, seconds, database_url).await,
+        Command::Storage {
+            postgres_url,
+            cases,
+            timers,
+        } => storage(&postgres_url, cases, timers).await,
     }
 }
 
@@ -250,5 +266,162 @@ async fn gateway(
     gateway.shutdown().await?;
     direct.shutdown().await?;
     let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
+
+fn percentile(mut v: Vec<Duration>, p: f64) -> Duration {
+    v.sort();
+    v[((v.len() as f64 * p) as usize).min(v.len() - 1)]
+}
+
+async fn storage(admin_url: &str, cases: i64, timer_count: i64) -> anyhow::Result<()> {
+    use concierge_common::filter::Value;
+    use concierge_common::paging::Cursor;
+    use concierge_common::resource::{self, ListQuery, Scope};
+    use concierge_common::storage::Conn;
+
+    let name = format!("concierge_bench_{}", uuid::Uuid::new_v4().simple());
+    let mut admin = <sqlx::PgConnection as sqlx::Connection>::connect(admin_url).await?;
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&mut admin)
+        .await?;
+    let url = format!(
+        "{}/{name}",
+        admin_url
+            .rsplit_once('/')
+            .map(|(b, _)| b)
+            .unwrap_or(admin_url)
+    );
+    println!("database {name}");
+    let db = Db::connect(&url, 8).await?;
+    let codec = PrincipalCodec::new("bench-secret-bench-secret".into());
+    let nowhere = tonic::transport::Endpoint::from_static("http://127.0.0.1:9").connect_lazy();
+    let svc =
+        concierge_cases::Cases::open(db.clone(), codec, Arc::new(SystemClock), nowhere).await?;
+    drop(svc);
+    let Db::Postgres(pool) = &db else {
+        anyhow::bail!("PostgreSQL only")
+    };
+
+    // A million cases, one body for all (paging reads rows, not bodies).
+    let body = prost::Message::encode_to_vec(&concierge_proto::concierge::cases::v1::Case {
+        title: "Circuit down".into(),
+        ..Default::default()
+    });
+    let started = Instant::now();
+    sqlx::query(
+        "INSERT INTO cases (name, parent, account, create_time, update_time, delete_time, revision, body, account_manager, site, contact, owner, performing_team, type, priority, state, hand_off_code, presented_to_carrier, withheld_by_dependency, sla_state, sla_next_target_time, jeopardy_flagged, construction_required, resolve_time) \
+         SELECT 'cases/' || lpad(i::text, 8, '0'), '', 'accounts/a' || (i % 1000), 1700000000000000 + i * 1000000, 1700000000000000 + i * 1000000, 0, 1, $1, 'staff/am' || (i % 200), '', '', '', '', 1, 3, 2, '', 0, 0, 1, 0, 0, 0, 0 \
+         FROM generate_series(1, $2) AS i",
+    )
+    .bind(&body)
+    .bind(cases)
+    .execute(pool)
+    .await?;
+    sqlx::query("ANALYZE cases").execute(pool).await?;
+    println!("{cases} cases inserted in {:.1?}", started.elapsed());
+
+    let kind = &concierge_cases::resources::CASES;
+    let order = kind
+        .fields
+        .iter()
+        .find(|f| f.name == "create_time")
+        .copied();
+    let page = |after: Option<Cursor>| ListQuery {
+        scope: Scope::Parent(String::new()),
+        account: None,
+        filter: None,
+        order: order.map(|f| (f, true)),
+        show_deleted: false,
+        after,
+        limit: 50,
+    };
+    let deep = Cursor {
+        name: format!("cases/{:08}", cases / 10),
+        sort: Some(Value::Int(1_700_000_000_000_000 + (cases / 10) * 1_000_000)),
+    };
+    let measure = |label: &'static str, after: Option<Cursor>| {
+        let db = db.clone();
+        let q = page(after);
+        async move {
+            let mut lat = Vec::new();
+            for _ in 0..200 {
+                let mut c = db.acquire().await?;
+                let mut conn: Conn<'_> = c.conn();
+                let t = Instant::now();
+                let p = resource::list(&mut conn, kind, &q).await?;
+                lat.push(t.elapsed());
+                anyhow::ensure!(p.items.len() == 50, "a full page");
+            }
+            let (p50, p99) = (percentile(lat.clone(), 0.5), percentile(lat, 0.99));
+            println!("{label:<32} p50 {p50:>10.3?}  p99 {p99:>10.3?}");
+            Ok::<_, anyhow::Error>(p50)
+        }
+    };
+    let first = measure("ListCases page 1", None).await?;
+    let deep_p50 = measure("ListCases at the 90% position", Some(deep)).await?;
+    println!(
+        "deep/page-1 p50 ratio: {:.2}",
+        deep_p50.as_secs_f64() / first.as_secs_f64()
+    );
+
+    // The timer sweep against a bare SKIP LOCKED claim loop.
+    let arm = async |prefix: &str| {
+        sqlx::query("INSERT INTO timers (id, kind, subject, due_time, payload) SELECT $1 || i, 'sla_breach', 'cases/x', i, ''::bytea FROM generate_series(1, $2) AS i")
+            .bind(prefix)
+            .bind(timer_count)
+            .execute(pool)
+            .await
+    };
+    arm("bare-").await?;
+    let started = Instant::now();
+    let mut bare = 0u64;
+    loop {
+        let n = sqlx::query("DELETE FROM timers WHERE id IN (SELECT id FROM timers WHERE due_time <= $1 ORDER BY due_time LIMIT 100 FOR UPDATE SKIP LOCKED)")
+            .bind(i64::MAX)
+            .execute(pool)
+            .await?
+            .rows_affected();
+        if n == 0 {
+            break;
+        }
+        bare += n;
+    }
+    let bare_rate = bare as f64 / started.elapsed().as_secs_f64();
+    arm("swept-").await?;
+    let started = Instant::now();
+    let mut swept = 0u64;
+    let far = jiff::Timestamp::from_second(4_000_000_000).expect("a valid instant");
+    loop {
+        let batch = concierge_common::timers::claim_due(
+            &db,
+            far,
+            "bench",
+            jiff::SignedDuration::from_secs(60),
+            100,
+        )
+        .await?;
+        if batch.is_empty() {
+            break;
+        }
+        for t in &batch {
+            let mut tx = db.begin().await?;
+            if concierge_common::timers::complete(&mut tx, "bench", t).await? {
+                swept += 1;
+            }
+            tx.commit().await?;
+        }
+    }
+    let swept_rate = swept as f64 / started.elapsed().as_secs_f64();
+    println!("bare SKIP LOCKED delete loop: {bare_rate:>9.0} timers/s");
+    println!(
+        "claim + complete (one tx each): {swept_rate:>9.0} timers/s  ratio {:.2}",
+        swept_rate / bare_rate
+    );
+    db.close().await;
+    let mut admin = <sqlx::PgConnection as sqlx::Connection>::connect(admin_url).await?;
+    sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        .execute(&mut admin)
+        .await?;
     Ok(())
 }
