@@ -321,7 +321,9 @@ pub async fn list(conn: &mut Conn<'_>, kind: &Kind, q: &ListQuery) -> Result<Pag
                 // A row-value comparison in the direction of the order, which
                 // both databases answer from an index on (column, name): a
                 // deep page costs what the first one does.
-                sql.push_str(&format!(" AND ({sort_col}, name) {cmp} (${v_param}, ${name_param})"));
+                sql.push_str(&format!(
+                    " AND ({sort_col}, name) {cmp} (${v_param}, ${name_param})"
+                ));
             }
             _ => sql.push_str(&format!(" AND name > ${name_param}")),
         }
