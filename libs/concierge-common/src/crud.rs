@@ -147,6 +147,47 @@ pub trait Policy<R>: Send + Sync {
     fn list_account(&self, p: &Principal, parent: &str) -> Result<Option<String>>;
 }
 
+/// What a gRPC handler returns.
+pub type Reply<T> = std::result::Result<tonic::Response<T>, tonic::Status>;
+
+/// A handler's result as gRPC, through the one error mapping.
+pub fn reply<T>(result: Result<T>) -> Reply<T> {
+    result
+        .map(tonic::Response::new)
+        .map_err(tonic::Status::from)
+}
+
+/// A create request as idempotency hashes it: without its `request_id`.
+#[macro_export]
+macro_rules! without_request_id {
+    ($req:expr) => {{
+        let mut copy = $req.clone();
+        copy.request_id.clear();
+        copy
+    }};
+}
+
+/// The paging parameters of an AIP-132 list request.
+#[macro_export]
+macro_rules! page_query {
+    ($req:expr) => {
+        $crate::page_query!($req, "", false)
+    };
+    ($req:expr, $parent:expr) => {
+        $crate::page_query!($req, $parent, false)
+    };
+    ($req:expr, $parent:expr, $show_deleted:expr) => {
+        $crate::paging::PageQuery {
+            parent: $parent,
+            page_size: $req.page_size,
+            page_token: &$req.page_token,
+            filter: &$req.filter,
+            order_by: &$req.order_by,
+            show_deleted: $show_deleted,
+        }
+    };
+}
+
 /// The caller of one request.
 #[derive(Debug, Clone)]
 pub struct Ctx {

@@ -2,12 +2,13 @@
 //! UNIMPLEMENTED (the contract is complete; the service grows into it).
 
 use concierge_common::clock;
-use concierge_common::crud::New;
+use concierge_common::crud::{New, Reply, reply};
 use concierge_common::error::{Error, Result};
 use concierge_common::paging::PageQuery;
+use concierge_common::{page_query, without_request_id};
 use concierge_proto::concierge::cases::v1::cases_service_server::CasesService;
 use concierge_proto::concierge::cases::v1::*;
-use tonic::{Request, Response, Status};
+use tonic::{Request, Response};
 
 use concierge_common::crud::Ctx;
 use concierge_common::names;
@@ -15,36 +16,6 @@ use concierge_common::principal::Role;
 
 use crate::lifecycle::{self, Transition};
 use crate::{Cases, RULES, Rules, calendar};
-
-type Reply<T> = std::result::Result<Response<T>, Status>;
-
-fn reply<T>(result: Result<T>) -> Reply<T> {
-    result.map(Response::new).map_err(Status::from)
-}
-
-macro_rules! without_request_id {
-    ($req:expr) => {{
-        let mut copy = $req.clone();
-        copy.request_id.clear();
-        copy
-    }};
-}
-
-macro_rules! page {
-    ($req:expr) => {
-        page!($req, "")
-    };
-    ($req:expr, $parent:expr) => {
-        PageQuery {
-            parent: $parent,
-            page_size: $req.page_size,
-            page_token: &$req.page_token,
-            filter: &$req.filter,
-            order_by: &$req.order_by,
-            show_deleted: false,
-        }
-    };
-}
 
 fn instant(field: &str, t: &Option<prost_types::Timestamp>) -> Result<jiff::Timestamp> {
     t.as_ref()
@@ -371,7 +342,7 @@ impl CasesService for Cases {
         if req.order_by.is_empty() {
             req.order_by = "create_time desc".into();
         }
-        let (cases, next_page_token) = self.store().list(&RULES, &ctx, page!(req)).await?;
+        let (cases, next_page_token) = self.store().list(&RULES, &ctx, page_query!(req)).await?;
         Ok(Response::new(ListCasesResponse {
             cases,
             next_page_token,
@@ -1146,7 +1117,7 @@ impl CasesService for Cases {
         }
         let (case_links, next_page_token) = self
             .store()
-            .list(&RULES, &ctx, page!(req, &req.parent))
+            .list(&RULES, &ctx, page_query!(req, &req.parent))
             .await?;
         Ok(Response::new(ListCaseLinksResponse {
             case_links,
@@ -1210,7 +1181,7 @@ impl CasesService for Cases {
         }
         let (notes, next_page_token) = self
             .store()
-            .list(&RULES, &ctx, page!(req, &req.parent))
+            .list(&RULES, &ctx, page_query!(req, &req.parent))
             .await?;
         Ok(Response::new(ListNotesResponse {
             notes,
@@ -1255,7 +1226,8 @@ impl CasesService for Cases {
     ) -> Reply<ListCalendarsResponse> {
         let ctx = self.ctx(&request)?;
         let req = request.into_inner();
-        let (calendars, next_page_token) = self.store().list(&RULES, &ctx, page!(req)).await?;
+        let (calendars, next_page_token) =
+            self.store().list(&RULES, &ctx, page_query!(req)).await?;
         Ok(Response::new(ListCalendarsResponse {
             calendars,
             next_page_token,
@@ -1379,7 +1351,8 @@ impl CasesService for Cases {
     ) -> Reply<ListHandOffCodesResponse> {
         let ctx = self.ctx(&request)?;
         let req = request.into_inner();
-        let (hand_off_codes, next_page_token) = self.store().list(&RULES, &ctx, page!(req)).await?;
+        let (hand_off_codes, next_page_token) =
+            self.store().list(&RULES, &ctx, page_query!(req)).await?;
         Ok(Response::new(ListHandOffCodesResponse {
             hand_off_codes,
             next_page_token,

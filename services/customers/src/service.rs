@@ -3,42 +3,14 @@
 
 use concierge_common::clock;
 use concierge_common::error::{Error, Result};
-use concierge_common::paging::PageQuery;
 use concierge_proto::customers::customers_service_server::CustomersService;
 use concierge_proto::customers::*;
-use tonic::{Request, Response, Status};
+use tonic::{Request, Response};
 
-use concierge_common::crud::New;
+use concierge_common::crud::{New, Reply, reply};
+use concierge_common::{page_query, without_request_id};
 
 use crate::{Customers, Rules};
-
-type Reply<T> = std::result::Result<Response<T>, Status>;
-
-fn reply<T>(result: Result<T>) -> Reply<T> {
-    result.map(Response::new).map_err(Status::from)
-}
-
-/// The request as idempotency hashes it: without its `request_id`.
-macro_rules! without_request_id {
-    ($req:expr) => {{
-        let mut copy = $req.clone();
-        copy.request_id.clear();
-        copy
-    }};
-}
-
-macro_rules! page {
-    ($req:expr, $parent:expr, $show_deleted:expr) => {
-        PageQuery {
-            parent: $parent,
-            page_size: $req.page_size,
-            page_token: &$req.page_token,
-            filter: &$req.filter,
-            order_by: &$req.order_by,
-            show_deleted: $show_deleted,
-        }
-    };
-}
 
 #[tonic::async_trait]
 impl CustomersService for Customers {
@@ -81,7 +53,7 @@ impl CustomersService for Customers {
         let req = request.into_inner();
         let (accounts, next_page_token) = self
             .store()
-            .list(&Rules, &ctx, page!(req, "", req.show_deleted))
+            .list(&Rules, &ctx, page_query!(req, "", req.show_deleted))
             .await?;
         Ok(Response::new(ListAccountsResponse {
             accounts,
@@ -191,7 +163,7 @@ impl CustomersService for Customers {
         let req = request.into_inner();
         let (contacts, next_page_token) = self
             .store()
-            .list(&Rules, &ctx, page!(req, &req.parent, false))
+            .list(&Rules, &ctx, page_query!(req, &req.parent, false))
             .await?;
         Ok(Response::new(ListContactsResponse {
             contacts,
@@ -255,7 +227,7 @@ impl CustomersService for Customers {
         let req = request.into_inner();
         let (sites, next_page_token) = self
             .store()
-            .list(&Rules, &ctx, page!(req, &req.parent, false))
+            .list(&Rules, &ctx, page_query!(req, &req.parent, false))
             .await?;
         Ok(Response::new(ListSitesResponse {
             sites,
@@ -328,7 +300,7 @@ impl CustomersService for Customers {
         let req = request.into_inner();
         let (inventory_items, next_page_token) = self
             .store()
-            .list(&Rules, &ctx, page!(req, &req.parent, false))
+            .list(&Rules, &ctx, page_query!(req, &req.parent, false))
             .await?;
         Ok(Response::new(ListInventoryItemsResponse {
             inventory_items,
@@ -404,7 +376,7 @@ impl CustomersService for Customers {
         let req = request.into_inner();
         let (interactions, next_page_token) = self
             .store()
-            .list(&Rules, &ctx, page!(req, &req.parent, false))
+            .list(&Rules, &ctx, page_query!(req, &req.parent, false))
             .await?;
         Ok(Response::new(ListInteractionsResponse {
             interactions,
@@ -451,7 +423,7 @@ impl CustomersService for Customers {
         let req = request.into_inner();
         let (follow_ups, next_page_token) = self
             .store()
-            .list(&Rules, &ctx, page!(req, &req.parent, false))
+            .list(&Rules, &ctx, page_query!(req, &req.parent, false))
             .await?;
         Ok(Response::new(ListFollowUpsResponse {
             follow_ups,
@@ -561,7 +533,7 @@ impl CustomersService for Customers {
         let req = request.into_inner();
         let (staff_members, next_page_token) = self
             .store()
-            .list(&Rules, &ctx, page!(req, "", false))
+            .list(&Rules, &ctx, page_query!(req, "", false))
             .await?;
         Ok(Response::new(ListStaffMembersResponse {
             staff_members,
