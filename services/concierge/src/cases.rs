@@ -197,12 +197,157 @@ pub enum Command {
     Clocks {
         case: String,
     },
+    /// Business calendars (working hours, holidays).
+    Calendars {
+        #[command(subcommand)]
+        command: CalendarsCommand,
+    },
+    /// SLA policies (targets in business time, versioned).
+    Policies {
+        #[command(subcommand)]
+        command: PoliciesCommand,
+    },
     /// Why a clock stands where it does: its ledger, segment by segment.
     Explain {
         case: String,
         /// The clock's key, e.g. "restore".
         key: String,
     },
+}
+
+#[derive(Subcommand)]
+pub enum CalendarsCommand {
+    /// Create a calendar, e.g. --hours mon-fri=09:00-17:00 --holiday 2026-11-26.
+    Create {
+        #[arg(long)]
+        id: String,
+        #[arg(long)]
+        display_name: String,
+        /// IANA time zone.
+        #[arg(long)]
+        time_zone: String,
+        /// Working hours: "mon-fri=09:00-17:00", "sat=10:00-14:00"; repeatable.
+        #[arg(long = "hours", required = true)]
+        hours: Vec<String>,
+        /// A day off, "2026-11-26"; or a short day, "2026-11-27=09:00-13:00". Repeatable.
+        #[arg(long = "holiday")]
+        holidays: Vec<String>,
+    },
+    List,
+}
+
+#[derive(Subcommand)]
+pub enum PoliciesCommand {
+    /// Create a policy; targets are durations such as 1h, 8h, 5d.
+    Create {
+        #[arg(long)]
+        id: String,
+        #[arg(long)]
+        display_name: String,
+        /// The calendar's id.
+        #[arg(long)]
+        calendar: String,
+        /// Case types it applies to (repeatable); none means all.
+        #[arg(long = "type")]
+        types: Vec<String>,
+        #[arg(long)]
+        first_response: Option<String>,
+        #[arg(long)]
+        delivery: Option<String>,
+        /// Read the hours in the calendar's, the site's or the account's time zone.
+        #[arg(long, default_value = "calendar")]
+        time_zone_source: String,
+    },
+    List,
+}
+
+const DAYS: [(&str, Weekday); 7] = [
+    ("mon", Weekday::Monday),
+    ("tue", Weekday::Tuesday),
+    ("wed", Weekday::Wednesday),
+    ("thu", Weekday::Thursday),
+    ("fri", Weekday::Friday),
+    ("sat", Weekday::Saturday),
+    ("sun", Weekday::Sunday),
+];
+
+fn minutes(hhmm: &str) -> anyhow::Result<i32> {
+    let (h, m) = hhmm
+        .split_once(':')
+        .ok_or_else(|| anyhow::anyhow!("{hhmm:?} is not HH:MM"))?;
+    Ok(h.parse::<i32>()? * 60 + m.parse::<i32>()?)
+}
+
+fn span(text: &str) -> anyhow::Result<(i32, i32)> {
+    let (a, b) = text
+        .split_once('-')
+        .ok_or_else(|| anyhow::anyhow!("{text:?} is not HH:MM-HH:MM"))?;
+    Ok((minutes(a)?, minutes(b)?))
+}
+
+/// "mon-fri=09:00-17:00" → one period per day.
+fn hours(text: &str) -> anyhow::Result<Vec<WorkingPeriod>> {
+    let (days, times) = text
+        .split_once('=')
+        .ok_or_else(|| anyhow::anyhow!("{text:?} is not DAYS=HH:MM-HH:MM"))?;
+    let (start, end) = span(times)?;
+    let index = |d: &str| {
+        DAYS.iter()
+            .position(|(n, _)| *n == d)
+            .ok_or_else(|| anyhow::anyhow!("{d:?} is not a day (mon..sun)"))
+    };
+    let (from, to) = match days.split_once('-') {
+        Some((a, b)) => (index(a)?, index(b)?),
+        None => (index(days)?, index(days)?),
+    };
+    Ok((from..=to)
+        .map(|i| WorkingPeriod {
+            weekday: DAYS[i].1 as i32,
+            start_minute: start,
+            end_minute: end,
+        })
+        .collect())
+}
+
+fn holiday(text: &str) -> anyhow::Result<Holiday> {
+    let (date, times) = match text.split_once('=') {
+        Some((d, t)) => (d, Some(t)),
+        None => (text, None),
+    };
+    let d: jiff::civil::Date = date.parse().map_err(|e| anyhow::anyhow!("{date:?}: {e}"))?;
+    let working_periods = match times {
+        Some(t) => {
+            let (start_minute, end_minute) = span(t)?;
+            vec![WorkingPeriod {
+                weekday: 0,
+                start_minute,
+                end_minute,
+            }]
+        }
+        None => vec![],
+    };
+    Ok(Holiday {
+        date: Some(LocalDate {
+            year: d.year().into(),
+            month: d.month().into(),
+            day: d.day().into(),
+        }),
+        display_name: String::new(),
+        working_periods,
+    })
+}
+
+fn duration(text: &str) -> anyhow::Result<SlaTarget> {
+    let d: jiff::SignedDuration = text
+        .parse()
+        .map_err(|e| anyhow::anyhow!("{text:?} is not a duration such as 8h: {e}"))?;
+    Ok(SlaTarget {
+        duration: Some(prost_types::Duration {
+            seconds: d.as_secs(),
+            nanos: 0,
+        }),
+        ..Default::default()
+    })
 }
 
 pub async fn run(command: Command, args: &ClientArgs) -> anyhow::Result<()> {
@@ -538,6 +683,149 @@ pub async fn run(command: Command, args: &ClientArgs) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::Calendars { command } => match command {
+            CalendarsCommand::Create {
+                id,
+                display_name,
+                time_zone,
+                hours: spans,
+                holidays,
+            } => {
+                let mut working_periods = Vec::new();
+                for h in &spans {
+                    working_periods.extend(hours(h)?);
+                }
+                let calendar = Calendar {
+                    display_name,
+                    time_zone: Some(concierge_proto::types::TimeZone { id: time_zone }),
+                    working_periods,
+                    holidays: holidays
+                        .iter()
+                        .map(|h| holiday(h))
+                        .collect::<anyhow::Result<_>>()?,
+                    ..Default::default()
+                };
+                let created = c
+                    .create_calendar(CreateCalendarRequest {
+                        calendar: Some(calendar),
+                        calendar_id: id,
+                        request_id: rid(),
+                    })
+                    .await
+                    .map_err(rpc)?
+                    .into_inner();
+                if json {
+                    println!("{}", output::json(&created)?)
+                } else {
+                    println!("{}  {}", created.name, created.display_name)
+                }
+                Ok(())
+            }
+            CalendarsCommand::List => {
+                let resp = c
+                    .list_calendars(ListCalendarsRequest::default())
+                    .await
+                    .map_err(rpc)?
+                    .into_inner();
+                if json {
+                    println!("{}", output::json(&resp)?);
+                } else {
+                    for k in &resp.calendars {
+                        println!(
+                            "{}  {}  ({})",
+                            k.name,
+                            k.display_name,
+                            k.time_zone.as_ref().map(|t| t.id.as_str()).unwrap_or("")
+                        );
+                    }
+                }
+                Ok(())
+            }
+        },
+        Command::Policies { command } => match command {
+            PoliciesCommand::Create {
+                id,
+                display_name,
+                calendar,
+                types,
+                first_response,
+                delivery,
+                time_zone_source,
+            } => {
+                use concierge_proto::concierge::cases::v1::sla_policy::TimeZoneSource;
+                let policy = SlaPolicy {
+                    display_name,
+                    calendar: format!("calendars/{}", calendar.trim_start_matches("calendars/")),
+                    case_types: types
+                        .iter()
+                        .map(|t| {
+                            parse_enum(
+                                t,
+                                "CASE_TYPE_",
+                                |s| CaseType::from_str_name(s).map(|v| v as i32),
+                                "case type",
+                            )
+                        })
+                        .collect::<anyhow::Result<_>>()?,
+                    first_response: first_response.map(|d| duration(&d)).transpose()?.map(|t| {
+                        SlaTarget {
+                            key: "first_response".into(),
+                            ..t
+                        }
+                    }),
+                    overall_delivery: delivery.map(|d| duration(&d)).transpose()?.map(|t| {
+                        SlaTarget {
+                            key: "delivery".into(),
+                            ..t
+                        }
+                    }),
+                    time_zone_source: parse_enum(
+                        &time_zone_source,
+                        "TIME_ZONE_SOURCE_",
+                        |s| TimeZoneSource::from_str_name(s).map(|v| v as i32),
+                        "time zone source (calendar, site, account)",
+                    )?,
+                    ..Default::default()
+                };
+                let created = c
+                    .create_sla_policy(CreateSlaPolicyRequest {
+                        sla_policy: Some(policy),
+                        sla_policy_id: id,
+                        validate_only: false,
+                        request_id: rid(),
+                    })
+                    .await
+                    .map_err(rpc)?
+                    .into_inner();
+                if json {
+                    println!("{}", output::json(&created)?)
+                } else {
+                    println!(
+                        "{}@{}  {}",
+                        created.name, created.revision_id, created.display_name
+                    )
+                }
+                Ok(())
+            }
+            PoliciesCommand::List => {
+                let resp = c
+                    .list_sla_policies(ListSlaPoliciesRequest::default())
+                    .await
+                    .map_err(rpc)?
+                    .into_inner();
+                if json {
+                    println!("{}", output::json(&resp)?);
+                } else {
+                    for p in &resp.sla_policies {
+                        println!(
+                            "{}@{}  {}  (precedence {}, {})",
+                            p.name, p.revision_id, p.display_name, p.precedence, p.calendar
+                        );
+                    }
+                }
+                Ok(())
+            }
+        },
         Command::Explain { case, key } => {
             let resp = c
                 .explain_sla_clock(ExplainSlaClockRequest {

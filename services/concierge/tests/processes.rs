@@ -646,3 +646,120 @@ async fn dev_exposes_prometheus_metrics() {
     })
     .await;
 }
+
+/// The README's SLA tour, from the CLI against `concierge dev --test-clock`:
+/// a calendar with Thanksgiving and a half day, a policy, a repair at a site
+/// in New York, two days later.
+#[tokio::test]
+async fn the_sla_tour_from_the_cli() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_dev, url, key) = start_dev_with(dir.path(), &["--test-clock", "2026-11-25T19:00:00Z"]);
+    let cli = |args: &[&str]| {
+        let out = Command::new(BIN)
+            .args(args)
+            .env("CONCIERGE_GATEWAY", &url)
+            .env("CONCIERGE_API_KEY", &key)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    cli(&[
+        "customers",
+        "create",
+        "--id",
+        "acme",
+        "--display-name",
+        "Acme",
+        "--tier",
+        "enterprise",
+        "--time-zone",
+        "America/Chicago",
+    ]);
+    cli(&[
+        "customers",
+        "sites",
+        "create",
+        "acme",
+        "--id",
+        "hq",
+        "--display-name",
+        "HQ",
+        "--time-zone",
+        "America/New_York",
+    ]);
+    cli(&[
+        "cases",
+        "calendars",
+        "create",
+        "--id",
+        "us-central",
+        "--display-name",
+        "US Central",
+        "--time-zone",
+        "America/Chicago",
+        "--hours",
+        "mon-fri=09:00-17:00",
+        "--holiday",
+        "2026-11-26",
+        "--holiday",
+        "2026-11-27=09:00-13:00",
+    ]);
+    cli(&[
+        "cases",
+        "policies",
+        "create",
+        "--id",
+        "repairs",
+        "--display-name",
+        "Repairs",
+        "--calendar",
+        "us-central",
+        "--type",
+        "repair",
+        "--first-response",
+        "1h",
+        "--delivery",
+        "8h",
+        "--time-zone-source",
+        "site",
+    ]);
+    cli(&[
+        "cases",
+        "create",
+        "--account",
+        "acme",
+        "--type",
+        "repair",
+        "--title",
+        "Circuit down",
+        "--site",
+        "hq",
+        "--id",
+        "c1",
+    ]);
+    cli(&["cases", "open", "c1"]);
+    cli(&["clock", "advance", "48h"]);
+    let clocks: serde_json::Value =
+        serde_json::from_str(&cli(&["cases", "clocks", "c1", "--json"])).unwrap();
+    let delivery = clocks["slaClocks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["key"] == "delivery")
+        .unwrap()
+        .clone();
+    // Wednesday 14:00-17:00 and Friday 09:00-13:00 in New York: 7 of 8 hours.
+    assert_eq!(delivery["elapsedDuration"], "25200s");
+    assert_eq!(delivery["state"], "SLA_STATE_AT_RISK");
+    assert_eq!(delivery["targetTime"], "2026-11-30T15:00:00Z");
+    let why = cli(&["cases", "explain", "c1", "delivery"]);
+    assert!(
+        why.contains("outside the working hours of calendars/us-central"),
+        "{why}"
+    );
+}
