@@ -91,6 +91,17 @@ pub trait Policy<R>: Send + Sync {
         p: &Principal,
         r: &R,
     ) -> impl Future<Output = Result<()>> + Send;
+    /// Whether `p` may create `r`; by default what [`Policy::may_write`]
+    /// says. A kind whose creators differ from its editors (a client opens a
+    /// case but does not change it) says so here.
+    fn may_create(
+        &self,
+        conn: &mut Conn<'_>,
+        p: &Principal,
+        r: &R,
+    ) -> impl Future<Output = Result<()>> + Send {
+        self.may_write(conn, p, r)
+    }
     /// Rules between resources (references exist, uniqueness) on what is about
     /// to be written.
     fn check_references(
@@ -193,6 +204,17 @@ macro_rules! page_query {
 pub struct Ctx {
     pub principal: Principal,
     pub request_id: String,
+}
+
+impl Ctx {
+    /// The service acting on its own behalf (timers, lookups a client's
+    /// request needs but the client may not make itself).
+    pub fn system(component: &str, request_id: &str) -> Self {
+        Self {
+            principal: Principal::system(component),
+            request_id: request_id.to_string(),
+        }
+    }
 }
 
 /// The parts of a create request.
@@ -407,7 +429,7 @@ impl Store {
         {
             return Ok(previous);
         }
-        policy.may_write(&mut conn, &ctx.principal, &r).await?;
+        policy.may_create(&mut conn, &ctx.principal, &r).await?;
         policy.check_references(&mut conn, &r).await?;
         let now = self.now();
         policy.on_create(ctx, &mut r, now);
@@ -508,6 +530,34 @@ impl Store {
             })
             .unwrap_or_default();
         Ok((items, next))
+    }
+
+    /// Every resource of a kind that `filter` selects, page by page: for
+    /// small configuration collections (policies), not for cases.
+    pub async fn list_all<R: Resource<P>, P: Policy<R>>(
+        &self,
+        policy: &P,
+        ctx: &Ctx,
+        filter: &str,
+    ) -> Result<Vec<R>> {
+        let mut all = Vec::new();
+        let mut token = String::new();
+        loop {
+            let page = PageQuery {
+                parent: "",
+                page_size: crate::paging::MAX_PAGE_SIZE as i32,
+                page_token: &token,
+                filter,
+                order_by: "",
+                show_deleted: false,
+            };
+            let (items, next) = self.list(policy, ctx, page).await?;
+            all.extend(items);
+            if next.is_empty() {
+                return Ok(all);
+            }
+            token = next;
+        }
     }
 
     /// AIP-134 update with a field mask, guarded by the etag.
@@ -631,6 +681,49 @@ impl Store {
         tx.commit().await?;
         self.nudge();
         Ok(r)
+    }
+
+    /// AIP-164 soft delete: the resource stays, hidden from lists, until
+    /// undeleted. `mark` sets the resource's own `delete_time` (and state).
+    pub async fn soft_delete<R: Resource<P>, P: Policy<R>>(
+        &self,
+        policy: &P,
+        ctx: &Ctx,
+        name: &str,
+        etag: &str,
+        mark: impl FnOnce(&mut R, Option<prost_types::Timestamp>) + Send,
+    ) -> Result<R> {
+        self.change(policy, ctx, name, etag, "deleted", false, |r, row| {
+            row.delete_time = row.update_time;
+            mark(r, crate::clock::micros_to_proto(row.delete_time));
+            Ok(())
+        })
+        .await
+    }
+
+    /// AIP-164 undelete; FAILED_PRECONDITION for a resource that is not
+    /// deleted. `mark` clears the resource's `delete_time` (and state).
+    pub async fn undelete<R: Resource<P>, P: Policy<R>>(
+        &self,
+        policy: &P,
+        ctx: &Ctx,
+        name: &str,
+        etag: &str,
+        mark: impl FnOnce(&mut R) + Send,
+    ) -> Result<R> {
+        self.change(policy, ctx, name, etag, "undeleted", true, |r, row| {
+            if row.delete_time == 0 {
+                return Err(Error::FailedPrecondition {
+                    reason: "NOT_DELETED",
+                    subject: name.to_string(),
+                    description: format!("{name} is not deleted"),
+                });
+            }
+            row.delete_time = 0;
+            mark(r);
+            Ok(())
+        })
+        .await
     }
 
     /// AIP-135 delete, for good.

@@ -33,16 +33,22 @@ impl Directory {
         }
     }
 
-    /// The facts of `account`; INVALID_ARGUMENT on `field` when it does not
-    /// exist, UNAVAILABLE when the customers service cannot be reached.
-    pub async fn account(&self, field: &str, account: &str) -> Result<AccountFacts> {
-        let mut request = tonic::Request::new(GetAccountRequest {
-            name: account.to_string(),
-        });
+    /// A request carrying the cases service's own signed principal.
+    fn signed<T>(&self, message: T) -> Result<tonic::Request<T>> {
+        let mut request = tonic::Request::new(message);
         request.metadata_mut().insert(
             PRINCIPAL_HEADER,
             self.principal.parse().map_err(Error::internal)?,
         );
+        Ok(request)
+    }
+
+    /// The facts of `account`; INVALID_ARGUMENT on `field` when it does not
+    /// exist, UNAVAILABLE when the customers service cannot be reached.
+    pub async fn account(&self, field: &str, account: &str) -> Result<AccountFacts> {
+        let request = self.signed(GetAccountRequest {
+            name: account.to_string(),
+        })?;
         match self.client.clone().get_account(request).await {
             Ok(a) => {
                 let a = a.into_inner();
@@ -69,13 +75,9 @@ impl Directory {
 
     /// The time zone of a site, in which its repairs count business time.
     pub async fn site_time_zone(&self, site: &str) -> Result<String> {
-        let mut request = tonic::Request::new(GetSiteRequest {
+        let request = self.signed(GetSiteRequest {
             name: site.to_string(),
-        });
-        request.metadata_mut().insert(
-            PRINCIPAL_HEADER,
-            self.principal.parse().map_err(Error::internal)?,
-        );
+        })?;
         match self.client.clone().get_site(request).await {
             Ok(s) => Ok(s.into_inner().time_zone),
             Err(s) if s.code() == tonic::Code::NotFound => Err(Error::FailedPrecondition {

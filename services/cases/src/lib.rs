@@ -187,10 +187,13 @@ impl Policy<Case> for Rules {
     fn may_attempt_write(&self, _p: &Principal, _target: &str) -> Result<()> {
         Ok(())
     }
+    /// A client opens cases for its own account.
+    async fn may_create(&self, _conn: &mut Conn<'_>, p: &Principal, r: &Case) -> Result<()> {
+        own_account(p, "Case", &r.name, &r.account)
+    }
     async fn may_write(&self, _conn: &mut Conn<'_>, p: &Principal, r: &Case) -> Result<()> {
         own_account(p, "Case", &r.name, &r.account)?;
-        // A case not yet created has no state: a client may open one.
-        if p.role == Role::Client && r.state != case::State::Unspecified as i32 {
+        if p.role == Role::Client {
             return Err(Error::PermissionDenied(
                 "clients follow their cases and add public updates; staff change them".into(),
             ));

@@ -96,10 +96,7 @@ impl Cases {
         if c.sla_policy.is_empty() {
             return Ok(Vec::new());
         }
-        let system = Ctx {
-            principal: concierge_common::principal::Principal::system("cases"),
-            request_id: ctx.request_id.clone(),
-        };
+        let system = Ctx::system("cases", &ctx.request_id);
         let policy = self
             .sla_policy_revision(&system, &c.sla_policy, &c.sla_policy_revision)
             .await?;
@@ -143,10 +140,7 @@ impl Cases {
 
     /// Re-arms the SLA timers of every open case (after a calendar change).
     async fn refresh_open_cases(&self) -> Result<()> {
-        let system = Ctx {
-            principal: concierge_common::principal::Principal::system("cases"),
-            request_id: String::new(),
-        };
+        let system = Ctx::system("cases", "");
         let filter =
             "state != STATE_RESOLVED AND state != STATE_CLOSED AND state != STATE_CANCELLED";
         let mut token = String::new();
@@ -201,28 +195,8 @@ impl Cases {
     ) -> Result<Option<(String, String)>> {
         // Policies are read as the service itself: a client opening a case
         // may not read them, but its case still gets one.
-        let system = Ctx {
-            principal: concierge_common::principal::Principal::system("cases"),
-            request_id: ctx.request_id.clone(),
-        };
-        let mut policies: Vec<SlaPolicy> = Vec::new();
-        let mut token = String::new();
-        loop {
-            let page = PageQuery {
-                parent: "",
-                page_size: 1000,
-                page_token: &token,
-                filter: "",
-                order_by: "",
-                show_deleted: false,
-            };
-            let (items, next) = self.store().list(&RULES, &system, page).await?;
-            policies.extend(items);
-            if next.is_empty() {
-                break;
-            }
-            token = next;
-        }
+        let system = Ctx::system("cases", &ctx.request_id);
+        let policies: Vec<SlaPolicy> = self.store().list_all(&RULES, &system, "").await?;
         let priority = CasePriority::try_from(c.priority)
             .ok()
             .filter(|p| *p != CasePriority::Unspecified)
@@ -773,19 +747,9 @@ impl CasesService for Cases {
         let req = request.into_inner();
         reply(
             self.store()
-                .change::<SlaPolicy, _>(
-                    &RULES,
-                    &ctx,
-                    &req.name,
-                    &req.etag,
-                    "deleted",
-                    false,
-                    |p, row| {
-                        row.delete_time = row.update_time;
-                        p.delete_time = clock::micros_to_proto(row.delete_time);
-                        Ok(())
-                    },
-                )
+                .soft_delete::<SlaPolicy, _>(&RULES, &ctx, &req.name, &req.etag, |p, at| {
+                    p.delete_time = at
+                })
                 .await,
         )
     }
@@ -796,29 +760,11 @@ impl CasesService for Cases {
     ) -> Reply<SlaPolicy> {
         let ctx = self.ctx(&request)?;
         let req = request.into_inner();
-        let name = req.name.clone();
         reply(
             self.store()
-                .change::<SlaPolicy, _>(
-                    &RULES,
-                    &ctx,
-                    &req.name,
-                    &req.etag,
-                    "undeleted",
-                    true,
-                    move |p, row| {
-                        if row.delete_time == 0 {
-                            return Err(Error::FailedPrecondition {
-                                reason: "NOT_DELETED",
-                                subject: name.clone(),
-                                description: format!("{name} is not deleted"),
-                            });
-                        }
-                        row.delete_time = 0;
-                        p.delete_time = None;
-                        Ok(())
-                    },
-                )
+                .undelete::<SlaPolicy, _>(&RULES, &ctx, &req.name, &req.etag, |p| {
+                    p.delete_time = None
+                })
                 .await,
         )
     }

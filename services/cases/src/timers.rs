@@ -9,7 +9,6 @@ use concierge_common::clock::{self, from_proto};
 use concierge_common::crud::Ctx;
 use concierge_common::error::Result;
 use concierge_common::outbox::{self, NewEvent};
-use concierge_common::principal::Principal;
 use concierge_common::timers;
 use concierge_proto::concierge::cases::v1::{SlaClock, SlaState, sla_clock};
 use concierge_proto::events::Visibility;
@@ -104,10 +103,7 @@ const AT_RISK: &str = "sla_at_risk";
 const BREACH: &str = "sla_breach";
 
 fn system() -> Ctx {
-    Ctx {
-        principal: Principal::system("cases-timers"),
-        request_id: String::new(),
-    }
+    Ctx::system("cases-timers", "")
 }
 
 /// The instant a clock's timer of `kind` should fire, if it should: while the

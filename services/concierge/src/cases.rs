@@ -5,7 +5,7 @@ use concierge_proto::concierge::cases::v1::*;
 
 use crate::ClientArgs;
 use crate::customers::account_name;
-use crate::output::{self, short};
+use crate::output::{self, parse_enum, rpc, short};
 
 fn case_name(s: &str) -> String {
     if s.starts_with("cases/") {
@@ -13,23 +13,6 @@ fn case_name(s: &str) -> String {
     } else {
         format!("cases/{s}")
     }
-}
-
-fn parse_enum(
-    value: &str,
-    prefix: &str,
-    parse: fn(&str) -> Option<i32>,
-    what: &str,
-) -> anyhow::Result<i32> {
-    let upper = value.to_ascii_uppercase().replace('-', "_");
-    parse(&upper)
-        .or_else(|| parse(&format!("{prefix}{upper}")))
-        .filter(|v| *v != 0)
-        .ok_or_else(|| anyhow::anyhow!("{value:?} is not a {what}"))
-}
-
-fn rpc(e: tonic::Status) -> anyhow::Error {
-    anyhow::anyhow!(concierge_sdk::describe(&e))
 }
 
 fn time(t: &str) -> anyhow::Result<prost_types::Timestamp> {

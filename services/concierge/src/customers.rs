@@ -8,7 +8,7 @@ use concierge_proto::types::{ContactChannel, PostalAddress};
 use prost_types::FieldMask;
 
 use crate::ClientArgs;
-use crate::output::{self, short};
+use crate::output::{self, parse_enum, rpc, short};
 
 /// "acme" or "accounts/acme" → "accounts/acme".
 pub fn account_name(s: &str) -> String {
@@ -26,19 +26,6 @@ pub fn staff_name(s: &str) -> String {
     } else {
         format!("staff/{s}")
     }
-}
-
-fn parse_enum(
-    value: &str,
-    prefix: &str,
-    parse: fn(&str) -> Option<i32>,
-    what: &str,
-) -> anyhow::Result<i32> {
-    let upper = value.to_ascii_uppercase().replace('-', "_");
-    parse(&upper)
-        .or_else(|| parse(&format!("{prefix}{upper}")))
-        .filter(|v| *v != 0)
-        .ok_or_else(|| anyhow::anyhow!("{value:?} is not a {what}"))
 }
 
 fn tier(v: &str) -> anyhow::Result<i32> {
@@ -354,10 +341,6 @@ fn account_text(a: &Account) -> String {
         },
         a.etag
     )
-}
-
-fn rpc(e: tonic::Status) -> anyhow::Error {
-    anyhow::anyhow!(concierge_sdk::describe(&e))
 }
 
 /// Calls a list method page by page (all pages with --all).

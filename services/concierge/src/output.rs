@@ -60,3 +60,23 @@ pub fn short(name: &str, prefix: &str) -> String {
         .unwrap_or(name)
         .to_ascii_lowercase()
 }
+
+/// An enum value from the command line: `enterprise`, `ENTERPRISE` or
+/// `TIER_ENTERPRISE`, dashes for underscores.
+pub fn parse_enum(
+    value: &str,
+    prefix: &str,
+    parse: fn(&str) -> Option<i32>,
+    what: &str,
+) -> anyhow::Result<i32> {
+    let upper = value.to_ascii_uppercase().replace('-', "_");
+    parse(&upper)
+        .or_else(|| parse(&format!("{prefix}{upper}")))
+        .filter(|v| *v != 0)
+        .ok_or_else(|| anyhow::anyhow!("{value:?} is not a {what}"))
+}
+
+/// A failed call, with every field violation and precondition spelled out.
+pub fn rpc(e: tonic::Status) -> anyhow::Error {
+    anyhow::anyhow!(concierge_sdk::describe(&e))
+}

@@ -76,20 +76,10 @@ impl CustomersService for Customers {
         let req = request.into_inner();
         reply(
             self.store()
-                .change::<Account, _>(
-                    &Rules,
-                    &ctx,
-                    &req.name,
-                    &req.etag,
-                    "deleted",
-                    false,
-                    |a, row| {
-                        a.state = account::State::Deleted as i32;
-                        row.delete_time = row.update_time;
-                        a.delete_time = clock::micros_to_proto(row.delete_time);
-                        Ok(())
-                    },
-                )
+                .soft_delete::<Account, _>(&Rules, &ctx, &req.name, &req.etag, |a, at| {
+                    a.state = account::State::Deleted as i32;
+                    a.delete_time = at;
+                })
                 .await,
         )
     }
@@ -99,27 +89,10 @@ impl CustomersService for Customers {
         let req = request.into_inner();
         reply(
             self.store()
-                .change::<Account, _>(
-                    &Rules,
-                    &ctx,
-                    &req.name,
-                    &req.etag,
-                    "undeleted",
-                    true,
-                    |a, row| {
-                        if row.delete_time == 0 {
-                            return Err(Error::FailedPrecondition {
-                                reason: "NOT_DELETED",
-                                subject: req.name.clone(),
-                                description: format!("{} is not deleted", req.name),
-                            });
-                        }
-                        a.state = account::State::Active as i32;
-                        a.delete_time = None;
-                        row.delete_time = 0;
-                        Ok(())
-                    },
-                )
+                .undelete::<Account, _>(&Rules, &ctx, &req.name, &req.etag, |a| {
+                    a.state = account::State::Active as i32;
+                    a.delete_time = None;
+                })
                 .await,
         )
     }
