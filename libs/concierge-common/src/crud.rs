@@ -142,6 +142,12 @@ pub trait Policy<R>: Send + Sync {
     fn list_restriction(&self, _p: &Principal) -> Option<crate::filter::Expr> {
         None
     }
+    /// Output-only fields derived from other resources (a case withheld by
+    /// an open dependency), set in a change's transaction just before it is
+    /// written, so the stored resource, the reply and the event agree.
+    fn derive(&self, _conn: &mut Conn<'_>, _r: &mut R) -> impl Future<Output = Result<()>> + Send {
+        async { Ok(()) }
+    }
     /// Writes that go with a change, in its transaction (a state history
     /// row). `before` is None for a create.
     fn after_write(
@@ -568,6 +574,22 @@ impl Store {
         resource: Option<R>,
         mask: Option<prost_types::FieldMask>,
     ) -> Result<R> {
+        self.update_or_validate(policy, ctx, resource, mask, false)
+            .await
+    }
+
+    /// An update with AIP-163 `validate_only`: every check a real update
+    /// makes (authorisation, etag, fields, references) runs inside the
+    /// transaction, which is then rolled back; the reply is the resource as
+    /// it would have been written.
+    pub async fn update_or_validate<R: Resource<P>, P: Policy<R>>(
+        &self,
+        policy: &P,
+        ctx: &Ctx,
+        resource: Option<R>,
+        mask: Option<prost_types::FieldMask>,
+        validate_only: bool,
+    ) -> Result<R> {
         let Some(patch) = resource else {
             return Err(Error::invalid(R::FIELD, "required"));
         };
@@ -619,6 +641,7 @@ impl Store {
         v.into_result()?;
         policy.may_write(&mut conn, &ctx.principal, &r).await?;
         policy.check_references(&mut conn, &r).await?;
+        policy.derive(&mut conn, &mut r).await?;
         let now = self.now().max(stored.update_time);
         let next = Stored {
             update_time: now,
@@ -631,6 +654,10 @@ impl Store {
         policy
             .after_write(&mut conn, ctx, Some(&before), &r, now)
             .await?;
+        if validate_only {
+            // Dropping the transaction rolls it back.
+            return Ok(r);
+        }
         self.record(policy, &mut conn, ctx, "updated", &r, now)
             .await?;
         tx.commit().await?;
@@ -671,6 +698,7 @@ impl Store {
             ..stored.clone()
         };
         change(&mut r, &mut next)?;
+        policy.derive(&mut conn, &mut r).await?;
         next.body = strip_meta::<R, P>(&r);
         resource::update(&mut conn, R::KIND, &next, stored.revision, &r.columns()).await?;
         r.set_meta(next.create_time, next.update_time, next.etag());

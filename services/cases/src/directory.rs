@@ -5,7 +5,7 @@
 use concierge_common::error::{Error, Result};
 use concierge_common::principal::{PRINCIPAL_HEADER, Principal, PrincipalCodec};
 use concierge_proto::customers::customers_service_client::CustomersServiceClient;
-use concierge_proto::customers::{GetAccountRequest, GetSiteRequest, Tier};
+use concierge_proto::customers::{GetAccountRequest, GetSiteRequest, ListContactsRequest, Tier};
 
 /// An account as a case sees it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -71,6 +71,37 @@ impl Directory {
                 ))
             }
         }
+    }
+
+    /// Who a public update on a case of `account` goes to: the account's
+    /// client delegate, and the case's own contact when it has one.
+    pub async fn update_recipients(
+        &self,
+        account: &str,
+        case_contact: &str,
+    ) -> Result<Vec<String>> {
+        let request = self.signed(ListContactsRequest {
+            parent: account.to_string(),
+            filter: "client_delegate = true".into(),
+            page_size: 10,
+            ..Default::default()
+        })?;
+        let delegates = self
+            .client
+            .clone()
+            .list_contacts(request)
+            .await
+            .map_err(|s| {
+                tracing::warn!(status = %s, "the customers service did not answer");
+                Error::Unavailable("the customers service is unavailable; retry".into())
+            })?
+            .into_inner()
+            .contacts;
+        let mut recipients: Vec<String> = delegates.into_iter().map(|c| c.name).collect();
+        if !case_contact.is_empty() && !recipients.iter().any(|r| r == case_contact) {
+            recipients.push(case_contact.to_string());
+        }
+        Ok(recipients)
     }
 
     /// The time zone of a site, in which its repairs count business time.

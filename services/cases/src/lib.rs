@@ -9,6 +9,7 @@
 
 pub mod calendar;
 pub mod clocks;
+mod dependencies;
 pub mod directory;
 pub mod lifecycle;
 pub mod policy;
@@ -53,6 +54,8 @@ pub struct Rules {
     pub(crate) case_account: Option<String>,
     /// The SLA policy and revision a new case is given.
     pub(crate) sla_policy: Option<(String, String)>,
+    /// The contacts a new public update is sent to.
+    pub(crate) notified_contacts: Vec<String>,
 }
 
 /// The rules of a request that learned nothing beforehand.
@@ -60,6 +63,7 @@ pub(crate) const RULES: Rules = Rules {
     facts: None,
     case_account: None,
     sla_policy: None,
+    notified_contacts: Vec::new(),
 };
 
 impl Cases {
@@ -216,7 +220,13 @@ impl Policy<Case> for Rules {
             c.sla_policy_revision = revision.clone();
         }
     }
-    /// Every state the case enters is kept, in order: SLA clocks are read from it.
+    async fn derive(&self, conn: &mut Conn<'_>, c: &mut Case) -> Result<()> {
+        c.withheld_by_dependency = dependencies::withheld(conn, c).await?;
+        Ok(())
+    }
+    /// Every state the case enters is kept, in order: SLA clocks are read
+    /// from it. A case closing (or reopening) releases (or again withholds)
+    /// the cases that depend on it.
     async fn after_write(
         &self,
         conn: &mut Conn<'_>,
@@ -227,6 +237,12 @@ impl Policy<Case> for Rules {
     ) -> Result<()> {
         if before.is_some_and(|b| b.state == after.state) {
             return Ok(());
+        }
+        let open = |c: &Case| {
+            lifecycle::is_open(case::State::try_from(c.state).unwrap_or(case::State::Unspecified))
+        };
+        if before.is_some_and(|b| open(b) != open(after)) {
+            dependencies::refresh_dependents(conn, &after.name).await?;
         }
         let next: i64 = on_conn!(conn, c => sqlx::query_scalar("SELECT COALESCE(MAX(seq), 0) + 1 FROM case_states WHERE case_name = $1")
             .bind(&after.name)
@@ -296,6 +312,7 @@ impl Policy<Note> for Rules {
         n.author_role = p.to_proto().role;
         n.origin = note::Origin::Manual as i32;
         n.account = self.case_account.clone().unwrap_or_default();
+        n.notified_contacts = self.notified_contacts.clone();
     }
     fn list_account(&self, p: &Principal, _parent: &str) -> Result<Option<String>> {
         Ok(if p.role == Role::Client {
@@ -500,10 +517,15 @@ impl Policy<CaseLink> for Rules {
             body: prost::Message::encode_to_vec(&inverse),
         };
         let columns = <CaseLink as concierge_common::crud::Resource<Rules>>::columns(&inverse);
-        concierge_common::resource::insert(conn, &resources::CASE_LINKS, &stored, &columns).await
+        concierge_common::resource::insert(conn, &resources::CASE_LINKS, &stored, &columns).await?;
+        dependencies::refresh(conn, &inverse.target).await?;
+        dependencies::refresh(conn, &after.target).await
     }
     async fn after_delete(&self, conn: &mut Conn<'_>, l: &CaseLink) -> Result<()> {
-        concierge_common::resource::delete(conn, &resources::CASE_LINKS, &l.inverse).await
+        concierge_common::resource::delete(conn, &resources::CASE_LINKS, &l.inverse).await?;
+        let source = l.name.rsplitn(3, '/').nth(2).unwrap_or_default();
+        dependencies::refresh(conn, &l.target).await?;
+        dependencies::refresh(conn, source).await
     }
     fn list_account(&self, p: &Principal, _parent: &str) -> Result<Option<String>> {
         staff_only(p, "case links").map(|()| None)

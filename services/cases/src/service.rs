@@ -15,6 +15,19 @@ use concierge_common::names;
 use concierge_common::principal::Role;
 
 use crate::lifecycle::{self, Transition};
+
+/// A clock read now: the clock, its ledger, its target and the states that
+/// pause it.
+pub(crate) type ReadClock = (SlaClock, Vec<SlaClockSegment>, SlaTarget, Vec<i32>);
+
+/// What reading clocks looks up besides the case, kept across the cases of
+/// one sweep.
+#[derive(Default)]
+pub(crate) struct Lookups {
+    policies: std::collections::HashMap<(String, String), SlaPolicy>,
+    calendars: std::collections::HashMap<String, calendar::BusinessCalendar>,
+    zones: std::collections::HashMap<String, String>,
+}
 use crate::{Cases, RULES, Rules, calendar};
 
 fn instant(field: &str, t: &Option<prost_types::Timestamp>) -> Result<jiff::Timestamp> {
@@ -86,52 +99,75 @@ impl Cases {
     }
 
     /// A case with its clocks read now, each with its ledger.
-    pub(crate) async fn case_clocks(
-        &self,
-        ctx: &Ctx,
-        case_name: &str,
-    ) -> Result<Vec<(SlaClock, Vec<SlaClockSegment>, SlaTarget, Vec<i32>)>> {
+    pub(crate) async fn case_clocks(&self, ctx: &Ctx, case_name: &str) -> Result<Vec<ReadClock>> {
         names::parse("parent", case_name, &["cases"])?;
         let c: Case = self.store().get(&RULES, ctx, case_name).await?;
+        self.clocks_of(&c, &mut Lookups::default()).await
+    }
+
+    /// The clocks of `c` read now; `lookups` keeps the policies, calendars
+    /// and time zones read on the way, for a sweep that reads many cases.
+    pub(crate) async fn clocks_of(
+        &self,
+        c: &Case,
+        lookups: &mut Lookups,
+    ) -> Result<Vec<ReadClock>> {
         if c.sla_policy.is_empty() {
             return Ok(Vec::new());
         }
-        let system = Ctx::system("cases", &ctx.request_id);
-        let policy = self
-            .sla_policy_revision(&system, &c.sla_policy, &c.sla_policy_revision)
-            .await?;
-        let stored: Calendar = self.store().get(&RULES, &system, &policy.calendar).await?;
-        let mut cal = calendar::from_proto(&stored).map_err(Error::internal)?;
+        let system = Ctx::system("cases", "");
+        let key = (c.sla_policy.clone(), c.sla_policy_revision.clone());
+        if !lookups.policies.contains_key(&key) {
+            let policy = self
+                .sla_policy_revision(&system, &c.sla_policy, &c.sla_policy_revision)
+                .await?;
+            lookups.policies.insert(key.clone(), policy);
+        }
+        let policy = &lookups.policies[&key];
+        if !lookups.calendars.contains_key(&policy.calendar) {
+            let stored: Calendar = self.store().get(&RULES, &system, &policy.calendar).await?;
+            let cal = calendar::from_proto(&stored).map_err(Error::internal)?;
+            lookups.calendars.insert(policy.calendar.clone(), cal);
+        }
+        let mut cal = lookups.calendars[&policy.calendar].clone();
         use concierge_proto::concierge::cases::v1::sla_policy::TimeZoneSource;
-        let zone = match TimeZoneSource::try_from(policy.time_zone_source)
+        let place = match TimeZoneSource::try_from(policy.time_zone_source)
             .unwrap_or(TimeZoneSource::Calendar)
         {
-            TimeZoneSource::Site if !c.site.is_empty() => {
-                Some(self.directory().site_time_zone(&c.site).await?)
-            }
-            TimeZoneSource::Account => Some(
-                self.directory()
-                    .account("case.account", &c.account)
-                    .await?
-                    .time_zone,
-            ),
+            TimeZoneSource::Site if !c.site.is_empty() => Some(c.site.clone()),
+            TimeZoneSource::Account => Some(c.account.clone()),
             _ => None,
         };
-        if let Some(zone) = zone.filter(|z| !z.is_empty()) {
-            cal = cal.in_time_zone(&zone)?;
+        if let Some(place) = place {
+            if !lookups.zones.contains_key(&place) {
+                let zone = if place == c.site {
+                    self.directory().site_time_zone(&c.site).await?
+                } else {
+                    self.directory()
+                        .account("case.account", &c.account)
+                        .await?
+                        .time_zone
+                };
+                lookups.zones.insert(place.clone(), zone);
+            }
+            let zone = &lookups.zones[&place];
+            if !zone.is_empty() {
+                cal = cal.in_time_zone(zone)?;
+            }
         }
+        let policy = &lookups.policies[&key];
         let history = self.case_history(&c.name).await?;
         let now = clock::from_micros(self.store().now());
         let zone_name = cal.time_zone().iana_name().unwrap_or_default().to_string();
-        let pauses: Vec<i32> = crate::policy::pause_states(&policy)
+        let pauses: Vec<i32> = crate::policy::pause_states(policy)
             .into_iter()
             .map(|s| s as i32)
             .collect();
-        Ok(crate::clocks::definitions(&policy, &c)
+        Ok(crate::clocks::definitions(policy, c)
             .into_iter()
             .map(|def| {
-                let r = crate::clocks::read(&def, &policy, &c, &cal, &history, now);
-                let clock = crate::clocks::to_proto(&def, &r, &policy, &c, &zone_name, now);
+                let r = crate::clocks::read(&def, policy, c, &cal, &history, now);
+                let clock = crate::clocks::to_proto(&def, &r, policy, c, &zone_name, now);
                 let segments = crate::clocks::segments(&r, &policy.calendar);
                 (clock, segments, def.target.clone(), pauses.clone())
             })
@@ -725,18 +761,60 @@ impl CasesService for Cases {
     ) -> Reply<SlaPolicy> {
         let ctx = self.ctx(&request)?;
         let req = request.into_inner();
-        if req.validate_only {
-            return Err(Error::invalid(
-                "validate_only",
-                "not offered for updates yet: send the update, then roll back if needed",
-            )
-            .into());
-        }
         reply(
             self.store()
-                .update(&RULES, &ctx, req.sla_policy, req.update_mask)
+                .update_or_validate(
+                    &RULES,
+                    &ctx,
+                    req.sla_policy,
+                    req.update_mask,
+                    req.validate_only,
+                )
                 .await,
         )
+    }
+
+    /// A rollback is an update whose values are an earlier revision's: it
+    /// makes a new current revision (cases on the later one keep it), and is
+    /// refused on a stale etag like any update.
+    async fn rollback_sla_policy(
+        &self,
+        request: Request<RollbackSlaPolicyRequest>,
+    ) -> Reply<SlaPolicy> {
+        let ctx = self.ctx(&request)?;
+        let req = request.into_inner();
+        let result = async {
+            names::parse("name", &req.name, &["slaPolicies"])?;
+            if req.revision_id.is_empty() {
+                return Err(Error::invalid("revision_id", "required"));
+            }
+            let earlier = self
+                .sla_policy_revision(&ctx, &req.name, &req.revision_id)
+                .await
+                .map_err(|e| match e {
+                    Error::NotFound { .. } => Error::invalid(
+                        "revision_id",
+                        format!("{} has no revision {:?}", req.name, req.revision_id),
+                    ),
+                    other => other,
+                })?;
+            let patch = SlaPolicy {
+                name: req.name.clone(),
+                etag: req.etag.clone(),
+                ..earlier
+            };
+            self.store()
+                .update(
+                    &RULES,
+                    &ctx,
+                    Some(patch),
+                    Some(prost_types::FieldMask {
+                        paths: vec!["*".into()],
+                    }),
+                )
+                .await
+        };
+        reply(result.await)
     }
 
     async fn delete_sla_policy(
@@ -1087,8 +1165,26 @@ impl CasesService for Cases {
         let hashed = without_request_id!(req);
         let result = async {
             let case = self.visible_case(&ctx, &req.parent).await?;
+            let mut notified_contacts = Vec::new();
+            if req.notify_client {
+                let public = req
+                    .note
+                    .as_ref()
+                    .is_some_and(|n| n.visibility == note::Visibility::Public as i32);
+                if !public {
+                    return Err(Error::invalid(
+                        "notify_client",
+                        "only a public update is sent to the client",
+                    ));
+                }
+                notified_contacts = self
+                    .directory()
+                    .update_recipients(&case.account, &case.contact)
+                    .await?;
+            }
             let rules = Rules {
                 case_account: Some(case.account),
+                notified_contacts,
                 ..RULES
             };
             self.store()

@@ -6,7 +6,9 @@
 //! transaction) or moves the timer to the clock's new instant.
 
 use concierge_common::clock::{self, from_proto};
-use concierge_common::crud::Ctx;
+use std::collections::{HashMap, HashSet};
+
+use concierge_common::crud::{Ctx, Store};
 use concierge_common::error::Result;
 use concierge_common::outbox::{self, NewEvent};
 use concierge_common::timers;
@@ -99,6 +101,9 @@ async fn write_summary(
     Ok(())
 }
 
+/// Timers claimed, and completed in one transaction, per batch.
+const SWEEP_BATCH: i64 = 200;
+
 const AT_RISK: &str = "sla_at_risk";
 const BREACH: &str = "sla_breach";
 
@@ -183,24 +188,79 @@ impl Cases {
         }
     }
 
-    /// Fires the timers due at `now`; returns how many events it recorded.
+    /// Fires every timer due at `now`, batch by batch; returns how many
+    /// events it recorded.
     pub async fn sweep_timers(&self, owner: &str, now: Timestamp) -> Result<usize> {
+        let mut fired = 0;
+        loop {
+            let (claimed, n) = self.sweep_batch(owner, now).await?;
+            fired += n;
+            if claimed < SWEEP_BATCH as usize {
+                return Ok(fired);
+            }
+        }
+    }
+
+    /// One batch: every claimed case's clocks are read first (a read may ask
+    /// the customers service for a time zone, which must not happen while
+    /// holding row locks), then one transaction completes the batch's
+    /// timers, records their events and refreshes the summaries of the cases
+    /// they concern. Returns (timers claimed, events recorded).
+    async fn sweep_batch(&self, owner: &str, now: Timestamp) -> Result<(usize, usize)> {
         let claimed = timers::claim_due(
             self.store().db(),
             now,
             owner,
             SignedDuration::from_secs(60),
-            100,
+            SWEEP_BATCH,
         )
         .await?;
+        if claimed.is_empty() {
+            return Ok((0, 0));
+        }
+        let mut lookups = crate::service::Lookups::default();
+        // None: the case is gone, and so are its timers.
+        let mut cases: HashMap<&str, Option<(Case, Vec<SlaClock>)>> = HashMap::new();
+        for timer in &claimed {
+            if cases.contains_key(timer.subject.as_str()) {
+                continue;
+            }
+            let stored = {
+                let mut pooled = self.store().db().acquire().await?;
+                resource::get(&mut pooled.conn(), &crate::resources::CASES, &timer.subject).await?
+            };
+            let Some(stored) = stored.filter(|s| s.delete_time == 0) else {
+                cases.insert(&timer.subject, None);
+                continue;
+            };
+            let case: Case = Store::decode::<Case, crate::Rules>(&stored)?;
+            match self.clocks_of(&case, &mut lookups).await {
+                Ok(clocks) => {
+                    let clocks = clocks.into_iter().map(|(c, ..)| c).collect();
+                    cases.insert(&timer.subject, Some((case, clocks)));
+                }
+                // Its lease runs out and a later sweep tries again.
+                Err(e) => {
+                    tracing::warn!(case = %timer.subject, error = %e, "could not read SLA clocks")
+                }
+            }
+        }
+
         let mut fired = 0;
-        for timer in claimed {
-            let clocks = self.case_clocks(&system(), &timer.subject).await?;
-            let key = String::from_utf8_lossy(&timer.payload).to_string();
-            let Some((c, ..)) = clocks.into_iter().find(|(c, ..)| c.key == key) else {
-                let mut tx = self.store().db().begin().await?;
-                timers::complete(&mut tx, owner, &timer).await?;
-                tx.commit().await?;
+        let mut changed: HashSet<&str> = HashSet::new();
+        let mut tx = self.store().db().begin().await?;
+        for timer in &claimed {
+            let Some(read) = cases.get(timer.subject.as_str()) else {
+                continue;
+            };
+            let key = String::from_utf8_lossy(&timer.payload);
+            let clock = read
+                .as_ref()
+                .and_then(|(case, clocks)| clocks.iter().find(|c| c.key == key).map(|c| (case, c)));
+            if !timers::complete(&mut tx, owner, timer).await? {
+                continue;
+            }
+            let Some((case, c)) = clock else {
                 continue;
             };
             let state = SlaState::try_from(c.state).unwrap_or(SlaState::Unspecified);
@@ -208,10 +268,6 @@ impl Cases {
                 BREACH => state == SlaState::Breached,
                 _ => matches!(state, SlaState::AtRisk | SlaState::Breached),
             };
-            let mut tx = self.store().db().begin().await?;
-            if !timers::complete(&mut tx, owner, &timer).await? {
-                continue;
-            }
             let first = reached
                 && mark_fired(&mut tx.conn(), &c.name, &timer.kind, clock::to_micros(now)).await?;
             if first {
@@ -220,24 +276,24 @@ impl Cases {
                 } else {
                     "at_risk"
                 };
-                let account = self.case_account(&timer.subject).await?;
                 outbox::record(
                     &mut tx.conn(),
                     NewEvent {
                         event_type: format!("concierge.cases.v1.sla_clock_{verb}"),
                         source: "cases",
                         subject: &c.name,
-                        account: &account,
+                        account: &case.account,
                         visibility: Visibility::Internal,
                         actor: &system().principal,
                         request_id: "",
                         occur_time: now,
-                        payload: Some(outbox::pack(&c)),
+                        payload: Some(outbox::pack(c)),
                     },
                 )
                 .await?;
                 fired += 1;
-            } else if let Some(at) = due(&c, &timer.kind).filter(|_| !reached) {
+                changed.insert(&timer.subject);
+            } else if let Some(at) = due(c, &timer.kind).filter(|_| !reached) {
                 // The clock moved (a pause, a new calendar): wait for its new instant.
                 timers::arm(
                     &mut tx.conn(),
@@ -249,21 +305,15 @@ impl Cases {
                 )
                 .await?;
             }
-            tx.commit().await?;
-            self.store().nudge();
-            if first {
-                self.refresh_timers_after_change(&timer.subject).await;
+        }
+        for name in changed {
+            if let Some(Some((_, clocks))) = cases.get(name) {
+                write_summary(&mut tx.conn(), name, summarise(clocks.iter())).await?;
             }
         }
-        Ok(fired)
-    }
-
-    async fn case_account(&self, case_name: &str) -> Result<String> {
-        let c: concierge_proto::concierge::cases::v1::Case = self
-            .store()
-            .get(&crate::RULES, &system(), case_name)
-            .await?;
-        Ok(c.account)
+        tx.commit().await?;
+        self.store().nudge();
+        Ok((claimed.len(), fired))
     }
 
     /// Sweeps for as long as the process lives: at the next due instant, or

@@ -149,6 +149,24 @@ async fn seed_customers(customers: &concierge_customers::Customers, codec: &Prin
             .await
             .unwrap();
     }
+    customers
+        .create_contact(req(
+            codec,
+            CreateContactRequest {
+                parent: "accounts/acme".into(),
+                contact: Some(Contact {
+                    display_name: "Deniz".into(),
+                    email: "deniz@acme.example".into(),
+                    roles: vec![ContactRole::Primary as i32],
+                    client_delegate: true,
+                    ..Default::default()
+                }),
+                contact_id: "deniz".into(),
+                request_id: String::new(),
+            },
+        ))
+        .await
+        .unwrap();
 }
 
 fn who(role: Role) -> Principal {
@@ -271,6 +289,8 @@ suite!(
     milestones_stop_their_clocks_and_a_calendar_change_moves_deadlines,
     orders_carry_hand_off_codes_and_cases_have_watchers,
     links_come_in_pairs_within_one_account,
+    an_order_is_withheld_while_it_depends_on_an_open_case,
+    sla_policy_updates_can_be_checked_first_and_rolled_back,
 );
 
 async fn create_calendar(h: &Harness, id: &str, c: Calendar) -> Result<Calendar, Status> {
@@ -1196,6 +1216,32 @@ async fn a_client_sees_its_own_cases_and_public_updates_only(h: Harness) {
             "accounts/acme".to_string()
         )
     );
+
+    // A public update can go to the client delegate; an internal note cannot.
+    let notify = |visibility: note::Visibility| CreateNoteRequest {
+        parent: mine.name.clone(),
+        note: Some(Note {
+            visibility: visibility as i32,
+            body: "Restored at 14:05; monitoring for 24 h".into(),
+            ..Default::default()
+        }),
+        note_id: String::new(),
+        notify_client: true,
+        request_id: String::new(),
+    };
+    let sent = h
+        .svc
+        .create_note(h.req(&a, notify(note::Visibility::Public)))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(sent.notified_contacts, vec!["accounts/acme/contacts/deniz"]);
+    let refused = h
+        .svc
+        .create_note(h.req(&a, notify(note::Visibility::Internal)))
+        .await
+        .unwrap_err();
+    assert_eq!(violations(&refused), vec!["notify_client"]);
 }
 
 async fn duplicates_merge_into_an_open_case_of_the_same_account(h: Harness) {
@@ -2089,4 +2135,323 @@ async fn links_come_in_pairs_within_one_account(h: Harness) {
         .unwrap()
         .into_inner();
     assert!(gone.case_links.is_empty(), "the inverse goes with the link");
+}
+
+async fn an_order_is_withheld_while_it_depends_on_an_open_case(h: Harness) {
+    let admin = who(Role::Admin);
+    for (code, presented) in [("NR", false), ("PE", true)] {
+        h.svc
+            .create_hand_off_code(h.req(
+                &admin,
+                CreateHandOffCodeRequest {
+                    hand_off_code: Some(HandOffCode {
+                        display_name: code.into(),
+                        presented_to_carrier: presented,
+                        ..Default::default()
+                    }),
+                    hand_off_code_id: code.into(),
+                    request_id: String::new(),
+                },
+            ))
+            .await
+            .unwrap();
+    }
+    let a = agent();
+    let order = |title: &str| Case {
+        r#type: CaseType::OrderNew as i32,
+        ..case("acme", title)
+    };
+    let broadband = create_case(&h, &a, order("Broadband install"))
+        .await
+        .unwrap();
+    let pots = create_case(&h, &a, order("POTS lines")).await.unwrap();
+    let voice = create_case(&h, &a, order("Hosted voice")).await.unwrap();
+    let link = |from: &str, t: case_link::Type, to: &str| CreateCaseLinkRequest {
+        parent: from.into(),
+        case_link: Some(CaseLink {
+            r#type: t as i32,
+            target: to.into(),
+            reason: "needs the broadband circuit first".into(),
+            ..Default::default()
+        }),
+        case_link_id: String::new(),
+        request_id: String::new(),
+    };
+    let get = async |name: &str| {
+        h.svc
+            .get_case(h.req(&a, GetCaseRequest { name: name.into() }))
+            .await
+            .unwrap()
+            .into_inner()
+    };
+    let withheld = async || {
+        let mut names: Vec<String> = h
+            .svc
+            .list_cases(h.req(
+                &a,
+                ListCasesRequest {
+                    filter: "withheld_by_dependency = true".into(),
+                    ..Default::default()
+                },
+            ))
+            .await
+            .unwrap()
+            .into_inner()
+            .cases
+            .into_iter()
+            .map(|c| c.title)
+            .collect();
+        names.sort();
+        names
+    };
+
+    h.svc
+        .create_case_link(h.req(
+            &a,
+            link(&pots.name, case_link::Type::DependsOn, &broadband.name),
+        ))
+        .await
+        .unwrap();
+    // Said from the other side: broadband blocks voice.
+    h.svc
+        .create_case_link(h.req(
+            &a,
+            link(&broadband.name, case_link::Type::Blocks, &voice.name),
+        ))
+        .await
+        .unwrap();
+    assert!(get(&pots.name).await.withheld_by_dependency);
+    assert!(!get(&broadband.name).await.withheld_by_dependency);
+    assert_eq!(withheld().await, vec!["Hosted voice", "POTS lines"]);
+
+    let set = |name: &str, code: &str| SetCaseHandOffCodeRequest {
+        name: name.into(),
+        hand_off_code: code.into(),
+        carrier_reference: String::new(),
+        reason: String::new(),
+        etag: String::new(),
+        request_id: String::new(),
+    };
+    let nr = h
+        .svc
+        .set_case_hand_off_code(h.req(&a, set(&pots.name, "NR")))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(nr.withheld_by_dependency, "still not presented");
+    let pe = h
+        .svc
+        .set_case_hand_off_code(h.req(&a, set(&pots.name, "PE")))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(
+        !pe.withheld_by_dependency,
+        "presented to the carrier after all: nothing withholds it any more"
+    );
+    assert_eq!(withheld().await, vec!["Hosted voice"]);
+
+    // The case depended on goes away: what waited on it is released.
+    h.svc
+        .cancel_case(h.req(
+            &a,
+            CancelCaseRequest {
+                name: broadband.name.clone(),
+                reason: "client chose another carrier".into(),
+                etag: String::new(),
+                request_id: String::new(),
+            },
+        ))
+        .await
+        .unwrap();
+    assert!(!get(&voice.name).await.withheld_by_dependency);
+    assert!(withheld().await.is_empty());
+
+    // A new dependency withholds again until its link is removed.
+    let fiber = create_case(&h, &a, order("Fibre build")).await.unwrap();
+    let on_fiber = h
+        .svc
+        .create_case_link(h.req(
+            &a,
+            link(&voice.name, case_link::Type::DependsOn, &fiber.name),
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(get(&voice.name).await.withheld_by_dependency);
+    h.svc
+        .delete_case_link(h.req(
+            &a,
+            DeleteCaseLinkRequest {
+                name: on_fiber.inverse.clone(),
+                etag: String::new(),
+                request_id: String::new(),
+            },
+        ))
+        .await
+        .unwrap();
+    assert!(!get(&voice.name).await.withheld_by_dependency);
+}
+
+async fn sla_policy_updates_can_be_checked_first_and_rolled_back(h: Harness) {
+    let admin = who(Role::Admin);
+    create_calendar(&h, "us-central", us_central())
+        .await
+        .unwrap();
+    let created = h
+        .svc
+        .create_sla_policy(h.req(
+            &admin,
+            CreateSlaPolicyRequest {
+                sla_policy: Some(SlaPolicy {
+                    display_name: "Repairs".into(),
+                    case_types: vec![CaseType::Repair as i32],
+                    calendar: "calendars/us-central".into(),
+                    overall_delivery: Some(target("restore", 8)),
+                    ..Default::default()
+                }),
+                sla_policy_id: "repairs".into(),
+                validate_only: false,
+                request_id: String::new(),
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    let update = |restore: SlaTarget, etag: &str, validate_only: bool| UpdateSlaPolicyRequest {
+        sla_policy: Some(SlaPolicy {
+            name: "slaPolicies/repairs".into(),
+            etag: etag.into(),
+            overall_delivery: Some(restore),
+            ..Default::default()
+        }),
+        update_mask: Some(FieldMask {
+            paths: vec!["overall_delivery".into()],
+        }),
+        validate_only,
+    };
+    let current = async || {
+        h.svc
+            .get_sla_policy(h.req(
+                &admin,
+                GetSlaPolicyRequest {
+                    name: "slaPolicies/repairs".into(),
+                },
+            ))
+            .await
+            .unwrap()
+            .into_inner()
+    };
+
+    // A dry run shows the revision it would make and makes none.
+    let preview = h
+        .svc
+        .update_sla_policy(h.req(&admin, update(target("restore", 4), &created.etag, true)))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        (preview.revision_id.as_str(), preview.overall_delivery),
+        ("2", Some(target("restore", 4)))
+    );
+    assert_eq!(current().await, created, "nothing was written");
+    let bad = h
+        .svc
+        .update_sla_policy(h.req(
+            &admin,
+            update(
+                SlaTarget {
+                    duration: None,
+                    ..target("restore", 0)
+                },
+                "",
+                true,
+            ),
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        violations(&bad),
+        vec!["sla_policy.overall_delivery.duration"]
+    );
+    let stale = h
+        .svc
+        .update_sla_policy(h.req(&admin, update(target("restore", 4), "\"7\"", true)))
+        .await
+        .unwrap_err();
+    assert_eq!(stale.code(), Code::Aborted, "a dry run checks the etag too");
+
+    // The real update, then a rollback to revision 1 as revision 3.
+    let two = h
+        .svc
+        .update_sla_policy(h.req(&admin, update(target("restore", 2), &created.etag, false)))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(two.revision_id, "2");
+    let rollback = |revision: &str, etag: &str| RollbackSlaPolicyRequest {
+        name: "slaPolicies/repairs".into(),
+        revision_id: revision.into(),
+        etag: etag.into(),
+        request_id: String::new(),
+    };
+    let stale = h
+        .svc
+        .rollback_sla_policy(h.req(&admin, rollback("1", &created.etag)))
+        .await
+        .unwrap_err();
+    assert_eq!(stale.code(), Code::Aborted);
+    let missing = h
+        .svc
+        .rollback_sla_policy(h.req(&admin, rollback("9", "")))
+        .await
+        .unwrap_err();
+    assert_eq!(violations(&missing), vec!["revision_id"]);
+    assert_eq!(
+        h.svc
+            .rollback_sla_policy(h.req(&agent(), rollback("1", "")))
+            .await
+            .unwrap_err()
+            .code(),
+        Code::PermissionDenied,
+        "agents read policies; managers change them"
+    );
+    let three = h
+        .svc
+        .rollback_sla_policy(h.req(&admin, rollback("1", &two.etag)))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        (three.revision_id.as_str(), three.overall_delivery.clone()),
+        ("3", Some(target("restore", 8)))
+    );
+    assert_eq!(current().await, three);
+    let revisions = h
+        .svc
+        .list_sla_policy_revisions(h.req(
+            &admin,
+            ListSlaPolicyRevisionsRequest {
+                name: "slaPolicies/repairs".into(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .sla_policies;
+    assert_eq!(
+        revisions
+            .iter()
+            .map(|p| (
+                p.revision_id.as_str(),
+                p.overall_delivery.as_ref().unwrap().duration
+            ))
+            .collect::<Vec<_>>(),
+        vec![
+            ("1", Some(hours(8))),
+            ("2", Some(hours(2))),
+            ("3", Some(hours(8)))
+        ]
+    );
 }
