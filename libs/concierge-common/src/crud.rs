@@ -250,7 +250,7 @@ struct Inner {
 }
 
 /// The body is stored without the bookkeeping fields, which live in columns.
-fn strip_meta<R: Resource<P>, P>(r: &R) -> Vec<u8> {
+pub fn strip_meta<R: Resource<P>, P>(r: &R) -> Vec<u8> {
     let mut copy = r.clone();
     copy.set_meta(0, 0, String::new());
     copy.encode_to_vec()

@@ -221,6 +221,26 @@ pub async fn delete(conn: &mut Conn<'_>, kind: &Kind, name: &str) -> Result<()> 
     Ok(())
 }
 
+/// Reads the resources of `names` that exist, in one query (a timer sweep
+/// reads its whole batch at once).
+pub async fn get_many(conn: &mut Conn<'_>, kind: &Kind, names: &[&str]) -> Result<Vec<Stored>> {
+    if names.is_empty() {
+        return Ok(Vec::new());
+    }
+    let marks: Vec<String> = (1..=names.len()).map(|i| format!("${i}")).collect();
+    let sql = format!(
+        "SELECT {BASE} FROM {} WHERE name IN ({})",
+        kind.table,
+        marks.join(", ")
+    );
+    let params: Vec<Value> = names.iter().map(|n| Value::Text(n.to_string())).collect();
+    let rows = on_conn!(conn, c => {
+        let rows = bind_all(sqlx::query(&sql), &params).fetch_all(&mut **c).await?;
+        rows.iter().map(stored_from).collect::<std::result::Result<Vec<_>, _>>()?
+    });
+    Ok(rows)
+}
+
 /// Reads one resource, or `None`.
 pub async fn get(conn: &mut Conn<'_>, kind: &Kind, name: &str) -> Result<Option<Stored>> {
     let sql = format!("SELECT {BASE} FROM {} WHERE name = $1", kind.table);

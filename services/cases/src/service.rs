@@ -102,7 +102,8 @@ impl Cases {
     pub(crate) async fn case_clocks(&self, ctx: &Ctx, case_name: &str) -> Result<Vec<ReadClock>> {
         names::parse("parent", case_name, &["cases"])?;
         let c: Case = self.store().get(&RULES, ctx, case_name).await?;
-        self.clocks_of(&c, &mut Lookups::default()).await
+        let history = self.case_history(&c.name).await?;
+        self.clocks_of(&c, &history, &mut Lookups::default()).await
     }
 
     /// The clocks of `c` read now; `lookups` keeps the policies, calendars
@@ -110,6 +111,7 @@ impl Cases {
     pub(crate) async fn clocks_of(
         &self,
         c: &Case,
+        history: &[crate::sla::StateChange<case::State>],
         lookups: &mut Lookups,
     ) -> Result<Vec<ReadClock>> {
         if c.sla_policy.is_empty() {
@@ -156,7 +158,6 @@ impl Cases {
             }
         }
         let policy = &lookups.policies[&key];
-        let history = self.case_history(&c.name).await?;
         let now = clock::from_micros(self.store().now());
         let zone_name = cal.time_zone().iana_name().unwrap_or_default().to_string();
         let pauses: Vec<i32> = crate::policy::pause_states(policy)
@@ -166,7 +167,7 @@ impl Cases {
         Ok(crate::clocks::definitions(policy, c)
             .into_iter()
             .map(|def| {
-                let r = crate::clocks::read(&def, policy, c, &cal, &history, now);
+                let r = crate::clocks::read(&def, policy, c, &cal, history, now);
                 let clock = crate::clocks::to_proto(&def, &r, policy, c, &zone_name, now);
                 let segments = crate::clocks::segments(&r, &policy.calendar);
                 (clock, segments, def.target.clone(), pauses.clone())
@@ -199,6 +200,41 @@ impl Cases {
             }
             token = next;
         }
+    }
+
+    /// The states each of `cases` entered, in order, in one query.
+    pub(crate) async fn case_histories(
+        &self,
+        cases: &[&str],
+    ) -> Result<std::collections::HashMap<String, Vec<crate::sla::StateChange<case::State>>>> {
+        let mut histories = std::collections::HashMap::new();
+        if cases.is_empty() {
+            return Ok(histories);
+        }
+        let marks: Vec<String> = (1..=cases.len()).map(|i| format!("${i}")).collect();
+        let sql = format!(
+            "SELECT case_name, state, enter_time FROM case_states WHERE case_name IN ({}) ORDER BY case_name, seq",
+            marks.join(", ")
+        );
+        let mut pooled = self.store().db().acquire().await?;
+        let mut conn = pooled.conn();
+        let rows: Vec<(String, i64, i64)> = concierge_common::on_conn!(&mut conn, c => {
+            let mut q = sqlx::query_as(&sql);
+            for name in cases {
+                q = q.bind(*name);
+            }
+            q.fetch_all(&mut **c).await?
+        });
+        for (name, state, at) in rows {
+            histories
+                .entry(name)
+                .or_insert_with(Vec::new)
+                .push(crate::sla::StateChange {
+                    at: clock::from_micros(at),
+                    state: case::State::try_from(state as i32).unwrap_or(case::State::Unspecified),
+                });
+        }
+        Ok(histories)
     }
 
     /// The states a case entered, in order.

@@ -22,7 +22,6 @@ use concierge_common::on_conn;
 use concierge_common::resource;
 use concierge_common::storage::Conn;
 use concierge_proto::concierge::cases::v1::{Case, CaseSlaSummary};
-use prost::Message;
 
 /// The worst of a case's clocks, and the next deadline among the open ones.
 fn summarise<'a>(clocks: impl Iterator<Item = &'a SlaClock>) -> Option<CaseSlaSummary> {
@@ -63,19 +62,15 @@ fn summarise<'a>(clocks: impl Iterator<Item = &'a SlaClock>) -> Option<CaseSlaSu
     any.then_some(summary)
 }
 
-/// Writes the summary into the case without making it a new revision: it is
-/// derived from the case, not a change of it. A concurrent change wins and
-/// refreshes the summary itself.
+/// Writes the summary into the case (as read at `revision`) without making
+/// it a new revision: it is derived from the case, not a change of it. A
+/// concurrent change wins and refreshes the summary itself.
 async fn write_summary(
     conn: &mut Conn<'_>,
-    case_name: &str,
+    mut c: Case,
+    revision: i64,
     summary: Option<CaseSlaSummary>,
 ) -> Result<()> {
-    let Some(stored) = resource::get(conn, &crate::resources::CASES, case_name).await? else {
-        return Ok(());
-    };
-    let mut c =
-        Case::decode(stored.body.as_slice()).map_err(concierge_common::error::Error::internal)?;
     if c.sla == summary {
         return Ok(());
     }
@@ -87,14 +82,14 @@ async fn write_summary(
         .map(clock::to_micros)
         .unwrap_or(0);
     c.sla = summary;
-    let body = c.encode_to_vec();
+    let body = concierge_common::crud::strip_meta::<Case, crate::Rules>(&c);
     on_conn!(conn, x => sqlx::query(
         "UPDATE cases SET body = $1, sla_state = $2, sla_next_target_time = $3 WHERE name = $4 AND revision = $5")
         .bind(&body)
         .bind(state)
         .bind(next)
-        .bind(case_name)
-        .bind(stored.revision)
+        .bind(&c.name)
+        .bind(revision)
         .execute(&mut **x)
         .await?
         .rows_affected());
@@ -158,10 +153,25 @@ impl Cases {
     /// Arms (or disarms) the timers of every clock of a case after a change,
     /// and keeps the case's SLA summary (what lists filter on) current.
     pub async fn refresh_timers(&self, case_name: &str) -> Result<()> {
-        let clocks = self.case_clocks(&system(), case_name).await?;
+        let stored = {
+            let mut pooled = self.store().db().acquire().await?;
+            resource::get(&mut pooled.conn(), &crate::resources::CASES, case_name).await?
+        };
+        let Some(stored) = stored else {
+            return Ok(());
+        };
+        let case: Case = Store::decode::<Case, crate::Rules>(&stored)?;
+        let history = self.case_histories(&[case_name]).await?;
+        let history = history
+            .get(case_name)
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        let clocks = self
+            .clocks_of(&case, history, &mut crate::service::Lookups::default())
+            .await?;
         let mut tx = self.store().db().begin().await?;
         let summary = summarise(clocks.iter().map(|(c, ..)| c));
-        write_summary(&mut tx.conn(), case_name, summary).await?;
+        write_summary(&mut tx.conn(), case, stored.revision, summary).await?;
         for (c, ..) in &clocks {
             for kind in [AT_RISK, BREACH] {
                 let id = format!("{}:{kind}", c.name);
@@ -219,34 +229,42 @@ impl Cases {
             return Ok((0, 0));
         }
         let mut lookups = crate::service::Lookups::default();
-        // None: the case is gone, and so are its timers.
-        let mut cases: HashMap<&str, Option<(Case, Vec<SlaClock>)>> = HashMap::new();
-        for timer in &claimed {
-            if cases.contains_key(timer.subject.as_str()) {
+        let mut names: Vec<&str> = claimed.iter().map(|t| t.subject.as_str()).collect();
+        names.sort_unstable();
+        names.dedup();
+        let rows = {
+            let mut pooled = self.store().db().acquire().await?;
+            resource::get_many(&mut pooled.conn(), &crate::resources::CASES, &names).await?
+        };
+        let histories = self.case_histories(&names).await?;
+        // None: the case is gone, and so are its timers. Absent: not read
+        // this time.
+        let mut cases: HashMap<&str, Option<(Case, i64, Vec<SlaClock>)>> =
+            names.iter().map(|n| (*n, None)).collect();
+        for stored in rows.iter().filter(|s| s.delete_time == 0) {
+            let Ok(at) = names.binary_search(&stored.name.as_str()) else {
                 continue;
-            }
-            let stored = {
-                let mut pooled = self.store().db().acquire().await?;
-                resource::get(&mut pooled.conn(), &crate::resources::CASES, &timer.subject).await?
             };
-            let Some(stored) = stored.filter(|s| s.delete_time == 0) else {
-                cases.insert(&timer.subject, None);
-                continue;
-            };
-            let case: Case = Store::decode::<Case, crate::Rules>(&stored)?;
-            match self.clocks_of(&case, &mut lookups).await {
+            let case: Case = Store::decode::<Case, crate::Rules>(stored)?;
+            let history = histories
+                .get(&stored.name)
+                .map(Vec::as_slice)
+                .unwrap_or_default();
+            match self.clocks_of(&case, history, &mut lookups).await {
                 Ok(clocks) => {
                     let clocks = clocks.into_iter().map(|(c, ..)| c).collect();
-                    cases.insert(&timer.subject, Some((case, clocks)));
+                    cases.insert(names[at], Some((case, stored.revision, clocks)));
                 }
                 // Its lease runs out and a later sweep tries again.
                 Err(e) => {
-                    tracing::warn!(case = %timer.subject, error = %e, "could not read SLA clocks")
+                    cases.remove(names[at]);
+                    tracing::warn!(case = %stored.name, error = %e, "could not read SLA clocks")
                 }
             }
         }
 
         let mut fired = 0;
+        let mut fired_kinds = Vec::new();
         let mut changed: HashSet<&str> = HashSet::new();
         let mut tx = self.store().db().begin().await?;
         for timer in &claimed {
@@ -254,9 +272,9 @@ impl Cases {
                 continue;
             };
             let key = String::from_utf8_lossy(&timer.payload);
-            let clock = read
-                .as_ref()
-                .and_then(|(case, clocks)| clocks.iter().find(|c| c.key == key).map(|c| (case, c)));
+            let clock = read.as_ref().and_then(|(case, _, clocks)| {
+                clocks.iter().find(|c| c.key == key).map(|c| (case, c))
+            });
             if !timers::complete(&mut tx, owner, timer).await? {
                 continue;
             }
@@ -293,6 +311,7 @@ impl Cases {
                 .await?;
                 fired += 1;
                 changed.insert(&timer.subject);
+                fired_kinds.push(verb);
             } else if let Some(at) = due(c, &timer.kind).filter(|_| !reached) {
                 // The clock moved (a pause, a new calendar): wait for its new instant.
                 timers::arm(
@@ -307,12 +326,21 @@ impl Cases {
             }
         }
         for name in changed {
-            if let Some(Some((_, clocks))) = cases.get(name) {
-                write_summary(&mut tx.conn(), name, summarise(clocks.iter())).await?;
+            if let Some(Some((case, revision, clocks))) = cases.get(name) {
+                write_summary(
+                    &mut tx.conn(),
+                    case.clone(),
+                    *revision,
+                    summarise(clocks.iter()),
+                )
+                .await?;
             }
         }
         tx.commit().await?;
         self.store().nudge();
+        for kind in fired_kinds {
+            metrics::counter!("concierge_sla_events_fired_total", "kind" => kind).increment(1);
+        }
         Ok((claimed.len(), fired))
     }
 
@@ -327,7 +355,10 @@ impl Cases {
         tokio::spawn(async move {
             loop {
                 let now = clock::from_micros(this.store().now());
-                match this.sweep_timers(&owner, now).await {
+                let swept = this.sweep_timers(&owner, now).await;
+                // Counted per replica: how often each one looks for due timers.
+                metrics::counter!("concierge_sla_timer_sweeps_total").increment(1);
+                match swept {
                     Ok(n) if n > 0 => tracing::info!(fired = n, "SLA events fired"),
                     Ok(_) => {}
                     Err(e) => tracing::warn!(error = %e, "sweeping SLA timers failed"),

@@ -297,8 +297,8 @@ async fn storage(admin_url: &str, cases: i64, timer_count: i64) -> anyhow::Resul
     let codec = PrincipalCodec::new("bench-secret-bench-secret".into());
     let nowhere = tonic::transport::Endpoint::from_static("http://127.0.0.1:9").connect_lazy();
     let svc =
-        concierge_cases::Cases::open(db.clone(), codec, Arc::new(SystemClock), nowhere).await?;
-    drop(svc);
+        concierge_cases::Cases::open(db.clone(), codec.clone(), Arc::new(SystemClock), nowhere)
+            .await?;
     let Db::Postgres(pool) = &db else {
         anyhow::bail!("PostgreSQL only")
     };
@@ -413,10 +413,15 @@ async fn storage(admin_url: &str, cases: i64, timer_count: i64) -> anyhow::Resul
         }
     }
     let swept_rate = swept as f64 / started.elapsed().as_secs_f64();
+    let breach_rate = real_sweep(&svc, &codec, pool, timer_count).await?;
     println!("bare SKIP LOCKED delete loop: {bare_rate:>9.0} timers/s");
     println!(
         "claim + complete (one tx each): {swept_rate:>9.0} timers/s  ratio {:.2}",
         swept_rate / bare_rate
+    );
+    println!(
+        "the SLA sweeper, breaches:       {breach_rate:>9.0} events/s  ratio {:.2}",
+        breach_rate / bare_rate
     );
     db.close().await;
     let mut admin = <sqlx::PgConnection as sqlx::Connection>::connect(admin_url).await?;
@@ -424,4 +429,140 @@ async fn storage(admin_url: &str, cases: i64, timer_count: i64) -> anyhow::Resul
         .execute(&mut admin)
         .await?;
     Ok(())
+}
+
+/// The service's own sweeper over `count` repair cases whose first-response
+/// clocks breached an hour ago, each with its breach timer due: every timer
+/// is claimed, its case's clock read from the ledger, the breach event
+/// recorded and the case's SLA summary written. Returns breaches per second.
+async fn real_sweep(
+    svc: &concierge_cases::Cases,
+    codec: &PrincipalCodec,
+    pool: &sqlx::PgPool,
+    count: i64,
+) -> anyhow::Result<f64> {
+    use concierge_proto::concierge::cases::v1::cases_service_server::CasesService;
+    use concierge_proto::concierge::cases::v1::*;
+    fn signed<T>(codec: &PrincipalCodec, m: T) -> anyhow::Result<tonic::Request<T>> {
+        let mut r = tonic::Request::new(m);
+        r.metadata_mut().insert(
+            PRINCIPAL_HEADER,
+            codec.encode(&Principal::system("bench")).parse()?,
+        );
+        Ok(r)
+    }
+    svc.create_calendar(signed(
+        codec,
+        CreateCalendarRequest {
+            calendar: Some(Calendar {
+                display_name: "Around the clock".into(),
+                time_zone: Some(concierge_proto::types::TimeZone { id: "UTC".into() }),
+                working_periods: (1..=7)
+                    .map(|weekday| WorkingPeriod {
+                        weekday,
+                        start_minute: 0,
+                        end_minute: 1440,
+                    })
+                    .collect(),
+                ..Default::default()
+            }),
+            calendar_id: "always".into(),
+            ..Default::default()
+        },
+    )?)
+    .await?;
+    let policy = svc
+        .create_sla_policy(signed(
+            codec,
+            CreateSlaPolicyRequest {
+                sla_policy: Some(SlaPolicy {
+                    display_name: "Repairs".into(),
+                    case_types: vec![CaseType::Repair as i32],
+                    calendar: "calendars/always".into(),
+                    first_response: Some(SlaTarget {
+                        key: "first_response".into(),
+                        display_name: "First response".into(),
+                        duration: Some(prost_types::Duration {
+                            seconds: 3600,
+                            nanos: 0,
+                        }),
+                        basis: 0,
+                    }),
+                    ..Default::default()
+                }),
+                sla_policy_id: "repairs".into(),
+                ..Default::default()
+            },
+        )?)
+        .await?
+        .into_inner();
+
+    let opened = jiff::Timestamp::now() - jiff::SignedDuration::from_hours(2);
+    let opened_us = concierge_common::clock::to_micros(opened);
+    let started = Instant::now();
+    for chunk in (0..count).collect::<Vec<_>>().chunks(10_000) {
+        let names: Vec<String> = chunk
+            .iter()
+            .map(|i| format!("cases/sweep-{i:07}"))
+            .collect();
+        let bodies: Vec<Vec<u8>> = names
+            .iter()
+            .map(|name| {
+                prost::Message::encode_to_vec(&Case {
+                    name: name.clone(),
+                    account: "accounts/a1".into(),
+                    title: "Circuit down".into(),
+                    r#type: CaseType::Repair as i32,
+                    state: case::State::New as i32,
+                    sla_policy: policy.name.clone(),
+                    sla_policy_revision: policy.revision_id.clone(),
+                    ..Default::default()
+                })
+            })
+            .collect();
+        sqlx::query(
+            "INSERT INTO cases (name, parent, account, create_time, update_time, delete_time, revision, body, account_manager, site, contact, owner, performing_team, type, priority, state, hand_off_code, presented_to_carrier, withheld_by_dependency, sla_state, sla_next_target_time, jeopardy_flagged, construction_required, resolve_time) \
+             SELECT n, '', 'accounts/a1', $3, $3, 0, 1, b, 'staff/am', '', '', '', '', $4, 3, $5, '', 0, 0, 0, 0, 0, 0, 0 FROM UNNEST($1::text[], $2::bytea[]) AS t(n, b)",
+        )
+        .bind(&names)
+        .bind(&bodies)
+        .bind(opened_us)
+        .bind(CaseType::Repair as i64)
+        .bind(case::State::New as i64)
+        .execute(pool)
+        .await?;
+        sqlx::query("INSERT INTO case_states (case_name, seq, state, enter_time, reason, actor) SELECT n, 1, $2, $3, '', 'bench' FROM UNNEST($1::text[]) AS t(n)")
+            .bind(&names)
+            .bind(case::State::New as i64)
+            .bind(opened_us)
+            .execute(pool)
+            .await?;
+        sqlx::query("INSERT INTO timers (id, kind, subject, due_time, payload) SELECT n || '/slaClocks/first_response:sla_breach', 'sla_breach', n, $2, $3 FROM UNNEST($1::text[]) AS t(n)")
+            .bind(&names)
+            .bind(opened_us + 3_600_000_000)
+            .bind(b"first_response".as_slice())
+            .execute(pool)
+            .await?;
+    }
+    sqlx::query("ANALYZE").execute(pool).await?;
+    println!(
+        "{count} breached repair cases and their timers set up in {:.1?}",
+        started.elapsed()
+    );
+    let started = Instant::now();
+    let fired = svc
+        .sweep_timers("bench-sweeper", jiff::Timestamp::now())
+        .await?;
+    let elapsed = started.elapsed();
+    anyhow::ensure!(
+        fired as i64 == count,
+        "every due breach fires once: {fired} of {count}"
+    );
+    let events: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM outbox WHERE type = 'concierge.cases.v1.sla_clock_breached'",
+    )
+    .fetch_one(pool)
+    .await?;
+    anyhow::ensure!(events == count, "{events} breach events in the outbox");
+    Ok(count as f64 / elapsed.as_secs_f64())
 }

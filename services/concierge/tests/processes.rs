@@ -625,22 +625,13 @@ async fn dev_exposes_prometheus_metrics() {
         .await
         .unwrap_err();
     assert_eq!(missing.code(), tonic::Code::NotFound);
-    let scrape = move || {
-        use std::io::{Read, Write};
-        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
-        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
-            .ok()?;
-        let mut body = String::new();
-        s.read_to_string(&mut body).ok()?;
-        Some(body)
-    };
     let wanted = [
         r#"grpc_server_handled_total{grpc_service="concierge.customers.v1.CustomersService",grpc_method="CreateAccount",grpc_code="Ok"} 1"#,
         r#"grpc_server_handled_total{grpc_service="concierge.customers.v1.CustomersService",grpc_method="GetAccount",grpc_code="NotFound"} 1"#,
         r#"concierge_gateway_calls_total{service="concierge.customers.v1.CustomersService",outcome="forwarded"} 2"#,
     ];
     eventually(Duration::from_secs(10), "the metrics of both calls", || {
-        let body = scrape().unwrap_or_default();
+        let body = scrape(port).unwrap_or_default();
         let ok = wanted.iter().all(|w| body.contains(w));
         async move { ok }
     })
@@ -762,4 +753,481 @@ async fn the_sla_tour_from_the_cli() {
         why.contains("outside the working hours of calendars/us-central"),
         "{why}"
     );
+}
+
+/// Mints a key with `concierge keys create` straight into the gateway's
+/// database, as an operator does, and returns its secret.
+fn mint_key(gateway_db: &str, args: &[&str]) -> String {
+    let minted = Command::new(BIN)
+        .args(["keys", "create"])
+        .args(args)
+        .args(["--database-url", gateway_db])
+        .output()
+        .unwrap();
+    assert!(
+        minted.status.success(),
+        "{}",
+        String::from_utf8_lossy(&minted.stderr)
+    );
+    String::from_utf8(minted.stdout)
+        .unwrap()
+        .lines()
+        .nth(1)
+        .unwrap()
+        .to_string()
+}
+
+/// A `concierge serve cases` replica with its Prometheus endpoint, where it
+/// counts its timer sweeps: a test can wait until this very replica has swept
+/// again, rather than guess how long that takes.
+struct CasesReplica {
+    proc: Proc,
+    metrics_port: u16,
+}
+
+impl CasesReplica {
+    fn start(port: u16, database_url: &str, secret: &str, customers_port: u16) -> Self {
+        let metrics_port = free_port();
+        let mut cmd = Command::new(BIN);
+        if let Ok(nats) = std::env::var("CONCIERGE_TEST_NATS_URL") {
+            cmd.env("CONCIERGE_EVENTS__NATS_URL", nats);
+        }
+        let child = cmd
+            .args(["serve", "cases", "--listen", &format!("127.0.0.1:{port}")])
+            .env("CONCIERGE_DATABASE__URL", database_url)
+            .env("CONCIERGE_INTERNAL__PRINCIPAL_SECRET", secret)
+            .env(
+                "CONCIERGE_BACKENDS__CUSTOMERS__URL",
+                format!("http://127.0.0.1:{customers_port}"),
+            )
+            .env(
+                "CONCIERGE_TELEMETRY__METRICS_LISTEN",
+                format!("127.0.0.1:{metrics_port}"),
+            )
+            .spawn()
+            .unwrap();
+        CasesReplica {
+            proc: Proc(child),
+            metrics_port,
+        }
+    }
+
+    /// `concierge_sla_timer_sweeps_total`, 0 until the first sweep.
+    fn sweeps(&self) -> u64 {
+        scrape(self.metrics_port)
+            .unwrap_or_default()
+            .lines()
+            .find_map(|l| l.strip_prefix("concierge_sla_timer_sweeps_total "))
+            .and_then(|n| n.trim().parse().ok())
+            .unwrap_or(0)
+    }
+}
+
+/// The body of a Prometheus endpoint's `/metrics`.
+fn scrape(port: u16) -> Option<String> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .ok()?;
+    let mut body = String::new();
+    s.read_to_string(&mut body).ok()?;
+    Some(body)
+}
+
+/// Two replicas of the cases service on one PostgreSQL database, behind a
+/// gateway, with the system clock: a first-response target breaches in real
+/// time, both replicas sweep their timers, and the breach is recorded (and,
+/// with NATS, published) once. A client key reads public updates only.
+#[tokio::test]
+async fn cases_behind_the_gateway_as_two_replicas_on_postgres() {
+    use concierge_proto::concierge::cases::v1 as cases;
+    use prost::Message as _;
+
+    let Some(admin) = postgres_url("cases_behind_the_gateway_as_two_replicas_on_postgres") else {
+        return;
+    };
+    let (customers_db, _) = create_postgres_database(&admin).await;
+    let (cases_db, _) = create_postgres_database(&admin).await;
+    let (gateway_db, _) = create_postgres_database(&admin).await;
+    let secret = "a-shared-internal-secret-for-this-test";
+    let key = mint_key(&gateway_db, &["--role", "admin", "--display-name", "e2e"]);
+    let nats = std::env::var("CONCIERGE_TEST_NATS_URL").ok();
+
+    let customers_port = free_port();
+    let mut serve_customers = Command::new(BIN);
+    if let Some(nats) = &nats {
+        serve_customers.env("CONCIERGE_EVENTS__NATS_URL", nats);
+    }
+    let customers = Proc(
+        serve_customers
+            .args([
+                "serve",
+                "customers",
+                "--listen",
+                &format!("127.0.0.1:{customers_port}"),
+            ])
+            .env("CONCIERGE_DATABASE__URL", &customers_db)
+            .env("CONCIERGE_INTERNAL__PRINCIPAL_SECRET", secret)
+            .spawn()
+            .unwrap(),
+    );
+    // Both replicas start at once on the one database, as a Deployment's do.
+    let (first_port, second_port) = (free_port(), free_port());
+    let first = CasesReplica::start(first_port, &cases_db, secret, customers_port);
+    let second = CasesReplica::start(second_port, &cases_db, secret, customers_port);
+    let gateway_port = free_port();
+    let gateway = Proc(
+        Command::new(BIN)
+            .args([
+                "serve",
+                "gateway",
+                "--listen",
+                &format!("127.0.0.1:{gateway_port}"),
+            ])
+            .env("CONCIERGE_DATABASE__URL", &gateway_db)
+            .env("CONCIERGE_INTERNAL__PRINCIPAL_SECRET", secret)
+            .env(
+                "CONCIERGE_BACKENDS__CUSTOMERS__URL",
+                format!("http://127.0.0.1:{customers_port}"),
+            )
+            .env(
+                "CONCIERGE_BACKENDS__CASES__URL",
+                format!("http://127.0.0.1:{first_port}"),
+            )
+            .spawn()
+            .unwrap(),
+    );
+    let gateway_url = format!("http://127.0.0.1:{gateway_port}");
+    wait_serving(
+        &format!("http://127.0.0.1:{customers_port}"),
+        concierge_customers::SERVICE_NAME,
+    )
+    .await;
+    for port in [first_port, second_port] {
+        wait_serving(
+            &format!("http://127.0.0.1:{port}"),
+            concierge_cases::SERVICE_NAME,
+        )
+        .await;
+    }
+    wait_serving(&gateway_url, concierge_customers::SERVICE_NAME).await;
+    wait_serving(&gateway_url, concierge_cases::SERVICE_NAME).await;
+
+    // Unique names: other tests publish into the same JetStream stream.
+    let run = uuid::Uuid::new_v4().simple().to_string()[..12].to_string();
+    let account_id = format!("sla{run}");
+    let client = concierge_sdk::Client::builder(gateway_url.clone())
+        .api_key(key)
+        .build()
+        .unwrap();
+    let acme = client
+        .customers()
+        .create_account(account(&account_id))
+        .await
+        .unwrap()
+        .into_inner();
+    let mut c = client.cases();
+    c.create_calendar(cases::CreateCalendarRequest {
+        calendar: Some(cases::Calendar {
+            display_name: "Always open".into(),
+            time_zone: Some(concierge_proto::types::TimeZone { id: "UTC".into() }),
+            working_periods: (1..=7)
+                .map(|weekday| cases::WorkingPeriod {
+                    weekday,
+                    start_minute: 0,
+                    end_minute: 1440,
+                })
+                .collect(),
+            ..Default::default()
+        }),
+        calendar_id: "always".into(),
+        request_id: String::new(),
+    })
+    .await
+    .unwrap();
+    c.create_sla_policy(cases::CreateSlaPolicyRequest {
+        sla_policy: Some(cases::SlaPolicy {
+            display_name: "Repairs, answered within two seconds".into(),
+            case_types: vec![cases::CaseType::Repair as i32],
+            calendar: "calendars/always".into(),
+            first_response: Some(cases::SlaTarget {
+                key: "first_response".into(),
+                display_name: "First response".into(),
+                duration: Some(prost_types::Duration {
+                    seconds: 2,
+                    nanos: 0,
+                }),
+                basis: cases::TimeBasis::Business as i32,
+            }),
+            ..Default::default()
+        }),
+        sla_policy_id: "repairs".into(),
+        validate_only: false,
+        request_id: String::new(),
+    })
+    .await
+    .unwrap();
+
+    // Where the stream stood before the case, so that only later messages count.
+    let stream = match &nats {
+        Some(url) => {
+            let bus = concierge_common::relay::JetStreamBus::connect(url, "cases")
+                .await
+                .unwrap();
+            let mut stream = bus
+                .context()
+                .get_stream(concierge_common::relay::stream_name("cases"))
+                .await
+                .unwrap();
+            let start = stream.info().await.unwrap().state.last_sequence + 1;
+            Some((stream, start))
+        }
+        None => None,
+    };
+
+    let case = c
+        .create_case(cases::CreateCaseRequest {
+            case: Some(cases::Case {
+                title: "Circuit down".into(),
+                r#type: cases::CaseType::Repair as i32,
+                account: acme.name.clone(),
+                ..Default::default()
+            }),
+            case_id: format!("breach{run}"),
+            request_id: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(case.sla_policy, "slaPolicies/repairs");
+    let clock = format!("{}/slaClocks/first_response", case.name);
+
+    // Nobody answers: the replicas' sweeps (every second, system clock) find
+    // the breach; the gateway shows it.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let breached = loop {
+        let got = c
+            .get_case(cases::GetCaseRequest {
+                name: case.name.clone(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        if got
+            .sla
+            .as_ref()
+            .is_some_and(|s| s.state == cases::SlaState::Breached as i32)
+        {
+            break got;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{} was not SLA_STATE_BREACHED 30 s after creation with a 2 s first-response target; its SLA summary: {:?}",
+            case.name,
+            got.sla
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(
+        breached.sla.unwrap().breached_clock_keys,
+        vec!["first_response".to_string()]
+    );
+
+    // The breach timer is done with; then each replica sweeps twice more, so
+    // that any sweep that could still have held the timer has finished.
+    let pool = sqlx::PgPool::connect(&cases_db).await.unwrap();
+    let breach_timer = format!("{clock}:sla_breach");
+    eventually(
+        Duration::from_secs(30),
+        &format!("timer {breach_timer} gone"),
+        || {
+            let pool = pool.clone();
+            let id = breach_timer.clone();
+            async move {
+                sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM timers WHERE id = $1")
+                    .bind(id)
+                    .fetch_one(&pool)
+                    .await
+                    .unwrap()
+                    == 0
+            }
+        },
+    )
+    .await;
+    let swept = [first.sweeps(), second.sweeps()];
+    assert!(
+        swept.iter().all(|&n| n > 0),
+        "both replicas count their sweeps: {swept:?}"
+    );
+    eventually(
+        Duration::from_secs(30),
+        "both replicas to sweep twice more",
+        || {
+            let ok = first.sweeps() >= swept[0] + 2 && second.sweeps() >= swept[1] + 2;
+            async move { ok }
+        },
+    )
+    .await;
+    let events = |kind: &'static str| {
+        let pool = pool.clone();
+        let clock = clock.clone();
+        async move {
+            sqlx::query_scalar::<_, i64>(
+                "SELECT COUNT(*) FROM outbox WHERE type = $1 AND subject = $2",
+            )
+            .bind(format!("concierge.cases.v1.sla_clock_{kind}"))
+            .bind(clock)
+            .fetch_one(&pool)
+            .await
+            .unwrap()
+        }
+    };
+    assert_eq!(
+        events("breached").await,
+        1,
+        "one breach event, however many replicas sweep"
+    );
+    assert_eq!(events("at_risk").await, 1, "one at-risk event");
+
+    // With NATS: once the relay has marked the event published, the stream
+    // holds it exactly once.
+    if let Some((stream, start)) = stream {
+        eventually(
+            Duration::from_secs(30),
+            "the breach event relayed to JetStream",
+            || {
+                let pool = pool.clone();
+                let clock = clock.clone();
+                async move {
+                    sqlx::query_scalar::<_, i64>(
+                        "SELECT COUNT(*) FROM outbox WHERE type = 'concierge.cases.v1.sla_clock_breached' AND subject = $1 AND publish_time > 0",
+                    )
+                    .bind(clock)
+                    .fetch_one(&pool)
+                    .await
+                    .unwrap()
+                        == 1
+                }
+            },
+        )
+        .await;
+        let mut ours = Vec::new();
+        let mut next = start;
+        loop {
+            let message = match stream
+                .get_first_raw_message_by_subject("concierge.cases.v1.sla_clock_breached", next)
+                .await
+            {
+                Ok(m) => m,
+                Err(e)
+                    if e.kind()
+                        == async_nats::jetstream::stream::RawMessageErrorKind::NoMessageFound =>
+                {
+                    break;
+                }
+                Err(e) => panic!("reading CONCIERGE_CASES: {e}"),
+            };
+            next = message.sequence + 1;
+            let event = concierge_proto::events::Event::decode(message.payload.as_ref()).unwrap();
+            if event.subject == clock && event.account == acme.name {
+                ours.push(event.id);
+            }
+        }
+        assert_eq!(
+            ours.len(),
+            1,
+            "the stream holds the breach of {clock} once: {ours:?}"
+        );
+    }
+
+    // An internal note and a public update; the client's key sees the update only.
+    for (id, visibility, body) in [
+        (
+            "internal",
+            cases::note::Visibility::Internal,
+            "Carrier says a backhoe cut the fibre.",
+        ),
+        (
+            "public",
+            cases::note::Visibility::Public,
+            "We are on it; next update within the hour.",
+        ),
+    ] {
+        c.create_note(cases::CreateNoteRequest {
+            parent: case.name.clone(),
+            note: Some(cases::Note {
+                visibility: visibility as i32,
+                body: body.into(),
+                ..Default::default()
+            }),
+            note_id: id.into(),
+            notify_client: false,
+            request_id: String::new(),
+        })
+        .await
+        .unwrap();
+    }
+    let client_key = mint_key(
+        &gateway_db,
+        &[
+            "--role",
+            "client",
+            "--account",
+            &acme.name,
+            "--display-name",
+            "client",
+        ],
+    );
+    let mut as_client = concierge_sdk::Client::builder(gateway_url)
+        .api_key(client_key)
+        .build()
+        .unwrap()
+        .cases();
+    let seen = as_client
+        .list_notes(cases::ListNotesRequest {
+            parent: case.name.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        seen.notes
+            .iter()
+            .map(|n| n.body.as_str())
+            .collect::<Vec<_>>(),
+        vec!["We are on it; next update within the hour."],
+        "a client reads the public update, never the internal note"
+    );
+    let hidden = as_client
+        .get_note(cases::GetNoteRequest {
+            name: format!("{}/notes/internal", case.name),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(hidden.code(), tonic::Code::NotFound);
+
+    // SIGTERM drains every process and each exits cleanly.
+    let CasesReplica { proc: first, .. } = first;
+    let CasesReplica { proc: second, .. } = second;
+    for p in [&gateway, &first, &second, &customers] {
+        sigterm(p);
+    }
+    for p in [gateway, first, second, customers] {
+        let started = std::time::Instant::now();
+        let status = tokio::task::spawn_blocking(move || {
+            let mut p = p;
+            p.0.wait()
+        })
+        .await
+        .unwrap()
+        .unwrap();
+        assert!(status.success(), "exit after SIGTERM: {status:?}");
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "drained before the 20 s grace period ran out"
+        );
+    }
+    pool.close().await;
+    drop((c, as_client));
 }
