@@ -500,7 +500,9 @@ impl Store {
             Scope::Parent(String::new())
         } else {
             let ids = names::parse("parent", page.parent, parent_collections)?;
-            if ids.last() == Some(&"-") && ids.len() > 1 {
+            if ids == ["-"] {
+                Scope::All
+            } else if ids.last() == Some(&"-") && ids.len() > 1 {
                 Scope::Account(format!("accounts/{}", ids[0]))
             } else if ids.contains(&"-") {
                 return Err(Error::invalid(

@@ -67,6 +67,8 @@ pub enum Scope {
     Parent(String),
     /// Every resource of the kind in one account (a "-" wildcard parent).
     Account(String),
+    /// Every resource of the kind ("cases/-": the clocks of every case).
+    All,
 }
 
 /// A list request as the store runs it.
@@ -277,11 +279,12 @@ pub async fn get_for_update(
 
 /// Counts resources in a scope (e.g. sites of an account before deleting it).
 pub async fn count(conn: &mut Conn<'_>, kind: &Kind, scope: &Scope) -> Result<i64> {
-    let (column, value) = match scope {
-        Scope::Parent(p) => ("parent", p),
-        Scope::Account(a) => ("account", a),
+    let (condition, value) = match scope {
+        Scope::Parent(p) => ("parent = $1", p.as_str()),
+        Scope::Account(a) => ("account = $1", a.as_str()),
+        Scope::All => ("$1 = ''", ""),
     };
-    let sql = format!("SELECT COUNT(*) FROM {} WHERE {column} = $1", kind.table);
+    let sql = format!("SELECT COUNT(*) FROM {} WHERE {condition}", kind.table);
     let n: i64 =
         on_conn!(conn, c => sqlx::query_scalar(&sql).bind(value).fetch_one(&mut **c).await?);
     Ok(n)
@@ -318,6 +321,7 @@ pub async fn list(conn: &mut Conn<'_>, kind: &Kind, q: &ListQuery) -> Result<Pag
             params.push(Value::Text(a.clone()));
             sql.push_str("account = $1");
         }
+        Scope::All => sql.push_str("1 = 1"),
     }
     if let Some(account) = &q.account {
         params.push(Value::Text(account.clone()));

@@ -26,7 +26,8 @@ use concierge_common::principal::{Principal, PrincipalCodec, Role};
 use concierge_common::storage::{Conn, Db};
 use concierge_proto::concierge::cases::v1::cases_service_server::CasesServiceServer;
 use concierge_proto::concierge::cases::v1::{
-    Calendar, Case, CaseLink, CasePriority, HandOffCode, Note, SlaPolicy, case, case_link, note,
+    Calendar, Case, CaseLink, CasePriority, HandOffCode, Note, SlaClock, SlaPolicy, case,
+    case_link, note,
 };
 use concierge_proto::events::Visibility;
 use sqlx::migrate::Migrator;
@@ -384,6 +385,32 @@ impl Policy<SlaPolicy> for Rules {
     }
     fn list_account(&self, p: &Principal, _parent: &str) -> Result<Option<String>> {
         staff_only(p, "SLA policies").map(|()| None)
+    }
+}
+
+/// SLA clocks: read by whoever may read their case (a client, its own
+/// account's), written only by the service as its cases change.
+impl Policy<SlaClock> for Rules {
+    fn visibility(&self, _r: &SlaClock) -> Visibility {
+        Visibility::Internal
+    }
+    fn may_read(&self, _p: &Principal, _name: &str) -> Result<()> {
+        Ok(())
+    }
+    fn may_attempt_write(&self, _p: &Principal, _target: &str) -> Result<()> {
+        Err(Error::PermissionDenied(
+            "SLA clocks follow from their case; change the case".into(),
+        ))
+    }
+    async fn may_write(&self, _conn: &mut Conn<'_>, p: &Principal, r: &SlaClock) -> Result<()> {
+        <Self as Policy<SlaClock>>::may_attempt_write(self, p, &r.name)
+    }
+    fn list_account(&self, p: &Principal, _parent: &str) -> Result<Option<String>> {
+        Ok(if p.role == Role::Client {
+            p.account.clone()
+        } else {
+            None
+        })
     }
 }
 

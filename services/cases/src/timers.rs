@@ -96,8 +96,46 @@ async fn write_summary(
     Ok(())
 }
 
+/// A case as a sweep read it: the row's revision (the summary is written
+/// only if nothing changed it since) and its clocks as of the sweep.
+struct ReadCase {
+    case: Case,
+    revision: i64,
+    clocks: Vec<SlaClock>,
+}
+
 /// Timers claimed, and completed in one transaction, per batch.
 const SWEEP_BATCH: i64 = 200;
+
+/// Rewrites the index rows of a case's clocks (what ListSlaClocks filters
+/// across cases), in the transaction that re-arms or fires their timers.
+async fn write_clock_index(
+    conn: &mut Conn<'_>,
+    case: &Case,
+    clocks: &[&SlaClock],
+    now: i64,
+) -> Result<()> {
+    on_conn!(conn, x => sqlx::query("DELETE FROM sla_clocks WHERE parent = $1")
+        .bind(&case.name)
+        .execute(&mut **x)
+        .await?
+        .rows_affected());
+    for c in clocks {
+        let stored = resource::Stored {
+            name: c.name.clone(),
+            parent: case.name.clone(),
+            account: case.account.clone(),
+            create_time: now,
+            update_time: now,
+            delete_time: 0,
+            revision: 1,
+            body: prost::Message::encode_to_vec(*c),
+        };
+        let columns = <SlaClock as concierge_common::crud::Resource<crate::Rules>>::columns(c);
+        resource::insert(conn, &crate::resources::SLA_CLOCKS, &stored, &columns).await?;
+    }
+    Ok(())
+}
 
 const AT_RISK: &str = "sla_at_risk";
 const BREACH: &str = "sla_breach";
@@ -171,6 +209,8 @@ impl Cases {
             .await?;
         let mut tx = self.store().db().begin().await?;
         let summary = summarise(clocks.iter().map(|(c, ..)| c));
+        let read: Vec<&SlaClock> = clocks.iter().map(|(c, ..)| c).collect();
+        write_clock_index(&mut tx.conn(), &case, &read, self.store().now()).await?;
         write_summary(&mut tx.conn(), case, stored.revision, summary).await?;
         for (c, ..) in &clocks {
             for kind in [AT_RISK, BREACH] {
@@ -239,8 +279,7 @@ impl Cases {
         let histories = self.case_histories(&names).await?;
         // None: the case is gone, and so are its timers. Absent: not read
         // this time.
-        let mut cases: HashMap<&str, Option<(Case, i64, Vec<SlaClock>)>> =
-            names.iter().map(|n| (*n, None)).collect();
+        let mut cases: HashMap<&str, Option<ReadCase>> = names.iter().map(|n| (*n, None)).collect();
         for stored in rows.iter().filter(|s| s.delete_time == 0) {
             let Ok(at) = names.binary_search(&stored.name.as_str()) else {
                 continue;
@@ -253,7 +292,14 @@ impl Cases {
             match self.clocks_of(&case, history, &mut lookups).await {
                 Ok(clocks) => {
                     let clocks = clocks.into_iter().map(|(c, ..)| c).collect();
-                    cases.insert(names[at], Some((case, stored.revision, clocks)));
+                    cases.insert(
+                        names[at],
+                        Some(ReadCase {
+                            case,
+                            revision: stored.revision,
+                            clocks,
+                        }),
+                    );
                 }
                 // Its lease runs out and a later sweep tries again.
                 Err(e) => {
@@ -272,7 +318,7 @@ impl Cases {
                 continue;
             };
             let key = String::from_utf8_lossy(&timer.payload);
-            let clock = read.as_ref().and_then(|(case, _, clocks)| {
+            let clock = read.as_ref().and_then(|ReadCase { case, clocks, .. }| {
                 clocks.iter().find(|c| c.key == key).map(|c| (case, c))
             });
             if !timers::complete(&mut tx, owner, timer).await? {
@@ -326,7 +372,14 @@ impl Cases {
             }
         }
         for name in changed {
-            if let Some(Some((case, revision, clocks))) = cases.get(name) {
+            if let Some(Some(ReadCase {
+                case,
+                revision,
+                clocks,
+            })) = cases.get(name)
+            {
+                let read: Vec<&SlaClock> = clocks.iter().collect();
+                write_clock_index(&mut tx.conn(), case, &read, clock::to_micros(now)).await?;
                 write_summary(
                     &mut tx.conn(),
                     case.clone(),

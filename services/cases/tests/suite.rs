@@ -291,6 +291,7 @@ suite!(
     links_come_in_pairs_within_one_account,
     an_order_is_withheld_while_it_depends_on_an_open_case,
     sla_policy_updates_can_be_checked_first_and_rolled_back,
+    clocks_across_cases_filter_by_state_and_page_by_target_time,
 );
 
 async fn create_calendar(h: &Harness, id: &str, c: Calendar) -> Result<Calendar, Status> {
@@ -2454,4 +2455,155 @@ async fn sla_policy_updates_can_be_checked_first_and_rolled_back(h: Harness) {
             ("3", Some(hours(8)))
         ]
     );
+}
+
+async fn clocks_across_cases_filter_by_state_and_page_by_target_time(h: Harness) {
+    let admin = who(Role::Admin);
+    create_calendar(&h, "us-central", us_central())
+        .await
+        .unwrap();
+    h.svc
+        .create_sla_policy(h.req(
+            &admin,
+            CreateSlaPolicyRequest {
+                sla_policy: Some(SlaPolicy {
+                    display_name: "Repairs".into(),
+                    case_types: vec![CaseType::Repair as i32],
+                    calendar: "calendars/us-central".into(),
+                    first_response: Some(target("first_response", 1)),
+                    overall_delivery: Some(target("restore", 8)),
+                    ..Default::default()
+                }),
+                sla_policy_id: "repairs".into(),
+                validate_only: false,
+                request_id: String::new(),
+            },
+        ))
+        .await
+        .unwrap();
+    // Monday 2026-11-30 in Chicago: acme's two repairs at 09:00 and 09:30,
+    // globex's at 09:10.
+    let a = agent();
+    let mut opened = Vec::new();
+    for (at, account, title) in [
+        ("2026-11-30T15:00:00Z", "acme", "A"),
+        ("2026-11-30T15:10:00Z", "globex", "G"),
+        ("2026-11-30T15:30:00Z", "acme", "B"),
+    ] {
+        h.clock.set(at.parse().unwrap());
+        opened.push(create_case(&h, &a, case(account, title)).await.unwrap());
+    }
+    let (ca, cg, cb) = (&opened[0].name, &opened[1].name, &opened[2].name);
+    // 10:20: A's and G's first responses are late, B's is at risk (48 of 60
+    // minutes gone at 10:18).
+    h.clock.set("2026-11-30T16:20:00Z".parse().unwrap());
+    h.svc
+        .sweep_timers("a", "2026-11-30T16:20:00Z".parse().unwrap())
+        .await
+        .unwrap();
+
+    let list = async |p: &Principal, parent: &str, filter: &str, page_size: i32, token: &str| {
+        h.svc
+            .list_sla_clocks(h.req(
+                p,
+                ListSlaClocksRequest {
+                    parent: parent.into(),
+                    page_size,
+                    page_token: token.into(),
+                    filter: filter.into(),
+                    order_by: String::new(),
+                },
+            ))
+            .await
+            .map(|r| r.into_inner())
+    };
+    let names = |r: &ListSlaClocksResponse| {
+        r.sla_clocks
+            .iter()
+            .map(|c| c.name.clone())
+            .collect::<Vec<_>>()
+    };
+    let clock = |case: &str, key: &str| format!("{case}/slaClocks/{key}");
+
+    let breached = list(&a, "cases/-", "state = BREACHED", 0, "")
+        .await
+        .unwrap();
+    assert_eq!(
+        names(&breached),
+        vec![clock(ca, "first_response"), clock(cg, "first_response")]
+    );
+    // Read live: 80 minutes gone on A's first response by 10:20.
+    assert_eq!(
+        breached.sla_clocks[0].elapsed_duration,
+        Some(Duration {
+            seconds: 80 * 60,
+            nanos: 0
+        })
+    );
+    let at_risk = list(&a, "cases/-", "state = SLA_STATE_AT_RISK", 0, "")
+        .await
+        .unwrap();
+    assert_eq!(names(&at_risk), vec![clock(cb, "first_response")]);
+    let early = list(
+        &a,
+        "cases/-",
+        "target_time < \"2026-11-30T16:15:00Z\"",
+        0,
+        "",
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        names(&early),
+        vec![clock(ca, "first_response"), clock(cg, "first_response")]
+    );
+
+    // Every clock, two a page, in target order across cases: the three
+    // first responses, then the restores (A's and G's by 17:00 and 17:10
+    // today, B's at 09:30 tomorrow).
+    let mut all = Vec::new();
+    let mut token = String::new();
+    loop {
+        let page = list(&a, "cases/-", "", 2, &token).await.unwrap();
+        assert!(page.sla_clocks.len() <= 2);
+        all.extend(names(&page));
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        token = page.next_page_token;
+    }
+    assert_eq!(
+        all,
+        vec![
+            clock(ca, "first_response"),
+            clock(cg, "first_response"),
+            clock(cb, "first_response"),
+            clock(ca, "restore"),
+            clock(cg, "restore"),
+            clock(cb, "restore"),
+        ]
+    );
+
+    // One case, filtered; and what a client sees across cases: its own.
+    let one = list(&a, ca, "key = \"restore\"", 0, "").await.unwrap();
+    assert_eq!(names(&one), vec![clock(ca, "restore")]);
+    let client = who(Role::Client);
+    let theirs = list(&client, "cases/-", "key = \"first_response\"", 0, "")
+        .await
+        .unwrap();
+    assert_eq!(
+        names(&theirs),
+        vec![clock(ca, "first_response"), clock(cb, "first_response")]
+    );
+    assert_eq!(
+        list(&client, cg, "key = \"restore\"", 0, "")
+            .await
+            .unwrap_err()
+            .code(),
+        Code::NotFound
+    );
+    let bad = list(&a, "cases/-", "colour = \"red\"", 0, "")
+        .await
+        .unwrap_err();
+    assert_eq!(violations(&bad), vec!["filter"]);
 }
