@@ -144,6 +144,35 @@ pub async fn complete(tx: &mut Tx, owner: &str, timer: &Claimed) -> Result<bool>
     Ok(n == 1)
 }
 
+/// [`complete`] for a batch in one statement; returns the ids whose claim
+/// still held, the only ones whose effects may be written.
+pub async fn complete_many<'a>(
+    tx: &mut Tx,
+    owner: &str,
+    timers: impl IntoIterator<Item = &'a Claimed>,
+) -> Result<std::collections::HashSet<String>> {
+    let timers: Vec<&Claimed> = timers.into_iter().collect();
+    if timers.is_empty() {
+        return Ok(Default::default());
+    }
+    let pairs: Vec<String> = (0..timers.len())
+        .map(|i| format!("(${}, ${})", 2 * i + 2, 2 * i + 3))
+        .collect();
+    let sql = format!(
+        "DELETE FROM timers WHERE lease_owner = $1 AND (id, due_time) IN (VALUES {}) RETURNING id",
+        pairs.join(", ")
+    );
+    let mut conn = tx.conn();
+    let ids: Vec<String> = on_conn!(&mut conn, c => {
+        let mut q = sqlx::query_scalar(&sql).bind(owner);
+        for t in &timers {
+            q = q.bind(&t.id).bind(t.due_time);
+        }
+        q.fetch_all(&mut **c).await?
+    });
+    Ok(ids.into_iter().collect())
+}
+
 /// The next due time, for sleeping until there is work (or a cap).
 pub async fn next_due(db: &Db) -> Result<Option<Timestamp>> {
     let mut pooled = db.acquire().await?;

@@ -195,17 +195,22 @@ impl BusinessCalendar {
             .expect("a local time of a supported date has an instant")
     }
 
-    /// Working intervals of a local date as instants, in order.
+    /// Working intervals of a local date as instants, in order and never
+    /// overlapping. A span ending inside a spring-forward gap maps forward,
+    /// past the start of a later span of the same day (01:00-02:50 and
+    /// 03:10-05:00 on a 02:00→03:00 night): the later one then starts where
+    /// the earlier ends, so no second is counted twice.
     fn intervals_on(&self, date: Date) -> impl Iterator<Item = (Timestamp, Timestamp)> + '_ {
-        self.spans_on(date)
-            .iter()
-            .map(move |s| {
-                (
-                    self.instant(date, s.start_minute),
-                    self.instant(date, s.end_minute),
-                )
-            })
-            .filter(|(s, e)| s < e)
+        let mut reached: Option<Timestamp> = None;
+        self.spans_on(date).iter().filter_map(move |s| {
+            let mut start = self.instant(date, s.start_minute);
+            let end = self.instant(date, s.end_minute);
+            if let Some(r) = reached {
+                start = start.max(r);
+            }
+            reached = Some(reached.map_or(end, |r| r.max(end)));
+            (start < end).then_some((start, end))
+        })
     }
 
     fn local_date(&self, t: Timestamp) -> Date {
@@ -545,6 +550,38 @@ mod tests {
             hours(23),
             "the local Sunday has 23 hours"
         );
+    }
+
+    /// Found by the segments property: a span ending in the gap (02:50 is
+    /// read as 03:50 EDT) ran past the next span's start (03:10), and
+    /// `measure` counted those 40 minutes twice while `segments` did not.
+    #[test]
+    fn a_span_ending_in_the_spring_forward_gap_does_not_overlap_the_next() {
+        let sunday = |start_minute, end_minute| WorkingPeriod {
+            weekday: Weekday::Sunday,
+            span: Span {
+                start_minute,
+                end_minute,
+            },
+        };
+        let cal = BusinessCalendar::new(
+            "America/New_York",
+            &[sunday(60, 170), sunday(190, 300)],
+            &[],
+        )
+        .unwrap();
+        // Sunday 2026-03-08, 00:00 EST to 06:00 EDT.
+        let (from, to) = (ts("2026-03-08T05:00:00Z"), ts("2026-03-08T10:00:00Z"));
+        let m = cal.measure(from, to);
+        assert_eq!(m.business, hours(3), "01:00 EST to 05:00 EDT, once");
+        let working: SignedDuration = cal
+            .segments(from, to)
+            .iter()
+            .filter(|s| s.working)
+            .map(|s| s.end.duration_since(s.start))
+            .sum();
+        assert_eq!(working, m.business);
+        assert_eq!(cal.add(from, hours(3)).unwrap(), ts("2026-03-08T09:00:00Z"));
     }
 
     #[test]

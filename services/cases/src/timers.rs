@@ -18,6 +18,7 @@ use jiff::{SignedDuration, Timestamp};
 
 use crate::Cases;
 
+use concierge_common::filter::Value;
 use concierge_common::on_conn;
 use concierge_common::resource;
 use concierge_common::storage::Conn;
@@ -137,6 +138,29 @@ async fn write_clock_index(
     Ok(())
 }
 
+/// Moves one clock's index row to the clock as read now (its state after
+/// an at-risk or breach instant); false when the clock has no row yet.
+async fn update_clock_index(conn: &mut Conn<'_>, c: &SlaClock, now: i64) -> Result<bool> {
+    let columns = <SlaClock as concierge_common::crud::Resource<crate::Rules>>::columns(c);
+    let mut sql = String::from("UPDATE sla_clocks SET update_time = $1, body = $2");
+    for (i, (column, _)) in columns.iter().enumerate() {
+        sql.push_str(&format!(", {column} = ${}", i + 4));
+    }
+    sql.push_str(" WHERE name = $3");
+    let body = prost::Message::encode_to_vec(c);
+    let n = on_conn!(conn, x => {
+        let mut q = sqlx::query(&sql).bind(now).bind(&body).bind(&c.name);
+        for (_, v) in &columns {
+            q = match v {
+                Value::Text(t) => q.bind(t.clone()),
+                Value::Int(i) => q.bind(*i),
+            };
+        }
+        q.execute(&mut **x).await?.rows_affected()
+    });
+    Ok(n == 1)
+}
+
 const AT_RISK: &str = "sla_at_risk";
 const BREACH: &str = "sla_breach";
 
@@ -174,17 +198,32 @@ async fn fired(conn: &mut Conn<'_>, clock: &str, kind: &str) -> Result<bool> {
     Ok(n > 0)
 }
 
-/// Marks an event fired; false when it already was.
-async fn mark_fired(conn: &mut Conn<'_>, clock: &str, kind: &str, at: i64) -> Result<bool> {
-    let n = on_conn!(conn, c => sqlx::query(
-        "INSERT INTO sla_events_fired (clock, kind, fire_time) VALUES ($1, $2, $3) ON CONFLICT (clock, kind) DO NOTHING")
-        .bind(clock)
-        .bind(kind)
-        .bind(at)
-        .execute(&mut **c)
-        .await?
-        .rows_affected());
-    Ok(n == 1)
+/// Marks events fired; returns the (clock, kind) pairs that were not yet,
+/// the only ones to report.
+async fn mark_fired<'a>(
+    conn: &mut Conn<'_>,
+    events: impl Iterator<Item = (&'a str, &'a str)>,
+    at: i64,
+) -> Result<HashSet<(String, String)>> {
+    let events: Vec<(&str, &str)> = events.collect();
+    if events.is_empty() {
+        return Ok(HashSet::new());
+    }
+    let rows: Vec<String> = (0..events.len())
+        .map(|i| format!("(${}, ${}, $1)", 2 * i + 2, 2 * i + 3))
+        .collect();
+    let sql = format!(
+        "INSERT INTO sla_events_fired (clock, kind, fire_time) VALUES {} ON CONFLICT (clock, kind) DO NOTHING RETURNING clock, kind",
+        rows.join(", ")
+    );
+    let first: Vec<(String, String)> = on_conn!(conn, c => {
+        let mut q = sqlx::query_as(&sql).bind(at);
+        for (clock, kind) in &events {
+            q = q.bind(*clock).bind(*kind);
+        }
+        q.fetch_all(&mut **c).await?
+    });
+    Ok(first.into_iter().collect())
 }
 
 impl Cases {
@@ -312,29 +351,57 @@ impl Cases {
         let mut fired = 0;
         let mut fired_kinds = Vec::new();
         let mut changed: HashSet<&str> = HashSet::new();
+        let mut fired_clocks: HashSet<&str> = HashSet::new();
         let mut tx = self.store().db().begin().await?;
-        for timer in &claimed {
-            let Some(read) = cases.get(timer.subject.as_str()) else {
+        let completed = timers::complete_many(
+            &mut tx,
+            owner,
+            claimed
+                .iter()
+                .filter(|t| cases.contains_key(t.subject.as_str())),
+        )
+        .await?;
+        // The timers whose instant has come, and those to wait for the
+        // clock's new instant (a pause, a new calendar moved it).
+        let mut reached = Vec::new();
+        for timer in claimed.iter().filter(|t| completed.contains(&t.id)) {
+            let key = String::from_utf8_lossy(&timer.payload);
+            let Some(Some(ReadCase { case, clocks, .. })) = cases.get(timer.subject.as_str())
+            else {
                 continue;
             };
-            let key = String::from_utf8_lossy(&timer.payload);
-            let clock = read.as_ref().and_then(|ReadCase { case, clocks, .. }| {
-                clocks.iter().find(|c| c.key == key).map(|c| (case, c))
-            });
-            if !timers::complete(&mut tx, owner, timer).await? {
-                continue;
-            }
-            let Some((case, c)) = clock else {
+            let Some(c) = clocks.iter().find(|c| c.key == key) else {
                 continue;
             };
             let state = SlaState::try_from(c.state).unwrap_or(SlaState::Unspecified);
-            let reached = match timer.kind.as_str() {
+            let due_now = match timer.kind.as_str() {
                 BREACH => state == SlaState::Breached,
                 _ => matches!(state, SlaState::AtRisk | SlaState::Breached),
             };
-            let first = reached
-                && mark_fired(&mut tx.conn(), &c.name, &timer.kind, clock::to_micros(now)).await?;
-            if first {
+            if due_now {
+                reached.push((timer, case, c));
+            } else if let Some(at) = due(c, &timer.kind) {
+                timers::arm(
+                    &mut tx.conn(),
+                    &timer.id,
+                    &timer.kind,
+                    &timer.subject,
+                    at,
+                    key.as_bytes(),
+                )
+                .await?;
+            }
+        }
+        let first = mark_fired(
+            &mut tx.conn(),
+            reached
+                .iter()
+                .map(|(t, _, c)| (c.name.as_str(), t.kind.as_str())),
+            clock::to_micros(now),
+        )
+        .await?;
+        for (timer, case, c) in reached {
+            if first.contains(&(c.name.clone(), timer.kind.clone())) {
                 let verb = if timer.kind == BREACH {
                     "breached"
                 } else {
@@ -357,18 +424,8 @@ impl Cases {
                 .await?;
                 fired += 1;
                 changed.insert(&timer.subject);
+                fired_clocks.insert(c.name.as_str());
                 fired_kinds.push(verb);
-            } else if let Some(at) = due(c, &timer.kind).filter(|_| !reached) {
-                // The clock moved (a pause, a new calendar): wait for its new instant.
-                timers::arm(
-                    &mut tx.conn(),
-                    &timer.id,
-                    &timer.kind,
-                    &timer.subject,
-                    at,
-                    key.as_bytes(),
-                )
-                .await?;
             }
         }
         for name in changed {
@@ -378,8 +435,17 @@ impl Cases {
                 clocks,
             })) = cases.get(name)
             {
-                let read: Vec<&SlaClock> = clocks.iter().collect();
-                write_clock_index(&mut tx.conn(), case, &read, clock::to_micros(now)).await?;
+                let mut indexed = true;
+                for c in clocks
+                    .iter()
+                    .filter(|c| fired_clocks.contains(c.name.as_str()))
+                {
+                    indexed &= update_clock_index(&mut tx.conn(), c, clock::to_micros(now)).await?;
+                }
+                if !indexed {
+                    let read: Vec<&SlaClock> = clocks.iter().collect();
+                    write_clock_index(&mut tx.conn(), case, &read, clock::to_micros(now)).await?;
+                }
                 write_summary(
                     &mut tx.conn(),
                     case.clone(),

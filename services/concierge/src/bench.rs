@@ -537,6 +537,17 @@ async fn real_sweep(
             .bind(opened_us)
             .execute(pool)
             .await?;
+        // Each clock's index row, as the case's last change left it.
+        sqlx::query("INSERT INTO sla_clocks (name, parent, account, create_time, update_time, revision, body, clock_key, kind, state, status, target_time, breach_time, sla_policy) SELECT n || '/slaClocks/first_response', n, 'accounts/a1', $2, $2, 1, ''::bytea, 'first_response', $3, $4, $5, $6, 0, $7 FROM UNNEST($1::text[]) AS t(n)")
+            .bind(&names)
+            .bind(opened_us)
+            .bind(sla_clock::Kind::Client as i64)
+            .bind(SlaState::OnTrack as i64)
+            .bind(sla_clock::Status::Running as i64)
+            .bind(opened_us + 3_600_000_000)
+            .bind(&policy.name)
+            .execute(pool)
+            .await?;
         sqlx::query("INSERT INTO timers (id, kind, subject, due_time, payload) SELECT n || '/slaClocks/first_response:sla_breach', 'sla_breach', n, $2, $3 FROM UNNEST($1::text[]) AS t(n)")
             .bind(&names)
             .bind(opened_us + 3_600_000_000)
