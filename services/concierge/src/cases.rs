@@ -64,6 +64,20 @@ fn case_text(c: &Case) -> String {
     if !c.state_reason.is_empty() {
         out.push_str(&format!("\n  reason: {}", c.state_reason));
     }
+    if !c.hand_off_code.is_empty() {
+        out.push_str(&format!(
+            "\n  hand-off: {} ({})",
+            c.hand_off_code,
+            if c.presented_to_carrier {
+                "presented to the carrier"
+            } else {
+                "not presented"
+            }
+        ));
+    }
+    if c.withheld_by_dependency {
+        out.push_str("\n  withheld: depends on an open case");
+    }
     out
 }
 
@@ -171,14 +185,52 @@ pub enum Command {
         body: String,
         #[arg(long)]
         public: bool,
+        /// Also send a public update to the client delegate and the case's contact.
+        #[arg(long, requires = "public")]
+        notify: bool,
     },
     /// The notes of a case you may see.
     Notes {
         case: String,
     },
-    /// Where each SLA clock of a case stands.
+    /// Where each SLA clock of a case stands; without a case, the clocks of
+    /// every case you may see, soonest target first.
     Clocks {
+        case: Option<String>,
+        /// AIP-160 filter, e.g. 'state = BREACHED' or 'target_time < "2026-12-01T00:00:00Z"'.
+        #[arg(long, default_value = "")]
+        filter: String,
+        #[arg(long, default_value_t = 50)]
+        page_size: i32,
+    },
+    /// Link two cases: TYPE is parent-of, child-of, depends-on, blocks,
+    /// duplicate-of or duplicated-by.
+    Link {
         case: String,
+        #[arg(value_name = "TYPE")]
+        kind: String,
+        target: String,
+        #[arg(long, default_value = "")]
+        reason: String,
+    },
+    /// The links of a case.
+    Links {
+        case: String,
+    },
+    /// Set an order's hand-off code toward the carrier (NR, HE, EN, PE, …).
+    HandOff {
+        case: String,
+        code: String,
+        #[arg(long, default_value = "")]
+        carrier_reference: String,
+    },
+    /// Merge a duplicate into an open case of the same account.
+    Merge {
+        case: String,
+        #[arg(long)]
+        into: String,
+        #[arg(long, default_value = "")]
+        reason: String,
     },
     /// Business calendars (working hours, holidays).
     Calendars {
@@ -242,6 +294,16 @@ pub enum PoliciesCommand {
         time_zone_source: String,
     },
     List,
+    /// Every revision of a policy, oldest first.
+    Revisions {
+        id: String,
+    },
+    /// Make an earlier revision current again (as a new revision).
+    Rollback {
+        id: String,
+        #[arg(long)]
+        revision: String,
+    },
 }
 
 const DAYS: [(&str, Weekday); 7] = [
@@ -563,7 +625,12 @@ pub async fn run(command: Command, args: &ClientArgs) -> anyhow::Result<()> {
             .map_err(rpc)?
             .into_inner(),
         ),
-        Command::Note { case, body, public } => {
+        Command::Note {
+            case,
+            body,
+            public,
+            notify,
+        } => {
             let visibility = if public {
                 note::Visibility::Public
             } else {
@@ -578,7 +645,7 @@ pub async fn run(command: Command, args: &ClientArgs) -> anyhow::Result<()> {
                         ..Default::default()
                     }),
                     note_id: String::new(),
-                    notify_client: false,
+                    notify_client: notify,
                     request_id: rid(),
                 })
                 .await
@@ -587,7 +654,10 @@ pub async fn run(command: Command, args: &ClientArgs) -> anyhow::Result<()> {
             if json {
                 println!("{}", output::json(&n)?)
             } else {
-                println!("{}", n.name)
+                println!("{}", n.name);
+                for contact in &n.notified_contacts {
+                    println!("  notified {contact}");
+                }
             }
             Ok(())
         }
@@ -617,10 +687,17 @@ pub async fn run(command: Command, args: &ClientArgs) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Clocks { case } => {
+        Command::Clocks {
+            case,
+            filter,
+            page_size,
+        } => {
+            let across = case.is_none();
             let resp = c
                 .list_sla_clocks(ListSlaClocksRequest {
-                    parent: case_name(&case),
+                    parent: case_name(case.as_deref().unwrap_or("-")),
+                    page_size,
+                    filter,
                     ..Default::default()
                 })
                 .await
@@ -633,8 +710,13 @@ pub async fn run(command: Command, args: &ClientArgs) -> anyhow::Result<()> {
                     .sla_clocks
                     .iter()
                     .map(|k| {
+                        let clock = if across {
+                            k.name.replace("/slaClocks/", " ")
+                        } else {
+                            k.key.clone()
+                        };
                         vec![
-                            k.key.clone(),
+                            clock,
                             SlaState::try_from(k.state)
                                 .map(|s| short(s.as_str_name(), "SLA_STATE_"))
                                 .unwrap_or_default(),
@@ -663,6 +745,102 @@ pub async fn run(command: Command, args: &ClientArgs) -> anyhow::Result<()> {
                         &rows
                     )
                 );
+            }
+            Ok(())
+        }
+        Command::Link {
+            case,
+            kind,
+            target,
+            reason,
+        } => {
+            let kind = match kind.as_str() {
+                "parent-of" => case_link::Type::ParentOf,
+                "child-of" => case_link::Type::ChildOf,
+                "depends-on" => case_link::Type::DependsOn,
+                "blocks" => case_link::Type::Blocks,
+                "duplicate-of" => case_link::Type::DuplicateOf,
+                "duplicated-by" => case_link::Type::DuplicatedBy,
+                other => anyhow::bail!(
+                    "{other:?} is not a link type: parent-of, child-of, depends-on, blocks, duplicate-of, duplicated-by"
+                ),
+            };
+            let link = c
+                .create_case_link(CreateCaseLinkRequest {
+                    parent: case_name(&case),
+                    case_link: Some(CaseLink {
+                        r#type: kind as i32,
+                        target: case_name(&target),
+                        reason,
+                        ..Default::default()
+                    }),
+                    case_link_id: String::new(),
+                    request_id: rid(),
+                })
+                .await
+                .map_err(rpc)?
+                .into_inner();
+            if json {
+                println!("{}", output::json(&link)?)
+            } else {
+                println!("{}", link.name)
+            }
+            Ok(())
+        }
+        Command::Links { case } => {
+            let resp = c
+                .list_case_links(ListCaseLinksRequest {
+                    parent: case_name(&case),
+                    ..Default::default()
+                })
+                .await
+                .map_err(rpc)?
+                .into_inner();
+            if json {
+                println!("{}", output::json(&resp)?);
+            } else {
+                for l in &resp.case_links {
+                    let kind = case_link::Type::try_from(l.r#type)
+                        .map(|t| short(t.as_str_name(), "TYPE_"))
+                        .unwrap_or_default();
+                    println!("{kind:<14} {}  {}", l.target, l.reason);
+                }
+            }
+            Ok(())
+        }
+        Command::HandOff {
+            case,
+            code,
+            carrier_reference,
+        } => print(
+            c.set_case_hand_off_code(SetCaseHandOffCodeRequest {
+                name: case_name(&case),
+                hand_off_code: code,
+                carrier_reference,
+                reason: String::new(),
+                etag: String::new(),
+                request_id: rid(),
+            })
+            .await
+            .map_err(rpc)?
+            .into_inner(),
+        ),
+        Command::Merge { case, into, reason } => {
+            let resp = c
+                .merge_case(MergeCaseRequest {
+                    name: case_name(&case),
+                    target: case_name(&into),
+                    reason,
+                    etag: String::new(),
+                    request_id: rid(),
+                })
+                .await
+                .map_err(rpc)?
+                .into_inner();
+            if json {
+                println!("{}", output::json(&resp)?)
+            } else {
+                println!("merged {} into {}", case_name(&case), case_name(&into))
             }
             Ok(())
         }
@@ -805,6 +983,48 @@ pub async fn run(command: Command, args: &ClientArgs) -> anyhow::Result<()> {
                             p.name, p.revision_id, p.display_name, p.precedence, p.calendar
                         );
                     }
+                }
+                Ok(())
+            }
+            PoliciesCommand::Revisions { id } => {
+                let resp = c
+                    .list_sla_policy_revisions(ListSlaPolicyRevisionsRequest {
+                        name: format!("slaPolicies/{id}"),
+                        ..Default::default()
+                    })
+                    .await
+                    .map_err(rpc)?
+                    .into_inner();
+                if json {
+                    println!("{}", output::json(&resp)?);
+                } else {
+                    for p in &resp.sla_policies {
+                        println!(
+                            "{}@{}  {}  {}",
+                            p.name,
+                            p.revision_id,
+                            show_time(&p.revision_create_time),
+                            p.display_name
+                        );
+                    }
+                }
+                Ok(())
+            }
+            PoliciesCommand::Rollback { id, revision } => {
+                let p = c
+                    .rollback_sla_policy(RollbackSlaPolicyRequest {
+                        name: format!("slaPolicies/{id}"),
+                        revision_id: revision,
+                        etag: String::new(),
+                        request_id: rid(),
+                    })
+                    .await
+                    .map_err(rpc)?
+                    .into_inner();
+                if json {
+                    println!("{}", output::json(&p)?)
+                } else {
+                    println!("{}@{}  {}", p.name, p.revision_id, p.display_name)
                 }
                 Ok(())
             }

@@ -753,6 +753,52 @@ async fn the_sla_tour_from_the_cli() {
         why.contains("outside the working hours of calendars/us-central"),
         "{why}"
     );
+
+    // Across cases, filtered, read live.
+    let across: serde_json::Value = serde_json::from_str(&cli(&[
+        "cases",
+        "clocks",
+        "--filter",
+        "key = \"delivery\"",
+        "--json",
+    ]))
+    .unwrap();
+    let across = across["slaClocks"].as_array().unwrap();
+    assert_eq!(across.len(), 1);
+    assert_eq!(across[0]["name"], "cases/c1/slaClocks/delivery");
+    assert_eq!(across[0]["elapsedDuration"], "25200s");
+
+    // An order waiting on the repair is withheld until the repair closes.
+    cli(&[
+        "cases",
+        "create",
+        "--account",
+        "acme",
+        "--type",
+        "order-new",
+        "--title",
+        "Backup line",
+        "--id",
+        "o1",
+    ]);
+    cli(&["cases", "link", "o1", "depends-on", "c1"]);
+    assert!(cli(&["cases", "links", "c1"]).contains("blocks  "));
+    assert!(cli(&["cases", "get", "o1"]).contains("withheld: depends on an open case"));
+    cli(&["cases", "cancel", "c1", "--reason", "raised twice"]);
+    assert!(!cli(&["cases", "get", "o1"]).contains("withheld"));
+
+    // A policy's history, and a rollback that becomes its next revision.
+    cli(&[
+        "cases",
+        "policies",
+        "rollback",
+        "repairs",
+        "--revision",
+        "1",
+    ]);
+    let revisions = cli(&["cases", "policies", "revisions", "repairs"]);
+    assert_eq!(revisions.lines().count(), 2, "{revisions}");
+    assert!(revisions.contains("slaPolicies/repairs@2"), "{revisions}");
 }
 
 /// Mints a key with `concierge keys create` straight into the gateway's
