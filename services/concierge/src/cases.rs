@@ -237,6 +237,11 @@ pub enum Command {
         #[command(subcommand)]
         command: CalendarsCommand,
     },
+    /// Hand-off codes toward the carrier (configuration).
+    HandOffCodes {
+        #[command(subcommand)]
+        command: HandOffCodesCommand,
+    },
     /// SLA policies (targets in business time, versioned).
     Policies {
         #[command(subcommand)]
@@ -267,6 +272,24 @@ pub enum CalendarsCommand {
         /// A day off, "2026-11-26"; or a short day, "2026-11-27=09:00-13:00". Repeatable.
         #[arg(long = "holiday")]
         holidays: Vec<String>,
+    },
+    List,
+}
+
+#[derive(Subcommand)]
+pub enum HandOffCodesCommand {
+    /// Create a code, e.g. --id PE --display-name "Presented" --presented --type order-new.
+    Create {
+        #[arg(long)]
+        id: String,
+        #[arg(long)]
+        display_name: String,
+        /// The code says the order is with the carrier.
+        #[arg(long)]
+        presented: bool,
+        /// Case types it applies to (repeatable); none means all.
+        #[arg(long = "type")]
+        types: Vec<String>,
     },
     List,
 }
@@ -1025,6 +1048,69 @@ pub async fn run(command: Command, args: &ClientArgs) -> anyhow::Result<()> {
                     println!("{}", output::json(&p)?)
                 } else {
                     println!("{}@{}  {}", p.name, p.revision_id, p.display_name)
+                }
+                Ok(())
+            }
+        },
+        Command::HandOffCodes { command } => match command {
+            HandOffCodesCommand::Create {
+                id,
+                display_name,
+                presented,
+                types,
+            } => {
+                let code = c
+                    .create_hand_off_code(CreateHandOffCodeRequest {
+                        hand_off_code: Some(HandOffCode {
+                            display_name,
+                            presented_to_carrier: presented,
+                            case_types: types
+                                .iter()
+                                .map(|t| {
+                                    parse_enum(
+                                        t,
+                                        "CASE_TYPE_",
+                                        |s| CaseType::from_str_name(s).map(|v| v as i32),
+                                        "case type",
+                                    )
+                                })
+                                .collect::<anyhow::Result<_>>()?,
+                            ..Default::default()
+                        }),
+                        hand_off_code_id: id,
+                        request_id: rid(),
+                    })
+                    .await
+                    .map_err(rpc)?
+                    .into_inner();
+                if json {
+                    println!("{}", output::json(&code)?)
+                } else {
+                    println!("{}", code.name)
+                }
+                Ok(())
+            }
+            HandOffCodesCommand::List => {
+                let resp = c
+                    .list_hand_off_codes(ListHandOffCodesRequest::default())
+                    .await
+                    .map_err(rpc)?
+                    .into_inner();
+                if json {
+                    println!("{}", output::json(&resp)?);
+                } else {
+                    for code in &resp.hand_off_codes {
+                        println!(
+                            "{:<6} {}{}",
+                            code.name.trim_start_matches("handOffCodes/"),
+                            code.display_name,
+                            if code.presented_to_carrier {
+                                "  (presented to the carrier)"
+                            } else {
+                                ""
+                            }
+                        );
+                    }
                 }
                 Ok(())
             }

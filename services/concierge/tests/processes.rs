@@ -784,8 +784,36 @@ async fn the_sla_tour_from_the_cli() {
     cli(&["cases", "link", "o1", "depends-on", "c1"]);
     assert!(cli(&["cases", "links", "c1"]).contains("blocks  "));
     assert!(cli(&["cases", "get", "o1"]).contains("withheld: depends on an open case"));
+    cli(&[
+        "cases",
+        "hand-off-codes",
+        "create",
+        "--id",
+        "PE",
+        "--display-name",
+        "Presented",
+        "--presented",
+        "--type",
+        "order-new",
+    ]);
+    assert!(
+        cli(&["cases", "hand-off-codes", "list"])
+            .contains("PE     Presented  (presented to the carrier)")
+    );
+    let presented = cli(&[
+        "cases",
+        "hand-off",
+        "o1",
+        "PE",
+        "--carrier-reference",
+        "PON-77",
+    ]);
+    assert!(
+        presented.contains("hand-off: PE (presented to the carrier)"),
+        "{presented}"
+    );
+    assert!(!presented.contains("withheld"), "{presented}");
     cli(&["cases", "cancel", "c1", "--reason", "raised twice"]);
-    assert!(!cli(&["cases", "get", "o1"]).contains("withheld"));
 
     // A policy's history, and a rollback that becomes its next revision.
     cli(&[
