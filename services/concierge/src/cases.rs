@@ -421,14 +421,7 @@ fn duration(text: &str) -> anyhow::Result<SlaTarget> {
 pub async fn run(command: Command, args: &ClientArgs) -> anyhow::Result<()> {
     let mut c = args.client()?.cases();
     let json = args.json;
-    let print = |case: Case| -> anyhow::Result<()> {
-        if json {
-            println!("{}", output::json(&case)?);
-        } else {
-            println!("{}", case_text(&case));
-        }
-        Ok(())
-    };
+    let print = |case: Case| output::emit(json, &case, |c| println!("{}", case_text(c)));
     let rid = || uuid::Uuid::new_v4().to_string();
     match command {
         Command::Create {
@@ -499,9 +492,7 @@ pub async fn run(command: Command, args: &ClientArgs) -> anyhow::Result<()> {
                 .await
                 .map_err(rpc)?
                 .into_inner();
-            if json {
-                println!("{}", output::json(&resp)?);
-            } else {
+            output::emit(json, &resp, |resp| {
                 let rows: Vec<Vec<String>> = resp
                     .cases
                     .iter()
@@ -519,8 +510,7 @@ pub async fn run(command: Command, args: &ClientArgs) -> anyhow::Result<()> {
                     "{}",
                     output::table(&["NAME", "STATE", "ACCOUNT", "OWNER", "TITLE"], &rows)
                 );
-            }
-            Ok(())
+            })
         }
         Command::Open { case, owner } => print(
             c.open_case(OpenCaseRequest {
@@ -674,15 +664,12 @@ pub async fn run(command: Command, args: &ClientArgs) -> anyhow::Result<()> {
                 .await
                 .map_err(rpc)?
                 .into_inner();
-            if json {
-                println!("{}", output::json(&n)?)
-            } else {
+            output::emit(json, &n, |n| {
                 println!("{}", n.name);
                 for contact in &n.notified_contacts {
                     println!("  notified {contact}");
                 }
-            }
-            Ok(())
+            })
         }
         Command::Notes { case } => {
             let resp = c
@@ -693,9 +680,7 @@ pub async fn run(command: Command, args: &ClientArgs) -> anyhow::Result<()> {
                 .await
                 .map_err(rpc)?
                 .into_inner();
-            if json {
-                println!("{}", output::json(&resp)?);
-            } else {
+            output::emit(json, &resp, |resp| {
                 for n in &resp.notes {
                     let vis = note::Visibility::try_from(n.visibility)
                         .map(|v| short(v.as_str_name(), "VISIBILITY_"))
@@ -707,8 +692,7 @@ pub async fn run(command: Command, args: &ClientArgs) -> anyhow::Result<()> {
                         n.body
                     );
                 }
-            }
-            Ok(())
+            })
         }
         Command::Clocks {
             case,
@@ -726,9 +710,7 @@ pub async fn run(command: Command, args: &ClientArgs) -> anyhow::Result<()> {
                 .await
                 .map_err(rpc)?
                 .into_inner();
-            if json {
-                println!("{}", output::json(&resp)?);
-            } else {
+            output::emit(json, &resp, |resp| {
                 let rows: Vec<Vec<String>> = resp
                     .sla_clocks
                     .iter()
@@ -768,8 +750,7 @@ pub async fn run(command: Command, args: &ClientArgs) -> anyhow::Result<()> {
                         &rows
                     )
                 );
-            }
-            Ok(())
+            })
         }
         Command::Link {
             case,
@@ -803,12 +784,7 @@ pub async fn run(command: Command, args: &ClientArgs) -> anyhow::Result<()> {
                 .await
                 .map_err(rpc)?
                 .into_inner();
-            if json {
-                println!("{}", output::json(&link)?)
-            } else {
-                println!("{}", link.name)
-            }
-            Ok(())
+            output::emit(json, &link, |link| println!("{}", link.name))
         }
         Command::Links { case } => {
             let resp = c
@@ -819,17 +795,14 @@ pub async fn run(command: Command, args: &ClientArgs) -> anyhow::Result<()> {
                 .await
                 .map_err(rpc)?
                 .into_inner();
-            if json {
-                println!("{}", output::json(&resp)?);
-            } else {
+            output::emit(json, &resp, |resp| {
                 for l in &resp.case_links {
                     let kind = case_link::Type::try_from(l.r#type)
                         .map(|t| short(t.as_str_name(), "TYPE_"))
                         .unwrap_or_default();
                     println!("{kind:<14} {}  {}", l.target, l.reason);
                 }
-            }
-            Ok(())
+            })
         }
         Command::HandOff {
             case,
@@ -860,12 +833,9 @@ pub async fn run(command: Command, args: &ClientArgs) -> anyhow::Result<()> {
                 .await
                 .map_err(rpc)?
                 .into_inner();
-            if json {
-                println!("{}", output::json(&resp)?)
-            } else {
+            output::emit(json, &resp, |_| {
                 println!("merged {} into {}", case_name(&case), case_name(&into))
-            }
-            Ok(())
+            })
         }
         Command::Calendars { command } => match command {
             CalendarsCommand::Create {
@@ -898,12 +868,9 @@ pub async fn run(command: Command, args: &ClientArgs) -> anyhow::Result<()> {
                     .await
                     .map_err(rpc)?
                     .into_inner();
-                if json {
-                    println!("{}", output::json(&created)?)
-                } else {
+                output::emit(json, &created, |created| {
                     println!("{}  {}", created.name, created.display_name)
-                }
-                Ok(())
+                })
             }
             CalendarsCommand::List => {
                 let resp = c
@@ -911,9 +878,7 @@ pub async fn run(command: Command, args: &ClientArgs) -> anyhow::Result<()> {
                     .await
                     .map_err(rpc)?
                     .into_inner();
-                if json {
-                    println!("{}", output::json(&resp)?);
-                } else {
+                output::emit(json, &resp, |resp| {
                     for k in &resp.calendars {
                         println!(
                             "{}  {}  ({})",
@@ -922,8 +887,7 @@ pub async fn run(command: Command, args: &ClientArgs) -> anyhow::Result<()> {
                             k.time_zone.as_ref().map(|t| t.id.as_str()).unwrap_or("")
                         );
                     }
-                }
-                Ok(())
+                })
             }
         },
         Command::Policies { command } => match command {
@@ -981,15 +945,12 @@ pub async fn run(command: Command, args: &ClientArgs) -> anyhow::Result<()> {
                     .await
                     .map_err(rpc)?
                     .into_inner();
-                if json {
-                    println!("{}", output::json(&created)?)
-                } else {
+                output::emit(json, &created, |created| {
                     println!(
                         "{}@{}  {}",
                         created.name, created.revision_id, created.display_name
                     )
-                }
-                Ok(())
+                })
             }
             PoliciesCommand::List => {
                 let resp = c
@@ -997,17 +958,14 @@ pub async fn run(command: Command, args: &ClientArgs) -> anyhow::Result<()> {
                     .await
                     .map_err(rpc)?
                     .into_inner();
-                if json {
-                    println!("{}", output::json(&resp)?);
-                } else {
+                output::emit(json, &resp, |resp| {
                     for p in &resp.sla_policies {
                         println!(
                             "{}@{}  {}  (precedence {}, {})",
                             p.name, p.revision_id, p.display_name, p.precedence, p.calendar
                         );
                     }
-                }
-                Ok(())
+                })
             }
             PoliciesCommand::Revisions { id } => {
                 let resp = c
@@ -1018,9 +976,7 @@ pub async fn run(command: Command, args: &ClientArgs) -> anyhow::Result<()> {
                     .await
                     .map_err(rpc)?
                     .into_inner();
-                if json {
-                    println!("{}", output::json(&resp)?);
-                } else {
+                output::emit(json, &resp, |resp| {
                     for p in &resp.sla_policies {
                         println!(
                             "{}@{}  {}  {}",
@@ -1030,8 +986,7 @@ pub async fn run(command: Command, args: &ClientArgs) -> anyhow::Result<()> {
                             p.display_name
                         );
                     }
-                }
-                Ok(())
+                })
             }
             PoliciesCommand::Rollback { id, revision } => {
                 let p = c
@@ -1044,12 +999,9 @@ pub async fn run(command: Command, args: &ClientArgs) -> anyhow::Result<()> {
                     .await
                     .map_err(rpc)?
                     .into_inner();
-                if json {
-                    println!("{}", output::json(&p)?)
-                } else {
+                output::emit(json, &p, |p| {
                     println!("{}@{}  {}", p.name, p.revision_id, p.display_name)
-                }
-                Ok(())
+                })
             }
         },
         Command::HandOffCodes { command } => match command {
@@ -1083,12 +1035,7 @@ pub async fn run(command: Command, args: &ClientArgs) -> anyhow::Result<()> {
                     .await
                     .map_err(rpc)?
                     .into_inner();
-                if json {
-                    println!("{}", output::json(&code)?)
-                } else {
-                    println!("{}", code.name)
-                }
-                Ok(())
+                output::emit(json, &code, |code| println!("{}", code.name))
             }
             HandOffCodesCommand::List => {
                 let resp = c
@@ -1096,9 +1043,7 @@ pub async fn run(command: Command, args: &ClientArgs) -> anyhow::Result<()> {
                     .await
                     .map_err(rpc)?
                     .into_inner();
-                if json {
-                    println!("{}", output::json(&resp)?);
-                } else {
+                output::emit(json, &resp, |resp| {
                     for code in &resp.hand_off_codes {
                         println!(
                             "{:<6} {}{}",
@@ -1111,8 +1056,7 @@ pub async fn run(command: Command, args: &ClientArgs) -> anyhow::Result<()> {
                             }
                         );
                     }
-                }
-                Ok(())
+                })
             }
         },
         Command::Explain { case, key } => {
@@ -1123,9 +1067,7 @@ pub async fn run(command: Command, args: &ClientArgs) -> anyhow::Result<()> {
                 .await
                 .map_err(rpc)?
                 .into_inner();
-            if json {
-                println!("{}", output::json(&resp)?);
-            } else {
+            output::emit(json, &resp, |resp| {
                 for s in &resp.segments {
                     println!(
                         "{} → {}  {:>7}  total {:>7}  {}",
@@ -1136,8 +1078,7 @@ pub async fn run(command: Command, args: &ClientArgs) -> anyhow::Result<()> {
                         s.explanation
                     );
                 }
-            }
-            Ok(())
+            })
         }
     }
 }

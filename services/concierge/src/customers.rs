@@ -304,12 +304,7 @@ fn print<M: prost::Message + prost::Name>(
     message: &M,
     text: impl FnOnce(&M) -> String,
 ) -> anyhow::Result<()> {
-    if json {
-        println!("{}", output::json(message)?);
-    } else {
-        println!("{}", text(message));
-    }
-    Ok(())
+    output::emit(json, message, |m| println!("{}", text(m)))
 }
 
 fn mrc_text(m: &Option<concierge_proto::types::Money>) -> String {

@@ -61,6 +61,20 @@ pub fn short(name: &str, prefix: &str) -> String {
         .to_ascii_lowercase()
 }
 
+/// Prints a reply: proto3 JSON with `--json`, else as `text` renders it.
+pub fn emit<M: prost::Message + prost::Name>(
+    json: bool,
+    message: &M,
+    text: impl FnOnce(&M),
+) -> anyhow::Result<()> {
+    if json {
+        println!("{}", self::json(message)?);
+    } else {
+        text(message);
+    }
+    Ok(())
+}
+
 /// An enum value from the command line: `enterprise`, `ENTERPRISE` or
 /// `TIER_ENTERPRISE`, dashes for underscores.
 pub fn parse_enum(
