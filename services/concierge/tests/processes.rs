@@ -285,69 +285,25 @@ async fn gateway_and_customers_as_separate_processes_on_postgres() {
     let (gateway_db, _) = create_postgres_database(&admin).await;
     let secret = "a-shared-internal-secret-for-this-test";
 
-    let minted = Command::new(BIN)
-        .args([
-            "keys",
-            "create",
-            "--role",
-            "admin",
-            "--display-name",
-            "e2e",
-            "--database-url",
-            &gateway_db,
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        minted.status.success(),
-        "{}",
-        String::from_utf8_lossy(&minted.stderr)
-    );
-    let key = String::from_utf8(minted.stdout)
-        .unwrap()
-        .lines()
-        .nth(1)
-        .unwrap()
-        .to_string();
+    let key = mint_key(&gateway_db, &["--role", "admin", "--display-name", "e2e"]);
 
     let customers_port = free_port();
-    let mut serve_customers = Command::new(BIN);
-    // With a NATS server at hand, the customers process also relays its
-    // events to JetStream, as in production.
-    if let Ok(nats) = std::env::var("CONCIERGE_TEST_NATS_URL") {
-        serve_customers.env("CONCIERGE_EVENTS__NATS_URL", nats);
-    }
-    let customers = Proc(
-        serve_customers
-            .args([
-                "serve",
-                "customers",
-                "--listen",
-                &format!("127.0.0.1:{customers_port}"),
-            ])
-            .env("CONCIERGE_DATABASE__URL", &customers_db)
-            .env("CONCIERGE_INTERNAL__PRINCIPAL_SECRET", secret)
-            .env("CONCIERGE_TELEMETRY__LOG_FORMAT", "json")
-            .spawn()
-            .unwrap(),
+    let customers = serve(
+        "customers",
+        customers_port,
+        &customers_db,
+        secret,
+        &[],
+        &[("CONCIERGE_TELEMETRY__LOG_FORMAT", "json".into())],
     );
     let gateway_port = free_port();
-    let gateway = Proc(
-        Command::new(BIN)
-            .args([
-                "serve",
-                "gateway",
-                "--listen",
-                &format!("127.0.0.1:{gateway_port}"),
-            ])
-            .env("CONCIERGE_DATABASE__URL", &gateway_db)
-            .env("CONCIERGE_INTERNAL__PRINCIPAL_SECRET", secret)
-            .env(
-                "CONCIERGE_BACKENDS__CUSTOMERS__URL",
-                format!("http://127.0.0.1:{customers_port}"),
-            )
-            .spawn()
-            .unwrap(),
+    let gateway = serve(
+        "gateway",
+        gateway_port,
+        &gateway_db,
+        secret,
+        &[("customers", customers_port)],
+        &[],
     );
     let gateway_url = format!("http://127.0.0.1:{gateway_port}");
     wait_serving(
@@ -829,6 +785,40 @@ async fn the_sla_tour_from_the_cli() {
     assert!(revisions.contains("slaPolicies/repairs@2"), "{revisions}");
 }
 
+/// `concierge serve <service>` on a loopback port: its database, the
+/// internal secret every process shares, the services it calls (short name →
+/// port) and any other settings. With a NATS server at hand each process
+/// relays its events to JetStream, as in production.
+fn serve(
+    service: &str,
+    port: u16,
+    database_url: &str,
+    secret: &str,
+    backends: &[(&str, u16)],
+    settings: &[(&str, String)],
+) -> Proc {
+    let mut cmd = Command::new(BIN);
+    if let Ok(nats) = std::env::var("CONCIERGE_TEST_NATS_URL") {
+        cmd.env("CONCIERGE_EVENTS__NATS_URL", nats);
+    }
+    for (name, port) in backends {
+        cmd.env(
+            format!("CONCIERGE_BACKENDS__{}__URL", name.to_ascii_uppercase()),
+            format!("http://127.0.0.1:{port}"),
+        );
+    }
+    for (name, value) in settings {
+        cmd.env(name, value);
+    }
+    Proc(
+        cmd.args(["serve", service, "--listen", &format!("127.0.0.1:{port}")])
+            .env("CONCIERGE_DATABASE__URL", database_url)
+            .env("CONCIERGE_INTERNAL__PRINCIPAL_SECRET", secret)
+            .spawn()
+            .unwrap(),
+    )
+}
+
 /// Mints a key with `concierge keys create` straight into the gateway's
 /// database, as an operator does, and returns its secret.
 fn mint_key(gateway_db: &str, args: &[&str]) -> String {
@@ -862,28 +852,18 @@ struct CasesReplica {
 impl CasesReplica {
     fn start(port: u16, database_url: &str, secret: &str, customers_port: u16) -> Self {
         let metrics_port = free_port();
-        let mut cmd = Command::new(BIN);
-        if let Ok(nats) = std::env::var("CONCIERGE_TEST_NATS_URL") {
-            cmd.env("CONCIERGE_EVENTS__NATS_URL", nats);
-        }
-        let child = cmd
-            .args(["serve", "cases", "--listen", &format!("127.0.0.1:{port}")])
-            .env("CONCIERGE_DATABASE__URL", database_url)
-            .env("CONCIERGE_INTERNAL__PRINCIPAL_SECRET", secret)
-            .env(
-                "CONCIERGE_BACKENDS__CUSTOMERS__URL",
-                format!("http://127.0.0.1:{customers_port}"),
-            )
-            .env(
+        let proc = serve(
+            "cases",
+            port,
+            database_url,
+            secret,
+            &[("customers", customers_port)],
+            &[(
                 "CONCIERGE_TELEMETRY__METRICS_LISTEN",
                 format!("127.0.0.1:{metrics_port}"),
-            )
-            .spawn()
-            .unwrap();
-        CasesReplica {
-            proc: Proc(child),
-            metrics_port,
-        }
+            )],
+        );
+        CasesReplica { proc, metrics_port }
     }
 
     /// `concierge_sla_timer_sweeps_total`, 0 until the first sweep.
@@ -928,48 +908,19 @@ async fn cases_behind_the_gateway_as_two_replicas_on_postgres() {
     let nats = std::env::var("CONCIERGE_TEST_NATS_URL").ok();
 
     let customers_port = free_port();
-    let mut serve_customers = Command::new(BIN);
-    if let Some(nats) = &nats {
-        serve_customers.env("CONCIERGE_EVENTS__NATS_URL", nats);
-    }
-    let customers = Proc(
-        serve_customers
-            .args([
-                "serve",
-                "customers",
-                "--listen",
-                &format!("127.0.0.1:{customers_port}"),
-            ])
-            .env("CONCIERGE_DATABASE__URL", &customers_db)
-            .env("CONCIERGE_INTERNAL__PRINCIPAL_SECRET", secret)
-            .spawn()
-            .unwrap(),
-    );
+    let customers = serve("customers", customers_port, &customers_db, secret, &[], &[]);
     // Both replicas start at once on the one database, as a Deployment's do.
     let (first_port, second_port) = (free_port(), free_port());
     let first = CasesReplica::start(first_port, &cases_db, secret, customers_port);
     let second = CasesReplica::start(second_port, &cases_db, secret, customers_port);
     let gateway_port = free_port();
-    let gateway = Proc(
-        Command::new(BIN)
-            .args([
-                "serve",
-                "gateway",
-                "--listen",
-                &format!("127.0.0.1:{gateway_port}"),
-            ])
-            .env("CONCIERGE_DATABASE__URL", &gateway_db)
-            .env("CONCIERGE_INTERNAL__PRINCIPAL_SECRET", secret)
-            .env(
-                "CONCIERGE_BACKENDS__CUSTOMERS__URL",
-                format!("http://127.0.0.1:{customers_port}"),
-            )
-            .env(
-                "CONCIERGE_BACKENDS__CASES__URL",
-                format!("http://127.0.0.1:{first_port}"),
-            )
-            .spawn()
-            .unwrap(),
+    let gateway = serve(
+        "gateway",
+        gateway_port,
+        &gateway_db,
+        secret,
+        &[("customers", customers_port), ("cases", first_port)],
+        &[],
     );
     let gateway_url = format!("http://127.0.0.1:{gateway_port}");
     wait_serving(
