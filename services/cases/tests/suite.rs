@@ -1875,20 +1875,18 @@ async fn milestones_stop_their_clocks_and_a_calendar_change_moves_deadlines(h: H
     );
 }
 
-async fn orders_carry_hand_off_codes_and_cases_have_watchers(h: Harness) {
-    let admin = who(Role::Admin);
-    for (code, presented, types) in [
-        ("NR", false, vec![CaseType::OrderNew as i32]),
-        ("PE", true, vec![CaseType::OrderNew as i32]),
-    ] {
+/// NR (not presented to the carrier) and PE (presented), for `types`
+/// (none: every type).
+async fn create_hand_off_codes(h: &Harness, types: &[CaseType]) {
+    for (code, presented) in [("NR", false), ("PE", true)] {
         h.svc
             .create_hand_off_code(h.req(
-                &admin,
+                &who(Role::Admin),
                 CreateHandOffCodeRequest {
                     hand_off_code: Some(HandOffCode {
                         display_name: code.into(),
                         presented_to_carrier: presented,
-                        case_types: types,
+                        case_types: types.iter().map(|t| *t as i32).collect(),
                         ..Default::default()
                     }),
                     hand_off_code_id: code.into(),
@@ -1898,6 +1896,10 @@ async fn orders_carry_hand_off_codes_and_cases_have_watchers(h: Harness) {
             .await
             .unwrap();
     }
+}
+
+async fn orders_carry_hand_off_codes_and_cases_have_watchers(h: Harness) {
+    create_hand_off_codes(&h, &[CaseType::OrderNew]).await;
     let a = agent();
     let order = create_case(
         &h,
@@ -2139,24 +2141,7 @@ async fn links_come_in_pairs_within_one_account(h: Harness) {
 }
 
 async fn an_order_is_withheld_while_it_depends_on_an_open_case(h: Harness) {
-    let admin = who(Role::Admin);
-    for (code, presented) in [("NR", false), ("PE", true)] {
-        h.svc
-            .create_hand_off_code(h.req(
-                &admin,
-                CreateHandOffCodeRequest {
-                    hand_off_code: Some(HandOffCode {
-                        display_name: code.into(),
-                        presented_to_carrier: presented,
-                        ..Default::default()
-                    }),
-                    hand_off_code_id: code.into(),
-                    request_id: String::new(),
-                },
-            ))
-            .await
-            .unwrap();
-    }
+    create_hand_off_codes(&h, &[]).await;
     let a = agent();
     let order = |title: &str| Case {
         r#type: CaseType::OrderNew as i32,
@@ -2294,22 +2279,21 @@ async fn an_order_is_withheld_while_it_depends_on_an_open_case(h: Harness) {
     assert!(!get(&voice.name).await.withheld_by_dependency);
 }
 
-async fn sla_policy_updates_can_be_checked_first_and_rolled_back(h: Harness) {
-    let admin = who(Role::Admin);
-    create_calendar(&h, "us-central", us_central())
+/// The us-central calendar and, on it, the "repairs" policy with the
+/// targets of `targets`.
+async fn us_central_repairs(h: &Harness, targets: SlaPolicy) -> SlaPolicy {
+    create_calendar(h, "us-central", us_central())
         .await
         .unwrap();
-    let created = h
-        .svc
+    h.svc
         .create_sla_policy(h.req(
-            &admin,
+            &who(Role::Admin),
             CreateSlaPolicyRequest {
                 sla_policy: Some(SlaPolicy {
                     display_name: "Repairs".into(),
                     case_types: vec![CaseType::Repair as i32],
                     calendar: "calendars/us-central".into(),
-                    overall_delivery: Some(target("restore", 8)),
-                    ..Default::default()
+                    ..targets
                 }),
                 sla_policy_id: "repairs".into(),
                 validate_only: false,
@@ -2318,7 +2302,19 @@ async fn sla_policy_updates_can_be_checked_first_and_rolled_back(h: Harness) {
         ))
         .await
         .unwrap()
-        .into_inner();
+        .into_inner()
+}
+
+async fn sla_policy_updates_can_be_checked_first_and_rolled_back(h: Harness) {
+    let admin = who(Role::Admin);
+    let created = us_central_repairs(
+        &h,
+        SlaPolicy {
+            overall_delivery: Some(target("restore", 8)),
+            ..Default::default()
+        },
+    )
+    .await;
     let update = |restore: SlaTarget, etag: &str, validate_only: bool| UpdateSlaPolicyRequest {
         sla_policy: Some(SlaPolicy {
             name: "slaPolicies/repairs".into(),
@@ -2458,29 +2454,15 @@ async fn sla_policy_updates_can_be_checked_first_and_rolled_back(h: Harness) {
 }
 
 async fn clocks_across_cases_filter_by_state_and_page_by_target_time(h: Harness) {
-    let admin = who(Role::Admin);
-    create_calendar(&h, "us-central", us_central())
-        .await
-        .unwrap();
-    h.svc
-        .create_sla_policy(h.req(
-            &admin,
-            CreateSlaPolicyRequest {
-                sla_policy: Some(SlaPolicy {
-                    display_name: "Repairs".into(),
-                    case_types: vec![CaseType::Repair as i32],
-                    calendar: "calendars/us-central".into(),
-                    first_response: Some(target("first_response", 1)),
-                    overall_delivery: Some(target("restore", 8)),
-                    ..Default::default()
-                }),
-                sla_policy_id: "repairs".into(),
-                validate_only: false,
-                request_id: String::new(),
-            },
-        ))
-        .await
-        .unwrap();
+    us_central_repairs(
+        &h,
+        SlaPolicy {
+            first_response: Some(target("first_response", 1)),
+            overall_delivery: Some(target("restore", 8)),
+            ..Default::default()
+        },
+    )
+    .await;
     // Monday 2026-11-30 in Chicago: acme's two repairs at 09:00 and 09:30,
     // globex's at 09:10.
     let a = agent();
