@@ -133,10 +133,14 @@ enum Command {
 enum ClockCommand {
     /// Show the current instant.
     Get,
-    /// Move the clock forward, e.g. `48h`, `5d`, `1h 30m`.
+    /// Move the clock forward, e.g. `48h`, `5d`, `1h 30m`; with --calendar,
+    /// that much business time on the calendar (`48h --calendar us-central`).
     Advance {
         #[arg(allow_hyphen_values = true)]
         by: String,
+        /// A business calendar's id: count `by` in its working hours.
+        #[arg(long)]
+        calendar: Option<String>,
     },
 }
 
@@ -312,7 +316,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     })
                     .await
                 }
-                ClockCommand::Advance { by } => {
+                ClockCommand::Advance { by, calendar } => {
                     let by: jiff::SignedDuration = by.parse().map_err(|e| {
                         anyhow::anyhow!("{by:?} is not a duration such as 48h or 1h 30m: {e}")
                     })?;
@@ -322,6 +326,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                             seconds: by.as_secs(),
                             nanos: by.subsec_nanos(),
                         }),
+                        calendar: calendar
+                            .map(|c| format!("calendars/{}", c.trim_start_matches("calendars/")))
+                            .unwrap_or_default(),
                     })
                     .await
                 }

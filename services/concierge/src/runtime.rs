@@ -351,7 +351,11 @@ pub async fn dev(opts: DevOptions) -> anyhow::Result<()> {
     if let Some(c) = &test_clock {
         backends.insert(
             crate::test_clock::SERVICE_NAME,
-            concierge_gateway::local(crate::test_clock::server(c.clone(), codec.clone())),
+            concierge_gateway::local(crate::test_clock::server(
+                c.clone(),
+                codec.clone(),
+                cases.clone(),
+            )),
         );
     }
     let gateway = Gateway::open(

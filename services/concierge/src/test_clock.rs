@@ -20,10 +20,20 @@ const NAME: &str = "testClock";
 pub struct Service {
     clock: TestClock,
     principals: PrincipalCodec,
+    /// Where business time is counted, for jumps in business hours.
+    cases: concierge_cases::Cases,
 }
 
-pub fn server(clock: TestClock, principals: PrincipalCodec) -> TestClockServiceServer<Service> {
-    TestClockServiceServer::new(Service { clock, principals })
+pub fn server(
+    clock: TestClock,
+    principals: PrincipalCodec,
+    cases: concierge_cases::Cases,
+) -> TestClockServiceServer<Service> {
+    TestClockServiceServer::new(Service {
+        clock,
+        principals,
+        cases,
+    })
 }
 
 impl Service {
@@ -69,13 +79,41 @@ impl TestClockService for Service {
     ) -> Result<Response<TestClockMessage>, Status> {
         self.admit(&request, &request.get_ref().name)?;
         let by = request.get_ref().by.unwrap_or_default();
-        let by = jiff::SignedDuration::new(by.seconds, by.nanos);
+        let mut by = jiff::SignedDuration::new(by.seconds, by.nanos);
         if !by.is_positive() {
             return Err(Error::invalid(
                 "by",
                 "must be a positive duration: time never runs backwards",
             )
             .into());
+        }
+        let calendar = request.get_ref().calendar.clone();
+        if !calendar.is_empty() {
+            // Counted by the cases service, as the caller: the same
+            // arithmetic that sets every SLA deadline.
+            use concierge_proto::concierge::cases::v1::cases_service_server::CasesService as _;
+            let (metadata, _, _) = request.into_parts();
+            let ask = Request::from_parts(
+                metadata,
+                Default::default(),
+                concierge_proto::concierge::cases::v1::AddBusinessTimeRequest {
+                    calendar,
+                    start_time: Some(clock::to_proto(self.clock.now())),
+                    duration: Some(prost_types::Duration {
+                        seconds: by.as_secs(),
+                        nanos: by.subsec_nanos(),
+                    }),
+                    time_zone: None,
+                },
+            );
+            let wall = self
+                .cases
+                .add_business_time(ask)
+                .await?
+                .into_inner()
+                .wall_clock_duration
+                .unwrap_or_default();
+            by = jiff::SignedDuration::new(wall.seconds, wall.nanos);
         }
         self.clock.advance(by);
         Ok(Response::new(self.message()))

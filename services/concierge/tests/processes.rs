@@ -783,6 +783,11 @@ async fn the_sla_tour_from_the_cli() {
     let revisions = cli(&["cases", "policies", "revisions", "repairs"]);
     assert_eq!(revisions.lines().count(), 2, "{revisions}");
     assert!(revisions.contains("slaPolicies/repairs@2"), "{revisions}");
+
+    // Friday 13:00 in Chicago, the half day just over: eight business hours
+    // on the calendar are all of Monday, in one call.
+    let now = cli(&["clock", "advance", "8h", "--calendar", "us-central"]);
+    assert!(now.contains("2026-11-30T23:00:00Z"), "{now}");
 }
 
 /// `concierge serve <service>` on a loopback port: its database, the
