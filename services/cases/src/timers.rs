@@ -108,57 +108,77 @@ struct ReadCase {
 /// Timers claimed, and completed in one transaction, per batch.
 const SWEEP_BATCH: i64 = 200;
 
-/// Rewrites the index rows of a case's clocks (what ListSlaClocks filters
+/// Writes the index rows of `clocks` of a case (what ListSlaClocks filters
 /// across cases), in the transaction that re-arms or fires their timers.
+/// Upserts, so that two refreshes of one case racing each other both land.
+async fn index_clocks(
+    conn: &mut Conn<'_>,
+    case: &Case,
+    clocks: &[&SlaClock],
+    now: i64,
+) -> Result<()> {
+    for c in clocks {
+        let columns = <SlaClock as concierge_common::crud::Resource<crate::Rules>>::columns(c);
+        let names: Vec<&str> = columns.iter().map(|(n, _)| *n).collect();
+        let marks: Vec<String> = (0..columns.len()).map(|i| format!("${}", i + 6)).collect();
+        let sql = format!(
+            "INSERT INTO sla_clocks (name, parent, account, create_time, update_time, revision, body, {}) \
+             VALUES ($1, $2, $3, $4, $4, 1, $5, {}) \
+             ON CONFLICT (name) DO UPDATE SET update_time = excluded.update_time, body = excluded.body, {}",
+            names.join(", "),
+            marks.join(", "),
+            names
+                .iter()
+                .map(|n| format!("{n} = excluded.{n}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        let body = prost::Message::encode_to_vec(*c);
+        on_conn!(conn, x => {
+            let mut q = sqlx::query(&sql)
+                .bind(&c.name)
+                .bind(&case.name)
+                .bind(&case.account)
+                .bind(now)
+                .bind(&body);
+            for (_, v) in &columns {
+                q = match v {
+                    Value::Text(t) => q.bind(t.clone()),
+                    Value::Int(i) => q.bind(*i),
+                };
+            }
+            q.execute(&mut **x).await?.rows_affected()
+        });
+    }
+    Ok(())
+}
+
+/// [`index_clocks`] for every clock of a case, dropping the rows of clocks
+/// it no longer has.
 async fn write_clock_index(
     conn: &mut Conn<'_>,
     case: &Case,
     clocks: &[&SlaClock],
     now: i64,
 ) -> Result<()> {
-    on_conn!(conn, x => sqlx::query("DELETE FROM sla_clocks WHERE parent = $1")
-        .bind(&case.name)
-        .execute(&mut **x)
-        .await?
-        .rows_affected());
-    for c in clocks {
-        let stored = resource::Stored {
-            name: c.name.clone(),
-            parent: case.name.clone(),
-            account: case.account.clone(),
-            create_time: now,
-            update_time: now,
-            delete_time: 0,
-            revision: 1,
-            body: prost::Message::encode_to_vec(*c),
-        };
-        let columns = <SlaClock as concierge_common::crud::Resource<crate::Rules>>::columns(c);
-        resource::insert(conn, &crate::resources::SLA_CLOCKS, &stored, &columns).await?;
-    }
-    Ok(())
-}
-
-/// Moves one clock's index row to the clock as read now (its state after
-/// an at-risk or breach instant); false when the clock has no row yet.
-async fn update_clock_index(conn: &mut Conn<'_>, c: &SlaClock, now: i64) -> Result<bool> {
-    let columns = <SlaClock as concierge_common::crud::Resource<crate::Rules>>::columns(c);
-    let mut sql = String::from("UPDATE sla_clocks SET update_time = $1, body = $2");
-    for (i, (column, _)) in columns.iter().enumerate() {
-        sql.push_str(&format!(", {column} = ${}", i + 4));
-    }
-    sql.push_str(" WHERE name = $3");
-    let body = prost::Message::encode_to_vec(c);
-    let n = on_conn!(conn, x => {
-        let mut q = sqlx::query(&sql).bind(now).bind(&body).bind(&c.name);
-        for (_, v) in &columns {
-            q = match v {
-                Value::Text(t) => q.bind(t.clone()),
-                Value::Int(i) => q.bind(*i),
-            };
+    index_clocks(conn, case, clocks, now).await?;
+    let keep: Vec<String> = (0..clocks.len()).map(|i| format!("${}", i + 2)).collect();
+    let sql = if keep.is_empty() {
+        "DELETE FROM sla_clocks WHERE parent = $1".to_string()
+    } else {
+        format!(
+            "DELETE FROM sla_clocks WHERE parent = $1 AND name NOT IN ({})",
+            keep.join(", ")
+        )
+    };
+    on_conn!(conn, x => {
+        let mut q = sqlx::query(&sql).bind(&case.name);
+        for c in clocks {
+            q = q.bind(&c.name);
         }
         q.execute(&mut **x).await?.rows_affected()
     });
-    Ok(n == 1)
+    Ok(())
 }
 
 const AT_RISK: &str = "sla_at_risk";
@@ -442,17 +462,11 @@ impl Cases {
                 clocks,
             })) = cases.get(name)
             {
-                let mut indexed = true;
-                for c in clocks
+                let fired: Vec<&SlaClock> = clocks
                     .iter()
                     .filter(|c| fired_clocks.contains(c.name.as_str()))
-                {
-                    indexed &= update_clock_index(&mut tx.conn(), c, clock::to_micros(now)).await?;
-                }
-                if !indexed {
-                    let read: Vec<&SlaClock> = clocks.iter().collect();
-                    write_clock_index(&mut tx.conn(), case, &read, clock::to_micros(now)).await?;
-                }
+                    .collect();
+                index_clocks(&mut tx.conn(), case, &fired, clock::to_micros(now)).await?;
                 write_summary(
                     &mut tx.conn(),
                     case.clone(),
