@@ -576,14 +576,15 @@ impl Store {
         resource: Option<R>,
         mask: Option<prost_types::FieldMask>,
     ) -> Result<R> {
-        self.update_or_validate(policy, ctx, resource, mask, false)
+        self.update_or_validate(policy, ctx, resource, mask, false, None)
             .await
     }
 
     /// An update with AIP-163 `validate_only`: every check a real update
     /// makes (authorisation, etag, fields, references) runs inside the
     /// transaction, which is then rolled back; the reply is the resource as
-    /// it would have been written.
+    /// it would have been written. `once`, the key of a request's
+    /// `request_id`, makes a retry get the first reply.
     pub async fn update_or_validate<R: Resource<P>, P: Policy<R>>(
         &self,
         policy: &P,
@@ -591,6 +592,7 @@ impl Store {
         resource: Option<R>,
         mask: Option<prost_types::FieldMask>,
         validate_only: bool,
+        once: Option<idempotency::Key>,
     ) -> Result<R> {
         let Some(patch) = resource else {
             return Err(Error::invalid(R::FIELD, "required"));
@@ -625,6 +627,11 @@ impl Store {
         policy.may_attempt_write(&ctx.principal, &name)?;
         let mut tx = self.inner.db.begin().await?;
         let mut conn = tx.conn();
+        if let Some(key) = &once
+            && let Some(previous) = key.replay::<R>(&mut conn).await?
+        {
+            return Ok(previous);
+        }
         let stored = resource::get_for_update(&mut conn, R::KIND, &name)
             .await?
             .filter(|s| s.delete_time == 0)
@@ -662,6 +669,9 @@ impl Store {
         }
         self.record(policy, &mut conn, ctx, "updated", &r, now)
             .await?;
+        if let Some(key) = &once {
+            key.save(&mut conn, &r, now).await?;
+        }
         tx.commit().await?;
         self.nudge();
         Ok(r)
@@ -680,10 +690,35 @@ impl Store {
         include_deleted: bool,
         change: impl FnOnce(&mut R, &mut Stored) -> Result<()> + Send,
     ) -> Result<R> {
+        self.change_once(policy, ctx, None, name, etag, verb, include_deleted, change)
+            .await
+    }
+
+    /// [`Store::change`] made idempotent by `once`, the key of the request's
+    /// `request_id`: a retry gets the first reply rather than making the
+    /// change again (which a state transition would refuse, or a rollback
+    /// repeat). The key is read and saved in the change's transaction.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn change_once<R: Resource<P>, P: Policy<R>>(
+        &self,
+        policy: &P,
+        ctx: &Ctx,
+        once: Option<idempotency::Key>,
+        name: &str,
+        etag: &str,
+        verb: &str,
+        include_deleted: bool,
+        change: impl FnOnce(&mut R, &mut Stored) -> Result<()> + Send,
+    ) -> Result<R> {
         names::parse("name", name, R::COLLECTIONS)?;
         policy.may_attempt_write(&ctx.principal, name)?;
         let mut tx = self.inner.db.begin().await?;
         let mut conn = tx.conn();
+        if let Some(key) = &once
+            && let Some(previous) = key.replay::<R>(&mut conn).await?
+        {
+            return Ok(previous);
+        }
         let stored = resource::get_for_update(&mut conn, R::KIND, name)
             .await?
             .filter(|s| include_deleted || s.delete_time == 0)
@@ -708,6 +743,9 @@ impl Store {
             .after_write(&mut conn, ctx, Some(&before), &r, now)
             .await?;
         self.record(policy, &mut conn, ctx, verb, &r, now).await?;
+        if let Some(key) = &once {
+            key.save(&mut conn, &r, now).await?;
+        }
         tx.commit().await?;
         self.nudge();
         Ok(r)

@@ -62,6 +62,16 @@ fn validate<R: concierge_common::crud::Resource<Rules>>(
     v.into_result().map(|()| r)
 }
 
+/// The idempotency key of a custom method's request, from its `request_id`.
+fn once<M: prost::Message>(
+    ctx: &Ctx,
+    request_id: &str,
+    method: &'static str,
+    request: &M,
+) -> Result<Option<concierge_common::idempotency::Key>> {
+    concierge_common::idempotency::Key::new(&ctx.principal.subject, request_id, method, request)
+}
+
 fn required(field: &str, value: &str) -> Result<()> {
     if value.trim().is_empty() {
         return Err(Error::invalid(field, "required"));
@@ -72,18 +82,24 @@ fn required(field: &str, value: &str) -> Result<()> {
 impl Cases {
     /// Moves a case through `transition`, with `edit` filling in what that
     /// transition records; the state history and the event follow.
+    ///
+    /// A retry with the same `request_id` (and the same request) gets the
+    /// first reply, not a refusal to move into the state it already is in.
+    #[allow(clippy::too_many_arguments)]
     async fn transition(
         &self,
         ctx: &Ctx,
         name: &str,
         etag: &str,
+        (request_id, request): (&str, &impl prost::Message),
         transition: Transition,
         verb: &str,
         edit: impl FnOnce(&mut Case, i64) -> Result<()> + Send,
     ) -> Result<Case> {
+        let key = once(ctx, request_id, transition.method(), request)?;
         let changed = self
             .store()
-            .change::<Case, _>(&RULES, ctx, name, etag, verb, false, |c, row| {
+            .change_once::<Case, _>(&RULES, ctx, key, name, etag, verb, false, |c, row| {
                 let current = case::State::try_from(c.state).unwrap_or(case::State::Unspecified);
                 let next = lifecycle::next(name, current, transition)?;
                 if next != current {
@@ -420,6 +436,7 @@ impl CasesService for Cases {
                 &ctx,
                 &req.name,
                 &req.etag,
+                (&req.request_id, &without_request_id!(req)),
                 Transition::Open,
                 "state_changed",
                 |c, now| {
@@ -446,6 +463,7 @@ impl CasesService for Cases {
                 &ctx,
                 &req.name,
                 &req.etag,
+                (&req.request_id, &without_request_id!(req)),
                 Transition::StartWork,
                 "state_changed",
                 |c, now| {
@@ -468,6 +486,7 @@ impl CasesService for Cases {
                 &ctx,
                 &req.name,
                 &req.etag,
+                (&req.request_id, &without_request_id!(req)),
                 Transition::PendOnClient,
                 "state_changed",
                 |c, _| {
@@ -491,6 +510,7 @@ impl CasesService for Cases {
                 &ctx,
                 &req.name,
                 &req.etag,
+                (&req.request_id, &without_request_id!(req)),
                 Transition::PendOnCarrier,
                 "state_changed",
                 |c, _| {
@@ -513,6 +533,7 @@ impl CasesService for Cases {
                 &ctx,
                 &req.name,
                 &req.etag,
+                (&req.request_id, &without_request_id!(req)),
                 Transition::Resume,
                 "state_changed",
                 |c, _| {
@@ -532,6 +553,7 @@ impl CasesService for Cases {
                 &ctx,
                 &req.name,
                 &req.etag,
+                (&req.request_id, &without_request_id!(req)),
                 Transition::MarkJeopardy,
                 "state_changed",
                 |c, now| {
@@ -584,6 +606,7 @@ impl CasesService for Cases {
                 &ctx,
                 &req.name,
                 &req.etag,
+                (&req.request_id, &without_request_id!(req)),
                 Transition::Resolve,
                 "resolved",
                 |c, now| {
@@ -615,6 +638,7 @@ impl CasesService for Cases {
                 &ctx,
                 &req.name,
                 &req.etag,
+                (&req.request_id, &without_request_id!(req)),
                 Transition::Close,
                 "closed",
                 |c, now| {
@@ -636,6 +660,7 @@ impl CasesService for Cases {
                 &ctx,
                 &req.name,
                 &req.etag,
+                (&req.request_id, &without_request_id!(req)),
                 Transition::Reopen,
                 "reopened",
                 |c, _| {
@@ -658,6 +683,7 @@ impl CasesService for Cases {
                 &ctx,
                 &req.name,
                 &req.etag,
+                (&req.request_id, &without_request_id!(req)),
                 Transition::Cancel,
                 "cancelled",
                 |c, now| {
@@ -695,6 +721,7 @@ impl CasesService for Cases {
                 &ctx,
                 &req.name,
                 &req.etag,
+                (&req.request_id, &without_request_id!(req)),
                 Transition::Merge,
                 "merged",
                 |c, now| {
@@ -805,6 +832,7 @@ impl CasesService for Cases {
                     req.sla_policy,
                     req.update_mask,
                     req.validate_only,
+                    None,
                 )
                 .await,
         )
@@ -839,14 +867,22 @@ impl CasesService for Cases {
                 etag: req.etag.clone(),
                 ..earlier
             };
+            let once = concierge_common::idempotency::Key::new(
+                &ctx.principal.subject,
+                &req.request_id,
+                "RollbackSlaPolicy",
+                &without_request_id!(req),
+            )?;
             self.store()
-                .update(
+                .update_or_validate(
                     &RULES,
                     &ctx,
                     Some(patch),
                     Some(prost_types::FieldMask {
                         paths: vec!["*".into()],
                     }),
+                    false,
+                    once,
                 )
                 .await
         };
@@ -1028,9 +1064,15 @@ impl CasesService for Cases {
             };
             let changed: Case = self
                 .store()
-                .change::<Case, _>(
+                .change_once::<Case, _>(
                     &RULES,
                     &ctx,
+                    once(
+                        &ctx,
+                        &req.request_id,
+                        "SetCaseHandOffCode",
+                        &without_request_id!(req),
+                    )?,
                     &req.name,
                     &req.etag,
                     "updated",
@@ -1109,9 +1151,15 @@ impl CasesService for Cases {
                 .unwrap_or_else(|| ctx.principal.subject.clone());
             let changed: Case = self
                 .store()
-                .change::<Case, _>(
+                .change_once::<Case, _>(
                     &RULES,
                     &ctx,
+                    once(
+                        &ctx,
+                        &req.request_id,
+                        "RecordCaseMilestone",
+                        &without_request_id!(req),
+                    )?,
                     &req.name,
                     &req.etag,
                     "updated",
@@ -1150,18 +1198,32 @@ impl CasesService for Cases {
         }
         reply(
             self.store()
-                .change::<Case, _>(&RULES, &ctx, &req.name, "", "updated", false, |c, _| {
-                    if contact && !req.watcher.starts_with(&format!("{}/", c.account)) {
-                        return Err(Error::invalid(
-                            "watcher",
-                            format!("{} is not a contact of {}", req.watcher, c.account),
-                        ));
-                    }
-                    if !c.watchers.contains(&req.watcher) {
-                        c.watchers.push(req.watcher.clone());
-                    }
-                    Ok(())
-                })
+                .change_once::<Case, _>(
+                    &RULES,
+                    &ctx,
+                    once(
+                        &ctx,
+                        &req.request_id,
+                        "AddCaseWatcher",
+                        &without_request_id!(req),
+                    )?,
+                    &req.name,
+                    "",
+                    "updated",
+                    false,
+                    |c, _| {
+                        if contact && !req.watcher.starts_with(&format!("{}/", c.account)) {
+                            return Err(Error::invalid(
+                                "watcher",
+                                format!("{} is not a contact of {}", req.watcher, c.account),
+                            ));
+                        }
+                        if !c.watchers.contains(&req.watcher) {
+                            c.watchers.push(req.watcher.clone());
+                        }
+                        Ok(())
+                    },
+                )
                 .await,
         )
     }
@@ -1171,10 +1233,24 @@ impl CasesService for Cases {
         let req = request.into_inner();
         reply(
             self.store()
-                .change::<Case, _>(&RULES, &ctx, &req.name, "", "updated", false, |c, _| {
-                    c.watchers.retain(|w| w != &req.watcher);
-                    Ok(())
-                })
+                .change_once::<Case, _>(
+                    &RULES,
+                    &ctx,
+                    once(
+                        &ctx,
+                        &req.request_id,
+                        "RemoveCaseWatcher",
+                        &without_request_id!(req),
+                    )?,
+                    &req.name,
+                    "",
+                    "updated",
+                    false,
+                    |c, _| {
+                        c.watchers.retain(|w| w != &req.watcher);
+                        Ok(())
+                    },
+                )
                 .await,
         )
     }

@@ -737,20 +737,33 @@ async fn a_case_moves_through_its_lifecycle_and_keeps_its_history(h: Harness) {
         .await
         .unwrap_err();
     assert_eq!(violations(&no_reason), vec!["reason"]);
+    let pend = |reason: &str| PendCaseOnClientRequest {
+        name: c.name.clone(),
+        reason: reason.into(),
+        etag: String::new(),
+        request_id: "pend-for-access".into(),
+    };
     let pending = h
         .svc
-        .pend_case_on_client(h.req(
-            &a,
-            PendCaseOnClientRequest {
-                name: c.name.clone(),
-                reason: "Site access for the technician".into(),
-                etag: String::new(),
-                request_id: String::new(),
-            },
-        ))
+        .pend_case_on_client(h.req(&a, pend("Site access for the technician")))
         .await
         .unwrap()
         .into_inner();
+    // A retry (the reply was lost) gets the same reply, not "already
+    // pending"; the same id for something else is refused.
+    let retried = h
+        .svc
+        .pend_case_on_client(h.req(&a, pend("Site access for the technician")))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(retried, pending);
+    let reused = h
+        .svc
+        .pend_case_on_client(h.req(&a, pend("Something else")))
+        .await
+        .unwrap_err();
+    assert_eq!(violations(&reused), vec!["request_id"]);
     assert_eq!(
         (pending.state, pending.state_reason.as_str()),
         (
@@ -2413,12 +2426,23 @@ async fn sla_policy_updates_can_be_checked_first_and_rolled_back(h: Harness) {
         Code::PermissionDenied,
         "agents read policies; managers change them"
     );
+    let once = RollbackSlaPolicyRequest {
+        request_id: "back-to-eight-hours".into(),
+        ..rollback("1", &two.etag)
+    };
     let three = h
         .svc
-        .rollback_sla_policy(h.req(&admin, rollback("1", &two.etag)))
+        .rollback_sla_policy(h.req(&admin, once.clone()))
         .await
         .unwrap()
         .into_inner();
+    let again = h
+        .svc
+        .rollback_sla_policy(h.req(&admin, once))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(again, three, "a retried rollback makes no fourth revision");
     assert_eq!(
         (three.revision_id.as_str(), three.overall_delivery.clone()),
         ("3", Some(target("restore", 8)))
