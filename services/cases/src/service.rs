@@ -118,8 +118,12 @@ impl Cases {
     pub(crate) async fn case_clocks(&self, ctx: &Ctx, case_name: &str) -> Result<Vec<ReadClock>> {
         names::parse("parent", case_name, &["cases"])?;
         let c: Case = self.store().get(&RULES, ctx, case_name).await?;
-        let history = self.case_history(&c.name).await?;
-        self.clocks_of(&c, &history, &mut Lookups::default()).await
+        let history = self.case_histories(&[case_name]).await?;
+        let history = history
+            .get(case_name)
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        self.clocks_of(&c, history, &mut Lookups::default()).await
     }
 
     /// The clocks of `c` read now; `lookups` keeps the policies, calendars
@@ -251,27 +255,6 @@ impl Cases {
                 });
         }
         Ok(histories)
-    }
-
-    /// The states a case entered, in order.
-    async fn case_history(
-        &self,
-        case_name: &str,
-    ) -> Result<Vec<crate::sla::StateChange<case::State>>> {
-        let mut pooled = self.store().db().acquire().await?;
-        let mut conn = pooled.conn();
-        let rows: Vec<(i64, i64)> = concierge_common::on_conn!(&mut conn, c => sqlx::query_as(
-            "SELECT state, enter_time FROM case_states WHERE case_name = $1 ORDER BY seq")
-            .bind(case_name)
-            .fetch_all(&mut **c)
-            .await?);
-        Ok(rows
-            .into_iter()
-            .map(|(state, at)| crate::sla::StateChange {
-                at: clock::from_micros(at),
-                state: case::State::try_from(state as i32).unwrap_or(case::State::Unspecified),
-            })
-            .collect())
     }
 
     /// The SLA policy (and its current revision) a new case gets.
@@ -979,17 +962,15 @@ impl CasesService for Cases {
             .store()
             .list(&RULES, &ctx, page_query!(req, &req.parent))
             .await?;
-        let system = Ctx::system("cases", "");
-        let mut live: std::collections::HashMap<String, SlaClock> = Default::default();
         let mut cases: Vec<&str> = indexed
             .iter()
             .filter_map(|c| c.name.split("/slaClocks/").next())
             .collect();
+        cases.sort_unstable();
         cases.dedup();
-        for case in cases {
-            for (c, ..) in self.case_clocks(&system, case).await? {
-                live.insert(c.name.clone(), c);
-            }
+        let mut live: std::collections::HashMap<String, SlaClock> = Default::default();
+        for read in self.read_clocks(&cases).await?.into_values() {
+            live.extend(read?.clocks.into_iter().map(|c| (c.name.clone(), c)));
         }
         let sla_clocks = indexed
             .into_iter()

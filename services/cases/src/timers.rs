@@ -97,12 +97,12 @@ async fn write_summary(
     Ok(())
 }
 
-/// A case as a sweep read it: the row's revision (the summary is written
-/// only if nothing changed it since) and its clocks as of the sweep.
-struct ReadCase {
-    case: Case,
-    revision: i64,
-    clocks: Vec<SlaClock>,
+/// A case with its clocks read now, and the row's revision (a derived write
+/// lands only if nothing changed the case since).
+pub(crate) struct ReadCase {
+    pub(crate) case: Case,
+    pub(crate) revision: i64,
+    pub(crate) clocks: Vec<SlaClock>,
 }
 
 /// Timers claimed, and completed in one transaction, per batch.
@@ -250,28 +250,19 @@ impl Cases {
     /// Arms (or disarms) the timers of every clock of a case after a change,
     /// and keeps the case's SLA summary (what lists filter on) current.
     pub async fn refresh_timers(&self, case_name: &str) -> Result<()> {
-        let stored = {
-            let mut pooled = self.store().db().acquire().await?;
-            resource::get(&mut pooled.conn(), &crate::resources::CASES, case_name).await?
-        };
-        let Some(stored) = stored else {
+        let Some(read) = self.read_clocks(&[case_name]).await?.remove(case_name) else {
             return Ok(());
         };
-        let case: Case = Store::decode::<Case, crate::Rules>(&stored)?;
-        let history = self.case_histories(&[case_name]).await?;
-        let history = history
-            .get(case_name)
-            .map(Vec::as_slice)
-            .unwrap_or_default();
-        let clocks = self
-            .clocks_of(&case, history, &mut crate::service::Lookups::default())
-            .await?;
+        let ReadCase {
+            case,
+            revision,
+            clocks,
+        } = read?;
         let mut tx = self.store().db().begin().await?;
-        let summary = summarise(clocks.iter().map(|(c, ..)| c));
-        let read: Vec<&SlaClock> = clocks.iter().map(|(c, ..)| c).collect();
-        write_clock_index(&mut tx.conn(), &case, &read, self.store().now()).await?;
-        write_summary(&mut tx.conn(), case, stored.revision, summary).await?;
-        for (c, ..) in &clocks {
+        let all: Vec<&SlaClock> = clocks.iter().collect();
+        write_clock_index(&mut tx.conn(), &case, &all, self.store().now()).await?;
+        write_summary(&mut tx.conn(), case, revision, summarise(clocks.iter())).await?;
+        for c in &clocks {
             for kind in [AT_RISK, BREACH] {
                 let id = format!("{}:{kind}", c.name);
                 let done = fired(&mut tx.conn(), &c.name, kind).await?;
@@ -334,43 +325,23 @@ impl Cases {
         if claimed.is_empty() {
             return Ok((0, 0));
         }
-        let mut lookups = crate::service::Lookups::default();
         let mut names: Vec<&str> = claimed.iter().map(|t| t.subject.as_str()).collect();
         names.sort_unstable();
         names.dedup();
-        let rows = {
-            let mut pooled = self.store().db().acquire().await?;
-            resource::get_many(&mut pooled.conn(), &crate::resources::CASES, &names).await?
-        };
-        let histories = self.case_histories(&names).await?;
+        let mut read = self.read_clocks(&names).await?;
         // None: the case is gone, and so are its timers. Absent: not read
-        // this time.
-        let mut cases: HashMap<&str, Option<ReadCase>> = names.iter().map(|n| (*n, None)).collect();
-        for stored in rows.iter().filter(|s| s.delete_time == 0) {
-            let Ok(at) = names.binary_search(&stored.name.as_str()) else {
-                continue;
-            };
-            let case: Case = Store::decode::<Case, crate::Rules>(stored)?;
-            let history = histories
-                .get(&stored.name)
-                .map(Vec::as_slice)
-                .unwrap_or_default();
-            match self.clocks_of(&case, history, &mut lookups).await {
-                Ok(clocks) => {
-                    let clocks = clocks.into_iter().map(|(c, ..)| c).collect();
-                    cases.insert(
-                        names[at],
-                        Some(ReadCase {
-                            case,
-                            revision: stored.revision,
-                            clocks,
-                        }),
-                    );
+        // this time (its lease runs out and a later sweep tries again).
+        let mut cases: HashMap<&str, Option<ReadCase>> = HashMap::new();
+        for name in &names {
+            match read.remove(*name) {
+                None => {
+                    cases.insert(name, None);
                 }
-                // Its lease runs out and a later sweep tries again.
-                Err(e) => {
-                    cases.remove(names[at]);
-                    tracing::warn!(case = %stored.name, error = %e, "could not read SLA clocks")
+                Some(Ok(c)) => {
+                    cases.insert(name, Some(c));
+                }
+                Some(Err(e)) => {
+                    tracing::warn!(case = %name, error = %e, "could not read SLA clocks")
                 }
             }
         }
@@ -482,6 +453,39 @@ impl Cases {
             metrics::counter!("concierge_sla_events_fired_total", "kind" => kind).increment(1);
         }
         Ok((claimed.len(), fired))
+    }
+
+    /// The clocks of many cases read now, with three queries for all of
+    /// them and each policy, calendar and time zone looked up once. A case
+    /// that does not exist (or is deleted) is absent.
+    pub(crate) async fn read_clocks(
+        &self,
+        names: &[&str],
+    ) -> Result<HashMap<String, Result<ReadCase>>> {
+        let rows = {
+            let mut pooled = self.store().db().acquire().await?;
+            resource::get_many(&mut pooled.conn(), &crate::resources::CASES, names).await?
+        };
+        let histories = self.case_histories(names).await?;
+        let mut lookups = crate::service::Lookups::default();
+        let mut read = HashMap::new();
+        for stored in rows.iter().filter(|s| s.delete_time == 0) {
+            let case: Case = Store::decode::<Case, crate::Rules>(stored)?;
+            let history = histories
+                .get(&stored.name)
+                .map(Vec::as_slice)
+                .unwrap_or_default();
+            let clocks = self
+                .clocks_of(&case, history, &mut lookups)
+                .await
+                .map(|clocks| ReadCase {
+                    clocks: clocks.into_iter().map(|(c, ..)| c).collect(),
+                    case,
+                    revision: stored.revision,
+                });
+            read.insert(stored.name.clone(), clocks);
+        }
+        Ok(read)
     }
 
     /// Sweeps for as long as the process lives: at the next due instant, or
