@@ -461,6 +461,11 @@ impl Cases {
     }
 }
 
+/// The case a link hangs from: "cases/a" of "cases/a/links/l".
+fn link_source(link: &str) -> &str {
+    link.rsplitn(3, '/').nth(2).unwrap_or_default()
+}
+
 /// Links between cases: staff work with them (clients see their cases, not
 /// the company's bookkeeping between them). Both cases must exist and belong
 /// to the same account; the other case gets the inverse link in the same
@@ -479,12 +484,7 @@ impl Policy<CaseLink> for Rules {
         staff_only(p, "case links")
     }
     async fn check_references(&self, conn: &mut Conn<'_>, l: &CaseLink) -> Result<()> {
-        let source = l
-            .name
-            .rsplitn(3, '/')
-            .nth(2)
-            .unwrap_or_default()
-            .to_string();
+        let source = link_source(&l.name).to_string();
         let load = async |conn: &mut Conn<'_>, name: &str, field: &str| -> Result<Case> {
             let stored = concierge_common::resource::get(conn, &resources::CASES, name)
                 .await?
@@ -517,12 +517,7 @@ impl Policy<CaseLink> for Rules {
         if before.is_some() {
             return Ok(());
         }
-        let source = after
-            .name
-            .rsplitn(3, '/')
-            .nth(2)
-            .unwrap_or_default()
-            .to_string();
+        let source = link_source(&after.name).to_string();
         let kind = case_link::Type::try_from(after.r#type).unwrap_or(case_link::Type::Unspecified);
         let inverse = CaseLink {
             name: after.inverse.clone(),
@@ -550,9 +545,8 @@ impl Policy<CaseLink> for Rules {
     }
     async fn after_delete(&self, conn: &mut Conn<'_>, l: &CaseLink) -> Result<()> {
         concierge_common::resource::delete(conn, &resources::CASE_LINKS, &l.inverse).await?;
-        let source = l.name.rsplitn(3, '/').nth(2).unwrap_or_default();
         dependencies::refresh(conn, &l.target).await?;
-        dependencies::refresh(conn, source).await
+        dependencies::refresh(conn, link_source(&l.name)).await
     }
     fn list_account(&self, p: &Principal, _parent: &str) -> Result<Option<String>> {
         staff_only(p, "case links").map(|()| None)
