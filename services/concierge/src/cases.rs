@@ -5,7 +5,7 @@ use concierge_proto::concierge::cases::v1::*;
 
 use crate::ClientArgs;
 use crate::customers::account_name;
-use crate::output::{self, parse_enum, rpc, short};
+use crate::output::{self, ListArgs, paged, parse_enum, rpc, short};
 
 fn case_name(s: &str) -> String {
     if s.starts_with("cases/") {
@@ -109,12 +109,8 @@ pub enum Command {
     },
     /// List cases; a portfolio is --filter 'account_manager = "staff/…"'.
     List {
-        #[arg(long, default_value = "")]
-        filter: String,
-        #[arg(long, default_value = "")]
-        order_by: String,
-        #[arg(long, default_value_t = 0)]
-        page_size: i32,
+        #[command(flatten)]
+        list: ListArgs,
     },
     /// Acknowledge a new case (the first response).
     Open {
@@ -197,11 +193,9 @@ pub enum Command {
     /// every case you may see, soonest target first.
     Clocks {
         case: Option<String>,
-        /// AIP-160 filter, e.g. 'state = BREACHED' or 'target_time < "2026-12-01T00:00:00Z"'.
-        #[arg(long, default_value = "")]
-        filter: String,
-        #[arg(long, default_value_t = 50)]
-        page_size: i32,
+        /// e.g. --filter 'state = BREACHED' or 'target_time < "2026-12-01T00:00:00Z"'.
+        #[command(flatten)]
+        list: ListArgs,
     },
     /// Link two cases: TYPE is parent-of, child-of, depends-on, blocks,
     /// duplicate-of or duplicated-by.
@@ -477,21 +471,19 @@ pub async fn run(command: Command, args: &ClientArgs) -> anyhow::Result<()> {
             .map_err(rpc)?
             .into_inner(),
         ),
-        Command::List {
-            filter,
-            order_by,
-            page_size,
-        } => {
-            let resp = c
-                .list_cases(ListCasesRequest {
-                    page_size,
-                    page_token: String::new(),
-                    filter,
-                    order_by,
-                })
-                .await
-                .map_err(rpc)?
-                .into_inner();
+        Command::List { list } => {
+            let req = ListCasesRequest {
+                page_size: list.page_size,
+                page_token: list.page_token.clone(),
+                filter: list.filter.clone(),
+                order_by: list.order_by.clone(),
+            };
+            let (cases, next_page_token) = paged!(list, req, c.list_cases, cases);
+            let resp = ListCasesResponse {
+                cases,
+                next_page_token,
+                ..Default::default()
+            };
             output::emit(json, &resp, |resp| {
                 let rows: Vec<Vec<String>> = resp
                     .cases
@@ -507,8 +499,9 @@ pub async fn run(command: Command, args: &ClientArgs) -> anyhow::Result<()> {
                     })
                     .collect();
                 println!(
-                    "{}",
-                    output::table(&["NAME", "STATE", "ACCOUNT", "OWNER", "TITLE"], &rows)
+                    "{}{}",
+                    output::table(&["NAME", "STATE", "ACCOUNT", "OWNER", "TITLE"], &rows),
+                    output::next_page(&resp.next_page_token)
                 );
             })
         }
@@ -694,22 +687,20 @@ pub async fn run(command: Command, args: &ClientArgs) -> anyhow::Result<()> {
                 }
             })
         }
-        Command::Clocks {
-            case,
-            filter,
-            page_size,
-        } => {
+        Command::Clocks { case, list } => {
             let across = case.is_none();
-            let resp = c
-                .list_sla_clocks(ListSlaClocksRequest {
-                    parent: case_name(case.as_deref().unwrap_or("-")),
-                    page_size,
-                    filter,
-                    ..Default::default()
-                })
-                .await
-                .map_err(rpc)?
-                .into_inner();
+            let req = ListSlaClocksRequest {
+                parent: case_name(case.as_deref().unwrap_or("-")),
+                page_size: list.page_size,
+                page_token: list.page_token.clone(),
+                filter: list.filter.clone(),
+                order_by: list.order_by.clone(),
+            };
+            let (sla_clocks, next_page_token) = paged!(list, req, c.list_sla_clocks, sla_clocks);
+            let resp = ListSlaClocksResponse {
+                sla_clocks,
+                next_page_token,
+            };
             output::emit(json, &resp, |resp| {
                 let rows: Vec<Vec<String>> = resp
                     .sla_clocks
@@ -736,7 +727,7 @@ pub async fn run(command: Command, args: &ClientArgs) -> anyhow::Result<()> {
                     })
                     .collect();
                 println!(
-                    "{}",
+                    "{}{}",
                     output::table(
                         &[
                             "CLOCK",
@@ -748,7 +739,8 @@ pub async fn run(command: Command, args: &ClientArgs) -> anyhow::Result<()> {
                             "TARGET"
                         ],
                         &rows
-                    )
+                    ),
+                    output::next_page(&resp.next_page_token)
                 );
             })
         }

@@ -8,7 +8,7 @@ use concierge_proto::types::{ContactChannel, PostalAddress};
 use prost_types::FieldMask;
 
 use crate::ClientArgs;
-use crate::output::{self, parse_enum, rpc, short};
+use crate::output::{self, ListArgs, paged, parse_enum, rpc, short};
 
 /// "acme" or "accounts/acme" → "accounts/acme".
 pub fn account_name(s: &str) -> String {
@@ -99,23 +99,6 @@ impl AccountFields {
         }
         Ok((a, mask.into_iter().map(String::from).collect()))
     }
-}
-
-#[derive(clap::Args)]
-pub struct ListArgs {
-    /// AIP-160 filter, e.g. 'tier = ENTERPRISE AND mrc.minor_units >= 3000000'.
-    #[arg(long, default_value = "")]
-    filter: String,
-    /// e.g. "update_time desc".
-    #[arg(long, default_value = "")]
-    order_by: String,
-    #[arg(long, default_value_t = 0)]
-    page_size: i32,
-    #[arg(long, default_value = "")]
-    page_token: String,
-    /// Follow page tokens to the end.
-    #[arg(long)]
-    all: bool,
 }
 
 #[derive(Subcommand)]
@@ -339,25 +322,6 @@ fn account_text(a: &Account) -> String {
 }
 
 /// Calls a list method page by page (all pages with --all).
-macro_rules! paged {
-    ($list:expr, $req:expr, $client:ident . $method:ident, $field:ident) => {{
-        let mut req = $req;
-        let mut items = Vec::new();
-        loop {
-            let resp = $client
-                .$method(req.clone())
-                .await
-                .map_err(rpc)?
-                .into_inner();
-            items.extend(resp.$field);
-            if !$list.all || resp.next_page_token.is_empty() {
-                break (items, resp.next_page_token);
-            }
-            req.page_token = resp.next_page_token;
-        }
-    }};
-}
-
 pub async fn run(command: Command, args: &ClientArgs) -> anyhow::Result<()> {
     let client = args.client()?;
     let mut c = client.customers();
@@ -433,9 +397,7 @@ pub async fn run(command: Command, args: &ClientArgs) -> anyhow::Result<()> {
                     ],
                     &rows,
                 );
-                if !r.next_page_token.is_empty() {
-                    out.push_str(&format!("\nnext page: --page-token {}", r.next_page_token));
-                }
+                out.push_str(&output::next_page(&r.next_page_token));
                 out
             })
         }

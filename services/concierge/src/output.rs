@@ -94,3 +94,52 @@ pub fn parse_enum(
 pub fn rpc(e: tonic::Status) -> anyhow::Error {
     anyhow::anyhow!(concierge_sdk::describe(&e))
 }
+
+/// What to pass for the next page, after a table; empty on the last page.
+pub fn next_page(token: &str) -> String {
+    if token.is_empty() {
+        String::new()
+    } else {
+        format!("\nnext page: --page-token {token}")
+    }
+}
+
+/// The paging and filtering flags every list command takes.
+#[derive(clap::Args)]
+pub struct ListArgs {
+    /// AIP-160 filter, e.g. 'tier = ENTERPRISE AND mrc.minor_units >= 3000000'.
+    #[arg(long, default_value = "")]
+    pub filter: String,
+    /// e.g. "update_time desc".
+    #[arg(long, default_value = "")]
+    pub order_by: String,
+    #[arg(long, default_value_t = 0)]
+    pub page_size: i32,
+    #[arg(long, default_value = "")]
+    pub page_token: String,
+    /// Follow page tokens to the end.
+    #[arg(long)]
+    pub all: bool,
+}
+
+/// One page of a list method, or with `--all` every page: (items, the next
+/// page token).
+macro_rules! paged {
+    ($list:expr, $req:expr, $client:ident . $method:ident, $field:ident) => {{
+        let mut req = $req;
+        let mut items = Vec::new();
+        loop {
+            let resp = $client
+                .$method(req.clone())
+                .await
+                .map_err($crate::output::rpc)?
+                .into_inner();
+            items.extend(resp.$field);
+            if !$list.all || resp.next_page_token.is_empty() {
+                break (items, resp.next_page_token);
+            }
+            req.page_token = resp.next_page_token;
+        }
+    }};
+}
+pub(crate) use paged;

@@ -788,6 +788,20 @@ async fn the_sla_tour_from_the_cli() {
     // on the calendar are all of Monday, in one call.
     let now = cli(&["clock", "advance", "8h", "--calendar", "us-central"]);
     assert!(now.contains("2026-11-30T23:00:00Z"), "{now}");
+
+    // Lists page like every other list: one at a time, or --all.
+    let first = cli(&["cases", "list", "--page-size", "1"]);
+    assert!(first.contains("next page: --page-token "), "{first}");
+    let all: serde_json::Value = serde_json::from_str(&cli(&[
+        "cases",
+        "list",
+        "--page-size",
+        "1",
+        "--all",
+        "--json",
+    ]))
+    .unwrap();
+    assert_eq!(all["cases"].as_array().unwrap().len(), 2, "{all}");
 }
 
 /// `concierge serve <service>` on a loopback port: its database, the
