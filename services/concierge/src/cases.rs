@@ -5,7 +5,7 @@ use concierge_proto::concierge::cases::v1::*;
 
 use crate::ClientArgs;
 use crate::customers::account_name;
-use crate::output::{self, ListArgs, paged, parse_enum, rpc, short};
+use crate::output::{self, Answer, ListArgs, paged, parse_enum, short};
 
 fn case_name(s: &str) -> String {
     if s.starts_with("cases/") {
@@ -459,8 +459,7 @@ pub async fn run(command: Command, args: &ClientArgs) -> anyhow::Result<()> {
                     request_id: rid(),
                 })
                 .await
-                .map_err(rpc)?
-                .into_inner();
+                .answer()?;
             print(created)
         }
         Command::Get { case } => print(
@@ -468,8 +467,7 @@ pub async fn run(command: Command, args: &ClientArgs) -> anyhow::Result<()> {
                 name: case_name(&case),
             })
             .await
-            .map_err(rpc)?
-            .into_inner(),
+            .answer()?,
         ),
         Command::List { list } => {
             let req = ListCasesRequest {
@@ -513,8 +511,7 @@ pub async fn run(command: Command, args: &ClientArgs) -> anyhow::Result<()> {
                 request_id: rid(),
             })
             .await
-            .map_err(rpc)?
-            .into_inner(),
+            .answer()?,
         ),
         Command::Start { case } => print(
             c.start_case_work(StartCaseWorkRequest {
@@ -523,8 +520,7 @@ pub async fn run(command: Command, args: &ClientArgs) -> anyhow::Result<()> {
                 request_id: rid(),
             })
             .await
-            .map_err(rpc)?
-            .into_inner(),
+            .answer()?,
         ),
         Command::PendClient { case, reason } => print(
             c.pend_case_on_client(PendCaseOnClientRequest {
@@ -534,8 +530,7 @@ pub async fn run(command: Command, args: &ClientArgs) -> anyhow::Result<()> {
                 request_id: rid(),
             })
             .await
-            .map_err(rpc)?
-            .into_inner(),
+            .answer()?,
         ),
         Command::PendCarrier {
             case,
@@ -550,8 +545,7 @@ pub async fn run(command: Command, args: &ClientArgs) -> anyhow::Result<()> {
                 request_id: rid(),
             })
             .await
-            .map_err(rpc)?
-            .into_inner(),
+            .answer()?,
         ),
         Command::Resume { case, reason } => print(
             c.resume_case(ResumeCaseRequest {
@@ -561,8 +555,7 @@ pub async fn run(command: Command, args: &ClientArgs) -> anyhow::Result<()> {
                 request_id: rid(),
             })
             .await
-            .map_err(rpc)?
-            .into_inner(),
+            .answer()?,
         ),
         Command::Jeopardy { case, reason, eta } => print(
             c.mark_case_jeopardy(MarkCaseJeopardyRequest {
@@ -573,8 +566,7 @@ pub async fn run(command: Command, args: &ClientArgs) -> anyhow::Result<()> {
                 request_id: rid(),
             })
             .await
-            .map_err(rpc)?
-            .into_inner(),
+            .answer()?,
         ),
         Command::Resolve {
             case,
@@ -595,8 +587,7 @@ pub async fn run(command: Command, args: &ClientArgs) -> anyhow::Result<()> {
                 request_id: rid(),
             })
             .await
-            .map_err(rpc)?
-            .into_inner(),
+            .answer()?,
         ),
         Command::Close { case, reason } => print(
             c.close_case(CloseCaseRequest {
@@ -606,8 +597,7 @@ pub async fn run(command: Command, args: &ClientArgs) -> anyhow::Result<()> {
                 request_id: rid(),
             })
             .await
-            .map_err(rpc)?
-            .into_inner(),
+            .answer()?,
         ),
         Command::Reopen { case, reason } => print(
             c.reopen_case(ReopenCaseRequest {
@@ -617,8 +607,7 @@ pub async fn run(command: Command, args: &ClientArgs) -> anyhow::Result<()> {
                 request_id: rid(),
             })
             .await
-            .map_err(rpc)?
-            .into_inner(),
+            .answer()?,
         ),
         Command::Cancel { case, reason } => print(
             c.cancel_case(CancelCaseRequest {
@@ -628,8 +617,7 @@ pub async fn run(command: Command, args: &ClientArgs) -> anyhow::Result<()> {
                 request_id: rid(),
             })
             .await
-            .map_err(rpc)?
-            .into_inner(),
+            .answer()?,
         ),
         Command::Note {
             case,
@@ -655,8 +643,7 @@ pub async fn run(command: Command, args: &ClientArgs) -> anyhow::Result<()> {
                     request_id: rid(),
                 })
                 .await
-                .map_err(rpc)?
-                .into_inner();
+                .answer()?;
             output::emit(json, &n, |n| {
                 println!("{}", n.name);
                 for contact in &n.notified_contacts {
@@ -671,8 +658,7 @@ pub async fn run(command: Command, args: &ClientArgs) -> anyhow::Result<()> {
                     ..Default::default()
                 })
                 .await
-                .map_err(rpc)?
-                .into_inner();
+                .answer()?;
             output::emit(json, &resp, |resp| {
                 for n in &resp.notes {
                     let vis = note::Visibility::try_from(n.visibility)
@@ -774,8 +760,7 @@ pub async fn run(command: Command, args: &ClientArgs) -> anyhow::Result<()> {
                     request_id: rid(),
                 })
                 .await
-                .map_err(rpc)?
-                .into_inner();
+                .answer()?;
             output::emit(json, &link, |link| println!("{}", link.name))
         }
         Command::Links { case } => {
@@ -785,8 +770,7 @@ pub async fn run(command: Command, args: &ClientArgs) -> anyhow::Result<()> {
                     ..Default::default()
                 })
                 .await
-                .map_err(rpc)?
-                .into_inner();
+                .answer()?;
             output::emit(json, &resp, |resp| {
                 for l in &resp.case_links {
                     let kind = case_link::Type::try_from(l.r#type)
@@ -810,8 +794,7 @@ pub async fn run(command: Command, args: &ClientArgs) -> anyhow::Result<()> {
                 request_id: rid(),
             })
             .await
-            .map_err(rpc)?
-            .into_inner(),
+            .answer()?,
         ),
         Command::Merge { case, into, reason } => {
             let resp = c
@@ -823,8 +806,7 @@ pub async fn run(command: Command, args: &ClientArgs) -> anyhow::Result<()> {
                     request_id: rid(),
                 })
                 .await
-                .map_err(rpc)?
-                .into_inner();
+                .answer()?;
             output::emit(json, &resp, |_| {
                 println!("merged {} into {}", case_name(&case), case_name(&into))
             })
@@ -858,8 +840,7 @@ pub async fn run(command: Command, args: &ClientArgs) -> anyhow::Result<()> {
                         request_id: rid(),
                     })
                     .await
-                    .map_err(rpc)?
-                    .into_inner();
+                    .answer()?;
                 output::emit(json, &created, |created| {
                     println!("{}  {}", created.name, created.display_name)
                 })
@@ -868,8 +849,7 @@ pub async fn run(command: Command, args: &ClientArgs) -> anyhow::Result<()> {
                 let resp = c
                     .list_calendars(ListCalendarsRequest::default())
                     .await
-                    .map_err(rpc)?
-                    .into_inner();
+                    .answer()?;
                 output::emit(json, &resp, |resp| {
                     for k in &resp.calendars {
                         println!(
@@ -935,8 +915,7 @@ pub async fn run(command: Command, args: &ClientArgs) -> anyhow::Result<()> {
                         request_id: rid(),
                     })
                     .await
-                    .map_err(rpc)?
-                    .into_inner();
+                    .answer()?;
                 output::emit(json, &created, |created| {
                     println!(
                         "{}@{}  {}",
@@ -948,8 +927,7 @@ pub async fn run(command: Command, args: &ClientArgs) -> anyhow::Result<()> {
                 let resp = c
                     .list_sla_policies(ListSlaPoliciesRequest::default())
                     .await
-                    .map_err(rpc)?
-                    .into_inner();
+                    .answer()?;
                 output::emit(json, &resp, |resp| {
                     for p in &resp.sla_policies {
                         println!(
@@ -966,8 +944,7 @@ pub async fn run(command: Command, args: &ClientArgs) -> anyhow::Result<()> {
                         ..Default::default()
                     })
                     .await
-                    .map_err(rpc)?
-                    .into_inner();
+                    .answer()?;
                 output::emit(json, &resp, |resp| {
                     for p in &resp.sla_policies {
                         println!(
@@ -989,8 +966,7 @@ pub async fn run(command: Command, args: &ClientArgs) -> anyhow::Result<()> {
                         request_id: rid(),
                     })
                     .await
-                    .map_err(rpc)?
-                    .into_inner();
+                    .answer()?;
                 output::emit(json, &p, |p| {
                     println!("{}@{}  {}", p.name, p.revision_id, p.display_name)
                 })
@@ -1025,16 +1001,14 @@ pub async fn run(command: Command, args: &ClientArgs) -> anyhow::Result<()> {
                         request_id: rid(),
                     })
                     .await
-                    .map_err(rpc)?
-                    .into_inner();
+                    .answer()?;
                 output::emit(json, &code, |code| println!("{}", code.name))
             }
             HandOffCodesCommand::List => {
                 let resp = c
                     .list_hand_off_codes(ListHandOffCodesRequest::default())
                     .await
-                    .map_err(rpc)?
-                    .into_inner();
+                    .answer()?;
                 output::emit(json, &resp, |resp| {
                     for code in &resp.hand_off_codes {
                         println!(
@@ -1057,8 +1031,7 @@ pub async fn run(command: Command, args: &ClientArgs) -> anyhow::Result<()> {
                     name: format!("{}/slaClocks/{key}", case_name(&case)),
                 })
                 .await
-                .map_err(rpc)?
-                .into_inner();
+                .answer()?;
             output::emit(json, &resp, |resp| {
                 for s in &resp.segments {
                     println!(

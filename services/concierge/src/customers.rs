@@ -8,7 +8,7 @@ use concierge_proto::types::{ContactChannel, PostalAddress};
 use prost_types::FieldMask;
 
 use crate::ClientArgs;
-use crate::output::{self, ListArgs, paged, parse_enum, rpc, short};
+use crate::output::{self, Answer, ListArgs, paged, parse_enum, short};
 
 /// "acme" or "accounts/acme" → "accounts/acme".
 pub fn account_name(s: &str) -> String {
@@ -340,8 +340,7 @@ pub async fn run(command: Command, args: &ClientArgs) -> anyhow::Result<()> {
                     request_id: request_id.unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
                 })
                 .await
-                .map_err(rpc)?
-                .into_inner();
+                .answer()?;
             print(json, &a, account_text)
         }
         Command::Get { account } => {
@@ -350,8 +349,7 @@ pub async fn run(command: Command, args: &ClientArgs) -> anyhow::Result<()> {
                     name: account_name(&account),
                 })
                 .await
-                .map_err(rpc)?
-                .into_inner();
+                .answer()?;
             print(json, &a, account_text)
         }
         Command::List { list, show_deleted } => {
@@ -418,8 +416,7 @@ pub async fn run(command: Command, args: &ClientArgs) -> anyhow::Result<()> {
                     update_mask: Some(FieldMask { paths: mask }),
                 })
                 .await
-                .map_err(rpc)?
-                .into_inner();
+                .answer()?;
             print(json, &a, account_text)
         }
         Command::Delete { account, etag } => {
@@ -429,8 +426,7 @@ pub async fn run(command: Command, args: &ClientArgs) -> anyhow::Result<()> {
                     etag: etag.unwrap_or_default(),
                 })
                 .await
-                .map_err(rpc)?
-                .into_inner();
+                .answer()?;
             print(json, &a, account_text)
         }
         Command::Undelete { account } => {
@@ -440,8 +436,7 @@ pub async fn run(command: Command, args: &ClientArgs) -> anyhow::Result<()> {
                     etag: String::new(),
                 })
                 .await
-                .map_err(rpc)?
-                .into_inner();
+                .answer()?;
             print(json, &a, account_text)
         }
         Command::Sites { command } => match command {
@@ -474,8 +469,7 @@ pub async fn run(command: Command, args: &ClientArgs) -> anyhow::Result<()> {
                         request_id: uuid::Uuid::new_v4().to_string(),
                     })
                     .await
-                    .map_err(rpc)?
-                    .into_inner();
+                    .answer()?;
                 print(json, &s, |s| {
                     format!("{}  {}  ({})", s.name, s.display_name, s.time_zone)
                 })
@@ -550,8 +544,7 @@ pub async fn run(command: Command, args: &ClientArgs) -> anyhow::Result<()> {
                         request_id: uuid::Uuid::new_v4().to_string(),
                     })
                     .await
-                    .map_err(rpc)?
-                    .into_inner();
+                    .answer()?;
                 print(json, &i, |i| format!("{}  {}", i.name, i.product))
             }
             InventoryCommand::List { site, list } => {
@@ -658,8 +651,7 @@ pub async fn run(command: Command, args: &ClientArgs) -> anyhow::Result<()> {
                         request_id: uuid::Uuid::new_v4().to_string(),
                     })
                     .await
-                    .map_err(rpc)?
-                    .into_inner();
+                    .answer()?;
                 print(json, &ct, |c| {
                     format!("{}  {}  {}", c.name, c.display_name, c.email)
                 })
@@ -732,8 +724,7 @@ pub async fn run(command: Command, args: &ClientArgs) -> anyhow::Result<()> {
                         request_id: uuid::Uuid::new_v4().to_string(),
                     })
                     .await
-                    .map_err(rpc)?
-                    .into_inner();
+                    .answer()?;
                 print(json, &s, |s| {
                     format!("{}  {}  {}", s.name, s.display_name, s.email)
                 })
@@ -775,8 +766,7 @@ pub async fn run(command: Command, args: &ClientArgs) -> anyhow::Result<()> {
                         name: staff_name(&staff_member),
                     })
                     .await
-                    .map_err(rpc)?
-                    .into_inner();
+                    .answer()?;
                 print(json, &chain, |ch| {
                     let mut out = ch.staff_member.clone();
                     for m in &ch.managers {

@@ -308,6 +308,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             use concierge_proto::concierge::testing::v1::{
                 AdvanceTestClockRequest, GetTestClockRequest,
             };
+            use output::Answer as _;
             let mut c = client.client()?.test_clock();
             let clock = match command {
                 ClockCommand::Get => {
@@ -333,8 +334,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     .await
                 }
             }
-            .map_err(|e| anyhow::anyhow!(concierge_sdk::describe(&e)))?
-            .into_inner();
+            .answer()?;
             if client.json {
                 println!("{}", output::json(&clock)?);
             } else {

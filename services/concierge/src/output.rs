@@ -90,6 +90,17 @@ pub fn parse_enum(
         .ok_or_else(|| anyhow::anyhow!("{value:?} is not a {what}"))
 }
 
+/// A gRPC reply's message, or its failure spelled out for a person.
+pub trait Answer<T> {
+    fn answer(self) -> anyhow::Result<T>;
+}
+
+impl<T> Answer<T> for Result<tonic::Response<T>, tonic::Status> {
+    fn answer(self) -> anyhow::Result<T> {
+        self.map(tonic::Response::into_inner).map_err(rpc)
+    }
+}
+
 /// A failed call, with every field violation and precondition spelled out.
 pub fn rpc(e: tonic::Status) -> anyhow::Error {
     anyhow::anyhow!(concierge_sdk::describe(&e))
@@ -129,11 +140,7 @@ macro_rules! paged {
         let mut req = $req;
         let mut items = Vec::new();
         loop {
-            let resp = $client
-                .$method(req.clone())
-                .await
-                .map_err($crate::output::rpc)?
-                .into_inner();
+            let resp = $crate::output::Answer::answer($client.$method(req.clone()).await)?;
             items.extend(resp.$field);
             if !$list.all || resp.next_page_token.is_empty() {
                 break (items, resp.next_page_token);
