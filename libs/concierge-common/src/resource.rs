@@ -280,13 +280,18 @@ pub async fn get_for_update(
 /// Counts resources in a scope (e.g. sites of an account before deleting it).
 pub async fn count(conn: &mut Conn<'_>, kind: &Kind, scope: &Scope) -> Result<i64> {
     let (condition, value) = match scope {
-        Scope::Parent(p) => ("parent = $1", p.as_str()),
-        Scope::Account(a) => ("account = $1", a.as_str()),
-        Scope::All => ("$1 = ''", ""),
+        Scope::Parent(p) => (" WHERE parent = $1", Some(p)),
+        Scope::Account(a) => (" WHERE account = $1", Some(a)),
+        Scope::All => ("", None),
     };
-    let sql = format!("SELECT COUNT(*) FROM {} WHERE {condition}", kind.table);
-    let n: i64 =
-        on_conn!(conn, c => sqlx::query_scalar(&sql).bind(value).fetch_one(&mut **c).await?);
+    let sql = format!("SELECT COUNT(*) FROM {}{condition}", kind.table);
+    let n: i64 = on_conn!(conn, c => {
+        let mut q = sqlx::query_scalar(&sql);
+        if let Some(v) = value {
+            q = q.bind(v);
+        }
+        q.fetch_one(&mut **c).await?
+    });
     Ok(n)
 }
 
@@ -321,7 +326,7 @@ pub async fn list(conn: &mut Conn<'_>, kind: &Kind, q: &ListQuery) -> Result<Pag
             params.push(Value::Text(a.clone()));
             sql.push_str("account = $1");
         }
-        Scope::All => sql.push_str("1 = 1"),
+        Scope::All => sql.push_str("TRUE"),
     }
     if let Some(account) = &q.account {
         params.push(Value::Text(account.clone()));

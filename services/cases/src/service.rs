@@ -153,26 +153,27 @@ impl Cases {
         }
         let mut cal = lookups.calendars[&policy.calendar].clone();
         use concierge_proto::concierge::cases::v1::sla_policy::TimeZoneSource;
+        // Site and account names never collide, so one cache holds both.
         let place = match TimeZoneSource::try_from(policy.time_zone_source)
             .unwrap_or(TimeZoneSource::Calendar)
         {
-            TimeZoneSource::Site if !c.site.is_empty() => Some(c.site.clone()),
-            TimeZoneSource::Account => Some(c.account.clone()),
+            TimeZoneSource::Site if !c.site.is_empty() => Some(&c.site),
+            TimeZoneSource::Account => Some(&c.account),
             _ => None,
         };
         if let Some(place) = place {
-            if !lookups.zones.contains_key(&place) {
-                let zone = if place == c.site {
-                    self.directory().site_time_zone(&c.site).await?
+            if !lookups.zones.contains_key(place) {
+                let zone = if *place == c.site {
+                    self.directory().site_time_zone(place).await?
                 } else {
                     self.directory()
-                        .account("case.account", &c.account)
+                        .account("case.account", place)
                         .await?
                         .time_zone
                 };
                 lookups.zones.insert(place.clone(), zone);
             }
-            let zone = &lookups.zones[&place];
+            let zone = &lookups.zones[place];
             if !zone.is_empty() {
                 cal = cal.in_time_zone(zone)?;
             }
