@@ -2,9 +2,11 @@
 //! chase rules, surveys, idempotency expiry) asks a [`Clock`], so that tests and
 //! `concierge dev --test-clock` can jump 48 business hours in one call.
 
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use jiff::{SignedDuration, Timestamp};
+
+use crate::bounded::{self, OutOfRange};
 
 /// A source of the current instant (UTC).
 pub trait Clock: Send + Sync + std::fmt::Debug + 'static {
@@ -30,20 +32,40 @@ impl TestClock {
         Self(Arc::new(Mutex::new(start)))
     }
 
-    pub fn set(&self, to: Timestamp) {
-        *self.0.lock().expect("test clock lock") = to;
+    /// The instant, even if a holder of the lock panicked: a `Timestamp` is
+    /// written whole, so the clock can never be left half-set, and one bad
+    /// call must not stop every later write.
+    fn lock(&self) -> MutexGuard<'_, Timestamp> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    pub fn set(&self, to: Timestamp) {
+        *self.lock() = to;
+    }
+
+    /// Moves the clock on by `by`, unless that would leave the instants a
+    /// caller may send ([`bounded::LATEST`]): then it stays where it is.
+    pub fn try_advance(&self, by: SignedDuration) -> Result<Timestamp, OutOfRange> {
+        let mut now = self.lock();
+        let to = now
+            .checked_add(by)
+            .map_err(|_| OutOfRange::Instant)
+            .and_then(bounded::Instant::new)?
+            .get();
+        *now = to;
+        Ok(to)
+    }
+
+    /// [`Self::try_advance`] for tests, which stay well inside the range;
+    /// past it the clock stops at its last instant rather than panicking.
     pub fn advance(&self, by: SignedDuration) -> Timestamp {
-        let mut now = self.0.lock().expect("test clock lock");
-        *now = now.checked_add(by).expect("test clock stays in range");
-        *now
+        self.try_advance(by).unwrap_or_else(|_| self.now())
     }
 }
 
 impl Clock for TestClock {
     fn now(&self) -> Timestamp {
-        *self.0.lock().expect("test clock lock")
+        *self.lock()
     }
 }
 
@@ -72,8 +94,12 @@ pub fn micros_to_proto(us: i64) -> Option<prost_types::Timestamp> {
     (us != 0).then(|| to_proto(from_micros(us)))
 }
 
+/// An instant from the wire, if it is one callers may send
+/// ([`bounded::Instant`]).
 pub fn from_proto(t: &prost_types::Timestamp) -> Option<Timestamp> {
-    Timestamp::new(t.seconds, t.nanos).ok()
+    bounded::Instant::try_from(t)
+        .ok()
+        .map(bounded::Instant::get)
 }
 
 #[cfg(test)]
@@ -88,6 +114,24 @@ mod tests {
         let later = clock.advance(SignedDuration::from_hours(48));
         assert_eq!(later, "2026-03-08T17:00:00Z".parse::<Timestamp>().unwrap());
         assert_eq!(clock.clone().now(), later);
+    }
+
+    #[test]
+    fn an_advance_out_of_range_changes_nothing() {
+        let start: Timestamp = "2026-03-06T17:00:00Z".parse().unwrap();
+        let clock = TestClock::new(start);
+        // 10^15 s panicked while holding the lock; every later call failed.
+        assert_eq!(
+            clock.try_advance(SignedDuration::from_secs(1_000_000_000_000_000)),
+            Err(OutOfRange::Instant)
+        );
+        assert_eq!(
+            clock.try_advance(SignedDuration::MAX),
+            Err(OutOfRange::Instant)
+        );
+        assert_eq!(clock.now(), start);
+        let later = clock.try_advance(SignedDuration::from_hours(1)).unwrap();
+        assert_eq!(clock.now(), later);
     }
 
     #[test]

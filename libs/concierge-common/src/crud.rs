@@ -392,6 +392,23 @@ impl Store {
         request: &Q,
         new: New<'_, R>,
     ) -> Result<R> {
+        self.create_or_validate(policy, ctx, method, request, new, false)
+            .await
+    }
+
+    /// [`Self::create`], or with `validate_only` every check a real create
+    /// runs (authorisation, fields, references, hooks) inside a transaction
+    /// that is then rolled back: the resource as it would be, nothing saved,
+    /// and a caller who may not create learns nothing more than that.
+    pub async fn create_or_validate<R: Resource<P>, P: Policy<R>, Q: prost::Message>(
+        &self,
+        policy: &P,
+        ctx: &Ctx,
+        method: &'static str,
+        request: &Q,
+        new: New<'_, R>,
+        validate_only: bool,
+    ) -> Result<R> {
         let New {
             parent,
             resource,
@@ -427,7 +444,11 @@ impl Store {
         r.check(&mut v);
         v.into_result()?;
 
-        let key = idempotency::Key::new(&ctx.principal.subject, request_id, method, request)?;
+        let key = if validate_only {
+            None
+        } else {
+            idempotency::Key::new(&ctx.principal.subject, request_id, method, request)?
+        };
         let mut tx = self.inner.db.begin().await?;
         let mut conn = tx.conn();
         if let Some(key) = &key
@@ -454,6 +475,11 @@ impl Store {
         policy.after_write(&mut conn, ctx, None, &r, now).await?;
         self.record(policy, &mut conn, ctx, "created", &r, now)
             .await?;
+        if validate_only {
+            // Dropping the transaction rolls every write above back.
+            drop(tx);
+            return Ok(r);
+        }
         if let Some(key) = &key {
             key.save(&mut conn, &r, now).await?;
         }
@@ -488,6 +514,29 @@ impl Store {
         ctx: &Ctx,
         page: PageQuery<'_>,
     ) -> Result<(Vec<R>, String)> {
+        let (items, next, _) = self.list_page(policy, ctx, page, false).await?;
+        Ok((items, next))
+    }
+
+    /// [`Self::list`] and the number of resources the list holds across all
+    /// its pages (`total_size`), counted under the same conditions.
+    pub async fn list_counted<R: Resource<P>, P: Policy<R>>(
+        &self,
+        policy: &P,
+        ctx: &Ctx,
+        page: PageQuery<'_>,
+    ) -> Result<(Vec<R>, String, i32)> {
+        let (items, next, total) = self.list_page(policy, ctx, page, true).await?;
+        Ok((items, next, total.unwrap_or_default()))
+    }
+
+    async fn list_page<R: Resource<P>, P: Policy<R>>(
+        &self,
+        policy: &P,
+        ctx: &Ctx,
+        page: PageQuery<'_>,
+        count: bool,
+    ) -> Result<(Vec<R>, String, Option<i32>)> {
         let parent_collections = &R::COLLECTIONS[..R::COLLECTIONS.len() - 1];
         let p = &ctx.principal;
         let scope = if parent_collections.is_empty() {
@@ -500,7 +549,8 @@ impl Store {
             Scope::Parent(String::new())
         } else {
             let ids = names::parse("parent", page.parent, parent_collections)?;
-            if ids == ["-"] {
+            if ids.iter().all(|id| *id == "-") {
+                // `accounts/-/sites/-`: every parent of every ancestor.
                 Scope::All
             } else if ids.last() == Some(&"-") && ids.len() > 1 {
                 Scope::Account(format!("accounts/{}", ids[0]))
@@ -524,6 +574,12 @@ impl Store {
         query.after = self.inner.tokens.decode(R::KIND.table, &p.subject, &page)?;
         let mut pooled = self.inner.db.acquire().await?;
         let result = resource::list(&mut pooled.conn(), R::KIND, &query).await?;
+        let total = if count {
+            let n = resource::count_matching(&mut pooled.conn(), R::KIND, &query).await?;
+            Some(i32::try_from(n).unwrap_or(i32::MAX))
+        } else {
+            None
+        };
         let items = result
             .items
             .iter()
@@ -537,7 +593,7 @@ impl Store {
                     .encode(R::KIND.table, &p.subject, &page, &c)
             })
             .unwrap_or_default();
-        Ok((items, next))
+        Ok((items, next, total))
     }
 
     /// Every resource of a kind that `filter` selects, page by page: for

@@ -3,8 +3,24 @@
 //! and `:` (has / substring), `AND`, `OR`, `NOT` / `-`, parentheses and
 //! implicit AND between terms. As AIP-160 says, OR binds tighter than AND.
 //! A field the list method does not document is INVALID_ARGUMENT naming it.
+//!
+//! A filter is bounded before any of it is parsed or turned into SQL: its
+//! length, how deep parentheses and negations nest (the parser recurses once
+//! per level, and a tokio worker's stack holds about 1,500), how many
+//! comparisons it holds (SQLite refuses expression trees deeper than 1,000)
+//! and how long one value is (SQLite refuses long LIKE patterns). Past a bound
+//! the caller gets INVALID_ARGUMENT on `filter`, never a crash or INTERNAL.
 
 use crate::error::{Error, Result};
+
+/// Longest filter accepted, in bytes.
+pub const MAX_FILTER_LEN: usize = 4096;
+/// Deepest nesting of parentheses and negations accepted.
+pub const MAX_DEPTH: usize = 32;
+/// Most comparisons one filter may hold.
+pub const MAX_TERMS: usize = 100;
+/// Longest value one comparison may hold, in characters.
+pub const MAX_VALUE_CHARS: usize = 512;
 
 /// How a filterable field is stored and compared.
 #[derive(Debug, Clone, Copy)]
@@ -183,6 +199,8 @@ struct Parser<'a> {
     tokens: Vec<Token>,
     pos: usize,
     fields: &'a [Field],
+    depth: usize,
+    terms: usize,
 }
 
 /// Parses `filter` against `fields`; `None` for an empty filter.
@@ -190,10 +208,21 @@ pub fn parse(filter: &str, fields: &[Field]) -> Result<Option<Expr>> {
     if filter.trim().is_empty() {
         return Ok(None);
     }
+    if filter.len() > MAX_FILTER_LEN {
+        return Err(Error::invalid(
+            "filter",
+            format!(
+                "is {} bytes long; at most {MAX_FILTER_LEN} are accepted",
+                filter.len()
+            ),
+        ));
+    }
     let mut p = Parser {
         tokens: tokenize(filter)?,
         pos: 0,
         fields,
+        depth: 0,
+        terms: 0,
     };
     let expr = p.and_expr()?;
     if p.pos != p.tokens.len() {
@@ -249,10 +278,25 @@ impl Parser<'_> {
         })
     }
 
+    /// Enters one more level of nesting, refusing past [`MAX_DEPTH`].
+    fn deeper(&mut self) -> Result<()> {
+        self.depth += 1;
+        if self.depth > MAX_DEPTH {
+            return Err(Error::invalid(
+                "filter",
+                format!("nests parentheses and negations more than {MAX_DEPTH} deep"),
+            ));
+        }
+        Ok(())
+    }
+
     fn unary(&mut self) -> Result<Expr> {
         if matches!(self.peek(), Some(Token::Not) | Some(Token::Minus)) {
             self.pos += 1;
-            return Ok(Expr::Not(Box::new(self.unary()?)));
+            self.deeper()?;
+            let inner = self.unary()?;
+            self.depth -= 1;
+            return Ok(Expr::Not(Box::new(inner)));
         }
         self.primary()
     }
@@ -260,7 +304,9 @@ impl Parser<'_> {
     fn primary(&mut self) -> Result<Expr> {
         match self.next() {
             Some(Token::LParen) => {
+                self.deeper()?;
                 let e = self.and_expr()?;
+                self.depth -= 1;
                 match self.next() {
                     Some(Token::RParen) => Ok(e),
                     _ => Err(Error::invalid("filter", "missing closing parenthesis")),
@@ -296,6 +342,21 @@ impl Parser<'_> {
                         ));
                     }
                 };
+                self.terms += 1;
+                if self.terms > MAX_TERMS {
+                    return Err(Error::invalid(
+                        "filter",
+                        format!("holds more than {MAX_TERMS} comparisons"),
+                    ));
+                }
+                if raw.chars().count() > MAX_VALUE_CHARS {
+                    return Err(Error::invalid(
+                        "filter",
+                        format!(
+                            "the value compared with `{name}` is longer than {MAX_VALUE_CHARS} characters"
+                        ),
+                    ));
+                }
                 comparison(field, op, raw)
             }
             other => Err(Error::invalid(
@@ -508,5 +569,51 @@ mod tests {
         ] {
             assert!(parse(f, FIELDS).is_err(), "{f} should be refused");
         }
+    }
+
+    fn refusal(filter: &str) -> String {
+        match parse(filter, FIELDS) {
+            Err(Error::InvalidArgument(v)) => {
+                assert_eq!(v[0].field, "filter");
+                v[0].description.clone()
+            }
+            other => panic!(
+                "{} bytes: expected INVALID_ARGUMENT, got {other:?}",
+                filter.len()
+            ),
+        }
+    }
+
+    #[test]
+    fn deep_nesting_is_refused_not_a_stack_overflow() {
+        // 1,800 levels overflowed a worker's stack and aborted the process.
+        let deep = format!("{}tier = ENTERPRISE{}", "(".repeat(1800), ")".repeat(1800));
+        assert!(refusal(&deep).contains("deep"));
+        let nots = format!("{}tier = ENTERPRISE", "NOT ".repeat(999));
+        assert!(refusal(&nots).contains("deep"));
+        let minus = format!("{}display_name = x", "-".repeat(999));
+        assert!(!refusal(&minus).is_empty());
+        // At the bound it still parses.
+        let ok = format!(
+            "{}tier = ENTERPRISE{}",
+            "(".repeat(MAX_DEPTH),
+            ")".repeat(MAX_DEPTH)
+        );
+        assert!(parse(&ok, FIELDS).is_ok());
+    }
+
+    #[test]
+    fn wide_and_long_filters_are_refused() {
+        let wide = vec!["tier = ENTERPRISE"; 1000].join(" OR ");
+        assert!(refusal(&wide).contains("bytes"));
+        let wide = vec!["monitored=true"; MAX_TERMS + 1].join(" OR ");
+        assert!(wide.len() < MAX_FILTER_LEN);
+        assert!(refusal(&wide).contains("comparisons"));
+        let ok = vec!["monitored=true"; MAX_TERMS].join(" OR ");
+        assert!(parse(&ok, FIELDS).is_ok());
+        let pattern = format!("display_name:\"{}\"", "%_".repeat(MAX_VALUE_CHARS));
+        assert!(refusal(&pattern).contains("longer than"));
+        let huge = format!("display_name:\"{}\"", "%_".repeat(20_000));
+        assert!(refusal(&huge).contains("bytes"));
     }
 }

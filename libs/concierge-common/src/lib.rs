@@ -2,6 +2,7 @@
 //! bootstrap, errors, storage, filters, paging, idempotency, principals, the
 //! outbox and the clock.
 
+pub mod bounded;
 pub mod channel;
 pub mod clock;
 pub mod config;

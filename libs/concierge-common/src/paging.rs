@@ -17,6 +17,9 @@ pub const DEFAULT_PAGE_SIZE: usize = 50;
 /// Larger page sizes are read as this (AIP-158: coerce, don't fail).
 pub const MAX_PAGE_SIZE: usize = 1000;
 
+/// Longest page token accepted, in bytes.
+pub const MAX_PAGE_TOKEN_LEN: usize = 4096;
+
 /// Where the previous page ended.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Cursor {
@@ -138,6 +141,11 @@ impl PageTokens {
             return Ok(None);
         }
         let invalid = |why: &str| Error::invalid("page_token", why);
+        // Tokens we mint hold one name and one sort key; anything longer is
+        // not ours, and is refused before it is decoded.
+        if query.page_token.len() > MAX_PAGE_TOKEN_LEN {
+            return Err(invalid("not a page token of this list"));
+        }
         let (body, sig) = query
             .page_token
             .split_once('.')

@@ -295,6 +295,51 @@ pub async fn count(conn: &mut Conn<'_>, kind: &Kind, scope: &Scope) -> Result<i6
     Ok(n)
 }
 
+/// The conditions every row of a list matches (scope, account, deletion,
+/// filter), appended to `sql` after its `WHERE`.
+fn matching(q: &ListQuery, sql: &mut String, params: &mut Vec<Value>) {
+    match &q.scope {
+        Scope::Parent(p) => {
+            params.push(Value::Text(p.clone()));
+            sql.push_str("parent = $1");
+        }
+        Scope::Account(a) => {
+            params.push(Value::Text(a.clone()));
+            sql.push_str("account = $1");
+        }
+        Scope::All => sql.push_str("TRUE"),
+    }
+    if let Some(account) = &q.account {
+        params.push(Value::Text(account.clone()));
+        sql.push_str(&format!(" AND account = ${}", params.len()));
+    }
+    if !q.show_deleted {
+        sql.push_str(" AND delete_time = 0");
+    }
+    if let Some(f) = &q.filter {
+        sql.push_str(" AND ");
+        f.to_sql(sql, params);
+    }
+}
+
+/// How many rows match a list's conditions, across all its pages.
+pub async fn count_matching(conn: &mut Conn<'_>, kind: &Kind, q: &ListQuery) -> Result<i64> {
+    let mut sql = format!("SELECT COUNT(*) FROM {} WHERE ", kind.table);
+    let mut params = Vec::new();
+    matching(q, &mut sql, &mut params);
+    let n: i64 = on_conn!(conn, c => {
+        let mut query = sqlx::query_scalar(&sql);
+        for p in &params {
+            query = match p {
+                Value::Text(t) => query.bind(t.clone()),
+                Value::Int(i) => query.bind(*i),
+            };
+        }
+        query.fetch_one(&mut **c).await?
+    });
+    Ok(n)
+}
+
 /// One page of a list: the resources and, when there may be more, the
 /// cursor after the last one.
 #[derive(Debug)]
@@ -317,28 +362,7 @@ pub async fn list(conn: &mut Conn<'_>, kind: &Kind, q: &ListQuery) -> Result<Pag
     }
     sql.push_str(&format!(" FROM {} WHERE ", kind.table));
     let mut params = Vec::new();
-    match &q.scope {
-        Scope::Parent(p) => {
-            params.push(Value::Text(p.clone()));
-            sql.push_str("parent = $1");
-        }
-        Scope::Account(a) => {
-            params.push(Value::Text(a.clone()));
-            sql.push_str("account = $1");
-        }
-        Scope::All => sql.push_str("TRUE"),
-    }
-    if let Some(account) = &q.account {
-        params.push(Value::Text(account.clone()));
-        sql.push_str(&format!(" AND account = ${}", params.len()));
-    }
-    if !q.show_deleted {
-        sql.push_str(" AND delete_time = 0");
-    }
-    if let Some(f) = &q.filter {
-        sql.push_str(" AND ");
-        f.to_sql(&mut sql, &mut params);
-    }
+    matching(q, &mut sql, &mut params);
     if let Some(after) = &q.after {
         let cmp = if desc { "<" } else { ">" };
         params.push(Value::Text(after.name.clone()));
@@ -391,12 +415,24 @@ pub async fn list(conn: &mut Conn<'_>, kind: &Kind, q: &ListQuery) -> Result<Pag
     Ok(Page { items, next })
 }
 
+/// Longest `order_by` accepted: one field name and a direction fit easily,
+/// and a refusal never echoes more than this back.
+pub const MAX_ORDER_BY_LEN: usize = 128;
+
 /// Parses `order_by` ("field" or "field desc"; one field) against the
 /// documented fields.
 pub fn parse_order_by(order_by: &str, fields: &[Field]) -> Result<Option<(Field, bool)>> {
     let order_by = order_by.trim();
     if order_by.is_empty() {
         return Ok(None);
+    }
+    if order_by.len() > MAX_ORDER_BY_LEN {
+        return Err(Error::invalid(
+            "order_by",
+            format!(
+                "is longer than {MAX_ORDER_BY_LEN} bytes; order by one field, e.g. \"update_time desc\""
+            ),
+        ));
     }
     let mut parts = order_by.split_whitespace();
     let name = parts.next().unwrap_or_default();

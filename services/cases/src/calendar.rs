@@ -14,6 +14,18 @@ use jiff::{SignedDuration, Timestamp};
 /// Minutes in a day; a span may end at 1440, the midnight that ends the day.
 pub const DAY_MINUTES: u16 = 1440;
 
+/// The longest stretch of calendar days business time is added or measured
+/// over: 20 years. Every walk through a calendar is bounded by it, so no
+/// request (however sparse the working hours) makes unbounded work.
+pub const MAX_SPAN_DAYS: i64 = 7305;
+
+/// Holidays are dated within these years: the instants callers may send,
+/// plus the span above.
+const HOLIDAY_YEARS: std::ops::RangeInclusive<i16> = 1970..=2230;
+/// Most holidays and working periods one calendar may list.
+const MAX_HOLIDAYS: usize = 5000;
+const MAX_WORKING_PERIODS: usize = 200;
+
 /// Working hours within one local day, in minutes after local midnight.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Span {
@@ -117,6 +129,18 @@ impl BusinessCalendar {
                 None
             }
         };
+        if working_periods.len() > MAX_WORKING_PERIODS {
+            v.add(
+                "calendar.working_periods",
+                format!("at most {MAX_WORKING_PERIODS} working periods"),
+            );
+        }
+        if holidays.len() > MAX_HOLIDAYS {
+            v.add(
+                "calendar.holidays",
+                format!("at most {MAX_HOLIDAYS} holidays"),
+            );
+        }
         let mut weekly: [Vec<Span>; 7] = Default::default();
         for (i, p) in working_periods.iter().enumerate() {
             let merged = check_spans(
@@ -137,6 +161,17 @@ impl BusinessCalendar {
         }
         let mut by_date = BTreeMap::new();
         for (i, h) in holidays.iter().enumerate() {
+            if !HOLIDAY_YEARS.contains(&h.date.year()) {
+                v.add(
+                    format!("calendar.holidays[{i}].date"),
+                    format!(
+                        "{} is outside the years {}..={}",
+                        h.date,
+                        HOLIDAY_YEARS.start(),
+                        HOLIDAY_YEARS.end()
+                    ),
+                );
+            }
             let spans = check_spans(
                 &mut v,
                 |j| format!("calendar.holidays[{i}].working_periods[{j}]"),
@@ -183,16 +218,17 @@ impl BusinessCalendar {
 
     /// The instant a local minute of a date stands for. A minute skipped by a
     /// DST gap maps forward (as clocks do); a repeated one maps to its first
-    /// occurrence.
-    fn instant(&self, date: Date, minute: u16) -> Timestamp {
+    /// occurrence. `None` only at the very end of jiff's range, which bounded
+    /// inputs never reach.
+    fn instant(&self, date: Date, minute: u16) -> Option<Timestamp> {
         let (date, minute) = if minute >= DAY_MINUTES {
-            (date.tomorrow().expect("dates stay in range"), 0)
+            (date.tomorrow().ok()?, 0)
         } else {
             (date, minute)
         };
         self.time_zone
             .to_timestamp(date.at((minute / 60) as i8, (minute % 60) as i8, 0, 0))
-            .expect("a local time of a supported date has an instant")
+            .ok()
     }
 
     /// Working intervals of a local date as instants, in order and never
@@ -203,8 +239,8 @@ impl BusinessCalendar {
     fn intervals_on(&self, date: Date) -> impl Iterator<Item = (Timestamp, Timestamp)> + '_ {
         let mut reached: Option<Timestamp> = None;
         self.spans_on(date).iter().filter_map(move |s| {
-            let mut start = self.instant(date, s.start_minute);
-            let end = self.instant(date, s.end_minute);
+            let mut start = self.instant(date, s.start_minute)?;
+            let end = self.instant(date, s.end_minute)?;
             if let Some(r) = reached {
                 start = start.max(r);
             }
@@ -231,7 +267,7 @@ impl BusinessCalendar {
         }
         let mut remaining = duration;
         let mut date = self.local_date(start);
-        for _ in 0..self.horizon_days(date, duration) {
+        for _ in 0..self.horizon_days(date, duration).min(MAX_SPAN_DAYS + 1) {
             for (s, e) in self.intervals_on(date) {
                 let s = s.max(start);
                 if e <= s {
@@ -239,9 +275,7 @@ impl BusinessCalendar {
                 }
                 let available = e.duration_since(s);
                 if available >= remaining {
-                    return Ok(s
-                        .checked_add(remaining)
-                        .expect("within the calendar's horizon"));
+                    return s.checked_add(remaining).map_err(Error::internal);
                 }
                 remaining -= available;
             }
@@ -250,8 +284,7 @@ impl BusinessCalendar {
         Err(Error::FailedPrecondition {
             reason: "NO_WORKING_TIME",
             subject: String::new(),
-            description: "the calendar runs out of working time before the duration is used up"
-                .into(),
+            description: "the calendar does not hold that much working time within 20 years".into(),
         })
     }
 

@@ -104,10 +104,17 @@ pub fn read(
         sla_clock::Kind::Carrier => Counting::Only(&carrier),
         _ => Counting::Except(&paused),
     };
+    // Policies are checked when written; one stored before targets were
+    // bounded counts as the longest allowed rather than overflowing.
     let target = def
         .target
         .duration
-        .map(|d| SignedDuration::new(d.seconds, d.nanos))
+        .as_ref()
+        .map(|d| {
+            concierge_common::bounded::Duration::try_from(d).map_or(sla::MAX_TARGET, |d| {
+                d.get().clamp(SignedDuration::ZERO, sla::MAX_TARGET)
+            })
+        })
         .unwrap_or_default();
     let spec = ClockSpec {
         target,
@@ -188,9 +195,14 @@ pub fn to_proto(
 
 /// The ledger lines, each saying why it counted or not.
 pub fn segments(r: &Reading<case::State>, calendar: &str) -> Vec<SlaClockSegment> {
+    let last = r.segments.len().saturating_sub(1);
     r.segments
         .iter()
-        .map(|s| {
+        .enumerate()
+        .map(|(i, s)| {
+            // A clock that has not stopped is still inside its last span,
+            // whose end is only the reading instant.
+            let in_progress = i == last && r.stop.is_none();
             let (kind, why) = match s.kind {
                 SegmentKind::Running => (
                     sla_clock_segment::Kind::Running,
@@ -207,7 +219,7 @@ pub fn segments(r: &Reading<case::State>, calendar: &str) -> Vec<SlaClockSegment
             };
             SlaClockSegment {
                 start_time: Some(clock::to_proto(s.start)),
-                end_time: Some(clock::to_proto(s.end)),
+                end_time: (!in_progress).then(|| clock::to_proto(s.end)),
                 kind: kind as i32,
                 case_state: s.state as i32,
                 calendar: calendar.to_string(),

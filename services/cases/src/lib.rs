@@ -192,9 +192,31 @@ impl Policy<Case> for Rules {
     fn may_attempt_write(&self, _p: &Principal, _target: &str) -> Result<()> {
         Ok(())
     }
-    /// A client opens cases for its own account.
+    /// A client opens cases for its own account, with the fields a client
+    /// knows (case.proto lists them); the rest are the company's to set.
     async fn may_create(&self, _conn: &mut Conn<'_>, p: &Principal, r: &Case) -> Result<()> {
-        own_account(p, "Case", &r.name, &r.account)
+        own_account(p, "Case", &r.name, &r.account)?;
+        if p.role == Role::Client {
+            let staff_set = [
+                ("case.owner", !r.owner.is_empty()),
+                ("case.performing_team", !r.performing_team.is_empty()),
+                ("case.carrier_reference", !r.carrier_reference.is_empty()),
+                ("case.committed_time", r.committed_time.is_some()),
+                ("case.construction", r.construction.is_some()),
+                ("case.priority", r.priority == CasePriority::Critical as i32),
+            ];
+            if let Some((field, _)) = staff_set.iter().find(|(_, set)| *set) {
+                return Err(Error::PermissionDenied(format!(
+                    "{field} is set by the company, not by a client opening a case{}",
+                    if *field == "case.priority" {
+                        ": ask for HIGH and your account manager will escalate"
+                    } else {
+                        ""
+                    }
+                )));
+            }
+        }
+        Ok(())
     }
     async fn may_write(&self, _conn: &mut Conn<'_>, p: &Principal, r: &Case) -> Result<()> {
         own_account(p, "Case", &r.name, &r.account)?;

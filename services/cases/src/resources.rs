@@ -734,8 +734,17 @@ fn check_target(v: &mut Violations, field: &str, t: &SlaTarget, key_required: bo
             "required: lowercase letters, digits, '_' or '-', e.g. \"presented_to_carrier\"",
         );
     }
-    match &t.duration {
-        Some(d) if d.seconds > 0 || d.nanos > 0 => {}
+    match t
+        .duration
+        .as_ref()
+        .map(concierge_common::bounded::Duration::try_from)
+    {
+        Some(Ok(d)) if d.get().is_positive() && d.get() <= crate::sla::MAX_TARGET => {}
+        Some(Ok(d)) if d.get().is_positive() => v.add(
+            format!("{field}.duration"),
+            "must be at most 366 days: a target further out is a project plan, not an SLA",
+        ),
+        Some(Err(e)) => v.add(format!("{field}.duration"), e.to_string()),
         _ => v.add(format!("{field}.duration"), "required: a positive duration"),
     }
     if TimeBasis::try_from(t.basis).is_err() {

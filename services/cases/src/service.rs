@@ -1,10 +1,10 @@
 //! The gRPC face of the cases service. Methods not written yet answer
 //! UNIMPLEMENTED (the contract is complete; the service grows into it).
 
-use concierge_common::clock;
 use concierge_common::crud::{New, Reply, reply};
 use concierge_common::error::{Error, Result};
 use concierge_common::paging::PageQuery;
+use concierge_common::{bounded, clock};
 use concierge_common::{page_query, without_request_id};
 use concierge_proto::concierge::cases::v1::cases_service_server::CasesService;
 use concierge_proto::concierge::cases::v1::*;
@@ -31,36 +31,17 @@ pub(crate) struct Lookups {
 use crate::{Cases, RULES, Rules, calendar};
 
 fn instant(field: &str, t: &Option<prost_types::Timestamp>) -> Result<jiff::Timestamp> {
-    t.as_ref()
-        .and_then(clock::from_proto)
-        .ok_or_else(|| Error::invalid(field, "required: an instant (UTC)"))
+    bounded::Instant::required(field, t)
 }
 
 fn duration(d: jiff::SignedDuration) -> prost_types::Duration {
-    prost_types::Duration {
-        seconds: d.as_secs(),
-        nanos: d.subsec_nanos(),
-    }
+    bounded::Duration::to_proto(d)
 }
 
-/// A create request with `validate_only`: the checks of a real create, and
-/// the resource as it would be, without saving anything.
-fn validate<R: concierge_common::crud::Resource<Rules>>(
-    resource: Option<R>,
-    id: &str,
-) -> Result<R> {
-    let mut v = concierge_common::error::Violations::new();
-    let id = v.check(R::new_id(&format!("{}_id", R::FIELD), id));
-    let Some(mut r) = resource else {
-        return Err(Error::invalid(R::FIELD, "required"));
-    };
-    r.clear_output_only();
-    if let Some(id) = id {
-        r.set_name(format!("{}/{id}", R::COLLECTIONS[0]));
-    }
-    r.check(&mut v);
-    v.into_result().map(|()| r)
-}
+/// The longest span business time is added or measured over, as a
+/// duration (business time never exceeds the wall-clock time it spans).
+const MAX_SPAN: jiff::SignedDuration =
+    jiff::SignedDuration::from_hours(calendar::MAX_SPAN_DAYS * 24);
 
 /// The idempotency key of a custom method's request, from its `request_id`.
 fn once<M: prost::Message>(
@@ -153,15 +134,17 @@ impl Cases {
         }
         let mut cal = lookups.calendars[&policy.calendar].clone();
         use concierge_proto::concierge::cases::v1::sla_policy::TimeZoneSource;
-        // Site and account names never collide, so one cache holds both.
-        let place = match TimeZoneSource::try_from(policy.time_zone_source)
-            .unwrap_or(TimeZoneSource::Calendar)
-        {
-            TimeZoneSource::Site if !c.site.is_empty() => Some(&c.site),
-            TimeZoneSource::Account => Some(&c.account),
-            _ => None,
+        // Site and account names never collide, so one cache holds both. A
+        // case with no site, or a site with no zone, is read in the
+        // account's zone, as the policy's contract says.
+        let source =
+            TimeZoneSource::try_from(policy.time_zone_source).unwrap_or(TimeZoneSource::Calendar);
+        let places: Vec<&String> = match source {
+            TimeZoneSource::Site if !c.site.is_empty() => vec![&c.site, &c.account],
+            TimeZoneSource::Site | TimeZoneSource::Account => vec![&c.account],
+            _ => vec![],
         };
-        if let Some(place) = place {
+        for place in places {
             if !lookups.zones.contains_key(place) {
                 let zone = if *place == c.site {
                     self.directory().site_time_zone(place).await?
@@ -176,6 +159,7 @@ impl Cases {
             let zone = &lookups.zones[place];
             if !zone.is_empty() {
                 cal = cal.in_time_zone(zone)?;
+                break;
             }
         }
         let policy = &lookups.policies[&key];
@@ -388,11 +372,14 @@ impl CasesService for Cases {
         if req.order_by.is_empty() {
             req.order_by = "create_time desc".into();
         }
-        let (cases, next_page_token) = self.store().list(&RULES, &ctx, page_query!(req)).await?;
+        let (cases, next_page_token, total_size) = self
+            .store()
+            .list_counted(&RULES, &ctx, page_query!(req))
+            .await?;
         Ok(Response::new(ListCasesResponse {
             cases,
             next_page_token,
-            total_size: 0,
+            total_size,
         }))
     }
 
@@ -744,13 +731,10 @@ impl CasesService for Cases {
     ) -> Reply<SlaPolicy> {
         let ctx = self.ctx(&request)?;
         let req = request.into_inner();
-        if req.validate_only {
-            return reply(validate::<SlaPolicy>(req.sla_policy, &req.sla_policy_id));
-        }
         let hashed = without_request_id!(req);
         reply(
             self.store()
-                .create(
+                .create_or_validate(
                     &RULES,
                     &ctx,
                     "CreateSlaPolicy",
@@ -761,6 +745,7 @@ impl CasesService for Cases {
                         id: &req.sla_policy_id,
                         request_id: &req.request_id,
                     },
+                    req.validate_only,
                 )
                 .await,
         )
@@ -1355,7 +1340,11 @@ impl CasesService for Cases {
     async fn list_notes(&self, request: Request<ListNotesRequest>) -> Reply<ListNotesResponse> {
         let ctx = self.ctx(&request)?;
         let mut req = request.into_inner();
-        self.visible_case(&ctx, &req.parent).await?;
+        // `cases/-` reads across cases: the store keeps a client to its own
+        // account's public updates, as it does within one case.
+        if req.parent != "cases/-" {
+            self.visible_case(&ctx, &req.parent).await?;
+        }
         if req.order_by.is_empty() {
             req.order_by = "create_time".into();
         }
@@ -1430,6 +1419,35 @@ impl CasesService for Cases {
     async fn delete_calendar(&self, request: Request<DeleteCalendarRequest>) -> Reply<()> {
         let ctx = self.ctx(&request)?;
         let req = request.into_inner();
+        // Checked as a name first, so it is safe to quote in the filter; and
+        // only someone who may attempt the delete hears which policies use it.
+        names::parse("name", &req.name, &["calendars"])?;
+        concierge_common::crud::Policy::<Calendar>::may_attempt_write(
+            &RULES,
+            &ctx.principal,
+            &req.name,
+        )?;
+        let users: Vec<SlaPolicy> = self
+            .store()
+            .list_all(
+                &RULES,
+                &Ctx::system("cases", ""),
+                &format!("calendar = \"{}\"", req.name),
+            )
+            .await?;
+        if !users.is_empty() {
+            let names: Vec<&str> = users.iter().map(|p| p.name.as_str()).collect();
+            return Err(Error::FailedPrecondition {
+                reason: "CALENDAR_IN_USE",
+                subject: req.name.clone(),
+                description: format!(
+                    "{} counts business time for {}: point them at another calendar first",
+                    req.name,
+                    names.join(", ")
+                ),
+            }
+            .into());
+        }
         reply(
             self.store()
                 .delete::<Calendar, _>(&RULES, &ctx, &req.name, &req.etag)
@@ -1445,12 +1463,15 @@ impl CasesService for Cases {
         let req = request.into_inner();
         let result = async {
             let start = instant("start_time", &req.start_time)?;
-            let d = req
-                .duration
-                .ok_or_else(|| Error::invalid("duration", "required"))?;
-            let d = jiff::SignedDuration::new(d.seconds, d.nanos);
+            let d = bounded::Duration::required("duration", &req.duration)?;
             if d.is_negative() {
                 return Err(Error::invalid("duration", "must not be negative"));
+            }
+            if d > MAX_SPAN {
+                return Err(Error::invalid(
+                    "duration",
+                    "must be at most 20 years (175320h) of business time",
+                ));
             }
             let cal = self
                 .business_calendar(&ctx, &req.calendar, &req.time_zone)
@@ -1475,6 +1496,12 @@ impl CasesService for Cases {
             let end = instant("end_time", &req.end_time)?;
             if end < start {
                 return Err(Error::invalid("end_time", "must not be before start_time"));
+            }
+            if end.duration_since(start) > MAX_SPAN {
+                return Err(Error::invalid(
+                    "end_time",
+                    "must be at most 20 years (175320h) after start_time",
+                ));
             }
             let cal = self
                 .business_calendar(&ctx, &req.calendar, &req.time_zone)

@@ -107,14 +107,15 @@ pub struct Reading<S> {
     pub start: Timestamp,
     pub stop: Option<Timestamp>,
     pub elapsed: SignedDuration,
-    /// Target minus elapsed, never below zero.
+    /// Target minus elapsed: negative once breached, by how far.
     pub remaining: SignedDuration,
     pub paused: SignedDuration,
     pub out_of_hours: SignedDuration,
     pub state: ClockState,
     pub status: ClockStatus,
     /// When the target is (or was) reached if nothing pauses the clock
-    /// again; unknown while it is paused.
+    /// again; while it is paused, when it would be reached were it to
+    /// resume at the reading instant (so it moves later while paused).
     pub target_time: Option<Timestamp>,
     /// When the clock became (or will become) at risk, on the same terms.
     pub at_risk_time: Option<Timestamp>,
@@ -148,11 +149,11 @@ pub fn read<S: Copy + PartialEq>(
                    before: SignedDuration,
                    after: SignedDuration,
                    mark: SignedDuration| {
-        (before < mark && after >= mark).then(|| {
-            seg_start
-                .checked_add(mark - before)
-                .expect("within the segment")
-        })
+        // `mark - before` is less than the segment's length, which ends at
+        // an instant: adding it back cannot leave the range.
+        (before < mark && after >= mark)
+            .then(|| seg_start.checked_add(mark - before).ok())
+            .flatten()
     };
 
     let mut push = |segments: &mut Vec<LedgerSegment<S>>,
@@ -237,7 +238,7 @@ pub fn read<S: Copy + PartialEq>(
     if let Some(last) = history.iter().filter(|c| c.at <= end).last() {
         current = Some(last.state);
     }
-    let remaining = (spec.target - elapsed).max(SignedDuration::ZERO);
+    let remaining = spec.target - elapsed;
     let counting_now = current.is_some_and(|s| spec.counting.counts(&s));
     let status = match (stop, counting_now, segments.last().map(|s| s.kind)) {
         (Some(_), _, _) => ClockStatus::Stopped,
@@ -248,8 +249,9 @@ pub fn read<S: Copy + PartialEq>(
         }
         (None, true, _) => ClockStatus::Running,
     };
-    // Project the target (and the at-risk point) forward from now while the
-    // clock counts; a paused clock has no date yet.
+    // Project the target (and the at-risk point) forward from now, for a
+    // paused clock as if it resumed now: the date a client is promised
+    // moves later while the case waits on them.
     let project = |from_elapsed: SignedDuration, mark: SignedDuration| -> Option<Timestamp> {
         let left = mark - from_elapsed;
         match spec.basis {
@@ -257,7 +259,7 @@ pub fn read<S: Copy + PartialEq>(
             Basis::Business => spec.calendar.add(end, left).ok(),
         }
     };
-    let open = stop.is_none() && counting_now;
+    let open = stop.is_none();
     let target_time = breach_time.or_else(|| open.then(|| project(elapsed, spec.target)).flatten());
     let at_risk_time = at_risk_time.or_else(|| {
         let mark = at_risk_after?;
@@ -287,6 +289,10 @@ pub fn read<S: Copy + PartialEq>(
         segments,
     }
 }
+
+/// The longest target a policy may set: a year of business or wall-clock
+/// time keeps every projection a bounded walk through the calendar.
+pub const MAX_TARGET: SignedDuration = SignedDuration::from_hours(366 * 24);
 
 #[cfg(test)]
 mod tests {
@@ -383,7 +389,8 @@ mod tests {
                 (SegmentKind::Running, St::InProgress)
             ]
         );
-        // While paused the target has no date.
+        // While paused the target is projected as if work resumed at the
+        // reading, so it moves later the longer the client keeps it waiting.
         let paused = read(
             &spec,
             ts("2026-11-30T14:00:00Z"),
@@ -393,7 +400,7 @@ mod tests {
         );
         assert_eq!(
             (paused.status, paused.target_time),
-            (ClockStatus::Paused, None)
+            (ClockStatus::Paused, Some(ts("2026-12-03T16:00:00Z")))
         );
     }
 
@@ -435,7 +442,7 @@ mod tests {
             Some(ts("2026-10-30T10:24:00Z")),
             "6.4 h used"
         );
-        assert_eq!(after.remaining, SignedDuration::ZERO);
+        assert_eq!(after.remaining, -h(8), "target minus elapsed: 8 h past");
         // The ledger explains it: the holiday is one out-of-hours stretch.
         let holiday_gap = after
             .segments

@@ -48,8 +48,11 @@ fn summarise<'a>(clocks: impl Iterator<Item = &'a SlaClock>) -> Option<CaseSlaSu
         if c.status == sla_clock::Status::Paused as i32 {
             summary.paused = true;
         }
-        let open =
-            c.status != sla_clock::Status::Stopped as i32 && c.state != SlaState::Breached as i32;
+        // A paused clock's target is a projection that moves with the wall
+        // clock: it is not a deadline to list or wake up for.
+        let open = c.status != sla_clock::Status::Stopped as i32
+            && c.status != sla_clock::Status::Paused as i32
+            && c.state != SlaState::Breached as i32;
         if open
             && let Some(t) = c.target_time
             && summary
@@ -192,7 +195,8 @@ fn system() -> Ctx {
 /// clock runs toward (or is past) that point. A paused clock has no instant
 /// until it resumes; a stopped one never fires again.
 fn due(clock: &SlaClock, kind: &str) -> Option<Timestamp> {
-    let open = clock.status != sla_clock::Status::Stopped as i32;
+    let open = clock.status != sla_clock::Status::Stopped as i32
+        && clock.status != sla_clock::Status::Paused as i32;
     let state = SlaState::try_from(clock.state).unwrap_or(SlaState::Unspecified);
     if !open
         || !matches!(

@@ -292,6 +292,10 @@ suite!(
     an_order_is_withheld_while_it_depends_on_an_open_case,
     sla_policy_updates_can_be_checked_first_and_rolled_back,
     clocks_across_cases_filter_by_state_and_page_by_target_time,
+    out_of_range_times_durations_and_filters_are_refused_and_change_nothing,
+    clocks_say_how_far_past_and_project_while_paused,
+    a_client_opens_cases_with_its_own_fields_only,
+    configuration_in_use_is_kept_and_checked_like_a_real_write,
 );
 
 async fn create_calendar(h: &Harness, id: &str, c: Calendar) -> Result<Calendar, Status> {
@@ -2612,4 +2616,557 @@ async fn clocks_across_cases_filter_by_state_and_page_by_target_time(h: Harness)
         .await
         .unwrap_err();
     assert_eq!(violations(&bad), vec!["filter"]);
+}
+
+fn field_of(status: &Status) -> String {
+    violations(status).join(",")
+}
+
+async fn out_of_range_times_durations_and_filters_are_refused_and_change_nothing(h: Harness) {
+    let admin = who(Role::Admin);
+    create_calendar(&h, "us-central", us_central())
+        .await
+        .unwrap();
+    // A huge target used to be stored, then made every matching CreateCase
+    // and every timer sweep panic.
+    for (duration, why) in [
+        (
+            Duration {
+                seconds: i64::MAX,
+                nanos: 0,
+            },
+            "100 years",
+        ),
+        (hours(367 * 24), "366 days"),
+        (
+            Duration {
+                seconds: 1,
+                nanos: -5,
+            },
+            "nanos",
+        ),
+    ] {
+        let refused = h
+            .svc
+            .create_sla_policy(h.req(
+                &admin,
+                CreateSlaPolicyRequest {
+                    sla_policy: Some(SlaPolicy {
+                        display_name: "Huge".into(),
+                        calendar: "calendars/us-central".into(),
+                        overall_delivery: Some(SlaTarget {
+                            duration: Some(duration),
+                            ..target("restore", 1)
+                        }),
+                        ..Default::default()
+                    }),
+                    sla_policy_id: "huge".into(),
+                    validate_only: false,
+                    request_id: String::new(),
+                },
+            ))
+            .await
+            .unwrap_err();
+        assert_eq!(refused.code(), Code::InvalidArgument, "{why}");
+        assert_eq!(field_of(&refused), "sla_policy.overall_delivery.duration");
+        let d = refused.get_error_details();
+        let text = &d.bad_request().unwrap().field_violations[0].description;
+        assert!(text.contains(why), "{text}");
+    }
+    let policies = h
+        .svc
+        .list_sla_policies(h.req(&admin, ListSlaPoliciesRequest::default()))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(
+        policies.sla_policies.is_empty(),
+        "a refused policy is not stored"
+    );
+    // A case still opens, and counts nothing without a policy.
+    create_case(&h, &agent(), case("acme", "Still fine"))
+        .await
+        .unwrap();
+
+    let add = |start: Timestamp, duration: Duration| AddBusinessTimeRequest {
+        calendar: "calendars/us-central".into(),
+        start_time: Some(start),
+        duration: Some(duration),
+        time_zone: None,
+    };
+    for (request, field) in [
+        (add(ts("9999-12-30T00:00:00Z"), hours(1)), "start_time"),
+        (
+            add(
+                Timestamp {
+                    seconds: i64::MAX,
+                    nanos: 0,
+                },
+                hours(1),
+            ),
+            "start_time",
+        ),
+        (
+            add(
+                ts("2026-11-30T15:00:00Z"),
+                Duration {
+                    seconds: i64::MAX,
+                    nanos: 999_999_999,
+                },
+            ),
+            "duration",
+        ),
+        // 21 years of business time: past the 20-year cap on a walk.
+        (
+            add(ts("2026-11-30T15:00:00Z"), hours(21 * 366 * 24)),
+            "duration",
+        ),
+    ] {
+        let refused = h
+            .svc
+            .add_business_time(h.req(&admin, request))
+            .await
+            .unwrap_err();
+        assert_eq!(refused.code(), Code::InvalidArgument);
+        assert_eq!(field_of(&refused), field);
+    }
+    // Within the caps it answers; the same span measured back agrees.
+    let end = h
+        .svc
+        .add_business_time(h.req(&admin, add(ts("2026-11-30T15:00:00Z"), hours(8))))
+        .await
+        .unwrap()
+        .into_inner()
+        .end_time;
+    assert_eq!(end, Some(ts("2026-11-30T23:00:00Z")), "09:00-17:00 Chicago");
+    let measure = |end: Timestamp| MeasureBusinessTimeRequest {
+        calendar: "calendars/us-central".into(),
+        start_time: Some(ts("2026-11-30T15:00:00Z")),
+        end_time: Some(end),
+        time_zone: None,
+    };
+    let refused = h
+        .svc
+        .measure_business_time(h.req(&admin, measure(ts("2126-11-30T15:00:00Z"))))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (refused.code(), field_of(&refused)),
+        (Code::InvalidArgument, "end_time".into())
+    );
+
+    // A calendar that works one minute a week cannot hold 19 years of
+    // business time within the 20-year walk: refused at once, not walked.
+    let mut sparse = us_central();
+    sparse.working_periods.truncate(1);
+    sparse.working_periods[0].end_minute = sparse.working_periods[0].start_minute + 1;
+    sparse.holidays.clear();
+    create_calendar(&h, "sparse", sparse).await.unwrap();
+    let refused = h
+        .svc
+        .add_business_time(h.req(
+            &admin,
+            AddBusinessTimeRequest {
+                calendar: "calendars/sparse".into(),
+                ..add(ts("2026-11-30T15:00:00Z"), hours(19 * 366 * 24))
+            },
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::FailedPrecondition);
+
+    // A holiday at the end of the calendar's range was accepted, then made
+    // the walk panic.
+    let mut far = us_central();
+    far.holidays[0].date = Some(LocalDate {
+        year: 9999,
+        month: 12,
+        day: 31,
+    });
+    let refused = create_calendar(&h, "far", far).await.unwrap_err();
+    assert_eq!(field_of(&refused), "calendar.holidays[0].date");
+
+    // Filters a caller can send to any list: deep, wide, long.
+    let deep = format!("{}state = NEW{}", "(".repeat(1800), ")".repeat(1800));
+    let nots = format!("{}state = NEW", "NOT ".repeat(999));
+    let wide = vec!["state = NEW"; 1000].join(" OR ");
+    let many = vec!["state=NEW"; 101].join(" OR ");
+    let long = format!("owner:\"{}\"", "%_".repeat(20_000));
+    let pattern = format!("owner:\"{}\"", "%_".repeat(300));
+    for filter in [deep, nots, wide, many, long, pattern] {
+        let refused = h
+            .svc
+            .list_cases(h.req(
+                &agent(),
+                ListCasesRequest {
+                    filter: filter.clone(),
+                    ..Default::default()
+                },
+            ))
+            .await
+            .unwrap_err();
+        assert_eq!(
+            (refused.code(), field_of(&refused)),
+            (Code::InvalidArgument, "filter".into()),
+            "{}…: {}",
+            &filter[..40],
+            refused.message()
+        );
+    }
+    // The widest filter allowed still runs on the database.
+    let widest = vec!["state = NEW"; 100].join(" OR ");
+    let listed = h
+        .svc
+        .list_cases(h.req(
+            &agent(),
+            ListCasesRequest {
+                filter: widest,
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!((listed.cases.len(), listed.total_size), (1, 1));
+    let refused = h
+        .svc
+        .list_cases(h.req(
+            &agent(),
+            ListCasesRequest {
+                order_by: "x".repeat(10_000),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(field_of(&refused), "order_by");
+    let refused = h
+        .svc
+        .list_cases(h.req(
+            &agent(),
+            ListCasesRequest {
+                page_token: "a".repeat(100_000),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(field_of(&refused), "page_token");
+}
+
+async fn clocks_say_how_far_past_and_project_while_paused(h: Harness) {
+    us_central_repairs(
+        &h,
+        SlaPolicy {
+            overall_delivery: Some(SlaTarget {
+                basis: TimeBasis::WallClock as i32,
+                ..target("restore", 2)
+            }),
+            ..Default::default()
+        },
+    )
+    .await;
+    let a = agent();
+    h.clock.set("2026-11-30T15:00:00Z".parse().unwrap());
+    let c = create_case(&h, &a, case("acme", "Down")).await.unwrap();
+    let clock_name = format!("{}/slaClocks/restore", c.name);
+    async fn get(h: &Harness, a: &Principal, name: &str) -> Result<SlaClock, Status> {
+        h.svc
+            .get_sla_clock(h.req(a, GetSlaClockRequest { name: name.into() }))
+            .await
+            .map(|r| r.into_inner())
+    }
+    h.svc
+        .open_case(h.req(
+            &a,
+            OpenCaseRequest {
+                name: c.name.clone(),
+                owner: String::new(),
+                etag: String::new(),
+                request_id: String::new(),
+            },
+        ))
+        .await
+        .unwrap();
+    // Waiting on the client after 30 minutes: the deadline is projected as
+    // if work resumed now, and moves later while the wait lasts.
+    h.clock.set("2026-11-30T15:30:00Z".parse().unwrap());
+    h.svc
+        .pend_case_on_client(h.req(
+            &a,
+            PendCaseOnClientRequest {
+                name: c.name.clone(),
+                reason: "Site access".into(),
+                etag: String::new(),
+                request_id: String::new(),
+            },
+        ))
+        .await
+        .unwrap();
+    h.clock.set("2026-11-30T16:30:00Z".parse().unwrap());
+    let paused = get(&h, &a, &clock_name).await.unwrap();
+    assert_eq!(paused.status, sla_clock::Status::Paused as i32);
+    assert_eq!(paused.target_time, Some(ts("2026-11-30T18:00:00Z")));
+    assert_eq!(
+        paused.remaining_duration,
+        Some(Duration {
+            seconds: 5400,
+            nanos: 0
+        })
+    );
+    h.clock.set("2026-11-30T17:30:00Z".parse().unwrap());
+    assert_eq!(
+        get(&h, &a, &clock_name).await.unwrap().target_time,
+        Some(ts("2026-11-30T19:00:00Z"))
+    );
+    assert_eq!(
+        breach_timer_due(&h, &clock_name).await,
+        None,
+        "a paused clock arms no breach"
+    );
+    h.svc
+        .resume_case(h.req(
+            &a,
+            ResumeCaseRequest {
+                name: c.name.clone(),
+                reason: "access granted".into(),
+                etag: String::new(),
+                request_id: String::new(),
+            },
+        ))
+        .await
+        .unwrap();
+    // Breached at 19:00; read at 20:00 it is an hour past its target.
+    h.clock.set("2026-11-30T20:00:00Z".parse().unwrap());
+    let breached = get(&h, &a, &clock_name).await.unwrap();
+    assert_eq!(breached.state, SlaState::Breached as i32);
+    assert_eq!(breached.breach_time, Some(ts("2026-11-30T19:00:00Z")));
+    assert_eq!(
+        breached.remaining_duration,
+        Some(Duration {
+            seconds: -3600,
+            nanos: 0
+        })
+    );
+    let why = h
+        .svc
+        .explain_sla_clock(h.req(
+            &a,
+            ExplainSlaClockRequest {
+                name: clock_name.clone(),
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    let (open, done) = why.segments.split_last().unwrap();
+    assert_eq!(open.start_time, Some(ts("2026-11-30T17:30:00Z")));
+    assert_eq!(open.end_time, None, "the span in progress has no end yet");
+    assert!(done.iter().all(|s| s.end_time.is_some()));
+}
+
+async fn a_client_opens_cases_with_its_own_fields_only(h: Harness) {
+    let client = who(Role::Client);
+    for (c, field) in [
+        (
+            Case {
+                owner: "staff/zeki".into(),
+                ..case("acme", "x")
+            },
+            "case.owner",
+        ),
+        (
+            Case {
+                performing_team: "field-ops".into(),
+                ..case("acme", "x")
+            },
+            "case.performing_team",
+        ),
+        (
+            Case {
+                carrier_reference: "LUMEN-1".into(),
+                ..case("acme", "x")
+            },
+            "case.carrier_reference",
+        ),
+        (
+            Case {
+                priority: CasePriority::Critical as i32,
+                ..case("acme", "x")
+            },
+            "case.priority",
+        ),
+    ] {
+        let refused = create_case(&h, &client, c).await.unwrap_err();
+        assert_eq!(refused.code(), Code::PermissionDenied);
+        assert!(refused.message().contains(field), "{}", refused.message());
+    }
+    let listed = h
+        .svc
+        .list_cases(h.req(&agent(), ListCasesRequest::default()))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(listed.total_size, 0, "nothing refused was stored");
+    let opened = create_case(
+        &h,
+        &client,
+        Case {
+            priority: CasePriority::High as i32,
+            description: "Since 9am".into(),
+            ..case("acme", "Slow link")
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(opened.priority, CasePriority::High as i32);
+    // Staff may set what a client may not.
+    create_case(
+        &h,
+        &agent(),
+        Case {
+            owner: "staff/zeki".into(),
+            priority: CasePriority::Critical as i32,
+            ..case("acme", "Outage")
+        },
+    )
+    .await
+    .unwrap();
+    let listed = h
+        .svc
+        .list_cases(h.req(
+            &agent(),
+            ListCasesRequest {
+                page_size: 1,
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!((listed.cases.len(), listed.total_size), (1, 2));
+    // `cases/-` reads notes across cases; a client still sees only public
+    // updates on its own account.
+    for (p, visibility) in [
+        (agent(), note::Visibility::Internal),
+        (agent(), note::Visibility::Public),
+    ] {
+        h.svc
+            .create_note(h.req(
+                &p,
+                CreateNoteRequest {
+                    parent: opened.name.clone(),
+                    note: Some(Note {
+                        body: format!("{visibility:?}"),
+                        visibility: visibility as i32,
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                },
+            ))
+            .await
+            .unwrap();
+    }
+    let across = |p: Principal| {
+        let h = &h;
+        async move {
+            h.svc
+                .list_notes(h.req(
+                    &p,
+                    ListNotesRequest {
+                        parent: "cases/-".into(),
+                        ..Default::default()
+                    },
+                ))
+                .await
+                .unwrap()
+                .into_inner()
+                .notes
+                .len()
+        }
+    };
+    assert_eq!(across(agent()).await, 2);
+    assert_eq!(across(client.clone()).await, 1);
+    let globex_client = Principal {
+        account: Some("accounts/globex".into()),
+        ..who(Role::Client)
+    };
+    assert_eq!(across(globex_client).await, 0);
+}
+
+async fn configuration_in_use_is_kept_and_checked_like_a_real_write(h: Harness) {
+    let policy = us_central_repairs(
+        &h,
+        SlaPolicy {
+            overall_delivery: Some(target("restore", 8)),
+            ..Default::default()
+        },
+    )
+    .await;
+    let delete = |p: &Principal| {
+        h.svc.delete_calendar(h.req(
+            p,
+            DeleteCalendarRequest {
+                name: "calendars/us-central".into(),
+                etag: String::new(),
+                ..Default::default()
+            },
+        ))
+    };
+    let refused = delete(&who(Role::Admin)).await.unwrap_err();
+    assert_eq!(refused.code(), Code::FailedPrecondition);
+    assert!(
+        refused.message().contains(&policy.name),
+        "{}",
+        refused.message()
+    );
+    assert_eq!(
+        delete(&who(Role::Client)).await.unwrap_err().code(),
+        Code::PermissionDenied,
+        "a client does not learn which policies use it"
+    );
+    h.svc
+        .get_calendar(h.req(
+            &who(Role::Admin),
+            GetCalendarRequest {
+                name: "calendars/us-central".into(),
+            },
+        ))
+        .await
+        .unwrap();
+
+    // validate_only runs the same authorisation as the real create.
+    let probe = |p: &Principal| {
+        h.svc.create_sla_policy(h.req(
+            p,
+            CreateSlaPolicyRequest {
+                sla_policy: Some(SlaPolicy {
+                    display_name: "Probe".into(),
+                    calendar: "calendars/us-central".into(),
+                    overall_delivery: Some(target("restore", 4)),
+                    ..Default::default()
+                }),
+                sla_policy_id: "probe".into(),
+                validate_only: true,
+                request_id: String::new(),
+            },
+        ))
+    };
+    assert_eq!(
+        probe(&who(Role::Client)).await.unwrap_err().code(),
+        Code::PermissionDenied
+    );
+    let would_be = probe(&who(Role::Admin)).await.unwrap().into_inner();
+    assert_eq!(would_be.name, "slaPolicies/probe");
+    let stored = h
+        .svc
+        .get_sla_policy(h.req(
+            &who(Role::Admin),
+            GetSlaPolicyRequest {
+                name: "slaPolicies/probe".into(),
+            },
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(stored.code(), Code::NotFound, "validate_only saves nothing");
 }

@@ -2,6 +2,7 @@
 //! controllable clock, which admins move forward through the gateway
 //! (`concierge clock advance 48h`).
 
+use concierge_common::bounded;
 use concierge_common::clock::{self, Clock, TestClock};
 use concierge_common::error::Error;
 use concierge_common::principal::{PrincipalCodec, Role};
@@ -78,8 +79,7 @@ impl TestClockService for Service {
         request: Request<AdvanceTestClockRequest>,
     ) -> Result<Response<TestClockMessage>, Status> {
         self.admit(&request, &request.get_ref().name)?;
-        let by = request.get_ref().by.unwrap_or_default();
-        let mut by = jiff::SignedDuration::new(by.seconds, by.nanos);
+        let mut by = bounded::Duration::required("by", &request.get_ref().by)?;
         if !by.is_positive() {
             return Err(Error::invalid(
                 "by",
@@ -99,10 +99,7 @@ impl TestClockService for Service {
                 concierge_proto::concierge::cases::v1::AddBusinessTimeRequest {
                     calendar,
                     start_time: Some(clock::to_proto(self.clock.now())),
-                    duration: Some(prost_types::Duration {
-                        seconds: by.as_secs(),
-                        nanos: by.subsec_nanos(),
-                    }),
+                    duration: Some(bounded::Duration::to_proto(by)),
                     time_zone: None,
                 },
             );
@@ -111,11 +108,17 @@ impl TestClockService for Service {
                 .add_business_time(ask)
                 .await?
                 .into_inner()
-                .wall_clock_duration
-                .unwrap_or_default();
-            by = jiff::SignedDuration::new(wall.seconds, wall.nanos);
+                .wall_clock_duration;
+            by = bounded::Duration::required("by", &wall)?;
         }
-        self.clock.advance(by);
+        // Refused before anything moves: the clock never leaves the range of
+        // instants the services compute with.
+        self.clock.try_advance(by).map_err(|e| {
+            Error::invalid(
+                "by",
+                format!("moves the test clock out of range: the clock {e}"),
+            )
+        })?;
         Ok(Response::new(self.message()))
     }
 }

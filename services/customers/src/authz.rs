@@ -61,7 +61,9 @@ pub fn read(
         (None, _) => Err(Error::PermissionDenied(format!(
             "{resource_type} records are internal to the company"
         ))),
-        _ => Err(not_found(resource_type, name)),
+        // Another account is one the client cannot see at all: name it, not
+        // the kind asked for under it ("Site accounts/globex" is no site).
+        (Some(account), _) => Err(not_found("Account", &account)),
     }
 }
 

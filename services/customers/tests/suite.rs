@@ -890,6 +890,23 @@ async fn sites_and_inventory(h: Harness) {
         3,
         "the wildcard lists every site of the account"
     );
+    let everywhere = h
+        .svc
+        .list_inventory_items(h.req(
+            &admin(),
+            ListInventoryItemsRequest {
+                parent: "accounts/-/sites/-".into(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        everywhere.inventory_items.len(),
+        3,
+        "every site of every account, as the collection documents"
+    );
     let backups = h
         .svc
         .list_inventory_items(h.req(
@@ -1367,6 +1384,11 @@ async fn client_lists_only_its_own_account(h: Harness) {
         .await
         .unwrap_err();
     assert_eq!(other.code(), Code::NotFound);
+    assert_eq!(
+        other.message(),
+        "Account accounts/globex not found",
+        "the account the client cannot see is named, not a site"
+    );
     let staff = h
         .svc
         .list_staff_members(h.req(&client, ListStaffMembersRequest::default()))
