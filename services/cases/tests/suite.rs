@@ -296,6 +296,7 @@ suite!(
     clocks_say_how_far_past_and_project_while_paused,
     a_client_opens_cases_with_its_own_fields_only,
     configuration_in_use_is_kept_and_checked_like_a_real_write,
+    a_case_without_a_site_counts_in_its_accounts_zone,
 );
 
 async fn create_calendar(h: &Harness, id: &str, c: Calendar) -> Result<Calendar, Status> {
@@ -3169,4 +3170,59 @@ async fn configuration_in_use_is_kept_and_checked_like_a_real_write(h: Harness) 
         .await
         .unwrap_err();
     assert_eq!(stored.code(), Code::NotFound, "validate_only saves nothing");
+}
+
+async fn a_case_without_a_site_counts_in_its_accounts_zone(h: Harness) {
+    // The calendar is kept in Tokyo; the policy reads hours where the site
+    // is, and a case with no site is read where its account is (Chicago).
+    let mut tokyo = us_central();
+    tokyo.time_zone = Some(TimeZone {
+        id: "Asia/Tokyo".into(),
+    });
+    create_calendar(&h, "tokyo", tokyo).await.unwrap();
+    h.svc
+        .create_sla_policy(h.req(
+            &who(Role::Admin),
+            CreateSlaPolicyRequest {
+                sla_policy: Some(SlaPolicy {
+                    display_name: "Repairs".into(),
+                    calendar: "calendars/tokyo".into(),
+                    time_zone_source: sla_policy::TimeZoneSource::Site as i32,
+                    overall_delivery: Some(target("restore", 8)),
+                    ..Default::default()
+                }),
+                sla_policy_id: "repairs".into(),
+                validate_only: false,
+                request_id: String::new(),
+            },
+        ))
+        .await
+        .unwrap();
+    // Monday 09:00 in Chicago.
+    h.clock.set("2026-11-30T15:00:00Z".parse().unwrap());
+    let c = create_case(
+        &h,
+        &agent(),
+        Case {
+            site: String::new(),
+            ..case("acme", "No site")
+        },
+    )
+    .await
+    .unwrap();
+    let clock = h
+        .svc
+        .get_sla_clock(h.req(
+            &agent(),
+            GetSlaClockRequest {
+                name: format!("{}/slaClocks/restore", c.name),
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(clock.time_zone.unwrap().id, "America/Chicago");
+    assert_eq!(clock.status, sla_clock::Status::Running as i32);
+    // 8 business hours: Monday 17:00 Chicago, not Tokyo's hours.
+    assert_eq!(clock.target_time, Some(ts("2026-11-30T23:00:00Z")));
 }
