@@ -258,6 +258,9 @@ impl Policy<Case> for Rules {
         after: &Case,
         now: i64,
     ) -> Result<()> {
+        // Every change may move a clock: its timers are re-armed right after
+        // the commit, and this marker, durable with the change, makes sure.
+        timers::mark_for_refresh(conn, &after.name, now).await?;
         if before.is_some_and(|b| b.state == after.state) {
             return Ok(());
         }

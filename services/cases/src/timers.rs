@@ -186,6 +186,42 @@ async fn write_clock_index(
 
 const AT_RISK: &str = "sla_at_risk";
 const BREACH: &str = "sla_breach";
+/// A case changed and its SLA timers are still to be re-armed: armed in the
+/// transaction of every change of a case, due at once, and disarmed by the
+/// re-arm itself. A process that dies between the two (or a re-arm that
+/// fails) leaves it behind, and any replica's next sweep finishes the job:
+/// no committed case is ever left without the timers its clocks need.
+const REFRESH: &str = "sla_refresh";
+
+fn refresh_id(case_name: &str) -> String {
+    format!("{case_name}:{REFRESH}")
+}
+
+/// Records, in the transaction of a change of `case_name` committed at
+/// `at` (µs), that its timers must be re-armed.
+pub(crate) async fn mark_for_refresh(conn: &mut Conn<'_>, case_name: &str, at: i64) -> Result<()> {
+    timers::arm(
+        conn,
+        &refresh_id(case_name),
+        REFRESH,
+        case_name,
+        clock::from_micros(at),
+        b"",
+    )
+    .await
+}
+
+/// Forgets the re-arm marker of `case_name` if no change newer than
+/// `read_at` (the update time of the case as re-armed) set it again.
+async fn unmark_refreshed(conn: &mut Conn<'_>, case_name: &str, read_at: i64) -> Result<()> {
+    on_conn!(conn, c => sqlx::query("DELETE FROM timers WHERE id = $1 AND due_time <= $2")
+        .bind(refresh_id(case_name))
+        .bind(read_at)
+        .execute(&mut **c)
+        .await?
+        .rows_affected());
+    Ok(())
+}
 
 fn system() -> Ctx {
     Ctx::system("cases-timers", "")
@@ -254,14 +290,31 @@ impl Cases {
     /// Arms (or disarms) the timers of every clock of a case after a change,
     /// and keeps the case's SLA summary (what lists filter on) current.
     pub async fn refresh_timers(&self, case_name: &str) -> Result<()> {
+        fail::fail_point!("cases::refresh_timers", |failing| {
+            if failing.as_deref().is_none_or(|f| f == case_name) {
+                Err(concierge_common::Error::Unavailable(
+                    "failpoint: re-arming SLA timers".into(),
+                ))
+            } else {
+                Ok(())
+            }
+        });
         let Some(read) = self.read_clocks(&[case_name]).await?.remove(case_name) else {
-            return Ok(());
+            // Gone (or deleted): nothing to arm, and nothing left to do.
+            let mut tx = self.store().db().begin().await?;
+            timers::disarm(&mut tx.conn(), &refresh_id(case_name)).await?;
+            return tx.commit().await;
         };
         let ReadCase {
             case,
             revision,
             clocks,
         } = read?;
+        let read_at = case
+            .update_time
+            .as_ref()
+            .and_then(from_proto)
+            .map_or(i64::MAX, clock::to_micros);
         let mut tx = self.store().db().begin().await?;
         let all: Vec<&SlaClock> = clocks.iter().collect();
         write_clock_index(&mut tx.conn(), &case, &all, self.store().now()).await?;
@@ -281,11 +334,13 @@ impl Cases {
                 }
             }
         }
+        unmark_refreshed(&mut tx.conn(), case_name, read_at).await?;
         tx.commit().await
     }
 
     /// Re-arms after a change, logging rather than failing the caller: the
-    /// change is committed, and the next change or sweep re-arms anyway.
+    /// change is committed with its re-arm marker, which the next sweep (on
+    /// any replica) works off if this attempt fails.
     pub(crate) async fn refresh_timers_after_change(&self, case_name: &str) {
         if let Err(e) = self.refresh_timers(case_name).await {
             tracing::warn!(case = case_name, error = %e, "could not re-arm SLA timers");
@@ -329,6 +384,20 @@ impl Cases {
         if claimed.is_empty() {
             return Ok((0, 0));
         }
+        let (refreshes, claimed): (Vec<_>, Vec<_>) =
+            claimed.into_iter().partition(|t| t.kind == REFRESH);
+        // Re-arms a change left unfinished (a crash, a failed re-arm). One
+        // that fails again keeps its marker and is retried when its lease
+        // runs out.
+        for marker in &refreshes {
+            if let Err(e) = self.refresh_timers(&marker.subject).await {
+                tracing::warn!(case = %marker.subject, error = %e, "could not re-arm SLA timers");
+            }
+        }
+        if claimed.is_empty() {
+            return Ok((refreshes.len(), 0));
+        }
+        let claimed_count = claimed.len() + refreshes.len();
         let mut names: Vec<&str> = claimed.iter().map(|t| t.subject.as_str()).collect();
         names.sort_unstable();
         names.dedup();
@@ -456,7 +525,7 @@ impl Cases {
         for kind in fired_kinds {
             metrics::counter!("concierge_sla_events_fired_total", "kind" => kind).increment(1);
         }
-        Ok((claimed.len(), fired))
+        Ok((claimed_count, fired))
     }
 
     /// The clocks of many cases read now, with three queries for all of

@@ -297,6 +297,7 @@ suite!(
     a_client_opens_cases_with_its_own_fields_only,
     configuration_in_use_is_kept_and_checked_like_a_real_write,
     a_case_without_a_site_counts_in_its_accounts_zone,
+    a_change_whose_timers_fail_to_arm_is_finished_by_the_sweep,
 );
 
 async fn create_calendar(h: &Harness, id: &str, c: Calendar) -> Result<Calendar, Status> {
@@ -3225,4 +3226,67 @@ async fn a_case_without_a_site_counts_in_its_accounts_zone(h: Harness) {
     assert_eq!(clock.status, sla_clock::Status::Running as i32);
     // 8 business hours: Monday 17:00 Chicago, not Tokyo's hours.
     assert_eq!(clock.target_time, Some(ts("2026-11-30T23:00:00Z")));
+}
+
+async fn refresh_marker(h: &Harness, case: &str) -> Option<i64> {
+    let mut pc = h.svc.db().acquire().await.unwrap();
+    concierge_common::on_conn!(&mut pc.conn(), x => sqlx::query_scalar("SELECT due_time FROM timers WHERE id = $1")
+        .bind(format!("{case}:sla_refresh"))
+        .fetch_optional(&mut **x)
+        .await
+        .unwrap())
+}
+
+async fn a_change_whose_timers_fail_to_arm_is_finished_by_the_sweep(h: Harness) {
+    us_central_repairs(
+        &h,
+        SlaPolicy {
+            overall_delivery: Some(SlaTarget {
+                basis: TimeBasis::WallClock as i32,
+                ..target("restore", 2)
+            }),
+            ..Default::default()
+        },
+    )
+    .await;
+    h.clock.set("2026-11-30T15:00:00Z".parse().unwrap());
+    // Named per backend: failpoints are global to the test process.
+    let id = format!("armless-{:?}", h.svc.db().dialect()).to_lowercase();
+    let name = format!("cases/{id}");
+    let clock = format!("{name}/slaClocks/restore");
+    fail::cfg("cases::refresh_timers", &format!("return({name})")).unwrap();
+    let created = h
+        .svc
+        .create_case(h.req(
+            &agent(),
+            CreateCaseRequest {
+                case: Some(case("acme", "Timers fail to arm")),
+                case_id: id.clone(),
+                request_id: String::new(),
+            },
+        ))
+        .await;
+    fail::remove("cases::refresh_timers");
+    // Acknowledged: the case and the promise to arm its timers are durable
+    // together, although the arming itself failed.
+    assert_eq!(created.unwrap().into_inner().name, name);
+    assert_eq!(breach_timer_due(&h, &clock).await, None);
+    assert!(refresh_marker(&h, &name).await.is_some());
+    // Any replica's next sweep arms them (before the fix, none ever did:
+    // the sweep only works through timers that exist).
+    let now = "2026-11-30T15:00:01Z".parse().unwrap();
+    h.svc.sweep_timers("replica-b", now).await.unwrap();
+    assert_eq!(refresh_marker(&h, &name).await, None);
+    assert_eq!(
+        breach_timer_due(&h, &clock).await,
+        Some(ts("2026-11-30T17:00:00Z").seconds * 1_000_000)
+    );
+    // And the breach is reported when it comes.
+    h.clock.set("2026-11-30T17:00:01Z".parse().unwrap());
+    h.svc
+        .sweep_timers("replica-b", "2026-11-30T17:00:01Z".parse().unwrap())
+        .await
+        .unwrap();
+    let breaches = sla_events(&h, "breached").await;
+    assert_eq!(breaches, vec![clock]);
 }
