@@ -256,6 +256,74 @@ pub fn strip_meta<R: Resource<P>, P>(r: &R) -> Vec<u8> {
     copy.encode_to_vec()
 }
 
+/// The package and service an event is published under, e.g.
+/// `concierge.cases.v1` and `cases`.
+#[derive(Debug, Clone, Copy)]
+pub struct Events {
+    pub package: &'static str,
+    pub source: &'static str,
+}
+
+/// Writes the event `<package>.<field>_<verb>` about `r`.
+pub async fn record_event<R: Resource<P>, P: Policy<R>>(
+    conn: &mut Conn<'_>,
+    policy: &P,
+    ctx: &Ctx,
+    events: Events,
+    verb: &str,
+    r: &R,
+    now: i64,
+) -> Result<()> {
+    let account = r.account();
+    outbox::record(
+        conn,
+        NewEvent {
+            event_type: format!("{}.{}_{verb}", events.package, R::FIELD),
+            source: events.source,
+            subject: r.name(),
+            account: &account,
+            visibility: policy.visibility(r),
+            actor: &ctx.principal,
+            request_id: &ctx.request_id,
+            occur_time: from_micros(now),
+            payload: Some(outbox::pack(r)),
+        },
+    )
+    .await?;
+    Ok(())
+}
+
+/// Inserts a checked, named resource inside the caller's transaction with
+/// everything a create does (create hook, row, after-write hook, `created`
+/// event): how a change posts a resource of another kind as part of itself,
+/// e.g. a transition's public update, so both commit or neither does.
+pub async fn insert_new<R: Resource<P>, P: Policy<R>>(
+    conn: &mut Conn<'_>,
+    policy: &P,
+    ctx: &Ctx,
+    events: Events,
+    parent: &str,
+    mut r: R,
+    now: i64,
+) -> Result<R> {
+    policy.on_create(ctx, &mut r, now);
+    let stored = Stored {
+        name: r.name().to_string(),
+        parent: parent.to_string(),
+        account: r.account(),
+        create_time: now,
+        update_time: now,
+        delete_time: 0,
+        revision: 1,
+        body: strip_meta::<R, P>(&r),
+    };
+    resource::insert(conn, R::KIND, &stored, &r.columns()).await?;
+    r.set_meta(now, now, stored.etag());
+    policy.after_write(conn, ctx, None, &r, now).await?;
+    record_event(conn, policy, ctx, events, "created", &r, now).await?;
+    Ok(r)
+}
+
 fn not_found<R: Resource<P>, P>(name: &str) -> Error {
     Error::NotFound {
         resource_type: R::KIND.resource_type,
@@ -364,23 +432,15 @@ impl Store {
         r: &R,
         now: i64,
     ) -> Result<()> {
-        let account = r.account();
-        outbox::record(
-            conn,
-            NewEvent {
-                event_type: format!("{}.{}_{verb}", self.inner.package, R::FIELD),
-                source: self.inner.source,
-                subject: r.name(),
-                account: &account,
-                visibility: policy.visibility(r),
-                actor: &ctx.principal,
-                request_id: &ctx.request_id,
-                occur_time: from_micros(now),
-                payload: Some(outbox::pack(r)),
-            },
-        )
-        .await?;
-        Ok(())
+        record_event(conn, policy, ctx, self.events(), verb, r, now).await
+    }
+
+    /// Who this store's events come from.
+    pub fn events(&self) -> Events {
+        Events {
+            package: self.inner.package,
+            source: self.inner.source,
+        }
     }
 
     /// AIP-133 create, idempotent on `request_id`.
@@ -459,22 +519,7 @@ impl Store {
         policy.may_create(&mut conn, &ctx.principal, &r).await?;
         policy.check_references(&mut conn, &r).await?;
         let now = self.now();
-        policy.on_create(ctx, &mut r, now);
-        let stored = Stored {
-            name: r.name().to_string(),
-            parent: parent.to_string(),
-            account: r.account(),
-            create_time: now,
-            update_time: now,
-            delete_time: 0,
-            revision: 1,
-            body: strip_meta::<R, P>(&r),
-        };
-        resource::insert(&mut conn, R::KIND, &stored, &r.columns()).await?;
-        r.set_meta(now, now, stored.etag());
-        policy.after_write(&mut conn, ctx, None, &r, now).await?;
-        self.record(policy, &mut conn, ctx, "created", &r, now)
-            .await?;
+        let r = insert_new(&mut conn, policy, ctx, self.events(), parent, r, now).await?;
         if validate_only {
             // Dropping the transaction rolls every write above back.
             drop(tx);

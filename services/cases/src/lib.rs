@@ -77,7 +77,7 @@ impl Cases {
         customers: tonic::transport::Channel,
     ) -> Result<Self> {
         let store =
-            Store::open(db, &SQLITE, &POSTGRES, clock, "concierge.cases.v1", "cases").await?;
+            Store::open(db, &SQLITE, &POSTGRES, clock, EVENTS.package, EVENTS.source).await?;
         let directory = directory::Directory::new(customers, &principals);
         Ok(Self {
             store,
@@ -159,6 +159,38 @@ fn staff_only(p: &Principal, what: &str) -> Result<()> {
 
 configuration_policy!(Calendar, "business calendars");
 configuration_policy!(HandOffCode, "hand-off codes");
+
+/// The cases service's events: `concierge.cases.v1.*`, from `cases`.
+const EVENTS: concierge_common::crud::Events = concierge_common::crud::Events {
+    package: "concierge.cases.v1",
+    source: "cases",
+};
+
+/// Posts `body` on `case` as a public update from the service, in the
+/// transaction of the change that says it (what the company waits on the
+/// client for, so the client reads it where it reads every update).
+async fn post_public_update(
+    conn: &mut Conn<'_>,
+    ctx: &Ctx,
+    case: &Case,
+    body: &str,
+    now: i64,
+) -> Result<()> {
+    let id = concierge_common::names::new_id("note_id", "")?;
+    let update = Note {
+        name: format!("{}/notes/{id}", case.name),
+        visibility: note::Visibility::Public as i32,
+        body: body.to_string(),
+        origin: note::Origin::System as i32,
+        ..Default::default()
+    };
+    let rules = Rules {
+        case_account: Some(case.account.clone()),
+        ..RULES
+    };
+    concierge_common::crud::insert_new(conn, &rules, ctx, EVENTS, &case.name, update, now).await?;
+    Ok(())
+}
 
 /// A client principal asking about another account's case or note gets
 /// NOT_FOUND, as for one that does not exist.
@@ -264,6 +296,9 @@ impl Policy<Case> for Rules {
         if before.is_some_and(|b| b.state == after.state) {
             return Ok(());
         }
+        if after.state == case::State::PendingClient as i32 && !after.state_reason.is_empty() {
+            post_public_update(conn, ctx, after, &after.state_reason, now).await?;
+        }
         let open = |c: &Case| {
             lifecycle::is_open(case::State::try_from(c.state).unwrap_or(case::State::Unspecified))
         };
@@ -336,7 +371,11 @@ impl Policy<Note> for Rules {
         n.author = p.staff_member.clone().unwrap_or_else(|| p.subject.clone());
         n.author_display_name = p.display_name.clone();
         n.author_role = p.to_proto().role;
-        n.origin = note::Origin::Manual as i32;
+        // A note a caller writes arrives with its origin cleared; one the
+        // service posts as part of a change says so.
+        if n.origin == note::Origin::Unspecified as i32 {
+            n.origin = note::Origin::Manual as i32;
+        }
         n.account = self.case_account.clone().unwrap_or_default();
         n.notified_contacts = self.notified_contacts.clone();
     }

@@ -2905,6 +2905,31 @@ async fn clocks_say_how_far_past_and_project_while_paused(h: Harness) {
         ))
         .await
         .unwrap();
+    // The reason reaches the client as a public update, posted with the
+    // change itself.
+    let updates = h
+        .svc
+        .list_notes(h.req(
+            &who(Role::Client),
+            ListNotesRequest {
+                parent: c.name.clone(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .notes;
+    assert_eq!(updates.len(), 1);
+    assert_eq!(
+        (updates[0].body.as_str(), updates[0].origin),
+        ("Site access", note::Origin::System as i32)
+    );
+    assert_eq!(
+        sla_events(&h, "breached").await.len() + note_events(&h).await,
+        1,
+        "one note_created event, no breach yet"
+    );
     h.clock.set("2026-11-30T16:30:00Z".parse().unwrap());
     let paused = get(&h, &a, &clock_name).await.unwrap();
     assert_eq!(paused.status, sla_clock::Status::Paused as i32);
@@ -3289,4 +3314,14 @@ async fn a_change_whose_timers_fail_to_arm_is_finished_by_the_sweep(h: Harness) 
         .unwrap();
     let breaches = sla_events(&h, "breached").await;
     assert_eq!(breaches, vec![clock]);
+}
+
+async fn note_events(h: &Harness) -> usize {
+    let mut c = h.svc.db().acquire().await.unwrap();
+    concierge_common::outbox::read_after(&mut c.conn(), 0, 10_000)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|p| p.event.r#type == "concierge.cases.v1.note_created")
+        .count()
 }
