@@ -109,8 +109,9 @@ class Manifests:
             elif d["kind"] == "ConfigMap":
                 self.config_maps[name] = dict(d.get("data") or {})
         self.workloads = [d for d in self.docs if d["kind"] in ("Job", "Deployment")]
-        unsupported = {d["kind"] for d in self.docs} - {
-            "Job", "Deployment", "Service", "Secret", "ConfigMap"
+        # Kinds that run pods must be started too; the rest start nothing.
+        unsupported = {d["kind"] for d in self.docs} & {
+            "Pod", "ReplicaSet", "StatefulSet", "DaemonSet", "CronJob"
         }
         if unsupported:
             fail(f"the smoke test does not know how to start {sorted(unsupported)}: teach it")
@@ -278,12 +279,12 @@ class Databases:
     def create(self):
         roles = set(self.owners.values()) | {r for rs in self.users.values() for r in rs}
         for role in sorted(roles):
+            self.created_roles.append(self.local(role))  # before: an interrupt may land in between
             psql(self.admin_url, f"CREATE ROLE {quote_ident(self.local(role))} LOGIN")
-            self.created_roles.append(self.local(role))
         for db, owner in self.owners.items():
             local_db, owner = self.local(db), quote_ident(self.local(owner))
-            psql(self.admin_url, f"CREATE DATABASE {quote_ident(local_db)} OWNER {owner}")
             self.created_dbs.append(local_db)
+            psql(self.admin_url, f"CREATE DATABASE {quote_ident(local_db)} OWNER {owner}")
             # PostgreSQL before 15 lets everyone create in `public`.
             psql(self.admin_url, "REVOKE CREATE ON SCHEMA public FROM PUBLIC", local_db)
             for user in sorted(self.users.get(db, ())):
@@ -416,6 +417,8 @@ def main():
         os.environ.get("CONCIERGE_TEST_NATS_URL", "nats://127.0.0.1:4222")).netloc)
     ap.add_argument("--timeout", type=float, default=40, help="seconds for the Jobs, then for health")
     opts = ap.parse_args()
+    # CI's own timeout sends SIGTERM: still stop the processes and drop the databases.
+    signal.signal(signal.SIGTERM, lambda *_: fail("terminated"))
     binary = os.path.abspath(opts.binary)
     if not os.access(binary, os.X_OK):
         fail(f"{binary} is not an executable: build it first")
@@ -483,6 +486,8 @@ def main():
         print(f"deploy smoke: {len(jobs)} Job and {len(deployments)} Deployment containers of "
               f"{opts.manifests} up in {time.monotonic() - began:.1f} s")
     finally:
+        # Cleanup runs to the end even when the run was interrupted.
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         stop(containers)
         for c in containers:
             if c.log:
