@@ -62,6 +62,11 @@ pub struct DatabaseConfig {
     /// password, hence secret.
     pub url: SecretString,
     pub max_connections: u32,
+    /// Bring the schema up to date at start. Off where a separate job runs
+    /// `concierge migrate` with a role that may change the schema, so the
+    /// service's own role needs no DDL rights; the service then only checks
+    /// that the schema is at its version.
+    pub migrate: bool,
 }
 
 impl Default for DatabaseConfig {
@@ -69,6 +74,7 @@ impl Default for DatabaseConfig {
         Self {
             url: SecretString::from("sqlite::memory:"),
             max_connections: 16,
+            migrate: true,
         }
     }
 }

@@ -131,7 +131,15 @@ impl Db {
     /// and then the service's own migrations. The two migrators share sqlx's
     /// bookkeeping table, so each ignores the other's versions: common
     /// migrations are numbered below 1000, services' from 1000 up.
+    ///
+    /// A schema that is already up to date is left alone without a single
+    /// DDL statement (sqlx's own run begins with `CREATE TABLE IF NOT
+    /// EXISTS`), so a service whose database role may not change the schema
+    /// starts once `concierge migrate` has run with a role that may.
     pub async fn migrate(&self, sqlite: &Migrator, postgres: &Migrator) -> Result<()> {
+        if matches!(self.unapplied_migrations(sqlite, postgres).await, Ok(v) if v.is_empty()) {
+            return Ok(());
+        }
         match self {
             Db::Sqlite(pool) => {
                 run(&COMMON_SQLITE, pool).await?;
@@ -141,6 +149,46 @@ impl Db {
                 run(&COMMON_POSTGRES, pool).await?;
                 run(postgres, pool).await
             }
+        }
+    }
+
+    /// The versions of the common and the service's migrations that this
+    /// database lacks (or holds with a different checksum), read without
+    /// changing anything. Fails when a migration failed partway.
+    pub async fn unapplied_migrations(
+        &self,
+        sqlite: &Migrator,
+        postgres: &Migrator,
+    ) -> Result<Vec<i64>> {
+        // Asked before reading it, so that a database nothing was ever
+        // migrated on lacks every migration rather than failing the read.
+        let (migrators, bookkeeping) = match self {
+            Db::Sqlite(pool) => (
+                [&COMMON_SQLITE, sqlite],
+                sqlx::query_scalar::<_, bool>(
+                    "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = '_sqlx_migrations')",
+                )
+                .fetch_one(pool)
+                .await?,
+            ),
+            Db::Postgres(pool) => (
+                [&COMMON_POSTGRES, postgres],
+                sqlx::query_scalar::<_, bool>("SELECT to_regclass('_sqlx_migrations') IS NOT NULL")
+                    .fetch_one(pool)
+                    .await?,
+            ),
+        };
+        if !bookkeeping {
+            return Ok(migrators
+                .iter()
+                .flat_map(|m| m.iter())
+                .filter(|m| m.migration_type.is_up_migration())
+                .map(|m| m.version)
+                .collect());
+        }
+        match self {
+            Db::Sqlite(pool) => unapplied(&migrators, pool).await,
+            Db::Postgres(pool) => unapplied(&migrators, pool).await,
         }
     }
 
@@ -194,6 +242,35 @@ where
         .run(conn)
         .await
         .map_err(|e| Error::internal(anyhow::anyhow!("migration failed: {e}")))
+}
+
+async fn unapplied<'a, A>(migrators: &[&Migrator], conn: A) -> Result<Vec<i64>>
+where
+    A: sqlx::Acquire<'a>,
+    <A::Connection as std::ops::Deref>::Target: sqlx::migrate::Migrate,
+{
+    use sqlx::migrate::Migrate as _;
+    let mut conn = conn.acquire().await?;
+    let unreadable = |e| Error::internal(anyhow::anyhow!("reading the schema version: {e}"));
+    if let Some(version) = conn.dirty_version().await.map_err(unreadable)? {
+        return Err(Error::internal(anyhow::anyhow!(
+            "migration {version} failed partway; repair it by hand before migrating again"
+        )));
+    }
+    let applied: std::collections::HashMap<i64, _> = conn
+        .list_applied_migrations()
+        .await
+        .map_err(unreadable)?
+        .into_iter()
+        .map(|m| (m.version, m.checksum))
+        .collect();
+    Ok(migrators
+        .iter()
+        .flat_map(|m| m.iter())
+        .filter(|m| m.migration_type.is_up_migration())
+        .filter(|m| applied.get(&m.version) != Some(&m.checksum))
+        .map(|m| m.version)
+        .collect())
 }
 
 static COMMON_SQLITE: Migrator = sqlx::migrate!("migrations/sqlite");

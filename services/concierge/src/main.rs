@@ -84,6 +84,10 @@ enum Command {
         /// Overrides database.url.
         #[arg(long)]
         database_url: Option<String>,
+        /// Sets database.migrate = false: leave the schema to `concierge
+        /// migrate` and only check that it is current.
+        #[arg(long)]
+        no_migrate: bool,
     },
     /// Bring a service's database schema up to date.
     Migrate {
@@ -204,6 +208,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             config,
             listen,
             database_url,
+            no_migrate,
         } => {
             let mut flags = serde_json::Map::new();
             if let Some(l) = listen {
@@ -212,8 +217,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     serde_json::json!({ "listen": l.to_string() }),
                 );
             }
+            let mut database = serde_json::Map::new();
             if let Some(u) = database_url {
-                flags.insert("database".into(), serde_json::json!({ "url": u }));
+                database.insert("url".into(), u.into());
+            }
+            if no_migrate {
+                database.insert("migrate".into(), false.into());
+            }
+            if !database.is_empty() {
+                flags.insert("database".into(), database.into());
             }
             let cfg = concierge_common::config::load(
                 config.as_deref(),

@@ -134,6 +134,9 @@ pub async fn serve(which: ServiceName, cfg: ServeConfig) -> anyhow::Result<()> {
         cfg.database.max_connections,
     )
     .await?;
+    if !cfg.database.migrate {
+        schema_is_current(which, &db).await?;
+    }
     let listener = TcpListener::bind(cfg.server.listen)
         .await
         .with_context(|| format!("listening on {}", cfg.server.listen))?;
@@ -209,6 +212,33 @@ pub async fn serve(which: ServiceName, cfg: ServeConfig) -> anyhow::Result<()> {
     running.wait().await?;
     db.close().await;
     Ok(())
+}
+
+/// With `database.migrate = false` a service leaves its schema to the
+/// migration job; starting on an older schema would fail later, on the first
+/// request that needs a missing column, so refuse at once and say what to run.
+async fn schema_is_current(which: ServiceName, db: &Db) -> anyhow::Result<()> {
+    let unapplied = match which {
+        ServiceName::Customers => concierge_customers::unapplied_migrations(db).await,
+        ServiceName::Cases => concierge_cases::unapplied_migrations(db).await,
+        ServiceName::Gateway => concierge_gateway::unapplied_migrations(db).await,
+    };
+    let fix = format!(
+        "run `concierge migrate {}` with a database role that may change the schema (the concierge-migrate Job), or set database.migrate = true",
+        which.as_str()
+    );
+    match unapplied {
+        Ok(v) if v.is_empty() => Ok(()),
+        Ok(v) => anyhow::bail!(
+            "the {} database schema is behind this build (database.migrate is false): migrations {} are not applied; {fix}",
+            which.as_str(),
+            v.iter().map(i64::to_string).collect::<Vec<_>>().join(", ")
+        ),
+        Err(e) => Err(anyhow::Error::new(e).context(format!(
+            "the {} database schema cannot be checked (database.migrate is false); {fix}",
+            which.as_str()
+        ))),
+    }
 }
 
 pub async fn migrate(which: ServiceName, database_url: &str) -> anyhow::Result<()> {

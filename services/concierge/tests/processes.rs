@@ -1275,3 +1275,121 @@ async fn cases_behind_the_gateway_as_two_replicas_on_postgres() {
     pool.close().await;
     drop((c, as_client));
 }
+
+/// Waits (bounded) for a process that is expected to give up on its own.
+async fn exit_of(mut p: Proc) -> (std::process::ExitStatus, String) {
+    let mut status = None;
+    eventually(Duration::from_secs(30), "the process to exit", || {
+        status = p.0.try_wait().unwrap();
+        std::future::ready(status.is_some())
+    })
+    .await;
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut p.0.stderr.take().unwrap(), &mut stderr).unwrap();
+    (status.unwrap(), stderr)
+}
+
+/// With `database.migrate = false`, as the manifests run it, a service leaves
+/// its schema to `concierge migrate` (the migration Job, with the owner's
+/// role): on an older schema it refuses to start, says what to run and
+/// changes nothing; once migrated it serves with a role that may only read
+/// and write. A service that migrates itself also starts with such a role
+/// once the schema is current, since then it changes nothing.
+#[tokio::test]
+async fn serve_leaves_the_schema_to_migrate_and_needs_no_ddl_rights() {
+    use sqlx::Connection as _;
+    let Some(admin) = postgres_url("serve_leaves_the_schema_to_migrate_and_needs_no_ddl_rights")
+    else {
+        return;
+    };
+    let (owner_url, db_name) = create_postgres_database(&admin).await;
+    let role = format!("concierge_app_{}", uuid::Uuid::new_v4().simple());
+    let mut owner = sqlx::PgConnection::connect(&owner_url).await.unwrap();
+    for sql in [
+        format!("CREATE ROLE {role} LOGIN"),
+        "REVOKE CREATE ON SCHEMA public FROM PUBLIC".into(),
+        format!(
+            "ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO {role}"
+        ),
+        format!(
+            "ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT USAGE, SELECT ON SEQUENCES TO {role}"
+        ),
+    ] {
+        sqlx::query(&sql).execute(&mut owner).await.unwrap();
+    }
+    let (scheme, rest) = owner_url.split_once("://").unwrap();
+    let host_and_db = rest.split_once('@').map_or(rest, |(_, h)| h);
+    let app_url = format!("{scheme}://{role}@{host_and_db}");
+    let secret = "a-shared-internal-secret-for-this-test";
+    async fn tables(conn: &mut sqlx::PgConnection) -> i64 {
+        sqlx::query_scalar("SELECT count(*) FROM pg_tables WHERE schemaname = 'public'")
+            .fetch_one(conn)
+            .await
+            .unwrap()
+    }
+
+    let refused = Command::new(BIN)
+        .args(["serve", "customers", "--no-migrate", "--listen"])
+        .arg(format!("127.0.0.1:{}", free_port()))
+        .env("CONCIERGE_DATABASE__URL", &app_url)
+        .env("CONCIERGE_INTERNAL__PRINCIPAL_SECRET", secret)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (status, stderr) = exit_of(Proc(refused)).await;
+    assert!(!status.success(), "serve --no-migrate on an empty database");
+    assert!(
+        stderr.contains("schema is behind this build")
+            && stderr.contains("run `concierge migrate customers`"),
+        "says what to run: {stderr}"
+    );
+    assert_eq!(
+        tables(&mut owner).await,
+        0,
+        "the refused start changed nothing"
+    );
+
+    let migrated = Command::new(BIN)
+        .args(["migrate", "customers", "--database-url", &owner_url])
+        .output()
+        .unwrap();
+    assert!(
+        migrated.status.success(),
+        "{}",
+        String::from_utf8_lossy(&migrated.stderr)
+    );
+    assert!(tables(&mut owner).await > 0);
+
+    // The manifests' way: the setting from the environment.
+    let port = free_port();
+    let checked = serve(
+        "customers",
+        port,
+        &app_url,
+        secret,
+        &[],
+        &[("CONCIERGE_DATABASE__MIGRATE", "false".into())],
+    );
+    wait_serving(
+        &format!("http://127.0.0.1:{port}"),
+        concierge_customers::SERVICE_NAME,
+    )
+    .await;
+    let port = free_port();
+    let self_migrating = serve("customers", port, &app_url, secret, &[], &[]);
+    wait_serving(
+        &format!("http://127.0.0.1:{port}"),
+        concierge_customers::SERVICE_NAME,
+    )
+    .await;
+    drop((checked, self_migrating));
+
+    owner.close().await.unwrap();
+    let mut admin = sqlx::PgConnection::connect(&admin).await.unwrap();
+    for sql in [
+        format!("DROP DATABASE {db_name} WITH (FORCE)"),
+        format!("DROP ROLE {role}"),
+    ] {
+        sqlx::query(&sql).execute(&mut admin).await.unwrap();
+    }
+}
