@@ -113,6 +113,7 @@ fn lock_data_dir(dir: &Path) -> anyhow::Result<std::fs::File> {
         Err(std::fs::TryLockError::WouldBlock) => {
             let holder = std::fs::read_to_string(&path).unwrap_or_default();
             let dir = std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf());
+            let path = dir.join("dev.lock");
             anyhow::bail!(
                 "{} is in use by another `concierge dev` (pid {}, which holds {}): use that one, stop it first, or give this one its own --data-dir",
                 dir.display(),
