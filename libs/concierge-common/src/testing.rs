@@ -31,18 +31,81 @@ impl std::fmt::Debug for TestDb {
     }
 }
 
-/// The admin URL of the test PostgreSQL server, or `None` after saying loudly
-/// that the PostgreSQL variant of `test` is skipped.
-pub fn postgres_url(test: &str) -> Option<String> {
-    match std::env::var(POSTGRES_ENV) {
-        Ok(url) if !url.is_empty() => Some(url),
-        _ => {
-            eprintln!(
-                "\n*** SKIPPED {test} on PostgreSQL: set {POSTGRES_ENV} (e.g. postgres://postgres@127.0.0.1:5432/postgres) to run it; .ci/run always does ***\n"
-            );
-            None
-        }
+/// The environment variable naming a NATS server with JetStream for tests,
+/// e.g. `nats://127.0.0.1:4222`. `.ci/run` always sets it.
+pub const NATS_ENV: &str = "CONCIERGE_TEST_NATS_URL";
+
+/// The environment variable naming a Python with grpcio-tools and
+/// googleapis-common-protos, for the interop tests. `.ci/run` always sets it.
+pub const PYTHON_ENV: &str = "CONCIERGE_TEST_PYTHON";
+
+/// Set (to anything but empty, `0` or `false`) on CI machines.
+pub const CI_ENV: &str = "CI";
+
+/// The value of `var`, which `test` needs. Without it the test is skipped
+/// with a loud notice on a developer's machine; under CI it fails, so a CI
+/// set-up that lost a service cannot pass green by skipping what needs it.
+/// `example` is a value to suggest, e.g. `nats://127.0.0.1:4222`.
+pub fn required_env(var: &str, test: &str, example: &str) -> Option<String> {
+    match skip_or_fail(
+        var,
+        std::env::var(var).ok().as_deref(),
+        std::env::var(CI_ENV).ok().as_deref(),
+        test,
+        example,
+    ) {
+        Ok(value) => value,
+        Err(message) => panic!("{message}"),
     }
+}
+
+/// The decision of [`required_env`], apart from the process environment so
+/// that it can be tested.
+fn skip_or_fail(
+    var: &str,
+    value: Option<&str>,
+    ci: Option<&str>,
+    test: &str,
+    example: &str,
+) -> Result<Option<String>, String> {
+    if let Some(v) = value.filter(|v| !v.is_empty()) {
+        return Ok(Some(v.to_string()));
+    }
+    let under_ci =
+        ci.is_some_and(|c| !c.is_empty() && c != "0" && !c.eq_ignore_ascii_case("false"));
+    if under_ci {
+        return Err(format!(
+            "{test} needs {var} (e.g. {example}), and {CI_ENV} is set: under CI a missing service fails the run instead of skipping the test; fix the CI set-up"
+        ));
+    }
+    eprintln!(
+        "\n*** SKIPPED {test}: set {var} (e.g. {example}) to run it; .ci/run always does ***\n"
+    );
+    Ok(None)
+}
+
+/// The admin URL of the test PostgreSQL server, or `None` after saying loudly
+/// that the PostgreSQL variant of `test` is skipped (never under CI).
+pub fn postgres_url(test: &str) -> Option<String> {
+    required_env(
+        POSTGRES_ENV,
+        &format!("{test} on PostgreSQL"),
+        "postgres://postgres@127.0.0.1:5432/postgres",
+    )
+}
+
+/// The test NATS server, or `None` after a loud SKIPPED (never under CI).
+pub fn nats_url(test: &str) -> Option<String> {
+    required_env(NATS_ENV, test, "nats://127.0.0.1:4222")
+}
+
+/// The Python for interop tests, or `None` after a loud SKIPPED (never under CI).
+pub fn python(test: &str) -> Option<String> {
+    required_env(
+        PYTHON_ENV,
+        test,
+        "a venv's bin/python with grpcio-tools and googleapis-common-protos",
+    )
 }
 
 /// A URL to a new, empty database on the server behind `admin_url`.
@@ -139,5 +202,30 @@ where
         }
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(Duration::from_millis(200));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::skip_or_fail;
+
+    #[test]
+    fn a_missing_service_skips_on_a_laptop_and_fails_under_ci() {
+        let skip = |ci| skip_or_fail("CONCIERGE_TEST_X", None, ci, "t", "x://");
+        assert_eq!(skip(None), Ok(None));
+        assert_eq!(skip(Some("")), Ok(None));
+        assert_eq!(skip(Some("false")), Ok(None));
+        assert_eq!(skip(Some("0")), Ok(None));
+        for ci in ["true", "1", "yes"] {
+            let err = skip(Some(ci)).unwrap_err();
+            assert!(err.contains("CONCIERGE_TEST_X"), "{err}");
+            assert!(err.contains("CI is set"), "{err}");
+        }
+        let empty = skip_or_fail("CONCIERGE_TEST_X", Some(""), Some("true"), "t", "x://");
+        assert!(empty.is_err(), "an empty value is a missing one");
+        assert_eq!(
+            skip_or_fail("CONCIERGE_TEST_X", Some("x://h"), Some("true"), "t", "x://"),
+            Ok(Some("x://h".into()))
+        );
     }
 }

@@ -107,7 +107,13 @@ pub enum Command {
     Get {
         case: String,
     },
-    /// List cases; a portfolio is --filter 'account_manager = "staff/…"'.
+    /// List cases.
+    ///
+    /// Examples: a portfolio's open cases,
+    ///   --filter 'account_manager = "staff/ayse" AND state = OPEN'
+    /// and the urgent ones, longest open first,
+    ///   --filter 'priority = CRITICAL OR priority = HIGH' --order-by 'create_time'
+    #[command(verbatim_doc_comment)]
     List {
         #[command(flatten)]
         list: ListArgs,
@@ -191,9 +197,12 @@ pub enum Command {
     },
     /// Where each SLA clock of a case stands; without a case, the clocks of
     /// every case you may see, soonest target first.
+    ///
+    /// Examples: --filter 'state = BREACHED'
+    ///   --filter 'state = AT_RISK AND target_time < "2026-12-01T00:00:00Z"'
+    #[command(verbatim_doc_comment)]
     Clocks {
         case: Option<String>,
-        /// e.g. --filter 'state = BREACHED' or 'target_time < "2026-12-01T00:00:00Z"'.
         #[command(flatten)]
         list: ListArgs,
     },

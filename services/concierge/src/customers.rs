@@ -116,7 +116,13 @@ pub enum Command {
     },
     /// Show an account.
     Get { account: String },
-    /// List accounts; a portfolio is --filter 'account_manager = "staff/…"'.
+    /// List accounts.
+    ///
+    /// Examples: a portfolio, big accounts first,
+    ///   --filter 'account_manager = "staff/ayse"' --order-by 'mrc.minor_units desc'
+    /// and the large enterprise accounts,
+    ///   --filter 'tier = ENTERPRISE AND mrc.minor_units >= 3000000'
+    #[command(verbatim_doc_comment)]
     List {
         #[command(flatten)]
         list: ListArgs,
@@ -182,6 +188,10 @@ pub enum SitesCommand {
         #[arg(long = "address-line")]
         address_lines: Vec<String>,
     },
+    /// List an account's sites.
+    ///
+    /// Example: --filter 'time_zone = "America/Chicago"' --order-by 'display_name'
+    #[command(verbatim_doc_comment)]
     List {
         account: String,
         #[command(flatten)]
@@ -218,6 +228,10 @@ pub enum InventoryCommand {
         mrc: Option<String>,
     },
     /// List a site's inventory, or a whole account's with "accounts/{a}/sites/-".
+    ///
+    /// Example: the backups nobody monitors,
+    ///   --filter 'role = BACKUP AND monitored = false'
+    #[command(verbatim_doc_comment)]
     List {
         site: String,
         #[command(flatten)]
@@ -249,6 +263,10 @@ pub enum ContactsCommand {
         #[arg(long, default_value = "")]
         language: String,
     },
+    /// List an account's contacts.
+    ///
+    /// Example: who receives updates for the client, --filter 'client_delegate = true'
+    #[command(verbatim_doc_comment)]
     List {
         account: String,
         #[command(flatten)]
@@ -274,6 +292,10 @@ pub enum StaffCommand {
         #[arg(long, default_value = "")]
         team: String,
     },
+    /// List the staff directory.
+    ///
+    /// Example: --filter 'role = ACCOUNT_MANAGER AND active = true' --order-by 'display_name'
+    #[command(verbatim_doc_comment)]
     List {
         #[command(flatten)]
         list: ListArgs,

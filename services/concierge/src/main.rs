@@ -3,12 +3,16 @@
 mod bench;
 mod cases;
 mod customers;
+mod database;
 mod output;
 mod runtime;
 mod test_clock;
 
+use std::io::Write as _;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
 
 use clap::{Parser, Subcommand};
 use concierge_common::principal::Role;
@@ -28,7 +32,8 @@ struct Cli {
 /// How client commands reach a gateway.
 #[derive(clap::Args, Clone)]
 pub struct ClientArgs {
-    /// The gateway to talk to.
+    /// The gateway to talk to: https://host:port, or http:// on this machine
+    /// (a bare 127.0.0.1:50050 means http://).
     #[arg(
         long,
         env = "CONCIERGE_GATEWAY",
@@ -39,6 +44,14 @@ pub struct ClientArgs {
     /// API key (or OIDC token) to call with.
     #[arg(long, env = "CONCIERGE_API_KEY", hide_env_values = true, global = true)]
     pub api_key: Option<String>,
+    /// Trust the CA certificates (PEM) in this file for an https:// gateway,
+    /// instead of the system's.
+    #[arg(long, env = "CONCIERGE_CA_FILE", global = true)]
+    pub ca_file: Option<PathBuf>,
+    /// Send the API key over plain http:// to another machine. Anyone on the
+    /// path can read it: only where the network is protected otherwise.
+    #[arg(long, env = "CONCIERGE_INSECURE_PLAINTEXT", global = true)]
+    pub insecure_plaintext: bool,
     /// Print proto3 JSON instead of text.
     #[arg(long, global = true)]
     pub json: bool,
@@ -46,12 +59,89 @@ pub struct ClientArgs {
 
 impl ClientArgs {
     pub fn client(&self) -> anyhow::Result<concierge_sdk::Client> {
-        let mut b = concierge_sdk::Client::builder(self.gateway.clone());
+        let mut b = concierge_sdk::Client::builder(self.gateway.clone())
+            .insecure_plaintext(self.insecure_plaintext);
         if let Some(k) = &self.api_key {
             b = b.api_key(k.clone());
         }
+        if let Some(ca) = &self.ca_file {
+            b = b.ca_file(ca);
+        }
         Ok(b.build()?)
     }
+}
+
+/// A listening address from the command line: `127.0.0.1:50050`,
+/// `[::1]:50050` or a host name such as `localhost:50050`, resolved.
+async fn listen_addr(flag: &str, value: &str) -> anyhow::Result<SocketAddr> {
+    let hint =
+        || format!("{flag} {value:?}: expected host:port, e.g. 127.0.0.1:50050 or localhost:50050");
+    let addrs: Vec<SocketAddr> = tokio::net::lookup_host(value)
+        .await
+        .with_context(hint)?
+        .collect();
+    // IPv4 first: `localhost` then serves the http://127.0.0.1 URL that
+    // clients use by default, whatever order the resolver gives.
+    addrs
+        .iter()
+        .find(|a| a.is_ipv4())
+        .or(addrs.first())
+        .copied()
+        .ok_or_else(|| anyhow::anyhow!("{}: it resolves to no address", hint()))
+}
+
+/// The lock that keeps a data directory to one `concierge dev`: two would
+/// run two timer sweepers on one SQLite file. An OS advisory lock, so it
+/// goes with the process however it ends (kill -9 included); the file
+/// holds the owner's pid for the message.
+fn lock_data_dir(dir: &Path) -> anyhow::Result<std::fs::File> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let path = dir.join("dev.lock");
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .with_context(|| format!("opening {}", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => {
+            file.set_len(0)?;
+            writeln!(file, "{}", std::process::id())?;
+            Ok(file)
+        }
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let holder = std::fs::read_to_string(&path).unwrap_or_default();
+            let dir = std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf());
+            let path = dir.join("dev.lock");
+            anyhow::bail!(
+                "{} is in use by another `concierge dev` (pid {}, which holds {}): use that one, stop it first, or give this one its own --data-dir",
+                dir.display(),
+                holder.trim(),
+                path.display()
+            )
+        }
+        Err(std::fs::TryLockError::Error(e)) => {
+            Err(e).with_context(|| format!("locking {}", path.display()))
+        }
+    }
+}
+
+/// The gateway database `concierge keys` works on: --database-url, or the
+/// one `concierge dev` keeps in its data directory, which must exist.
+fn keys_database(database_url: Option<String>, data_dir: &Path) -> anyhow::Result<String> {
+    if let Some(url) = database_url {
+        return Ok(url);
+    }
+    let db = data_dir.join("gateway.db");
+    if !db.is_file() {
+        let shown = std::path::absolute(&db).unwrap_or(db);
+        anyhow::bail!(
+            "no gateway database at {}: `concierge keys` manages the keys of a `concierge dev` data directory (run it where `concierge dev` runs, or pass --data-dir DIR), or of a deployed gateway with --database-url postgres://… (CONCIERGE_DATABASE__URL)",
+            shown.display()
+        );
+    }
+    Ok(runtime::dev_gateway_url(data_dir))
 }
 
 #[derive(Subcommand)]
@@ -61,12 +151,12 @@ enum Command {
         /// Where the databases and the admin key live; reuse it to keep everything.
         #[arg(long, default_value = ".concierge")]
         data_dir: PathBuf,
-        /// Where the gateway listens (port 0 picks a free one).
+        /// Where the gateway listens, host:port (port 0 picks a free one).
         #[arg(long, default_value = "127.0.0.1:50050")]
-        listen: SocketAddr,
-        /// Serve Prometheus metrics on this address.
+        listen: String,
+        /// Serve Prometheus metrics on this address, host:port.
         #[arg(long)]
-        metrics_listen: Option<SocketAddr>,
+        metrics_listen: Option<String>,
         /// Run every service on a controllable clock, starting now or at the
         /// given RFC 3339 instant; move it with `concierge clock advance`.
         #[arg(long, num_args = 0..=1, default_missing_value = "now", value_name = "START")]
@@ -78,9 +168,9 @@ enum Command {
         service: ServiceName,
         #[arg(long, env = "CONCIERGE_CONFIG")]
         config: Option<PathBuf>,
-        /// Overrides server.listen.
+        /// Overrides server.listen, host:port.
         #[arg(long)]
-        listen: Option<SocketAddr>,
+        listen: Option<String>,
         /// Overrides database.url.
         #[arg(long)]
         database_url: Option<String>,
@@ -104,6 +194,9 @@ enum Command {
         database_url: Option<String>,
         #[arg(long, default_value = ".concierge", global = true)]
         data_dir: PathBuf,
+        /// Print JSON instead of text.
+        #[arg(long, global = true)]
+        json: bool,
     },
     /// Accounts, contacts, sites, inventory and the staff directory.
     Customers {
@@ -195,6 +288,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                         .map_err(|e| anyhow::anyhow!("--test-clock {t:?}: {e}"))?,
                 ),
             };
+            let listen = listen_addr("--listen", &listen).await?;
+            let metrics_listen = match metrics_listen {
+                Some(m) => Some(listen_addr("--metrics-listen", &m).await?),
+                None => None,
+            };
+            let _lock = lock_data_dir(&data_dir)?;
             runtime::dev(DevOptions {
                 data_dir,
                 listen,
@@ -212,6 +311,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         } => {
             let mut flags = serde_json::Map::new();
             if let Some(l) = listen {
+                let l = listen_addr("--listen", &l).await?;
                 flags.insert(
                     "server".into(),
                     serde_json::json!({ "listen": l.to_string() }),
@@ -241,9 +341,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             command,
             database_url,
             data_dir,
+            json,
         } => {
-            let url = database_url.unwrap_or_else(|| runtime::dev_gateway_url(&data_dir));
-            let db = concierge_common::storage::Db::connect(&url, 2).await?;
+            let url = keys_database(database_url, &data_dir)?;
+            let db = database::connect(&url, 2).await?;
             concierge_gateway::migrate(&db).await?;
             let now = jiff::Timestamp::now();
             match command {
@@ -267,41 +368,69 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                         now,
                     )
                     .await?;
-                    println!("{}\n{}", minted.name, minted.key);
+                    if json {
+                        println!(
+                            "{}",
+                            serde_json::to_string_pretty(
+                                &serde_json::json!({ "name": minted.name, "key": minted.key })
+                            )?
+                        );
+                    } else {
+                        println!("{}\n{}", minted.name, minted.key);
+                    }
                 }
                 KeysCommand::List => {
-                    let rows: Vec<Vec<String>> = concierge_gateway::keys::list(&db)
-                        .await?
-                        .into_iter()
-                        .map(|k| {
-                            vec![
-                                k.name,
-                                k.role,
-                                k.account,
-                                k.staff_member,
-                                k.display_name,
-                                if k.revoked {
-                                    "revoked".into()
-                                } else {
-                                    "active".into()
-                                },
-                            ]
-                        })
-                        .collect();
-                    println!(
-                        "{}",
-                        output::table(
-                            &[
-                                "NAME",
-                                "ROLE",
-                                "ACCOUNT",
-                                "STAFF MEMBER",
-                                "DISPLAY NAME",
-                                "STATE"
-                            ],
-                            &rows
-                        )
-                    );
+                    let keys = concierge_gateway::keys::list(&db).await?;
+                    let state = |revoked: bool| if revoked { "revoked" } else { "active" };
+                    if json {
+                        // Field names and enum spellings as in the ApiKey
+                        // resource's proto3 JSON.
+                        let keys: Vec<_> = keys
+                            .iter()
+                            .map(|k| {
+                                serde_json::json!({
+                                    "name": k.name,
+                                    "displayName": k.display_name,
+                                    "role": format!("ROLE_{}", k.role.to_ascii_uppercase()),
+                                    "account": k.account,
+                                    "staffMember": k.staff_member,
+                                    "state": format!("STATE_{}", state(k.revoked).to_ascii_uppercase()),
+                                })
+                            })
+                            .collect();
+                        println!(
+                            "{}",
+                            serde_json::to_string_pretty(&serde_json::json!({ "apiKeys": keys }))?
+                        );
+                    } else {
+                        let rows: Vec<Vec<String>> = keys
+                            .into_iter()
+                            .map(|k| {
+                                vec![
+                                    k.name,
+                                    k.role,
+                                    k.account,
+                                    k.staff_member,
+                                    k.display_name,
+                                    state(k.revoked).into(),
+                                ]
+                            })
+                            .collect();
+                        println!(
+                            "{}",
+                            output::table(
+                                &[
+                                    "NAME",
+                                    "ROLE",
+                                    "ACCOUNT",
+                                    "STAFF MEMBER",
+                                    "DISPLAY NAME",
+                                    "STATE"
+                                ],
+                                &rows
+                            )
+                        );
+                    }
                 }
                 KeysCommand::Revoke { name } => {
                     if concierge_gateway::keys::revoke(&db, &name, now).await? {
@@ -320,7 +449,6 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             use concierge_proto::concierge::testing::v1::{
                 AdvanceTestClockRequest, GetTestClockRequest,
             };
-            use output::Answer as _;
             let mut c = client.client()?.test_clock();
             let clock = match command {
                 ClockCommand::Get => {
@@ -346,7 +474,21 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     .await
                 }
             }
-            .answer()?;
+            .map_err(|e| {
+                // Without --test-clock nothing serves the clock: the gateway
+                // answers UNIMPLEMENTED (older ones a bare HTTP 404, which
+                // tonic reads as the same code).
+                if e.code() == tonic::Code::Unimplemented {
+                    anyhow::anyhow!(
+                        "the gateway at {} has no test clock: it runs only in `concierge dev --test-clock` (optionally with a start, e.g. --test-clock 2026-11-25T19:00:00Z); restart dev with it ({})",
+                        client.gateway,
+                        concierge_sdk::describe(&e)
+                    )
+                } else {
+                    output::rpc(e)
+                }
+            })?
+            .into_inner();
             if client.json {
                 println!("{}", output::json(&clock)?);
             } else {

@@ -118,10 +118,11 @@ pub fn next_page(token: &str) -> String {
 /// The paging and filtering flags every list command takes.
 #[derive(clap::Args)]
 pub struct ListArgs {
-    /// AIP-160 filter, e.g. 'tier = ENTERPRISE AND mrc.minor_units >= 3000000'.
+    /// AIP-160 filter over this list's fields (examples above; an unknown
+    /// field's error lists the ones it takes).
     #[arg(long, default_value = "")]
     pub filter: String,
-    /// e.g. "update_time desc".
+    /// Fields to sort by, each optionally followed by desc, comma-separated.
     #[arg(long, default_value = "")]
     pub order_by: String,
     #[arg(long, default_value_t = 0)]

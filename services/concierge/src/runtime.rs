@@ -129,7 +129,7 @@ pub async fn serve(which: ServiceName, cfg: ServeConfig) -> anyhow::Result<()> {
     let _telemetry = telemetry::init(which.as_str(), &cfg.telemetry)?;
     let codec = cfg.internal.codec()?;
     let clock: SharedClock = Arc::new(SystemClock);
-    let db = Db::connect(
+    let db = crate::database::connect(
         cfg.database.url.expose_secret(),
         cfg.database.max_connections,
     )
@@ -242,7 +242,7 @@ async fn schema_is_current(which: ServiceName, db: &Db) -> anyhow::Result<()> {
 }
 
 pub async fn migrate(which: ServiceName, database_url: &str) -> anyhow::Result<()> {
-    let db = Db::connect(database_url, 2).await?;
+    let db = crate::database::connect(database_url, 2).await?;
     match which {
         ServiceName::Customers => {
             Customers::open(

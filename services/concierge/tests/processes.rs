@@ -409,14 +409,8 @@ async fn gateway_and_customers_as_separate_processes_on_postgres() {
 /// works against the gateway: the contracts are the product, not our Rust.
 #[tokio::test]
 async fn a_python_client_generated_from_the_protos_works_through_the_gateway() {
-    let python = match std::env::var("CONCIERGE_TEST_PYTHON") {
-        Ok(p) if !p.is_empty() => p,
-        _ => {
-            eprintln!(
-                "\n*** SKIPPED the Python interop test: set CONCIERGE_TEST_PYTHON to a python with grpcio-tools and googleapis-common-protos; .ci/run always does ***\n"
-            );
-            return;
-        }
+    let Some(python) = concierge_common::testing::python("the Python interop test") else {
+        return;
     };
     let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     let proto = repo.join("proto");
@@ -817,7 +811,7 @@ fn serve(
     settings: &[(&str, String)],
 ) -> Proc {
     let mut cmd = Command::new(BIN);
-    if let Ok(nats) = std::env::var("CONCIERGE_TEST_NATS_URL") {
+    if let Ok(nats) = std::env::var(concierge_common::testing::NATS_ENV) {
         cmd.env("CONCIERGE_EVENTS__NATS_URL", nats);
     }
     for (name, port) in backends {
@@ -924,7 +918,10 @@ async fn cases_behind_the_gateway_as_two_replicas_on_postgres() {
     let (gateway_db, _) = create_postgres_database(&admin).await;
     let secret = "a-shared-internal-secret-for-this-test";
     let key = mint_key(&gateway_db, &["--role", "admin", "--display-name", "e2e"]);
-    let nats = std::env::var("CONCIERGE_TEST_NATS_URL").ok();
+    // The NATS half of the test (breaches published once) needs a bus.
+    let nats = concierge_common::testing::nats_url(
+        "the JetStream half of cases_behind_the_gateway_as_two_replicas_on_postgres",
+    );
 
     let customers_port = free_port();
     let customers = serve("customers", customers_port, &customers_db, secret, &[], &[]);

@@ -50,10 +50,7 @@ async fn create(svc: &Customers, codec: &PrincipalCodec, id: &str) {
 
 #[tokio::test]
 async fn events_reach_jetstream_once_even_when_published_twice() {
-    let Ok(url) = std::env::var("CONCIERGE_TEST_NATS_URL") else {
-        eprintln!(
-            "\n*** SKIPPED the JetStream relay test: set CONCIERGE_TEST_NATS_URL (e.g. nats://127.0.0.1:4222); .ci/run always does ***\n"
-        );
+    let Some(url) = concierge_common::testing::nats_url("the JetStream relay test") else {
         return;
     };
     let (svc, codec, db) = service().await;

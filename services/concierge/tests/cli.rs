@@ -1,0 +1,665 @@
+//! The `concierge` command line as a new user meets it: the examples its
+//! `--help` and the README give, how it reaches a gateway (TLS, plain text
+//! on this machine only, bare addresses), and the first-run mistakes it must
+//! answer with what to do. Waits are on conditions (a printed line), never on
+//! timers.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use concierge_proto::concierge::testing::v1::test_clock_service_server::{
+    TestClockService, TestClockServiceServer,
+};
+use concierge_proto::concierge::testing::v1::{
+    AdvanceTestClockRequest, GetTestClockRequest, TestClock,
+};
+
+const BIN: &str = env!("CARGO_BIN_EXE_concierge");
+
+/// A child process that is killed if the test ends early.
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A running `concierge dev`: its process, gateway URL and admin key.
+struct Dev {
+    proc: Proc,
+    url: String,
+    key: String,
+}
+
+/// Starts `concierge dev` in `cwd` with `args`, and reads the address and
+/// admin key it prints.
+fn start_dev(cwd: &Path, args: &[&str]) -> Dev {
+    let mut child = Command::new(BIN)
+        .arg("dev")
+        .args(args)
+        .current_dir(cwd)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start concierge dev");
+    let stdout = child.stdout.take().unwrap();
+    let (mut url, mut key) = (String::new(), String::new());
+    for line in BufReader::new(stdout).lines() {
+        let line = line.expect("read dev output");
+        if let Some(u) = line.trim().strip_prefix("gateway listening on ") {
+            url = u.to_string();
+        }
+        if let Some(k) = line.trim().strip_prefix("admin API key: ") {
+            key = k.to_string();
+            break;
+        }
+    }
+    assert!(
+        !url.is_empty() && !key.is_empty(),
+        "concierge dev printed its address and key"
+    );
+    Dev {
+        proc: Proc(child),
+        url,
+        key,
+    }
+}
+
+/// Runs the CLI in `cwd` against `dev`.
+fn cli_in(cwd: &Path, dev: &Dev, args: &[String]) -> Output {
+    Command::new(BIN)
+        .args(args)
+        .current_dir(cwd)
+        .env("CONCIERGE_GATEWAY", &dev.url)
+        .env("CONCIERGE_API_KEY", &dev.key)
+        .output()
+        .unwrap()
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Every command's `--help`, walking the command tree from the top.
+fn every_help() -> Vec<(Vec<String>, String)> {
+    let mut found = Vec::new();
+    let mut queue = vec![Vec::<String>::new()];
+    while let Some(path) = queue.pop() {
+        let out = Command::new(BIN)
+            .args(&path)
+            .arg("--help")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{path:?} --help");
+        let help = String::from_utf8(out.stdout).unwrap();
+        let mut in_commands = false;
+        for line in help.lines() {
+            if line == "Commands:" {
+                in_commands = true;
+            } else if in_commands {
+                if line.is_empty() {
+                    break;
+                }
+                // A command's own line; a wrapped description is indented further.
+                if line.starts_with("  ") && !line.starts_with("   ") {
+                    let name = line.split_whitespace().next().unwrap_or_default();
+                    if name == "help" {
+                        continue;
+                    }
+                    let mut sub = path.clone();
+                    sub.push(name.to_string());
+                    queue.push(sub);
+                }
+            }
+        }
+        found.push((path, help));
+    }
+    found
+}
+
+/// The example invocations a help text gives: each line that shows a
+/// `--filter '…'` or `--order-by '…'`, from its first flag on; and each
+/// quoted example ("e.g. '…'") in the description of the --filter and
+/// --order-by options themselves.
+fn filter_examples(help: &str) -> Vec<Vec<String>> {
+    let mut examples: Vec<Vec<String>> = help
+        .lines()
+        .filter(|l| l.contains("--filter '") || l.contains("--order-by '"))
+        .map(|l| {
+            let from = l.find("--").unwrap();
+            shlex::split(&l[from..]).unwrap_or_else(|| panic!("unbalanced quotes in {l:?}"))
+        })
+        .collect();
+    // The option's description follows it on the same line (short help)
+    // or on the lines below (long help).
+    let mut option: Option<&str> = None;
+    for line in help.lines() {
+        let trimmed = line.trim_start();
+        if trimmed.starts_with('-') {
+            option = ["--filter", "--order-by"]
+                .into_iter()
+                .find(|o| trimmed.starts_with(&format!("{o} <")));
+        }
+        if let Some(flag) = option
+            && let Some((_, example)) = line.split_once("e.g.")
+        {
+            for quote in ['\'', '"'] {
+                let mut parts = example.split(quote);
+                parts.next();
+                while let (Some(inside), Some(_)) = (parts.next(), parts.next()) {
+                    // `[default: ""]` is no example.
+                    if !inside.is_empty() {
+                        examples.push(vec![flag.to_string(), inside.to_string()]);
+                    }
+                }
+            }
+        }
+    }
+    examples
+}
+
+/// Every filter and order_by example in `--help` is accepted by the list it
+/// documents, against a real `concierge dev`; and every list shows one.
+#[tokio::test]
+async fn every_filter_example_in_help_is_accepted_by_its_list() {
+    let dir = tempfile::tempdir().unwrap();
+    let dev = start_dev(
+        dir.path(),
+        &["--listen", "127.0.0.1:0", "--data-dir", ".concierge"],
+    );
+    let run = |args: &[&str]| {
+        let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        let out = cli_in(dir.path(), &dev, &args);
+        assert!(out.status.success(), "{args:?}: {}", text(&out));
+    };
+    // Parents that exist, so that a list under one answers.
+    run(&[
+        "customers",
+        "create",
+        "--id",
+        "acme",
+        "--display-name",
+        "Acme",
+        "--tier",
+        "enterprise",
+        "--time-zone",
+        "America/Chicago",
+    ]);
+    run(&[
+        "customers",
+        "sites",
+        "create",
+        "acme",
+        "--id",
+        "hq",
+        "--display-name",
+        "HQ",
+        "--time-zone",
+        "America/Chicago",
+    ]);
+    let positional = |name: &str| match name {
+        "<ACCOUNT>" => "acme",
+        "<SITE>" => "accounts/acme/sites/hq",
+        other => panic!("the test knows no value for {other}: add one"),
+    };
+
+    let mut tried = 0;
+    let mut failures = Vec::new();
+    for (path, help) in every_help() {
+        // A parent lists its commands' summaries, examples included: each
+        // is run from the command's own help.
+        if help.contains("\nCommands:\n") {
+            continue;
+        }
+        let examples = filter_examples(&help);
+        let is_list = help.contains("--filter <FILTER>");
+        if is_list && examples.is_empty() {
+            failures.push(format!("{path:?} --help shows no --filter example"));
+        }
+        if !is_list && !examples.is_empty() {
+            failures.push(format!(
+                "{path:?} --help shows filter examples but takes no --filter"
+            ));
+        }
+        if examples.is_empty() {
+            continue;
+        }
+        let usage = help
+            .lines()
+            .find_map(|l| l.strip_prefix("Usage: "))
+            .unwrap_or_default();
+        let required: Vec<&str> = usage
+            .split_whitespace()
+            .filter(|w| w.starts_with('<'))
+            .map(positional)
+            .collect();
+        for example in examples {
+            let mut args = path.clone();
+            args.extend(required.iter().map(|s| s.to_string()));
+            args.extend(example);
+            args.extend(["--page-size".to_string(), "1".to_string()]);
+            let out = cli_in(dir.path(), &dev, &args);
+            tried += 1;
+            if !out.status.success() {
+                failures.push(format!("{args:?}: {}", text(&out)));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    assert!(tried >= 7, "the help texts show examples ({tried} found)");
+}
+
+/// One command of the README: its words, and for a `console` block the
+/// output it shows (`…` stands for anything).
+struct ReadmeCommand {
+    words: Vec<String>,
+    shown: Vec<String>,
+}
+
+/// The `concierge` commands of the README's tour, in order.
+fn readme_tour() -> Vec<ReadmeCommand> {
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../README.md"))
+            .unwrap();
+    let start = readme.find("## A five-minute tour").expect("the tour");
+    let end = start
+        + readme[start..]
+            .find("\n## ")
+            .expect("the section after the tour");
+    let tour = &readme[start..end];
+    let mut commands = Vec::new();
+    let mut rest = tour;
+    while let Some(open) = rest.find("```") {
+        let after = &rest[open + 3..];
+        let (lang, body_start) = after.split_once('\n').unwrap();
+        let close = body_start.find("```").expect("a closed block");
+        let body = &body_start[..close];
+        rest = &body_start[close + 3..];
+        match lang.trim() {
+            "sh" => {
+                for line in body.replace("\\\n", " ").lines() {
+                    let words = shlex::split(line).unwrap_or_else(|| panic!("{line:?}"));
+                    if words.first().map(String::as_str) == Some("concierge") {
+                        commands.push(ReadmeCommand {
+                            words: words[1..].to_vec(),
+                            shown: vec![],
+                        });
+                    }
+                }
+            }
+            "console" => {
+                for line in body.lines() {
+                    if let Some(cmd) = line.strip_prefix("$ ") {
+                        let words = shlex::split(cmd).unwrap();
+                        if words.first().map(String::as_str) == Some("concierge") {
+                            commands.push(ReadmeCommand {
+                                words: words[1..].to_vec(),
+                                shown: vec![],
+                            });
+                        } else {
+                            // Output of a command this test does not run
+                            // (`cargo run … dev`): skip it.
+                            commands.push(ReadmeCommand {
+                                words: vec![],
+                                shown: vec![],
+                            });
+                        }
+                    } else if let Some(last) = commands.last_mut() {
+                        last.shown.push(line.to_string());
+                    }
+                }
+                commands.retain(|c| !c.words.is_empty());
+            }
+            _ => {}
+        }
+    }
+    commands
+}
+
+/// Whether `line` shows in `output`, with `…` standing for anything.
+fn shows(output: &str, line: &str) -> bool {
+    output.lines().any(|out| {
+        let mut at = 0;
+        line.split('…').all(|part| match out[at..].find(part) {
+            Some(i) => {
+                at += i + part.len();
+                true
+            }
+            None => false,
+        })
+    })
+}
+
+/// Every command of the README's tour runs as written, in order, against
+/// `concierge dev --test-clock` as the README starts it; a command whose
+/// output the README shows prints that.
+#[tokio::test]
+async fn every_readme_tour_command_runs_as_written() {
+    let commands = readme_tour();
+    assert!(commands.len() >= 25, "found {} commands", commands.len());
+    let dir = tempfile::tempdir().unwrap();
+    // The README's own data directory, `.concierge` where dev was started,
+    // is where `concierge keys` looks.
+    let dev = start_dev(
+        dir.path(),
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--test-clock",
+            "2026-11-25T19:00:00Z",
+        ],
+    );
+    for c in commands {
+        let out = cli_in(dir.path(), &dev, &c.words);
+        let output = text(&out);
+        if c.shown.is_empty() {
+            assert!(out.status.success(), "concierge {:?}: {output}", c.words);
+        } else {
+            for line in &c.shown {
+                assert!(
+                    shows(&output, line),
+                    "concierge {:?} shows {line:?}; it printed:\n{output}",
+                    c.words
+                );
+            }
+        }
+    }
+}
+
+/// A stand-in gateway that serves the test clock over TLS and keeps the
+/// credentials each call arrived with.
+struct TlsStandIn {
+    seen: Arc<Mutex<Vec<String>>>,
+}
+
+#[tonic::async_trait]
+impl TestClockService for TlsStandIn {
+    async fn get_test_clock(
+        &self,
+        request: tonic::Request<GetTestClockRequest>,
+    ) -> Result<tonic::Response<TestClock>, tonic::Status> {
+        let auth = request
+            .metadata()
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string();
+        self.seen.lock().unwrap().push(auth);
+        Ok(tonic::Response::new(TestClock {
+            name: "testClock".into(),
+            now: Some(prost_types::Timestamp {
+                seconds: 1_795_000_000,
+                nanos: 0,
+            }),
+        }))
+    }
+
+    async fn advance_test_clock(
+        &self,
+        _: tonic::Request<AdvanceTestClockRequest>,
+    ) -> Result<tonic::Response<TestClock>, tonic::Status> {
+        Err(tonic::Status::unimplemented("not in this stand-in"))
+    }
+}
+
+/// `--gateway https://…` speaks TLS: with the CA in --ca-file (or
+/// CONCIERGE_CA_FILE) the key arrives; with the system's roots an unknown
+/// CA is refused and nothing is sent.
+#[tokio::test]
+async fn an_https_gateway_is_reached_over_tls_with_a_ca_file() {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, "Concierge test CA");
+    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = Issuer::new(ca_params, ca_key);
+    let leaf_key = KeyPair::generate().unwrap();
+    let leaf = CertificateParams::new(vec!["localhost".to_string()])
+        .unwrap()
+        .signed_by(&leaf_key, &issuer)
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let ca_file = dir.path().join("ca.pem");
+    std::fs::write(&ca_file, ca_cert.pem()).unwrap();
+
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server = tonic::transport::Server::builder()
+        .tls_config(tonic::transport::ServerTlsConfig::new().identity(
+            tonic::transport::Identity::from_pem(leaf.pem(), leaf_key.serialize_pem()),
+        ))
+        .unwrap()
+        .add_service(TestClockServiceServer::new(TlsStandIn {
+            seen: seen.clone(),
+        }))
+        .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener));
+    let server = tokio::spawn(server);
+
+    let gateway = format!("https://localhost:{port}");
+    let clock_get = move |extra: Vec<(&'static str, String)>, args: Vec<String>| {
+        let gateway = gateway.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut cmd = Command::new(BIN);
+            cmd.args(["clock", "get", "--gateway", &gateway])
+                .args(args)
+                .env("CONCIERGE_API_KEY", "ck_tls_test")
+                .env_remove("CONCIERGE_CA_FILE");
+            for (k, v) in extra {
+                cmd.env(k, v);
+            }
+            cmd.output().unwrap()
+        })
+    };
+
+    let trusted = clock_get(
+        vec![],
+        vec!["--ca-file".into(), ca_file.display().to_string()],
+    )
+    .await
+    .unwrap();
+    assert!(trusted.status.success(), "{}", text(&trusted));
+    assert_eq!(
+        String::from_utf8_lossy(&trusted.stdout).trim(),
+        "2026-11-18T11:06:40Z"
+    );
+    assert_eq!(*seen.lock().unwrap(), vec!["Bearer ck_tls_test"]);
+
+    let by_env = clock_get(
+        vec![("CONCIERGE_CA_FILE", ca_file.display().to_string())],
+        vec![],
+    )
+    .await
+    .unwrap();
+    assert!(by_env.status.success(), "{}", text(&by_env));
+    assert_eq!(seen.lock().unwrap().len(), 2);
+
+    // The system's roots do not know the test CA: refused, and said why.
+    let untrusted = clock_get(vec![], vec![]).await.unwrap();
+    assert!(!untrusted.status.success());
+    let said = text(&untrusted);
+    assert!(said.contains("certificate"), "{said}");
+    assert_eq!(seen.lock().unwrap().len(), 2, "no call got through");
+    server.abort();
+}
+
+/// Credentials in clear to another machine are refused before any
+/// connection, and the message says how to do it right. 192.0.2.1 is a
+/// documentation address: nothing is ever sent there.
+#[tokio::test]
+async fn credentials_in_clear_to_another_host_are_refused_before_connecting() {
+    for (gateway, says) in [
+        ("http://192.0.2.1:50050", "--insecure-plaintext"),
+        ("192.0.2.1:50050", "write https://192.0.2.1:50050"),
+    ] {
+        let started = Instant::now();
+        let out = Command::new(BIN)
+            .args(["customers", "list", "--gateway", gateway])
+            .env("CONCIERGE_API_KEY", "ck_secret")
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        let said = text(&out);
+        assert!(said.contains(says), "{gateway}: {said}");
+        assert!(
+            said.contains("https://192.0.2.1:50050"),
+            "{gateway}: {said}"
+        );
+        // Connecting would take the 5 s connect timeout (or fail on the
+        // network): the refusal comes first.
+        assert!(started.elapsed() < Duration::from_secs(3));
+    }
+}
+
+/// First run: a bare loopback address, `--listen` by host name, the clock
+/// without --test-clock, one dev per data directory (and the lock goes
+/// with a killed process), and `concierge keys` away from a data directory.
+#[tokio::test]
+async fn first_run_mistakes_get_answers_that_say_what_to_do() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = start_dev(
+        dir.path(),
+        &["--listen", "localhost:0", "--data-dir", "data"],
+    );
+    let bare = first.url.strip_prefix("http://").unwrap().to_string();
+    assert!(bare.starts_with("127.0.0.1:"), "{bare}");
+    let list = Command::new(BIN)
+        .args(["customers", "list", "--gateway", &bare])
+        .env("CONCIERGE_API_KEY", &first.key)
+        .output()
+        .unwrap();
+    assert!(list.status.success(), "{}", text(&list));
+    assert!(String::from_utf8_lossy(&list.stdout).starts_with("NAME"));
+
+    let clock = Command::new(BIN)
+        .args(["clock", "advance", "1h", "--gateway", &first.url])
+        .env("CONCIERGE_API_KEY", &first.key)
+        .output()
+        .unwrap();
+    assert!(!clock.status.success());
+    assert!(
+        text(&clock).contains("concierge dev --test-clock"),
+        "{}",
+        text(&clock)
+    );
+
+    // A second dev on the same directory refuses, naming the first.
+    let second = Command::new(BIN)
+        .args(["dev", "--listen", "127.0.0.1:0", "--data-dir", "data"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(!second.status.success());
+    let said = text(&second);
+    assert!(said.contains("in use by another `concierge dev`"), "{said}");
+    assert!(
+        said.contains(&format!("pid {}", first.proc.0.id())),
+        "{said}"
+    );
+
+    // `concierge keys` on the running dev's directory, as JSON.
+    let keys = Command::new(BIN)
+        .args(["keys", "list", "--json", "--data-dir", "data"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(keys.status.success(), "{}", text(&keys));
+    let json: serde_json::Value = serde_json::from_slice(&keys.stdout).unwrap();
+    assert_eq!(json["apiKeys"][0]["role"], "ROLE_ADMIN");
+    assert_eq!(json["apiKeys"][0]["state"], "STATE_ACTIVE");
+
+    // kill -9 leaves no stale lock behind.
+    let mut first = first;
+    first.proc.0.kill().unwrap();
+    first.proc.0.wait().unwrap();
+    let again = start_dev(
+        dir.path(),
+        &["--listen", "127.0.0.1:0", "--data-dir", "data"],
+    );
+    drop(again);
+
+    // Away from any data directory, keys says where it looked and what to pass.
+    let elsewhere = tempfile::tempdir().unwrap();
+    let lost = Command::new(BIN)
+        .args(["keys", "list"])
+        .current_dir(elsewhere.path())
+        .env_remove("CONCIERGE_DATABASE__URL")
+        .output()
+        .unwrap();
+    assert!(!lost.status.success());
+    let said = text(&lost);
+    let looked = elsewhere
+        .path()
+        .canonicalize()
+        .unwrap()
+        .join(".concierge/gateway.db");
+    assert!(
+        said.contains(&looked.display().to_string())
+            || said.contains(
+                &elsewhere
+                    .path()
+                    .join(".concierge/gateway.db")
+                    .display()
+                    .to_string()
+            ),
+        "{said}"
+    );
+    assert!(
+        said.contains("--data-dir") && said.contains("--database-url"),
+        "{said}"
+    );
+    assert!(
+        !elsewhere.path().join(".concierge").exists(),
+        "nothing was created"
+    );
+}
+
+/// An unreachable database is named (never with its password) with the
+/// cause, at once rather than after the pool's 10 s timeout.
+#[tokio::test]
+async fn an_unreachable_database_is_named_with_its_cause() {
+    let port = free_port();
+    let started = Instant::now();
+    let out = Command::new(BIN)
+        .args([
+            "migrate",
+            "customers",
+            "--database-url",
+            &format!("postgres://concierge:hunter2-secret@127.0.0.1:{port}/customers"),
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let said = text(&out);
+    assert!(said.contains(&format!("127.0.0.1:{port}")), "{said}");
+    assert!(said.contains("refused"), "{said}");
+    assert!(said.contains("CONCIERGE_DATABASE__URL"), "{said}");
+    assert!(!said.contains("hunter2"), "{said}");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+}
