@@ -13,6 +13,7 @@ mod dependencies;
 pub mod directory;
 pub mod lifecycle;
 pub mod policy;
+mod rearm;
 pub mod resources;
 mod service;
 pub mod sla;
@@ -121,7 +122,7 @@ impl Cases {
 /// Company-wide configuration (calendars, hand-off codes): staff read it,
 /// managers and admins change it, clients never see it.
 macro_rules! configuration_policy {
-    ($ty:ty, $what:literal) => {
+    ($ty:ty, $what:literal $(, after_write = $after:path)?) => {
         impl Policy<$ty> for Rules {
             fn visibility(&self, _r: &$ty) -> Visibility {
                 Visibility::Internal
@@ -144,6 +145,18 @@ macro_rules! configuration_policy {
             fn list_account(&self, p: &Principal, _parent: &str) -> Result<Option<String>> {
                 staff_only(p, $what).map(|()| None)
             }
+            $(
+            async fn after_write(
+                &self,
+                conn: &mut Conn<'_>,
+                _ctx: &Ctx,
+                before: Option<&$ty>,
+                after: &$ty,
+                now: i64,
+            ) -> Result<()> {
+                $after(conn, before, after, now).await
+            }
+            )?
         }
     };
 }
@@ -157,7 +170,12 @@ fn staff_only(p: &Principal, what: &str) -> Result<()> {
     Ok(())
 }
 
-configuration_policy!(Calendar, "business calendars");
+// A calendar change re-arms open cases' timers in the background.
+configuration_policy!(
+    Calendar,
+    "business calendars",
+    after_write = rearm::after_calendar_write
+);
 configuration_policy!(HandOffCode, "hand-off codes");
 
 /// A client principal asking about another account's case or note gets
