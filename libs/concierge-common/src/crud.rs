@@ -17,9 +17,10 @@ use crate::filter::Value;
 use crate::outbox::{self, NewEvent};
 use crate::paging::{PageQuery, PageTokens};
 use crate::principal::Principal;
-use crate::relay::{self, Bus, Nudge};
+use crate::relay::{self, Bus, BusTarget, Nudge};
 use crate::resource::{self, Kind, Scope, Stored};
 use crate::storage::{Conn, Db};
+use crate::supervise::{Need, Supervisor};
 use crate::{idempotency, names};
 use concierge_proto::events::Visibility;
 
@@ -358,7 +359,6 @@ impl Store {
                 source,
             }),
         };
-        store.purge_idempotency_keys_hourly();
         Ok(store)
     }
 
@@ -390,29 +390,64 @@ impl Store {
         )
     }
 
-    /// Forgets `request_id`s older than their retention, hourly, while the
-    /// store is alive.
-    fn purge_idempotency_keys_hourly(&self) {
-        let weak = Arc::downgrade(&self.inner);
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_secs(3600));
-            loop {
-                tick.tick().await;
-                let Some(inner) = weak.upgrade() else { break };
-                let now = to_micros(inner.clock.now());
-                let purged = async {
-                    let mut tx = inner.db.begin().await?;
-                    let n = idempotency::purge_expired(&mut tx.conn(), now).await?;
-                    tx.commit().await?;
-                    Ok::<_, Error>(n)
-                };
-                match purged.await {
-                    Ok(n) if n > 0 => tracing::info!(purged = n, "forgot expired request ids"),
-                    Ok(_) => {}
-                    Err(e) => tracing::warn!(error = %e, "purging expired request ids failed"),
+    /// Starts the store's background work under `supervisor`: the relay of
+    /// its outbox to `bus` (when there is one; NATS is connected in the
+    /// background, so a bus outage at start delays events, not the service)
+    /// and the hourly purge of expired `request_id`s.
+    pub fn supervise(&self, supervisor: &Supervisor, bus: Option<BusTarget>) {
+        let source = self.inner.source;
+        if let Some(bus) = bus {
+            let (db, clock, nudge) = (
+                self.inner.db.clone(),
+                self.inner.clock.clone(),
+                self.inner.nudge.clone(),
+            );
+            supervisor.spawn(
+                format!("{source}-outbox-relay"),
+                Need::Required,
+                move || {
+                    relay::run(
+                        db.clone(),
+                        bus.clone(),
+                        source,
+                        clock.clone(),
+                        nudge.clone(),
+                        Duration::from_secs(1),
+                    )
+                },
+            );
+        }
+        let this = self.clone();
+        supervisor.spawn(
+            format!("{source}-request-id-purge"),
+            Need::Optional,
+            move || {
+                let this = this.clone();
+                async move {
+                    let mut tick = tokio::time::interval(Duration::from_secs(3600));
+                    loop {
+                        tick.tick().await;
+                        match this.purge_expired_request_ids().await {
+                            Ok(n) if n > 0 => {
+                                tracing::info!(purged = n, "forgot expired request ids")
+                            }
+                            Ok(_) => {}
+                            Err(e) => {
+                                tracing::warn!(error = %e, "purging expired request ids failed")
+                            }
+                        }
+                    }
                 }
-            }
-        });
+            },
+        );
+    }
+
+    /// Forgets `request_id`s older than their retention.
+    pub async fn purge_expired_request_ids(&self) -> Result<u64> {
+        let mut tx = self.inner.db.begin().await?;
+        let n = idempotency::purge_expired(&mut tx.conn(), self.now()).await?;
+        tx.commit().await?;
+        Ok(n)
     }
 
     /// Decodes a stored row into its resource with the bookkeeping fields set.

@@ -97,14 +97,77 @@ impl Error {
     }
 }
 
+/// What a storage failure means for the caller. A lost connection (the
+/// server restarting, a backend terminated, a dead socket) is worth a retry
+/// elsewhere or later: UNAVAILABLE. A transaction that lost a race with a
+/// concurrent one (serialization failure, deadlock) is worth retrying as a
+/// whole: ABORTED. Everything else is a bug or a broken schema: INTERNAL.
 impl From<sqlx::Error> for Error {
     fn from(err: sqlx::Error) -> Self {
+        let unavailable = |why: &str| {
+            crate::storage::note_connection_loss();
+            Self::Unavailable(format!("database unavailable: {why}; retry"))
+        };
         match &err {
-            sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => {
-                Self::Unavailable("database unavailable".into())
+            sqlx::Error::PoolTimedOut => {
+                Self::Unavailable("database unavailable: no connection free in time; retry".into())
             }
+            sqlx::Error::PoolClosed => {
+                Self::Unavailable("database unavailable: shutting down".into())
+            }
+            sqlx::Error::Io(_) | sqlx::Error::Tls(_) | sqlx::Error::WorkerCrashed => {
+                unavailable("connection lost")
+            }
+            // The wire protocol going astray is what a socket the server
+            // closed mid-conversation looks like.
+            sqlx::Error::Protocol(_) => unavailable("connection lost"),
+            sqlx::Error::Database(db) => match db.code().as_deref().map(classify_sqlstate) {
+                Some(Some(StorageFault::ConnectionLost)) => unavailable("connection lost"),
+                Some(Some(StorageFault::Busy)) => {
+                    Self::Unavailable("database unavailable: too busy; retry".into())
+                }
+                Some(Some(StorageFault::Conflict)) => Self::Conflict {
+                    reason: "TRANSACTION_CONFLICT",
+                    description:
+                        "the change conflicted with a concurrent one and was not made; retry it"
+                            .into(),
+                },
+                _ => Self::Internal(err.into()),
+            },
             _ => Self::Internal(err.into()),
         }
+    }
+}
+
+/// The storage failures a caller can do something about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StorageFault {
+    /// The connection is gone: UNAVAILABLE.
+    ConnectionLost,
+    /// The server refuses more work for now: UNAVAILABLE.
+    Busy,
+    /// The transaction lost a race and was rolled back: ABORTED.
+    Conflict,
+}
+
+/// Classifies a PostgreSQL SQLSTATE (or a SQLite extended result code, which
+/// sqlx reports as a number in the same place).
+pub fn classify_sqlstate(code: &str) -> Option<StorageFault> {
+    match code {
+        // Class 08: connection exception; 57P01 admin shutdown, 57P02 crash
+        // shutdown, 57P03 cannot connect now (starting up or shutting down).
+        c if c.starts_with("08") => Some(StorageFault::ConnectionLost),
+        "57P01" | "57P02" | "57P03" => Some(StorageFault::ConnectionLost),
+        // Too many connections; out of memory or disk on the server.
+        "53000" | "53100" | "53200" | "53300" => Some(StorageFault::Busy),
+        // serialization_failure, deadlock_detected.
+        "40001" | "40P01" => Some(StorageFault::Conflict),
+        // SQLite: SQLITE_BUSY and its extended codes once busy_timeout ran out,
+        // SQLITE_LOCKED.
+        "5" | "6" | "261" | "773" => Some(StorageFault::Busy),
+        // SQLITE_BUSY_SNAPSHOT: a read snapshot went stale under a writer.
+        "517" => Some(StorageFault::Conflict),
+        _ => None,
     }
 }
 
@@ -228,5 +291,104 @@ impl Violations {
         } else {
             Err(Error::InvalidArgument(self.0))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::borrow::Cow;
+
+    /// A database error as a driver reports it, with only its SQLSTATE.
+    #[derive(Debug)]
+    struct Sqlstate(&'static str);
+
+    impl std::fmt::Display for Sqlstate {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "SQLSTATE {}", self.0)
+        }
+    }
+
+    impl std::error::Error for Sqlstate {}
+
+    impl sqlx::error::DatabaseError for Sqlstate {
+        fn message(&self) -> &str {
+            "from the server"
+        }
+        fn code(&self) -> Option<Cow<'_, str>> {
+            Some(Cow::Borrowed(self.0))
+        }
+        fn as_error(&self) -> &(dyn std::error::Error + Send + Sync + 'static) {
+            self
+        }
+        fn as_error_mut(&mut self) -> &mut (dyn std::error::Error + Send + Sync + 'static) {
+            self
+        }
+        fn into_error(self: Box<Self>) -> Box<dyn std::error::Error + Send + Sync + 'static> {
+            self
+        }
+        fn kind(&self) -> sqlx::error::ErrorKind {
+            sqlx::error::ErrorKind::Other
+        }
+    }
+
+    fn code_of(err: sqlx::Error) -> Code {
+        Status::from(Error::from(err)).code()
+    }
+
+    #[test]
+    fn each_sqlstate_reaches_the_caller_as_the_code_that_says_what_to_do() {
+        let cases = [
+            // Connection exceptions (class 08) and the server going away.
+            ("08000", Code::Unavailable),
+            ("08003", Code::Unavailable),
+            ("08006", Code::Unavailable),
+            ("08001", Code::Unavailable),
+            ("08004", Code::Unavailable),
+            ("57P01", Code::Unavailable),
+            ("57P02", Code::Unavailable),
+            ("57P03", Code::Unavailable),
+            ("53300", Code::Unavailable),
+            // Lost a race: retry the whole transaction.
+            ("40001", Code::Aborted),
+            ("40P01", Code::Aborted),
+            // SQLite busy past its timeout, and a stale snapshot.
+            ("5", Code::Unavailable),
+            ("517", Code::Aborted),
+            // Bugs stay INTERNAL.
+            ("42P01", Code::Internal),
+            ("23502", Code::Internal),
+            ("57014", Code::Internal),
+        ];
+        for (sqlstate, want) in cases {
+            let got = code_of(sqlx::Error::Database(Box::new(Sqlstate(sqlstate))));
+            assert_eq!(got, want, "SQLSTATE {sqlstate}");
+        }
+    }
+
+    #[test]
+    fn a_dead_socket_is_unavailable_with_a_retry_hint() {
+        for err in [
+            sqlx::Error::Io(std::io::Error::from(std::io::ErrorKind::UnexpectedEof)),
+            sqlx::Error::Io(std::io::Error::from(std::io::ErrorKind::BrokenPipe)),
+            sqlx::Error::Protocol("unexpected message".into()),
+            sqlx::Error::WorkerCrashed,
+            sqlx::Error::PoolTimedOut,
+        ] {
+            let what = err.to_string();
+            let status = Status::from(Error::from(err));
+            assert_eq!(status.code(), Code::Unavailable, "{what}");
+            assert!(
+                status.get_details_retry_info().is_some(),
+                "{what}: RetryInfo tells clients when to try again"
+            );
+        }
+        let conflict = Status::from(Error::from(sqlx::Error::Database(Box::new(Sqlstate(
+            "40001",
+        )))));
+        assert_eq!(
+            conflict.get_details_error_info().map(|i| i.reason),
+            Some("TRANSACTION_CONFLICT".to_string())
+        );
     }
 }

@@ -19,6 +19,7 @@ pub mod relay;
 pub mod resource;
 pub mod server;
 pub mod storage;
+pub mod supervise;
 pub mod telemetry;
 #[cfg(feature = "testing")]
 pub mod testing;

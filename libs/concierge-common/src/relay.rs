@@ -38,6 +38,7 @@ impl std::fmt::Debug for Bus {
 pub struct JetStreamBus(Arc<JetStreamInner>);
 
 struct JetStreamInner {
+    client: async_nats::Client,
     js: jetstream::Context,
     stream: String,
 }
@@ -58,7 +59,7 @@ impl JetStreamBus {
         let client = async_nats::connect(url)
             .await
             .map_err(|e| Error::Unavailable(format!("NATS at {url}: {e}")))?;
-        let js = jetstream::new(client);
+        let js = jetstream::new(client.clone());
         let stream = stream_name(source);
         js.get_or_create_stream(jetstream::stream::Config {
             name: stream.clone(),
@@ -70,7 +71,7 @@ impl JetStreamBus {
         })
         .await
         .map_err(|e| Error::Unavailable(format!("JetStream stream {stream}: {e}")))?;
-        Ok(Self(Arc::new(JetStreamInner { js, stream })))
+        Ok(Self(Arc::new(JetStreamInner { client, js, stream })))
     }
 
     pub fn context(&self) -> &jetstream::Context {
@@ -101,6 +102,17 @@ impl JetStreamBus {
 }
 
 impl Bus {
+    /// Whether the bus can take events now (NATS reconnects by itself after
+    /// an outage; meanwhile events wait in the outbox).
+    pub fn connected(&self) -> bool {
+        match self {
+            Bus::JetStream(b) => {
+                b.0.client.connection_state() == async_nats::connection::State::Connected
+            }
+            Bus::InProcess(_) => true,
+        }
+    }
+
     /// Publishes events as they are; the relay is the normal caller.
     pub async fn publish(&self, events: &[Event]) -> Result<()> {
         match self {
@@ -143,6 +155,59 @@ impl Nudge {
     }
 }
 
+/// Where a relay publishes: a bus at hand (`concierge dev`'s in-process
+/// one), or NATS to connect to in the background.
+#[derive(Debug, Clone)]
+pub enum BusTarget {
+    Ready(Bus),
+    /// A NATS URL, e.g. `nats://nats:4222`.
+    Nats(String),
+}
+
+/// Connects to JetStream at `url`, retrying with a bounded backoff for as
+/// long as it takes: a service starts, serves and keeps its events in the
+/// outbox during a NATS outage, rather than exiting (and crash-looping).
+pub async fn connect_with_backoff(url: &str, source: &str) -> JetStreamBus {
+    let mut wait = Duration::from_millis(200);
+    loop {
+        match JetStreamBus::connect(url, source).await {
+            Ok(bus) => {
+                tracing::info!(source, url, "connected to the event bus");
+                metrics::gauge!("concierge_bus_connected", "source" => source.to_string()).set(1.0);
+                return bus;
+            }
+            Err(e) => {
+                metrics::gauge!("concierge_bus_connected", "source" => source.to_string()).set(0.0);
+                tracing::warn!(
+                    source,
+                    error = %e,
+                    retry_in_ms = wait.as_millis() as u64,
+                    "the event bus is unreachable; events wait in the outbox until it answers"
+                );
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(Duration::from_secs(30));
+            }
+        }
+    }
+}
+
+/// A relay's whole life, for a supervisor: connect to the bus, then relay
+/// until the process ends. It ends only by panicking.
+pub async fn run(
+    db: Db,
+    target: BusTarget,
+    source: &'static str,
+    clock: crate::clock::SharedClock,
+    nudge: Nudge,
+    poll: Duration,
+) -> anyhow::Result<()> {
+    let bus = match target {
+        BusTarget::Ready(bus) => bus,
+        BusTarget::Nats(url) => Bus::JetStream(connect_with_backoff(&url, source).await),
+    };
+    relay_forever(db, bus, source, clock, nudge, poll).await;
+}
+
 /// Runs the relay until the process ends: after every nudge, and every
 /// `poll` in case a nudge was missed (another replica's commit, a restart).
 pub fn spawn(
@@ -153,27 +218,43 @@ pub fn spawn(
     poll: Duration,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
-        let mut backoff = Duration::from_millis(100);
-        loop {
-            let now = crate::clock::to_micros(clock.now());
-            match relay_once(&db, &bus, 500, now).await {
-                Ok(n) if n > 0 => {
-                    metrics::counter!("concierge_outbox_relayed_total").increment(n as u64);
-                    backoff = Duration::from_millis(100);
-                    continue;
-                }
-                Ok(_) => backoff = Duration::from_millis(100),
-                Err(e) => {
-                    tracing::warn!(error = %e, "relaying events failed; retrying");
-                    backoff = (backoff * 2).min(Duration::from_secs(10));
-                    tokio::time::sleep(backoff).await;
-                    continue;
-                }
+        relay_forever(db, bus, "", clock, nudge, poll).await;
+    })
+}
+
+async fn relay_forever(
+    db: Db,
+    bus: Bus,
+    source: &'static str,
+    clock: crate::clock::SharedClock,
+    nudge: Nudge,
+    poll: Duration,
+) -> ! {
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        metrics::gauge!("concierge_bus_connected", "source" => source).set(if bus.connected() {
+            1.0
+        } else {
+            0.0
+        });
+        let now = crate::clock::to_micros(clock.now());
+        match relay_once(&db, &bus, 500, now).await {
+            Ok(n) if n > 0 => {
+                metrics::counter!("concierge_outbox_relayed_total").increment(n as u64);
+                backoff = Duration::from_millis(100);
+                continue;
             }
-            tokio::select! {
-                _ = nudge.0.notified() => {},
-                _ = tokio::time::sleep(poll) => {},
+            Ok(_) => backoff = Duration::from_millis(100),
+            Err(e) => {
+                tracing::warn!(error = %e, "relaying events failed; retrying");
+                backoff = (backoff * 2).min(Duration::from_secs(10));
+                tokio::time::sleep(backoff).await;
+                continue;
             }
         }
-    })
+        tokio::select! {
+            _ = nudge.0.notified() => {},
+            _ = tokio::time::sleep(poll) => {},
+        }
+    }
 }

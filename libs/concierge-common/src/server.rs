@@ -71,9 +71,22 @@ pub struct Running {
     pub addr: std::net::SocketAddr,
     stop: watch::Sender<bool>,
     done: tokio::task::JoinHandle<Result<()>>,
+    health: Health,
 }
 
 impl Running {
+    /// The server's health, for what else decides readiness (supervised
+    /// background workers).
+    pub fn health(&self) -> Health {
+        self.health.clone()
+    }
+
+    /// Turns true when the drain begins; from then on health stays
+    /// NOT_SERVING whatever else reports.
+    pub fn draining(&self) -> watch::Receiver<bool> {
+        self.stop.subscribe()
+    }
+
     /// Begins the drain and waits for it to end.
     pub async fn shutdown(self) -> Result<()> {
         let _ = self.stop.send(true);
@@ -180,6 +193,7 @@ pub async fn start(
         addr,
         stop: stop_tx,
         done,
+        health,
     })
 }
 

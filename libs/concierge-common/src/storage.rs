@@ -4,7 +4,8 @@
 //! against whichever pool or transaction is behind a [`Db`] or [`Tx`].
 
 use std::str::FromStr;
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
@@ -108,7 +109,19 @@ impl Db {
             let pool = PgPoolOptions::new()
                 .max_connections(max_connections.max(1))
                 .acquire_timeout(Duration::from_secs(10))
+                // A ping on every acquire costs a round trip per query; only
+                // a connection that sat idle (a server restart may have
+                // killed it meanwhile), or any connection soon after one was
+                // found dead, is checked, and replaced if it fails.
                 .test_before_acquire(false)
+                .before_acquire(|conn, meta| {
+                    Box::pin(async move {
+                        if meta.idle_for >= IDLE_BEFORE_CHECK || connection_lost_recently() {
+                            sqlx::Connection::ping(conn).await?;
+                        }
+                        Ok(true)
+                    })
+                })
                 .connect_with(options)
                 .await?;
             Ok(Db::Postgres(pool))
@@ -203,11 +216,24 @@ impl Db {
     /// (`BEGIN IMMEDIATE`): a deferred transaction that reads and then writes
     /// fails with SQLITE_BUSY, without waiting, whenever another writer
     /// committed in between.
+    ///
+    /// `BEGIN` is the first statement on the connection, so a pooled
+    /// connection that died since its last use (a server restart, a
+    /// terminated backend) fails there having done nothing: that is retried
+    /// once on another connection (sqlx drops the dead one on release).
     pub async fn begin(&self) -> Result<Tx> {
-        Ok(match self {
-            Db::Sqlite(pool) => Tx::Sqlite(pool.begin_with("BEGIN IMMEDIATE").await?),
-            Db::Postgres(pool) => Tx::Postgres(pool.begin().await?),
-        })
+        match self {
+            Db::Sqlite(pool) => Ok(Tx::Sqlite(pool.begin_with("BEGIN IMMEDIATE").await?)),
+            Db::Postgres(pool) => match pool.begin().await {
+                Ok(tx) => Ok(Tx::Postgres(tx)),
+                Err(e) if is_connection_loss(&e) => {
+                    note_connection_loss();
+                    tracing::info!(error = %e, "a pooled connection was dead; retrying on another");
+                    Ok(Tx::Postgres(pool.begin().await?))
+                }
+                Err(e) => Err(e.into()),
+            },
+        }
     }
 
     /// Readiness: the database answers.
@@ -297,6 +323,51 @@ impl Tx {
             Tx::Postgres(tx) => tx.commit().await?,
         }
         Ok(())
+    }
+}
+
+/// How long a pooled PostgreSQL connection may sit idle before it is pinged
+/// on its next acquire.
+const IDLE_BEFORE_CHECK: Duration = Duration::from_secs(1);
+
+/// For how long after a connection was found dead every acquire is checked:
+/// its idle siblings most likely died with it.
+const CHECK_AFTER_LOSS: Duration = Duration::from_secs(10);
+
+fn epoch() -> Instant {
+    static EPOCH: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    *EPOCH.get_or_init(Instant::now)
+}
+
+/// Milliseconds after [`epoch`] (plus one, so 0 means never) when a
+/// connection was last found dead.
+static LAST_LOSS_MS: AtomicU64 = AtomicU64::new(0);
+
+/// Records that a database connection was found dead (by any pool in the
+/// process): for a while after, pooled connections are checked before use.
+pub fn note_connection_loss() {
+    let ms = epoch().elapsed().as_millis() as u64 + 1;
+    LAST_LOSS_MS.store(ms, Ordering::Relaxed);
+}
+
+fn connection_lost_recently() -> bool {
+    let last = LAST_LOSS_MS.load(Ordering::Relaxed);
+    last != 0
+        && epoch().elapsed().as_millis() as u64 + 1 - last < CHECK_AFTER_LOSS.as_millis() as u64
+}
+
+/// True when `err` says the connection itself is gone, not the statement.
+pub fn is_connection_loss(err: &sqlx::Error) -> bool {
+    use crate::error::{StorageFault, classify_sqlstate};
+    match err {
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::Protocol(_)
+        | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(db) => {
+            db.code().as_deref().and_then(classify_sqlstate) == Some(StorageFault::ConnectionLost)
+        }
+        _ => false,
     }
 }
 

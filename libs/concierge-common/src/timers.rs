@@ -8,7 +8,7 @@
 
 use jiff::{SignedDuration, Timestamp};
 
-use crate::clock::to_micros;
+use crate::clock::{SharedClock, to_micros};
 use crate::error::Result;
 use crate::on_conn;
 use crate::storage::{Conn, Db, Tx};
@@ -77,6 +77,9 @@ pub async fn disarm_subject(conn: &mut Conn<'_>, subject: &str) -> Result<u64> {
     Ok(n)
 }
 
+/// How long a claim holds unless its claimer renews it.
+pub const LEASE: SignedDuration = SignedDuration::from_secs(10);
+
 /// Claims up to `limit` timers due at `now` whose lease (if any) has
 /// expired, for `lease` of time, as `owner`.
 pub async fn claim_due(
@@ -86,8 +89,21 @@ pub async fn claim_due(
     lease: SignedDuration,
     limit: i64,
 ) -> Result<Vec<Claimed>> {
+    claim_due_until(db, now, owner, now.checked_add(lease).unwrap_or(now), limit).await
+}
+
+/// [`claim_due`] with the lease's end given: a sweep that works through a
+/// backlog keeps asking for timers due by the instant it started, while
+/// its leases must run from the time it is now.
+pub async fn claim_due_until(
+    db: &Db,
+    now: Timestamp,
+    owner: &str,
+    lease_until: Timestamp,
+    limit: i64,
+) -> Result<Vec<Claimed>> {
     let now_us = to_micros(now);
-    let until = to_micros(now.checked_add(lease).unwrap_or(now));
+    let until = to_micros(lease_until);
     let mut tx = db.begin().await?;
     let mut conn = tx.conn();
     let lock = matches!(conn, Conn::Postgres(_));
@@ -123,6 +139,75 @@ pub async fn claim_due(
     }
     tx.commit().await?;
     Ok(claimed)
+}
+
+/// Extends to `until` the leases `owner` still holds on `ids` (a timer
+/// completed, re-armed or taken over meanwhile is left alone); returns how
+/// many it extended.
+pub async fn renew(db: &Db, owner: &str, ids: &[String], until: Timestamp) -> Result<u64> {
+    if ids.is_empty() {
+        return Ok(0);
+    }
+    let marks: Vec<String> = (0..ids.len()).map(|i| format!("${}", i + 3)).collect();
+    let sql = format!(
+        "UPDATE timers SET lease_expire_time = $1 WHERE lease_owner = $2 AND id IN ({})",
+        marks.join(", ")
+    );
+    let mut pooled = db.acquire().await?;
+    let mut conn = pooled.conn();
+    let n = on_conn!(&mut conn, c => {
+        let mut q = sqlx::query(&sql).bind(to_micros(until)).bind(owner);
+        for id in ids {
+            q = q.bind(id);
+        }
+        q.execute(&mut **c).await?.rows_affected()
+    });
+    Ok(n)
+}
+
+/// Renews the leases of a claimed batch every third of [`LEASE`] while it
+/// is alive; dropping it (the batch is done, or its task died) stops the
+/// renewals, and the leases then run out within one [`LEASE`].
+#[derive(Debug)]
+pub struct Heartbeat(tokio::task::JoinHandle<()>);
+
+impl Heartbeat {
+    pub fn start(db: Db, owner: String, ids: Vec<String>, clock: SharedClock) -> Self {
+        let every =
+            std::time::Duration::try_from(LEASE / 3).unwrap_or(std::time::Duration::from_secs(3));
+        Self::start_every(db, owner, ids, clock, LEASE, every)
+    }
+
+    /// [`Heartbeat::start`] with its lease and period given (tests).
+    pub fn start_every(
+        db: Db,
+        owner: String,
+        ids: Vec<String>,
+        clock: SharedClock,
+        lease: SignedDuration,
+        every: std::time::Duration,
+    ) -> Self {
+        Self(tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            // The first tick is immediate: the claim itself set the lease.
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                let now = clock.now();
+                let until = now.checked_add(lease).unwrap_or(now);
+                if let Err(e) = renew(&db, &owner, &ids, until).await {
+                    tracing::warn!(error = %e, "renewing timer leases failed; retrying");
+                }
+            }
+        }))
+    }
+}
+
+impl Drop for Heartbeat {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// Completes a claimed timer inside the transaction that will carry its

@@ -3,6 +3,11 @@
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use concierge_common::clock::{TestClock, to_micros};
+use concierge_common::testing::eventually;
 
 use concierge_common::on_conn;
 use concierge_common::storage::Db;
@@ -189,6 +194,85 @@ async fn a_claimer_that_dies_is_replaced_after_its_lease(backend: Backend) {
     );
 }
 
+async fn lease_expire(db: &Db, id: &str) -> i64 {
+    let mut c = db.acquire().await.unwrap();
+    on_conn!(&mut c.conn(), c => sqlx::query_scalar("SELECT lease_expire_time FROM timers WHERE id = $1")
+        .bind(id)
+        .fetch_one(&mut **c)
+        .await
+        .unwrap())
+}
+
+async fn a_dead_claimers_timers_are_taken_over_within_the_short_lease(backend: Backend) {
+    let Some((db, other)) = setup(
+        backend,
+        "a_dead_claimers_timers_are_taken_over_within_the_short_lease",
+    )
+    .await
+    else {
+        return;
+    };
+    let mut tx = db.db.begin().await.unwrap();
+    timers::arm(&mut tx.conn(), "x", "sla_breach", "cases/x", at(0), b"")
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    let lease = timers::LEASE;
+    let clock = TestClock::new(at(10));
+    let taken = timers::claim_due_until(&db.db, at(10), "a", at(10) + lease, 10)
+        .await
+        .unwrap();
+    assert_eq!(taken.len(), 1);
+    let heartbeat = timers::Heartbeat::start_every(
+        db.db.clone(),
+        "a".into(),
+        vec!["x".into()],
+        Arc::new(clock.clone()),
+        lease,
+        Duration::from_millis(20),
+    );
+
+    // "a" is alive and slow: its lease is renewed past the first one's end,
+    // and nobody takes the batch from it.
+    clock.set(at(18));
+    eventually(Duration::from_secs(10), "the lease renewed", || async {
+        lease_expire(&db.db, "x").await >= to_micros(at(18) + lease)
+    })
+    .await;
+    clock.set(at(25));
+    assert!(
+        timers::claim_due(&other, at(25), "b", lease, 10)
+            .await
+            .unwrap()
+            .is_empty(),
+        "a live claimer keeps its timers beyond one lease"
+    );
+
+    // "a" dies: within one short lease another instance has the timer.
+    drop(heartbeat);
+    let died = at(25);
+    let retaken = timers::claim_due(
+        &other,
+        died + lease + SignedDuration::from_secs(1),
+        "b",
+        lease,
+        10,
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        retaken.iter().map(|t| t.id.as_str()).collect::<Vec<_>>(),
+        vec!["x"],
+        "taken over {}s after the claimer died",
+        lease.as_secs() + 1
+    );
+    assert!(
+        lease <= SignedDuration::from_secs(15),
+        "the lease is seconds, not a minute"
+    );
+    assert!(fire(&other, "b", &retaken[0]).await);
+}
+
 macro_rules! both {
     ($($name:ident),+) => {
         mod sqlite {
@@ -204,5 +288,6 @@ macro_rules! both {
 
 both!(
     each_timer_fires_once_with_two_instances,
-    a_claimer_that_dies_is_replaced_after_its_lease
+    a_claimer_that_dies_is_replaced_after_its_lease,
+    a_dead_claimers_timers_are_taken_over_within_the_short_lease
 );

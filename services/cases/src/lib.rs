@@ -13,6 +13,7 @@ mod dependencies;
 pub mod directory;
 pub mod lifecycle;
 pub mod policy;
+mod rearm;
 pub mod resources;
 mod service;
 pub mod sla;
@@ -127,7 +128,7 @@ impl Cases {
 /// Company-wide configuration (calendars, hand-off codes): staff read it,
 /// managers and admins change it, clients never see it.
 macro_rules! configuration_policy {
-    ($ty:ty, $what:literal) => {
+    ($ty:ty, $what:literal $(, after_write = $after:path)?) => {
         impl Policy<$ty> for Rules {
             fn visibility(&self, _r: &$ty) -> Visibility {
                 Visibility::Internal
@@ -150,6 +151,18 @@ macro_rules! configuration_policy {
             fn list_account(&self, p: &Principal, _parent: &str) -> Result<Option<String>> {
                 staff_only(p, $what).map(|()| None)
             }
+            $(
+            async fn after_write(
+                &self,
+                conn: &mut Conn<'_>,
+                _ctx: &Ctx,
+                before: Option<&$ty>,
+                after: &$ty,
+                now: i64,
+            ) -> Result<()> {
+                $after(conn, before, after, now).await
+            }
+            )?
         }
     };
 }
@@ -163,7 +176,12 @@ fn staff_only(p: &Principal, what: &str) -> Result<()> {
     Ok(())
 }
 
-configuration_policy!(Calendar, "business calendars");
+// A calendar change re-arms open cases' timers in the background.
+configuration_policy!(
+    Calendar,
+    "business calendars",
+    after_write = rearm::after_calendar_write
+);
 configuration_policy!(HandOffCode, "hand-off codes");
 
 /// The cases service's events: `concierge.cases.v1.*`, from `cases`.

@@ -180,33 +180,6 @@ impl Cases {
             .collect())
     }
 
-    /// Re-arms the SLA timers of every open case (after a calendar change).
-    async fn refresh_open_cases(&self) -> Result<()> {
-        let system = Ctx::system("cases", "");
-        let filter =
-            "state != STATE_RESOLVED AND state != STATE_CLOSED AND state != STATE_CANCELLED";
-        let mut token = String::new();
-        loop {
-            let page = PageQuery {
-                parent: "",
-                page_size: 1000,
-                page_token: &token,
-                filter,
-                order_by: "",
-                show_deleted: false,
-            };
-            let (cases, next): (Vec<Case>, String) =
-                self.store().list(&RULES, &system, page).await?;
-            for c in cases.iter().filter(|c| !c.sla_policy.is_empty()) {
-                self.refresh_timers_after_change(&c.name).await;
-            }
-            if next.is_empty() {
-                return Ok(());
-            }
-            token = next;
-        }
-    }
-
     /// The states each of `cases` entered, in order, in one query.
     pub(crate) async fn case_histories(
         &self,
@@ -1411,8 +1384,7 @@ impl CasesService for Cases {
             .update(&RULES, &ctx, req.calendar, req.update_mask)
             .await?;
         // Clocks are read from the calendar as it is now; the timers of open
-        // cases move with it.
-        self.refresh_open_cases().await?;
+        // cases follow it in the background (the update recorded the job).
         Ok(Response::new(updated))
     }
 

@@ -14,7 +14,7 @@ use concierge_common::outbox::{self, NewEvent};
 use concierge_common::timers;
 use concierge_proto::concierge::cases::v1::{SlaClock, SlaState, sla_clock};
 use concierge_proto::events::Visibility;
-use jiff::{SignedDuration, Timestamp};
+use jiff::Timestamp;
 
 use crate::Cases;
 
@@ -299,43 +299,78 @@ impl Cases {
                 Ok(())
             }
         });
-        let Some(read) = self.read_clocks(&[case_name]).await?.remove(case_name) else {
-            // Gone (or deleted): nothing to arm, and nothing left to do.
-            let mut tx = self.store().db().begin().await?;
-            timers::disarm(&mut tx.conn(), &refresh_id(case_name)).await?;
-            return tx.commit().await;
-        };
-        let ReadCase {
-            case,
-            revision,
-            clocks,
-        } = read?;
-        let read_at = case
-            .update_time
-            .as_ref()
-            .and_then(from_proto)
-            .map_or(i64::MAX, clock::to_micros);
+        let read = self.read_clocks(&[case_name]).await?;
+        self.write_timers(&[case_name], read, true).await.map(drop)
+    }
+
+    /// [`Cases::refresh_timers`] for many cases: their clocks read with
+    /// three queries, their timers written in one transaction. A case that
+    /// is gone is skipped, and so (logged) is one whose clocks cannot be
+    /// read, so that one bad case does not hold up the rest; returns how
+    /// many were refreshed.
+    pub(crate) async fn refresh_many(&self, names: &[&str]) -> Result<usize> {
+        let read = self.read_clocks(names).await?;
+        self.write_timers(names, read, false).await
+    }
+
+    /// Writes the timers, clock index and summary of cases read by
+    /// [`Cases::read_clocks`], and clears their re-arm markers; `strict`: a
+    /// case that could not be read fails the whole write rather than being
+    /// skipped.
+    async fn write_timers(
+        &self,
+        names: &[&str],
+        mut read: HashMap<String, Result<ReadCase>>,
+        strict: bool,
+    ) -> Result<usize> {
         let mut tx = self.store().db().begin().await?;
-        let all: Vec<&SlaClock> = clocks.iter().collect();
-        write_clock_index(&mut tx.conn(), &case, &all, self.store().now()).await?;
-        write_summary(&mut tx.conn(), case, revision, summarise(clocks.iter())).await?;
-        for c in &clocks {
-            for kind in [AT_RISK, BREACH] {
-                let id = format!("{}:{kind}", c.name);
-                let done = fired(&mut tx.conn(), &c.name, kind).await?;
-                match due(c, kind).filter(|_| !done) {
-                    Some(at) => {
-                        timers::arm(&mut tx.conn(), &id, kind, case_name, at, c.key.as_bytes())
-                            .await?
-                    }
-                    None => {
-                        timers::disarm(&mut tx.conn(), &id).await?;
+        let mut n = 0;
+        for case_name in names {
+            let ReadCase {
+                case,
+                revision,
+                clocks,
+            } = match read.remove(*case_name) {
+                None => {
+                    // Gone (or deleted): nothing to arm, nothing left to do.
+                    timers::disarm(&mut tx.conn(), &refresh_id(case_name)).await?;
+                    continue;
+                }
+                Some(Ok(one)) => one,
+                Some(Err(e)) if strict => return Err(e),
+                Some(Err(e)) => {
+                    tracing::warn!(case = case_name, error = %e, "could not read SLA clocks; timers left as they are");
+                    continue;
+                }
+            };
+            let read_at = case
+                .update_time
+                .as_ref()
+                .and_then(from_proto)
+                .map_or(i64::MAX, clock::to_micros);
+            let all: Vec<&SlaClock> = clocks.iter().collect();
+            write_clock_index(&mut tx.conn(), &case, &all, self.store().now()).await?;
+            write_summary(&mut tx.conn(), case, revision, summarise(clocks.iter())).await?;
+            for c in &clocks {
+                for kind in [AT_RISK, BREACH] {
+                    let id = format!("{}:{kind}", c.name);
+                    let done = fired(&mut tx.conn(), &c.name, kind).await?;
+                    match due(c, kind).filter(|_| !done) {
+                        Some(at) => {
+                            timers::arm(&mut tx.conn(), &id, kind, case_name, at, c.key.as_bytes())
+                                .await?
+                        }
+                        None => {
+                            timers::disarm(&mut tx.conn(), &id).await?;
+                        }
                     }
                 }
             }
+            unmark_refreshed(&mut tx.conn(), case_name, read_at).await?;
+            n += 1;
         }
-        unmark_refreshed(&mut tx.conn(), case_name, read_at).await?;
-        tx.commit().await
+        tx.commit().await?;
+        Ok(n)
     }
 
     /// Re-arms after a change, logging rather than failing the caller: the
@@ -373,17 +408,27 @@ impl Cases {
     /// timers, records their events and refreshes the summaries of the cases
     /// they concern. Returns (timers claimed, events recorded).
     async fn sweep_batch(&self, owner: &str, now: Timestamp) -> Result<(usize, usize)> {
-        let claimed = timers::claim_due(
+        // The lease runs from the time it is now (a backlog's sweep started
+        // earlier) and is short; it is renewed while this batch is worked,
+        // so a replica that dies mid-batch delays its breaches by seconds.
+        let lease_from = clock::from_micros(self.store().now());
+        let claimed = timers::claim_due_until(
             self.store().db(),
             now,
             owner,
-            SignedDuration::from_secs(60),
+            lease_from.checked_add(timers::LEASE).unwrap_or(lease_from),
             SWEEP_BATCH,
         )
         .await?;
         if claimed.is_empty() {
             return Ok((0, 0));
         }
+        let _heartbeat = timers::Heartbeat::start(
+            self.store().db().clone(),
+            owner.to_string(),
+            claimed.iter().map(|t| t.id.clone()).collect(),
+            self.store().clock().clone(),
+        );
         let (refreshes, claimed): (Vec<_>, Vec<_>) =
             claimed.into_iter().partition(|t| t.kind == REFRESH);
         // Re-arms a change left unfinished (a crash, a failed re-arm). One
@@ -568,20 +613,52 @@ impl Cases {
         owner: String,
         poll: std::time::Duration,
     ) -> tokio::task::JoinHandle<()> {
-        let this = self.clone();
-        tokio::spawn(async move {
-            loop {
-                let now = clock::from_micros(this.store().now());
-                let swept = this.sweep_timers(&owner, now).await;
-                // Counted per replica: how often each one looks for due timers.
-                metrics::counter!("concierge_sla_timer_sweeps_total").increment(1);
-                match swept {
-                    Ok(n) if n > 0 => tracing::info!(fired = n, "SLA events fired"),
-                    Ok(_) => {}
-                    Err(e) => tracing::warn!(error = %e, "sweeping SLA timers failed"),
-                }
-                tokio::time::sleep(poll).await;
+        tokio::spawn(self.clone().sweep_forever(owner, poll))
+    }
+
+    /// The timer sweep as a worker: it ends only by panicking.
+    pub async fn sweep_forever(self, owner: String, poll: std::time::Duration) {
+        loop {
+            let now = clock::from_micros(self.store().now());
+            let swept = self.sweep_timers(&owner, now).await;
+            // Counted per replica: how often each one looks for due timers.
+            metrics::counter!("concierge_sla_timer_sweeps_total").increment(1);
+            match swept {
+                Ok(n) if n > 0 => tracing::info!(fired = n, "SLA events fired"),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "sweeping SLA timers failed"),
             }
-        })
+            tokio::time::sleep(poll).await;
+        }
+    }
+
+    /// Starts the service's background work under `supervisor`: the SLA
+    /// timer sweep (as `owner`), the re-arm of open cases after calendar
+    /// changes, the outbox relay to `bus` and the request-id purge.
+    pub fn supervise(
+        &self,
+        supervisor: &concierge_common::supervise::Supervisor,
+        owner: String,
+        poll: std::time::Duration,
+        bus: Option<concierge_common::relay::BusTarget>,
+    ) {
+        use concierge_common::supervise::Need;
+        self.store().supervise(supervisor, bus);
+        let this = self.clone();
+        supervisor.spawn("cases-sla-timers", Need::Required, move || {
+            let (this, owner) = (this.clone(), owner.clone());
+            async move {
+                this.sweep_forever(owner, poll).await;
+                Ok(())
+            }
+        });
+        let this = self.clone();
+        supervisor.spawn("cases-calendar-rearm", Need::Required, move || {
+            let this = this.clone();
+            async move {
+                this.rearm_forever(poll).await;
+                Ok(())
+            }
+        });
     }
 }

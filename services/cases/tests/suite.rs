@@ -298,6 +298,7 @@ suite!(
     configuration_in_use_is_kept_and_checked_like_a_real_write,
     a_case_without_a_site_counts_in_its_accounts_zone,
     a_change_whose_timers_fail_to_arm_is_finished_by_the_sweep,
+    a_calendar_change_re_arms_open_cases_in_the_background_and_resumes_after_a_crash,
 );
 
 async fn create_calendar(h: &Harness, id: &str, c: Calendar) -> Result<Calendar, Status> {
@@ -1885,13 +1886,162 @@ async fn milestones_stop_their_clocks_and_a_calendar_change_moves_deadlines(h: H
         .unwrap()
         .into_inner();
     assert_eq!(moved.target_time, Some(ts("2026-12-08T23:00:00Z")));
-    assert_eq!(
-        breach_timer_due(&h, &installed).await.unwrap(),
-        "2026-12-08T23:00:00Z"
-            .parse::<jiff::Timestamp>()
-            .unwrap()
-            .as_microsecond()
+    // The timer follows in the background, as the service's worker runs it.
+    tokio::spawn(
+        h.svc
+            .clone()
+            .rearm_forever(std::time::Duration::from_millis(20)),
     );
+    let moved_due = "2026-12-08T23:00:00Z"
+        .parse::<jiff::Timestamp>()
+        .unwrap()
+        .as_microsecond();
+    concierge_common::testing::eventually(
+        std::time::Duration::from_secs(20),
+        "the breach timer re-armed to the new deadline",
+        || async { breach_timer_due(&h, &installed).await == Some(moved_due) },
+    )
+    .await;
+}
+
+/// How far the re-arm of `calendar` got, if it has a job left.
+async fn rearm_progress(h: &Harness, calendar: &str) -> Option<String> {
+    let mut pc = h.svc.db().acquire().await.unwrap();
+    concierge_common::on_conn!(&mut pc.conn(), x => sqlx::query_scalar("SELECT after_case FROM calendar_rearms WHERE calendar = $1")
+        .bind(calendar)
+        .fetch_optional(&mut **x)
+        .await
+        .unwrap())
+}
+
+/// UpdateCalendar answers without re-arming open cases itself: it leaves a
+/// durable job, which a worker works batch by batch. A worker that stops
+/// half-way (a crash, a restart) leaves its progress behind, and the next
+/// one (here: another replica) finishes the job.
+async fn a_calendar_change_re_arms_open_cases_in_the_background_and_resumes_after_a_crash(
+    h: Harness,
+) {
+    let admin = who(Role::Admin);
+    let cal = create_calendar(
+        &h,
+        "us-central",
+        Calendar {
+            holidays: vec![],
+            ..us_central()
+        },
+    )
+    .await
+    .unwrap();
+    h.svc
+        .create_sla_policy(h.req(
+            &admin,
+            CreateSlaPolicyRequest {
+                sla_policy: Some(SlaPolicy {
+                    display_name: "Orders".into(),
+                    calendar: "calendars/us-central".into(),
+                    overall_delivery: Some(target("installed", 40)),
+                    ..Default::default()
+                }),
+                sla_policy_id: "orders".into(),
+                validate_only: false,
+                request_id: String::new(),
+            },
+        ))
+        .await
+        .unwrap();
+    h.clock.set("2026-12-01T15:00:00Z".parse().unwrap());
+    let mut installed = Vec::new();
+    for i in 0..3 {
+        let c = create_case(
+            &h,
+            &agent(),
+            Case {
+                r#type: CaseType::OrderNew as i32,
+                ..case("acme", &format!("Circuit {i}"))
+            },
+        )
+        .await
+        .unwrap();
+        installed.push(format!("{}/slaClocks/installed", c.name));
+    }
+    installed.sort();
+    let micros = |t: &str| t.parse::<jiff::Timestamp>().unwrap().as_microsecond();
+    let (old_due, new_due) = (
+        micros("2026-12-07T23:00:00Z"),
+        micros("2026-12-08T23:00:00Z"),
+    );
+    for clock in &installed {
+        assert_eq!(breach_timer_due(&h, clock).await, Some(old_due));
+    }
+
+    h.svc
+        .update_calendar(h.req(
+            &admin,
+            UpdateCalendarRequest {
+                calendar: Some(Calendar {
+                    name: cal.name.clone(),
+                    holidays: vec![Holiday {
+                        date: Some(LocalDate {
+                            year: 2026,
+                            month: 12,
+                            day: 4,
+                        }),
+                        display_name: "Office closed".into(),
+                        working_periods: vec![],
+                    }],
+                    ..Default::default()
+                }),
+                update_mask: Some(FieldMask {
+                    paths: vec!["holidays".into()],
+                }),
+            },
+        ))
+        .await
+        .unwrap();
+    assert_eq!(
+        rearm_progress(&h, &cal.name).await.as_deref(),
+        Some(""),
+        "the update left a job, not yet started"
+    );
+
+    // One batch of one case, then the worker "dies".
+    assert_eq!(h.svc.rearm_batch(1).await.unwrap(), Some(1));
+    let first_case = installed[0].split("/slaClocks/").next().unwrap();
+    assert_eq!(
+        rearm_progress(&h, &cal.name).await.as_deref(),
+        Some(first_case)
+    );
+    assert_eq!(breach_timer_due(&h, &installed[0]).await, Some(new_due));
+    assert_eq!(breach_timer_due(&h, &installed[2]).await, Some(old_due));
+
+    // Another replica's worker picks the job up where it stopped.
+    let other_db = concierge_common::storage::Db::connect(&h._db.url, 4)
+        .await
+        .unwrap();
+    let channel = tonic::transport::Endpoint::from_shared(h.customers_url.clone())
+        .unwrap()
+        .connect_lazy();
+    let other = Cases::open(
+        other_db,
+        h.codec.clone(),
+        Arc::new(h.clock.clone()),
+        channel,
+    )
+    .await
+    .unwrap();
+    tokio::spawn(other.rearm_forever(std::time::Duration::from_millis(20)));
+    concierge_common::testing::eventually(
+        std::time::Duration::from_secs(20),
+        "every open case re-armed and the job done",
+        || async {
+            let mut all = true;
+            for clock in &installed {
+                all &= breach_timer_due(&h, clock).await == Some(new_due);
+            }
+            all && rearm_progress(&h, &cal.name).await.is_none()
+        },
+    )
+    .await;
 }
 
 /// NR (not presented to the carrier) and PE (presented), for `types`

@@ -13,8 +13,10 @@ use concierge_cases::Cases;
 use concierge_common::clock::{Clock, SharedClock, SystemClock};
 use concierge_common::config::{DatabaseConfig, ServerConfig};
 use concierge_common::principal::{PrincipalCodec, Role};
+use concierge_common::relay::{Bus, BusTarget};
 use concierge_common::server::{self, Serve};
 use concierge_common::storage::Db;
+use concierge_common::supervise::Supervisor;
 use concierge_common::telemetry::{self, TelemetryConfig};
 use concierge_customers::Customers;
 use concierge_gateway::{Gateway, Limits, keys};
@@ -99,19 +101,16 @@ impl ServiceName {
     }
 }
 
-/// The JetStream bus of a domain, when NATS is configured.
-async fn event_bus(
-    events: &EventsConfig,
-    source: &str,
-) -> anyhow::Result<Option<concierge_common::relay::Bus>> {
+/// Where a service's relay publishes, when NATS is configured. It is
+/// connected in the background: a service started during a NATS outage
+/// serves, keeps its events in the outbox and publishes them once NATS
+/// answers (`concierge_bus_connected` says which).
+fn event_bus(events: &EventsConfig) -> Option<BusTarget> {
     match &events.nats_url {
-        Some(url) => {
-            let bus = concierge_common::relay::JetStreamBus::connect(url, source).await?;
-            Ok(Some(concierge_common::relay::Bus::JetStream(bus)))
-        }
+        Some(url) => Some(BusTarget::Nats(url.clone())),
         None => {
             tracing::warn!("events.nats_url is not set: events stay in the outbox until it is");
-            Ok(None)
+            None
         }
     }
 }
@@ -140,12 +139,13 @@ pub async fn serve(which: ServiceName, cfg: ServeConfig) -> anyhow::Result<()> {
     let listener = TcpListener::bind(cfg.server.listen)
         .await
         .with_context(|| format!("listening on {}", cfg.server.listen))?;
+    // Every background loop of the process runs under this supervisor;
+    // while a required one is down, health reads NOT_SERVING.
+    let supervisor = Supervisor::default();
     let (routes, names) = match which {
         ServiceName::Customers => {
             let svc = Customers::open(db.clone(), codec, clock).await?;
-            if let Some(bus) = event_bus(&cfg.events, "customers").await? {
-                svc.relay_events(bus);
-            }
+            svc.supervise(&supervisor, event_bus(&cfg.events));
             (
                 tonic::service::Routes::new(svc.server()),
                 vec![concierge_customers::SERVICE_NAME.to_string()],
@@ -159,13 +159,12 @@ pub async fn serve(which: ServiceName, cfg: ServeConfig) -> anyhow::Result<()> {
                 .connect_timeout(std::time::Duration::from_secs(5))
                 .connect_lazy();
             let svc = Cases::open(db.clone(), codec, clock, channel).await?;
-            svc.run_timers(
+            svc.supervise(
+                &supervisor,
                 format!("cases-{}", uuid::Uuid::new_v4()),
                 std::time::Duration::from_secs(1),
+                event_bus(&cfg.events),
             );
-            if let Some(bus) = event_bus(&cfg.events, "cases").await? {
-                svc.relay_events(bus);
-            }
             (
                 tonic::service::Routes::new(svc.server()),
                 vec![concierge_cases::SERVICE_NAME.to_string()],
@@ -197,6 +196,7 @@ pub async fn serve(which: ServiceName, cfg: ServeConfig) -> anyhow::Result<()> {
         }
     };
     let ready_db = db.clone();
+    let ready_workers = supervisor.clone();
     let running = server::start(
         listener,
         routes,
@@ -204,10 +204,15 @@ pub async fn serve(which: ServiceName, cfg: ServeConfig) -> anyhow::Result<()> {
             health_names: names,
             grace_period: cfg.server.grace_period,
         },
-        async move { ready_db.ping().await },
+        async move {
+            ready_db.ping().await?;
+            ready_workers.wait_healthy().await;
+            Ok(())
+        },
         server::shutdown_signal(),
     )
     .await?;
+    supervisor.report_health(running.health(), running.draining());
     tracing::info!(service = which.as_str(), addr = %running.addr, "serving");
     running.wait().await?;
     db.close().await;
@@ -338,7 +343,11 @@ pub async fn dev(opts: DevOptions) -> anyhow::Result<()> {
     // The in-process bus of `concierge dev`; the gateway's event stream will
     // subscribe to it.
     let (bus, _) = tokio::sync::broadcast::channel(1024);
-    customers.relay_events(concierge_common::relay::Bus::InProcess(bus.clone()));
+    let supervisor = Supervisor::default();
+    customers.supervise(
+        &supervisor,
+        Some(BusTarget::Ready(Bus::InProcess(bus.clone()))),
+    );
 
     let cases_db = Db::connect(&sqlite_url(&dir, "cases.db"), 8).await?;
     // Services reach each other over gRPC, in `dev` too: the customers
@@ -364,8 +373,12 @@ pub async fn dev(opts: DevOptions) -> anyhow::Result<()> {
         customers_channel,
     )
     .await?;
-    cases.relay_events(concierge_common::relay::Bus::InProcess(bus.clone()));
-    cases.run_timers("cases-dev".into(), std::time::Duration::from_secs(1));
+    cases.supervise(
+        &supervisor,
+        "cases-dev".into(),
+        std::time::Duration::from_secs(1),
+        Some(BusTarget::Ready(Bus::InProcess(bus.clone()))),
+    );
 
     let gateway_db = Db::connect(&sqlite_url(&dir, "gateway.db"), 4).await?;
     let mut backends = BTreeMap::from([
@@ -435,10 +448,17 @@ pub async fn dev(opts: DevOptions) -> anyhow::Result<()> {
             health_names: gateway.service_names(),
             grace_period: std::time::Duration::from_secs(5),
         },
-        async { Ok(()) },
+        {
+            let supervisor = supervisor.clone();
+            async move {
+                supervisor.wait_healthy().await;
+                Ok(())
+            }
+        },
         server::shutdown_signal(),
     )
     .await?;
+    supervisor.report_health(running.health(), running.draining());
     let url = format!("http://{}", running.addr);
     let mut banner = format!(
         "Concierge dev is running.\n  gateway listening on {url}\n  admin API key: {admin_key}\n  data directory: {}\n",

@@ -1390,3 +1390,105 @@ async fn serve_leaves_the_schema_to_migrate_and_needs_no_ddl_rights() {
         sqlx::query(&sql).execute(&mut admin).await.unwrap();
     }
 }
+
+/// `concierge serve` started during a NATS outage (the URL points at a port
+/// where nothing listens) serves, takes writes and keeps their events in the
+/// outbox, reporting the bus as disconnected; it does not exit and
+/// crash-loop. With a real NATS at hand, a replica on the same database
+/// publishes them once it can.
+#[tokio::test]
+async fn serve_takes_writes_while_nats_is_down_and_keeps_the_events() {
+    use concierge_common::principal::{PRINCIPAL_HEADER, Principal, PrincipalCodec, Role};
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!(
+        "sqlite://{}?mode=rwc",
+        dir.path().join("customers.db").display()
+    );
+    let secret = "a-shared-internal-secret-for-this-test";
+    let (port, metrics_port, closed) = (free_port(), free_port(), free_port());
+    let mut customers = serve(
+        "customers",
+        port,
+        &db,
+        secret,
+        &[],
+        &[
+            (
+                "CONCIERGE_EVENTS__NATS_URL",
+                format!("nats://127.0.0.1:{closed}"),
+            ),
+            (
+                "CONCIERGE_TELEMETRY__METRICS_LISTEN",
+                format!("127.0.0.1:{metrics_port}"),
+            ),
+        ],
+    );
+    let url = format!("http://127.0.0.1:{port}");
+    wait_serving(&url, "").await;
+
+    let admin = PrincipalCodec::new(secret.into()).encode(&Principal {
+        subject: "apiKeys/test".into(),
+        role: Role::Admin,
+        account: None,
+        staff_member: None,
+        display_name: "test".into(),
+    });
+    let mut client = customers_service_client::CustomersServiceClient::connect(url.clone())
+        .await
+        .unwrap();
+    let mut request = tonic::Request::new(account("acme"));
+    request
+        .metadata_mut()
+        .insert(PRINCIPAL_HEADER, admin.parse().unwrap());
+    client.create_account(request).await.unwrap();
+
+    assert!(
+        customers.0.try_wait().unwrap().is_none(),
+        "the process keeps running"
+    );
+    eventually(
+        Duration::from_secs(20),
+        "concierge_bus_connected reports the outage",
+        || async {
+            scrape(metrics_port).is_some_and(|m| {
+                m.lines()
+                    .any(|l| l == "concierge_bus_connected{source=\"customers\"} 0")
+            })
+        },
+    )
+    .await;
+    let pending = || async {
+        let pool = sqlx::SqlitePool::connect(&db).await.unwrap();
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM outbox WHERE publish_time = 0")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        pool.close().await;
+        n
+    };
+    assert_eq!(
+        pending().await,
+        1,
+        "the account_created event waits in the outbox"
+    );
+
+    // NATS is back (a replica pointed at the real one): the events drain.
+    let Ok(nats) = std::env::var("CONCIERGE_TEST_NATS_URL") else {
+        eprintln!("\n*** SKIPPED the drain half: set CONCIERGE_TEST_NATS_URL ***\n");
+        return;
+    };
+    drop(customers);
+    let port = free_port();
+    let _again = serve(
+        "customers",
+        port,
+        &db,
+        secret,
+        &[],
+        &[("CONCIERGE_EVENTS__NATS_URL", nats)],
+    );
+    eventually(Duration::from_secs(30), "the outbox drained", || async {
+        pending().await == 0
+    })
+    .await;
+}

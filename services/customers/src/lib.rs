@@ -77,6 +77,16 @@ impl Customers {
         self.store.relay_events(bus)
     }
 
+    /// Starts the service's background work under `supervisor`: the outbox
+    /// relay to `bus` and the request-id purge.
+    pub fn supervise(
+        &self,
+        supervisor: &concierge_common::supervise::Supervisor,
+        bus: Option<concierge_common::relay::BusTarget>,
+    ) {
+        self.store.supervise(supervisor, bus)
+    }
+
     pub(crate) fn store(&self) -> &Store {
         &self.store
     }
