@@ -43,6 +43,11 @@ pub struct ServerConfig {
     /// How long in-flight requests may take to finish after SIGTERM.
     #[serde(with = "secs")]
     pub grace_period: Duration,
+    /// How long the server keeps accepting calls after SIGTERM while health
+    /// already reads NOT_SERVING, so that endpoints are withdrawn before
+    /// anything is refused (no preStop sleep needed).
+    #[serde(with = "secs")]
+    pub drain_delay: Duration,
 }
 
 impl Default for ServerConfig {
@@ -50,6 +55,7 @@ impl Default for ServerConfig {
         Self {
             listen: "0.0.0.0:50051".parse().expect("valid address"),
             grace_period: Duration::from_secs(20),
+            drain_delay: Duration::from_secs(5),
         }
     }
 }

@@ -45,6 +45,7 @@ impl Harness {
             concierge_common::server::Serve {
                 health_names: vec![],
                 grace_period: std::time::Duration::from_secs(1),
+                drain_delay: std::time::Duration::ZERO,
             },
             async { Ok(()) },
             std::future::pending(),

@@ -148,6 +148,7 @@ async fn gateway(
         Serve {
             health_names: vec![],
             grace_period: Duration::from_secs(1),
+            drain_delay: Duration::ZERO,
         },
         async { Ok(()) },
         std::future::pending(),
@@ -184,6 +185,7 @@ async fn gateway(
         Serve {
             health_names: vec![],
             grace_period: Duration::from_secs(1),
+            drain_delay: Duration::ZERO,
         },
         async { Ok(()) },
         std::future::pending(),
