@@ -237,7 +237,10 @@ async fn gateway(
         direct_url,
         connections,
         seconds,
-        (PRINCIPAL_HEADER, codec.encode(&admin)),
+        (
+            PRINCIPAL_HEADER,
+            codec.encode(&admin, concierge_customers::SERVICE_NAME),
+        ),
         account.name.clone(),
     )
     .await?;
@@ -449,7 +452,9 @@ async fn real_sweep(
         let mut r = tonic::Request::new(m);
         r.metadata_mut().insert(
             PRINCIPAL_HEADER,
-            codec.encode(&Principal::system("bench")).parse()?,
+            codec
+                .encode(&Principal::system("bench"), concierge_cases::SERVICE_NAME)
+                .parse()?,
         );
         Ok(r)
     }

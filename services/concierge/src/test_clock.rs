@@ -38,7 +38,7 @@ pub fn server(
 
 impl Service {
     fn admit<T>(&self, request: &Request<T>, name: &str) -> Result<(), Status> {
-        let p = self.principals.from_request(request)?;
+        let p = self.principals.from_request(request, SERVICE_NAME)?;
         if p.role != Role::Admin {
             return Err(Error::PermissionDenied(
                 "only admins may read or move the test clock".into(),

@@ -197,7 +197,7 @@ pub(crate) async fn forward(
     headers.remove("x-api-key");
     headers.insert(
         PRINCIPAL_HEADER,
-        HeaderValue::from_str(&shared.principals.encode(&principal))
+        HeaderValue::from_str(&shared.principals.encode(&principal, service))
             .expect("base64 is a valid header value"),
     );
     headers.insert(

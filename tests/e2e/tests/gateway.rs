@@ -215,13 +215,16 @@ async fn a_client_key_sees_only_its_account_even_with_a_forged_principal() {
         Code::NotFound
     );
     // A client that sends its own principal header, signed or not, is still itself.
-    let forged = s.codec.encode(&Principal {
-        subject: "apiKeys/evil".into(),
-        role: Role::Admin,
-        account: None,
-        staff_member: None,
-        display_name: "evil".into(),
-    });
+    let forged = s.codec.encode(
+        &Principal {
+            subject: "apiKeys/evil".into(),
+            role: Role::Admin,
+            account: None,
+            staff_member: None,
+            display_name: "evil".into(),
+        },
+        concierge_customers::SERVICE_NAME,
+    );
     let mut req = tonic::Request::new(get("accounts/globex"));
     req.metadata_mut()
         .insert(PRINCIPAL_HEADER, forged.parse().unwrap());
@@ -978,4 +981,43 @@ async fn a_draining_server_keeps_serving_through_its_drain_delay() {
         check(url).await.is_err(),
         "refuses connections once stopped"
     );
+}
+
+#[tokio::test]
+async fn a_captured_principal_header_is_no_use_elsewhere_or_later() {
+    let s = stack(Limits::default(), None).await;
+    let admin = Principal {
+        subject: "apiKeys/captured".into(),
+        role: Role::Admin,
+        account: None,
+        staff_member: None,
+        display_name: "captured".into(),
+    };
+    let mut direct = CustomersServiceClient::connect(s.service_url.clone())
+        .await
+        .unwrap();
+    let with = |header: String| {
+        let mut req = tonic::Request::new(get("accounts/acme"));
+        req.metadata_mut()
+            .insert(PRINCIPAL_HEADER, header.parse().unwrap());
+        req
+    };
+    // Signed just now for this service: accepted (the checks below are
+    // about the audience and the time, not the signature).
+    let fresh = s.codec.encode(&admin, concierge_customers::SERVICE_NAME);
+    direct.get_account(with(fresh)).await.unwrap();
+    // Signed for the cases service: refused by customers.
+    let for_cases = s.codec.encode(&admin, "concierge.cases.v1.CasesService");
+    let err = direct.get_account(with(for_cases)).await.unwrap_err();
+    assert_eq!(err.code(), Code::Unauthenticated, "{err:?}");
+    assert!(err.message().contains("signed for"), "{}", err.message());
+    // Captured ten minutes ago: expired.
+    let old = s.codec.encode_at(
+        &admin,
+        concierge_customers::SERVICE_NAME,
+        std::time::SystemTime::now() - Duration::from_secs(600),
+    );
+    let err = direct.get_account(with(old)).await.unwrap_err();
+    assert_eq!(err.code(), Code::Unauthenticated, "{err:?}");
+    assert!(err.message().contains("expired"), "{}", err.message());
 }
