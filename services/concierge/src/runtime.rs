@@ -195,7 +195,7 @@ pub async fn serve(which: ServiceName, cfg: ServeConfig) -> anyhow::Result<()> {
     };
     let ready_db = db.clone();
     let running = server::start(
-        listener,
+        server::Listener::new(listener, cfg.server.tls()?),
         routes,
         Serve {
             health_names: names,

@@ -1021,3 +1021,106 @@ async fn a_captured_principal_header_is_no_use_elsewhere_or_later() {
     assert_eq!(err.code(), Code::Unauthenticated, "{err:?}");
     assert!(err.message().contains("expired"), "{}", err.message());
 }
+
+/// A CA and a certificate it issued for "localhost": (CA PEM, cert PEM, key PEM).
+fn issued_for_localhost(ca_name: &str) -> (String, String, String) {
+    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
+    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca.distinguished_name.push(DnType::CommonName, ca_name);
+    let ca = CertifiedIssuer::self_signed(ca, KeyPair::generate().unwrap()).unwrap();
+    let key = KeyPair::generate().unwrap();
+    let cert = CertificateParams::new(vec!["localhost".to_string()])
+        .unwrap()
+        .signed_by(&key, &ca)
+        .unwrap();
+    (ca.pem(), cert.pem(), key.serialize_pem())
+}
+
+#[tokio::test]
+async fn the_server_terminates_tls_and_picks_up_a_renewed_certificate() {
+    use tonic::transport::{Certificate, ClientTlsConfig};
+    use tonic_health::pb::HealthCheckRequest;
+    use tonic_health::pb::health_client::HealthClient;
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = (dir.path().join("tls.crt"), dir.path().join("tls.key"));
+    // As a renewal does it: new files moved into place whole.
+    let install = |(_, cert_pem, key_pem): &(String, String, String)| {
+        let staged = dir.path().join("staged");
+        std::fs::write(&staged, key_pem).unwrap();
+        std::fs::rename(&staged, &key).unwrap();
+        std::fs::write(&staged, cert_pem).unwrap();
+        std::fs::rename(&staged, &cert).unwrap();
+    };
+    let first = issued_for_localhost("First test CA");
+    let renewed = issued_for_localhost("Renewed test CA");
+    install(&first);
+    let running = server::start(
+        server::Listener::new(
+            TcpListener::bind("127.0.0.1:0").await.unwrap(),
+            Some(server::TlsFiles {
+                cert: cert.clone(),
+                key: key.clone(),
+                reload_every: Duration::from_millis(50),
+            }),
+        ),
+        tonic::service::Routes::default(),
+        Serve {
+            health_names: vec!["x.v1.X".into()],
+            grace_period: Duration::from_secs(1),
+            drain_delay: Duration::ZERO,
+        },
+        async { Ok(()) },
+        std::future::pending(),
+    )
+    .await
+    .unwrap();
+    let addr = running.addr;
+    let check = |ca_pem: String| async move {
+        let channel = Channel::from_shared(format!("https://{addr}"))
+            .unwrap()
+            .tls_config(
+                ClientTlsConfig::new()
+                    .ca_certificate(Certificate::from_pem(ca_pem))
+                    .domain_name("localhost"),
+            )
+            .unwrap()
+            .connect()
+            .await?;
+        HealthClient::new(channel)
+            .check(HealthCheckRequest {
+                service: String::new(),
+            })
+            .await?;
+        Ok::<_, Box<dyn std::error::Error>>(())
+    };
+    check(first.0.clone()).await.unwrap();
+    assert!(
+        check(renewed.0.clone()).await.is_err(),
+        "a client trusting another CA is refused"
+    );
+    // In clear, nothing is served.
+    let plain = async {
+        let channel = Channel::from_shared(format!("http://{addr}"))
+            .unwrap()
+            .connect()
+            .await?;
+        HealthClient::new(channel)
+            .check(HealthCheckRequest::default())
+            .await?;
+        Ok::<_, Box<dyn std::error::Error>>(())
+    };
+    assert!(plain.await.is_err(), "plaintext h2c is not served");
+
+    install(&renewed);
+    eventually(
+        Duration::from_secs(10),
+        "the renewed certificate is served",
+        || {
+            let f = check(renewed.0.clone());
+            async move { f.await.is_ok() }
+        },
+    )
+    .await;
+    assert!(check(first.0.clone()).await.is_err(), "the old one is gone");
+}
