@@ -43,6 +43,38 @@ pub struct ServerConfig {
     /// How long in-flight requests may take to finish after SIGTERM.
     #[serde(with = "secs")]
     pub grace_period: Duration,
+    /// How long the server keeps accepting calls after SIGTERM while health
+    /// already reads NOT_SERVING, so that endpoints are withdrawn before
+    /// anything is refused (no preStop sleep needed).
+    #[serde(with = "secs")]
+    pub drain_delay: Duration,
+    /// A PEM certificate chain, for a server that terminates TLS itself
+    /// (without a mesh); with `tls_key`. Read again when it changes.
+    pub tls_cert: Option<std::path::PathBuf>,
+    /// The PEM private key of `tls_cert`.
+    pub tls_key: Option<std::path::PathBuf>,
+}
+
+impl ServerConfig {
+    /// The TLS files to serve with, when both are set.
+    pub fn tls(&self) -> Result<Option<crate::server::TlsFiles>> {
+        match (&self.tls_cert, &self.tls_key) {
+            (Some(cert), Some(key)) => Ok(Some(crate::server::TlsFiles {
+                cert: cert.clone(),
+                key: key.clone(),
+                reload_every: Duration::from_secs(10),
+            })),
+            (None, None) => Ok(None),
+            (Some(_), None) => Err(Error::invalid(
+                "server.tls_key",
+                "set it with server.tls_cert",
+            )),
+            (None, Some(_)) => Err(Error::invalid(
+                "server.tls_cert",
+                "set it with server.tls_key",
+            )),
+        }
+    }
 }
 
 impl Default for ServerConfig {
@@ -50,6 +82,9 @@ impl Default for ServerConfig {
         Self {
             listen: "0.0.0.0:50051".parse().expect("valid address"),
             grace_period: Duration::from_secs(20),
+            drain_delay: Duration::from_secs(5),
+            tls_cert: None,
+            tls_key: None,
         }
     }
 }

@@ -1,7 +1,12 @@
 //! Who is calling. The gateway authenticates the caller and passes the
 //! verified principal to the services in a header signed with the internal
 //! secret; a service accepts no principal it cannot verify, so a caller that
-//! reaches a service directly cannot claim to be someone else.
+//! reaches a service directly cannot claim to be someone else. The signature
+//! also binds the header to the one service it was sent to (its audience) and
+//! to a few minutes ([`PRINCIPAL_LIFETIME`]), so a header captured inside the
+//! cluster is not a credential for another service, nor for long.
+
+use std::time::{Duration, SystemTime};
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -15,6 +20,14 @@ use concierge_proto::types;
 
 /// Metadata key carrying the signed principal from the gateway.
 pub const PRINCIPAL_HEADER: &str = "x-concierge-principal";
+/// How long a signed principal is good for after it is signed.
+pub const PRINCIPAL_LIFETIME: Duration = Duration::from_secs(300);
+/// How far the signer's and the verifier's clocks may disagree.
+pub const CLOCK_SKEW: Duration = Duration::from_secs(30);
+/// Separates the parts of the header; in neither base64url, digits nor
+/// service names.
+const SEP: char = '~';
+
 /// Metadata key carrying the request id the gateway assigned or accepted.
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
 
@@ -155,32 +168,72 @@ impl PrincipalCodec {
             .expect("HMAC takes keys of any length")
     }
 
-    pub fn encode(&self, principal: &Principal) -> String {
-        let body = principal.to_proto().encode_to_vec();
-        let mut mac = self.mac();
-        mac.update(&body);
-        let sig = mac.finalize().into_bytes();
-        format!(
-            "{}.{}",
-            URL_SAFE_NO_PAD.encode(&body),
-            URL_SAFE_NO_PAD.encode(sig)
-        )
+    /// The header that tells `audience` (the fully-qualified gRPC service
+    /// the call goes to) who is calling, good for [`PRINCIPAL_LIFETIME`].
+    pub fn encode(&self, principal: &Principal, audience: &str) -> String {
+        self.encode_at(principal, audience, SystemTime::now())
     }
 
-    pub fn decode(&self, header: &str) -> Result<Principal> {
+    /// [`Self::encode`] as signed at `now`.
+    pub fn encode_at(&self, principal: &Principal, audience: &str, now: SystemTime) -> String {
+        let expires = unix_seconds(now) + PRINCIPAL_LIFETIME.as_secs();
+        let body = URL_SAFE_NO_PAD.encode(principal.to_proto().encode_to_vec());
+        let signed = format!("{audience}{SEP}{expires}{SEP}{body}");
+        let mut mac = self.mac();
+        mac.update(signed.as_bytes());
+        let sig = URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes());
+        format!("{signed}{SEP}{sig}")
+    }
+
+    /// The principal of a header sent to `audience`.
+    pub fn decode(&self, header: &str, audience: &str) -> Result<Principal> {
+        self.decode_at(header, audience, SystemTime::now())
+    }
+
+    /// [`Self::decode`] as verified at `now`.
+    pub fn decode_at(&self, header: &str, audience: &str, now: SystemTime) -> Result<Principal> {
         let bad = || Error::Unauthenticated("the principal header is not valid".into());
-        let (body, sig) = header.split_once('.').ok_or_else(bad)?;
-        let body = URL_SAFE_NO_PAD.decode(body).map_err(|_| bad())?;
+        let (signed, sig) = header.rsplit_once(SEP).ok_or_else(bad)?;
         let sig = URL_SAFE_NO_PAD.decode(sig).map_err(|_| bad())?;
         let mut mac = self.mac();
-        mac.update(&body);
+        mac.update(signed.as_bytes());
         mac.verify_slice(&sig).map_err(|_| bad())?;
+        let mut parts = signed.splitn(3, SEP);
+        let (Some(meant_for), Some(expires), Some(body)) =
+            (parts.next(), parts.next(), parts.next())
+        else {
+            return Err(bad());
+        };
+        if meant_for != audience {
+            return Err(Error::Unauthenticated(format!(
+                "the principal header was signed for {meant_for}, not {audience}"
+            )));
+        }
+        let expires: u64 = expires.parse().map_err(|_| bad())?;
+        let now = unix_seconds(now);
+        if now > expires.saturating_add(CLOCK_SKEW.as_secs()) {
+            return Err(Error::Unauthenticated(
+                "the principal header has expired".into(),
+            ));
+        }
+        // Signed further ahead than a lifetime: the signer's clock is off.
+        if expires > now + PRINCIPAL_LIFETIME.as_secs() + CLOCK_SKEW.as_secs() {
+            return Err(Error::Unauthenticated(
+                "the principal header was signed in the future; check the clocks".into(),
+            ));
+        }
+        let body = URL_SAFE_NO_PAD.decode(body).map_err(|_| bad())?;
         let proto = types::Principal::decode(body.as_slice()).map_err(|_| bad())?;
         Principal::from_proto(proto)
     }
 
-    /// The verified principal of a request; UNAUTHENTICATED without one.
-    pub fn from_request<T>(&self, request: &tonic::Request<T>) -> Result<Principal> {
+    /// The verified principal of a request to `audience` (the service
+    /// answering it); UNAUTHENTICATED without one.
+    pub fn from_request<T>(
+        &self,
+        request: &tonic::Request<T>,
+        audience: &str,
+    ) -> Result<Principal> {
         let header = request
             .metadata()
             .get(PRINCIPAL_HEADER)
@@ -189,8 +242,14 @@ impl PrincipalCodec {
             })?
             .to_str()
             .map_err(|_| Error::Unauthenticated("the principal header is not valid".into()))?;
-        self.decode(header)
+        self.decode(header, audience)
     }
+}
+
+fn unix_seconds(t: SystemTime) -> u64 {
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 /// The request id of a call, for logs and events.
@@ -217,10 +276,18 @@ mod tests {
         }
     }
 
+    const CUSTOMERS: &str = "concierge.customers.v1.CustomersService";
+    const CASES: &str = "concierge.cases.v1.CasesService";
+
     #[test]
     fn signed_principal_round_trips() {
         let codec = PrincipalCodec::new("s3cret".into());
-        assert_eq!(codec.decode(&codec.encode(&client())).unwrap(), client());
+        assert_eq!(
+            codec
+                .decode(&codec.encode(&client(), CUSTOMERS), CUSTOMERS)
+                .unwrap(),
+            client()
+        );
     }
 
     #[test]
@@ -228,21 +295,57 @@ mod tests {
         let codec = PrincipalCodec::new("s3cret".into());
         let other = PrincipalCodec::new("another".into());
         assert!(matches!(
-            codec.decode(&other.encode(&client())),
+            codec.decode(&other.encode(&client(), CUSTOMERS), CUSTOMERS),
             Err(Error::Unauthenticated(_))
         ));
         let mut admin = client();
         admin.role = Role::Admin;
-        let (_, sig) = codec
-            .encode(&client())
-            .split_once('.')
-            .map(|(a, b)| (a.to_string(), b.to_string()))
-            .unwrap();
+        let genuine = codec.encode(&client(), CUSTOMERS);
+        let (signed, sig) = genuine.rsplit_once(SEP).unwrap();
+        let (head, _) = signed.rsplit_once(SEP).unwrap();
         let forged = format!(
-            "{}.{}",
+            "{head}{SEP}{}{SEP}{sig}",
             URL_SAFE_NO_PAD.encode(admin.to_proto().encode_to_vec()),
-            sig
         );
-        assert!(codec.decode(&forged).is_err());
+        assert!(codec.decode(&forged, CUSTOMERS).is_err());
+        // Nor can the audience or the expiry be edited under the signature.
+        let (_, rest) = genuine.split_once(SEP).unwrap();
+        assert!(codec.decode(&format!("{CASES}{SEP}{rest}"), CASES).is_err());
+        let expires: u64 = rest.split(SEP).next().unwrap().parse().unwrap();
+        let later = genuine.replacen(&expires.to_string(), &(expires + 86_400).to_string(), 1);
+        assert!(codec.decode(&later, CUSTOMERS).is_err());
+    }
+
+    #[test]
+    fn a_principal_is_good_only_for_its_service() {
+        let codec = PrincipalCodec::new("s3cret".into());
+        let header = codec.encode(&client(), CUSTOMERS);
+        let err = codec.decode(&header, CASES).unwrap_err();
+        assert!(
+            matches!(&err, Error::Unauthenticated(why) if why.contains(CUSTOMERS)),
+            "{err:?}"
+        );
+    }
+
+    #[test]
+    fn a_principal_is_good_only_for_a_few_minutes() {
+        let codec = PrincipalCodec::new("s3cret".into());
+        let signed_at = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let header = codec.encode_at(&client(), CUSTOMERS, signed_at);
+        let at = |secs| signed_at + Duration::from_secs(secs);
+        assert!(codec.decode_at(&header, CUSTOMERS, at(0)).is_ok());
+        assert!(codec.decode_at(&header, CUSTOMERS, at(299)).is_ok());
+        // A verifier whose clock runs a little ahead still accepts it.
+        assert!(codec.decode_at(&header, CUSTOMERS, at(320)).is_ok());
+        let err = codec.decode_at(&header, CUSTOMERS, at(331)).unwrap_err();
+        assert!(
+            matches!(&err, Error::Unauthenticated(why) if why.contains("expired")),
+            "{err:?}"
+        );
+        // Nor is a header from a signer whose clock runs far ahead.
+        let early = signed_at - Duration::from_secs(60);
+        assert!(codec.decode_at(&header, CUSTOMERS, early).is_err());
+        let slightly = signed_at - Duration::from_secs(10);
+        assert!(codec.decode_at(&header, CUSTOMERS, slightly).is_ok());
     }
 }

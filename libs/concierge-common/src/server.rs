@@ -1,15 +1,29 @@
 //! The gRPC server bootstrap every service and the gateway share: health that
 //! says NOT_SERVING until the service is ready (and again while draining),
-//! reflection, and a graceful drain on SIGTERM/SIGINT bounded by a grace
-//! period, because `serve_with_shutdown` alone waits forever on open streams.
+//! reflection of the services actually served, and a graceful drain on
+//! SIGTERM/SIGINT: NOT_SERVING first while connections are still accepted
+//! (so load balancers stop sending before anything is refused), then in-flight
+//! calls bounded by a grace period, because `serve_with_shutdown` alone waits
+//! forever on open streams.
 
+use std::collections::HashSet;
 use std::future::Future;
-use std::time::{Duration, Instant};
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::{Arc, RwLock, Weak};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant, SystemTime};
 
+use prost::Message;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::sign::CertifiedKey;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tokio_stream::wrappers::TcpListenerStream;
+use tokio_stream::StreamExt;
 use tonic::service::Routes;
+use tonic::transport::server::{Connected, TcpConnectInfo, TcpIncoming};
 use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
 
@@ -61,9 +75,267 @@ pub async fn shutdown_signal() {
 
 /// How one server runs.
 pub struct Serve {
-    /// Fully-qualified names of the public services, for health.
+    /// Fully-qualified names of the public services served, for health,
+    /// reflection and metric labels.
     pub health_names: Vec<String>,
+    /// How long in-flight calls may take once the server stops accepting.
     pub grace_period: Duration,
+    /// How long the server keeps accepting new connections and calls after
+    /// the shutdown signal while health already says NOT_SERVING, so that
+    /// load balancers and Kubernetes endpoints stop routing here before
+    /// anything is refused.
+    pub drain_delay: Duration,
+}
+
+/// The standard services the bootstrap adds to every server.
+const STANDARD_SERVICES: [&str; 3] = [
+    "grpc.health.v1.Health",
+    "grpc.reflection.v1.ServerReflection",
+    "grpc.reflection.v1alpha.ServerReflection",
+];
+
+/// The connections a server serves. Every accepted socket gets TCP_NODELAY:
+/// a reply's trailers go out in their own small write, and without it they
+/// wait for the client's delayed ACK (about 40 ms per call for clients such
+/// as Python grpcio that do not set it themselves).
+fn incoming(listener: TcpListener) -> TcpIncoming {
+    TcpIncoming::from(listener).with_nodelay(Some(true))
+}
+
+/// Where a server listens: plain TCP (behind a mesh or a load balancer that
+/// terminates TLS), or TLS the server terminates itself.
+pub struct Listener {
+    tcp: TcpListener,
+    tls: Option<TlsFiles>,
+}
+
+impl From<TcpListener> for Listener {
+    fn from(tcp: TcpListener) -> Self {
+        Self { tcp, tls: None }
+    }
+}
+
+impl Listener {
+    /// A listener that terminates TLS with the certificate and key in
+    /// `files`, or plain TCP when `files` is `None`.
+    pub fn new(tcp: TcpListener, files: Option<TlsFiles>) -> Self {
+        Self { tcp, tls: files }
+    }
+}
+
+/// A PEM certificate chain and its private key, read again whenever either
+/// file changes (a renewed certificate is served without a restart).
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    /// How often the files are checked for a change.
+    pub reload_every: Duration,
+}
+
+impl TlsFiles {
+    fn stamp(&self) -> Option<(SystemTime, SystemTime, u64, u64)> {
+        let cert = std::fs::metadata(&self.cert).ok()?;
+        let key = std::fs::metadata(&self.key).ok()?;
+        Some((
+            cert.modified().ok()?,
+            key.modified().ok()?,
+            cert.len(),
+            key.len(),
+        ))
+    }
+
+    fn load(&self, provider: &rustls::crypto::CryptoProvider) -> Result<CertifiedKey> {
+        let chain = CertificateDer::pem_file_iter(&self.cert)
+            .and_then(|certs| certs.collect::<std::result::Result<Vec<_>, _>>())
+            .map_err(|e| {
+                Error::invalid("server.tls_cert", format!("{}: {e}", self.cert.display()))
+            })?;
+        if chain.is_empty() {
+            return Err(Error::invalid(
+                "server.tls_cert",
+                format!("{} holds no certificate", self.cert.display()),
+            ));
+        }
+        let key = PrivateKeyDer::from_pem_file(&self.key).map_err(|e| {
+            Error::invalid("server.tls_key", format!("{}: {e}", self.key.display()))
+        })?;
+        CertifiedKey::from_der(chain, key, provider).map_err(|e| {
+            Error::invalid(
+                "server.tls_key",
+                format!("does not fit the certificate: {e}"),
+            )
+        })
+    }
+}
+
+/// The certificate handshakes use: the last one that loaded.
+#[derive(Debug)]
+struct CurrentCert(RwLock<Arc<CertifiedKey>>);
+
+impl rustls::server::ResolvesServerCert for CurrentCert {
+    fn resolve(&self, _hello: rustls::server::ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(self.0.read().expect("certificate lock").clone())
+    }
+}
+
+/// A TLS acceptor over `files`, and a task that reloads them on change for
+/// as long as the acceptor lives.
+fn tls_acceptor(files: TlsFiles) -> Result<tokio_rustls::TlsAcceptor> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let current = Arc::new(CurrentCert(RwLock::new(Arc::new(files.load(&provider)?))));
+    let mut config = rustls::ServerConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(Error::internal)?
+        .with_no_client_auth()
+        .with_cert_resolver(current.clone());
+    // gRPC is HTTP/2 only.
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    let weak: Weak<CurrentCert> = Arc::downgrade(&current);
+    tokio::spawn(async move {
+        let mut seen = files.stamp();
+        let mut tick = tokio::time::interval(files.reload_every);
+        loop {
+            tick.tick().await;
+            let Some(current) = weak.upgrade() else { break };
+            let stamp = files.stamp();
+            if stamp == seen {
+                continue;
+            }
+            seen = stamp;
+            match files.load(&provider) {
+                Ok(key) => {
+                    *current.0.write().expect("certificate lock") = Arc::new(key);
+                    tracing::info!(cert = %files.cert.display(), "TLS certificate reloaded");
+                }
+                // Mid-rotation the key and the certificate may not match
+                // yet: keep serving the old pair until they do.
+                Err(e) => {
+                    tracing::warn!(error = %e, "TLS certificate not reloaded; keeping the previous one")
+                }
+            }
+        }
+    });
+    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
+}
+
+/// A TLS connection, known to the server by its TCP addresses (so that
+/// per-peer limits work the same with and without TLS).
+struct TlsConnection(tokio_rustls::server::TlsStream<tokio::net::TcpStream>);
+
+impl Connected for TlsConnection {
+    type ConnectInfo = TcpConnectInfo;
+
+    fn connect_info(&self) -> TcpConnectInfo {
+        self.0.get_ref().0.connect_info()
+    }
+}
+
+impl AsyncRead for TlsConnection {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().0).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for TlsConnection {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.get_mut().0).poll_write(cx, buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().0).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().0).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.get_mut().0).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.0.is_write_vectored()
+    }
+}
+
+/// How long a client may take over its TLS handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The TLS connections made over `tcp`. Handshakes run side by side, so a
+/// slow or silent client holds up no one else; the listener closes when the
+/// server stops taking connections.
+fn tls_incoming(
+    mut tcp: TcpIncoming,
+    acceptor: tokio_rustls::TlsAcceptor,
+) -> tokio_stream::wrappers::ReceiverStream<std::io::Result<TlsConnection>> {
+    let (tx, rx) = tokio::sync::mpsc::channel(64);
+    tokio::spawn(async move {
+        loop {
+            let accepted = tokio::select! {
+                _ = tx.closed() => break,
+                accepted = tcp.next() => accepted,
+            };
+            let socket = match accepted {
+                Some(Ok(socket)) => socket,
+                Some(Err(e)) => {
+                    tracing::warn!(error = %e, "accepting a connection failed");
+                    continue;
+                }
+                None => break,
+            };
+            let (acceptor, tx) = (acceptor.clone(), tx.clone());
+            tokio::spawn(async move {
+                match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(socket)).await {
+                    Ok(Ok(tls)) => {
+                        let _ = tx.send(Ok(TlsConnection(tls))).await;
+                    }
+                    Ok(Err(e)) => tracing::debug!(error = %e, "TLS handshake failed"),
+                    Err(_) => tracing::debug!("TLS handshake timed out"),
+                }
+            });
+        }
+    });
+    tokio_stream::wrappers::ReceiverStream::new(rx)
+}
+
+/// The `/package.Service/Method` paths of the served services, read from the
+/// descriptors they were generated from: only these become metric labels.
+fn served_paths(services: &[String]) -> Result<HashSet<String>> {
+    let mut paths = HashSet::new();
+    for encoded in [
+        concierge_proto::FILE_DESCRIPTOR_SET,
+        tonic_health::pb::FILE_DESCRIPTOR_SET,
+        tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET,
+        tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET,
+    ] {
+        let set = prost_types::FileDescriptorSet::decode(encoded).map_err(Error::internal)?;
+        for file in set.file {
+            let package = file.package.unwrap_or_default();
+            for service in file.service {
+                let full = format!("{package}.{}", service.name.unwrap_or_default());
+                if !services.contains(&full) {
+                    continue;
+                }
+                for method in service.method {
+                    paths.insert(format!("/{full}/{}", method.name.unwrap_or_default()));
+                }
+            }
+        }
+    }
+    Ok(paths)
 }
 
 /// A running server: the bound address and a way to drain it.
@@ -101,32 +373,43 @@ impl Running {
 
 /// Serves `routes` (plus health and reflection) on `listener`. Health turns
 /// SERVING once `ready` resolves Ok; after `shutdown` resolves, health turns
-/// NOT_SERVING, new connections are refused and in-flight calls get
-/// `grace_period` to finish.
+/// NOT_SERVING, the server goes on serving for `drain_delay`, then refuses new
+/// connections and gives in-flight calls `grace_period` to finish.
 pub async fn start(
-    listener: TcpListener,
+    listener: impl Into<Listener>,
     routes: Routes,
     serve: Serve,
     ready: impl Future<Output = Result<()>> + Send + 'static,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<Running> {
-    let addr = listener.local_addr().map_err(Error::internal)?;
+    let Listener { tcp, tls } = listener.into();
+    let addr = tcp.local_addr().map_err(Error::internal)?;
+    let acceptor = tls.map(tls_acceptor).transpose()?;
     let (reporter, health_service) = tonic_health::server::health_reporter();
     let health = Health {
         reporter,
         names: serve.health_names.clone(),
     };
     health.set(false).await;
-    let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(concierge_proto::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1()
-        .map_err(Error::internal)?;
-    let reflection_alpha = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(concierge_proto::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1alpha()
-        .map_err(Error::internal)?;
+    // Reflection lists what this server serves, not every service the
+    // contracts describe: a client that discovers a service can call it.
+    let served: Vec<String> = serve
+        .health_names
+        .iter()
+        .cloned()
+        .chain(STANDARD_SERVICES.map(String::from))
+        .collect();
+    let reflecting = || {
+        served.iter().fold(
+            tonic_reflection::server::Builder::configure()
+                .register_encoded_file_descriptor_set(concierge_proto::FILE_DESCRIPTOR_SET)
+                .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET),
+            |b, name| b.with_service_name(name.clone()),
+        )
+    };
+    let reflection = reflecting().build_v1().map_err(Error::internal)?;
+    let reflection_alpha = reflecting().build_v1alpha().map_err(Error::internal)?;
+    let paths = Arc::new(served_paths(&served)?);
     let routes = routes
         .add_service(health_service)
         .add_service(reflection)
@@ -150,30 +433,49 @@ pub async fn start(
         }
     });
 
-    let drain_signal = {
-        let mut rx = stop_tx.subscribe();
-        let health = health.clone();
-        async move {
-            stopped(&mut rx).await;
-            tracing::info!(%addr, "draining");
-            health.set(false).await;
-        }
+    let (accepting_tx, accepting_rx) = watch::channel(true);
+    let no_longer_accepting = async move {
+        let mut rx = accepting_rx;
+        let _ = rx.wait_for(|accepting| !*accepting).await;
     };
-    let server = tonic::transport::Server::builder()
-        .layer(tower::layer::layer_fn(|inner| Metered { inner }))
+    let router = tonic::transport::Server::builder()
+        .layer(tower::layer::layer_fn(move |inner| Metered {
+            inner,
+            paths: paths.clone(),
+        }))
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         // HTTP/2 pins a client to one pod; recycling connections rebalances.
         .max_connection_age(Duration::from_secs(300))
-        .add_routes(routes)
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), drain_signal);
-    let grace = serve.grace_period;
+        .add_routes(routes);
+    let server: Pin<
+        Box<dyn Future<Output = std::result::Result<(), tonic::transport::Error>> + Send>,
+    > = match acceptor {
+        None => Box::pin(router.serve_with_incoming_shutdown(incoming(tcp), no_longer_accepting)),
+        Some(acceptor) => Box::pin(router.serve_with_incoming_shutdown(
+            tls_incoming(incoming(tcp), acceptor),
+            no_longer_accepting,
+        )),
+    };
+    let Serve {
+        grace_period: grace,
+        drain_delay,
+        ..
+    } = serve;
     let mut stop_rx = stop_tx.subscribe();
     let done = tokio::spawn(async move {
-        let mut server = Box::pin(server);
+        let mut server = server;
         tokio::select! {
             result = &mut server => return result.map_err(Error::internal),
             _ = stopped(&mut stop_rx) => {},
         }
+        tracing::info!(%addr, drain_delay_ms = drain_delay.as_millis() as u64, "draining: NOT_SERVING, still accepting");
+        health.set(false).await;
+        tokio::select! {
+            result = &mut server => return result.map_err(Error::internal),
+            _ = tokio::time::sleep(drain_delay) => {},
+        }
+        tracing::info!(%addr, "no longer accepting; finishing calls in flight");
+        let _ = accepting_tx.send(false);
         let started = Instant::now();
         match tokio::time::timeout(grace, server).await {
             Ok(result) => {
@@ -211,6 +513,9 @@ async fn stopped(rx: &mut watch::Receiver<bool>) {
 #[derive(Clone)]
 struct Metered<S> {
     inner: S,
+    /// The methods that are labelled by name; any other path is "unknown",
+    /// so that callers cannot create series by inventing paths.
+    paths: Arc<HashSet<String>>,
 }
 
 impl<S, B> tower::Service<http::Request<B>> for Metered<S>
@@ -233,25 +538,18 @@ where
     }
 
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
-        // Only our own and the standard gRPC services become labels, so that
-        // junk paths cannot blow up the metric's cardinality.
-        let labels = request
-            .uri()
-            .path()
-            .strip_prefix('/')
-            .and_then(|p| p.split_once('/'))
-            .filter(|(service, method)| {
-                (service.starts_with("concierge.") || service.starts_with("grpc."))
-                    && service.len() < 96
-                    && method.len() < 64
-                    && !method.contains('/')
-            })
-            .map(|(s, m)| (s.to_string(), m.to_string()));
+        let (service, method) = match request.uri().path() {
+            path if self.paths.contains(path) => {
+                path[1..].split_once('/').unwrap_or(("unknown", "unknown"))
+            }
+            _ => ("unknown", "unknown"),
+        };
+        let (service, method) = (service.to_string(), method.to_string());
         let started = Instant::now();
         let call = self.inner.call(request);
         Box::pin(async move {
             let result = call.await;
-            if let (Some((service, method)), Ok(response)) = (labels, &result) {
+            if let Ok(response) = &result {
                 // A failed call is answered trailers-only, with the code in the
                 // headers; a successful one has no code there.
                 let code = response
@@ -268,5 +566,36 @@ where
             }
             result
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures::StreamExt;
+
+    #[tokio::test]
+    async fn accepted_connections_get_tcp_nodelay() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mut accepted = incoming(listener);
+        // A client that leaves Nagle on, as Python grpcio does.
+        let client = tokio::net::TcpStream::connect(addr).await.unwrap();
+        assert!(!client.nodelay().unwrap());
+        let socket = accepted.next().await.unwrap().unwrap();
+        assert!(socket.nodelay().unwrap(), "TCP_NODELAY on the server side");
+    }
+
+    #[test]
+    fn only_the_served_services_methods_are_labelled() {
+        let served = vec![
+            "concierge.customers.v1.CustomersService".to_string(),
+            "grpc.health.v1.Health".to_string(),
+        ];
+        let paths = served_paths(&served).unwrap();
+        assert!(paths.contains("/concierge.customers.v1.CustomersService/GetAccount"));
+        assert!(paths.contains("/grpc.health.v1.Health/Check"));
+        assert!(!paths.contains("/concierge.cases.v1.CasesService/GetCase"));
+        assert!(!paths.contains("/concierge.customers.v1.CustomersService/Nope"));
     }
 }

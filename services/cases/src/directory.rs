@@ -22,23 +22,29 @@ pub struct AccountFacts {
 #[derive(Clone)]
 pub struct Directory {
     client: CustomersServiceClient<tonic::transport::Channel>,
-    principal: String,
+    principals: PrincipalCodec,
 }
 
 impl Directory {
     pub fn new(customers: tonic::transport::Channel, principals: &PrincipalCodec) -> Self {
         Self {
             client: CustomersServiceClient::new(customers),
-            principal: principals.encode(&Principal::system("cases")),
+            principals: principals.clone(),
         }
     }
 
     /// A request carrying the cases service's own signed principal.
     fn signed<T>(&self, message: T) -> Result<tonic::Request<T>> {
         let mut request = tonic::Request::new(message);
+        // Signed per call: a signed principal is good for minutes, and only
+        // for the customers service.
+        let principal = self.principals.encode(
+            &Principal::system("cases"),
+            concierge_proto::customers::customers_service_server::SERVICE_NAME,
+        );
         request.metadata_mut().insert(
             PRINCIPAL_HEADER,
-            self.principal.parse().map_err(Error::internal)?,
+            principal.parse().map_err(Error::internal)?,
         );
         Ok(request)
     }

@@ -45,6 +45,7 @@ impl Harness {
             concierge_common::server::Serve {
                 health_names: vec![],
                 grace_period: std::time::Duration::from_secs(1),
+                drain_delay: std::time::Duration::ZERO,
             },
             async { Ok(()) },
             std::future::pending(),
@@ -74,8 +75,13 @@ impl Harness {
 
     fn req<T>(&self, who: &Principal, message: T) -> Request<T> {
         let mut r = Request::new(message);
-        r.metadata_mut()
-            .insert(PRINCIPAL_HEADER, self.codec.encode(who).parse().unwrap());
+        r.metadata_mut().insert(
+            PRINCIPAL_HEADER,
+            self.codec
+                .encode(who, concierge_cases::SERVICE_NAME)
+                .parse()
+                .unwrap(),
+        );
         r
     }
 }
@@ -87,7 +93,10 @@ async fn seed_customers(customers: &concierge_customers::Customers, codec: &Prin
         let mut r = Request::new(m);
         r.metadata_mut().insert(
             PRINCIPAL_HEADER,
-            codec.encode(&who(Role::Admin)).parse().unwrap(),
+            codec
+                .encode(&who(Role::Admin), concierge_customers::SERVICE_NAME)
+                .parse()
+                .unwrap(),
         );
         r
     }

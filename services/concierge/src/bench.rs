@@ -148,6 +148,7 @@ async fn gateway(
         Serve {
             health_names: vec![],
             grace_period: Duration::from_secs(1),
+            drain_delay: Duration::ZERO,
         },
         async { Ok(()) },
         std::future::pending(),
@@ -184,6 +185,7 @@ async fn gateway(
         Serve {
             health_names: vec![],
             grace_period: Duration::from_secs(1),
+            drain_delay: Duration::ZERO,
         },
         async { Ok(()) },
         std::future::pending(),
@@ -235,7 +237,10 @@ async fn gateway(
         direct_url,
         connections,
         seconds,
-        (PRINCIPAL_HEADER, codec.encode(&admin)),
+        (
+            PRINCIPAL_HEADER,
+            codec.encode(&admin, concierge_customers::SERVICE_NAME),
+        ),
         account.name.clone(),
     )
     .await?;
@@ -447,7 +452,9 @@ async fn real_sweep(
         let mut r = tonic::Request::new(m);
         r.metadata_mut().insert(
             PRINCIPAL_HEADER,
-            codec.encode(&Principal::system("bench")).parse()?,
+            codec
+                .encode(&Principal::system("bench"), concierge_cases::SERVICE_NAME)
+                .parse()?,
         );
         Ok(r)
     }

@@ -198,11 +198,12 @@ pub async fn serve(which: ServiceName, cfg: ServeConfig) -> anyhow::Result<()> {
     let ready_db = db.clone();
     let ready_workers = supervisor.clone();
     let running = server::start(
-        listener,
+        server::Listener::new(listener, cfg.server.tls()?),
         routes,
         Serve {
             health_names: names,
             grace_period: cfg.server.grace_period,
+            drain_delay: cfg.server.drain_delay,
         },
         async move {
             ready_db.ping().await?;
@@ -356,8 +357,9 @@ pub async fn dev(opts: DevOptions) -> anyhow::Result<()> {
         TcpListener::bind("127.0.0.1:0").await?,
         tonic::service::Routes::new(customers.server()),
         Serve {
-            health_names: vec![],
+            health_names: vec![concierge_customers::SERVICE_NAME.to_string()],
             grace_period: std::time::Duration::from_secs(1),
+            drain_delay: std::time::Duration::ZERO,
         },
         async { Ok(()) },
         std::future::pending(),
@@ -447,6 +449,8 @@ pub async fn dev(opts: DevOptions) -> anyhow::Result<()> {
         Serve {
             health_names: gateway.service_names(),
             grace_period: std::time::Duration::from_secs(5),
+            // Ctrl-C on a laptop stops at once; nothing routes around it.
+            drain_delay: std::time::Duration::ZERO,
         },
         {
             let supervisor = supervisor.clone();

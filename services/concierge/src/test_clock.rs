@@ -39,7 +39,7 @@ pub fn server(
 
 impl Service {
     fn admit<T>(&self, request: &Request<T>, name: &str) -> Result<(), Status> {
-        let p = self.principals.from_request(request)?;
+        let p = self.principals.from_request(request, SERVICE_NAME)?;
         if p.role != Role::Admin {
             return Err(Error::PermissionDenied(
                 "only admins may read or move the test clock".into(),
@@ -92,7 +92,16 @@ impl TestClockService for Service {
             // Counted by the cases service, as the caller: the same
             // arithmetic that sets every SLA deadline.
             use concierge_proto::concierge::cases::v1::cases_service_server::CasesService as _;
-            let (metadata, _, _) = request.into_parts();
+            // The caller's principal, signed again for the cases service:
+            // a signed principal is good for the one service it was sent to.
+            let caller = self.principals.from_request(&request, SERVICE_NAME)?;
+            let (mut metadata, _, _) = request.into_parts();
+            let signed = self
+                .principals
+                .encode(&caller, concierge_cases::SERVICE_NAME)
+                .parse()
+                .map_err(|e| Status::from(Error::internal(e)))?;
+            metadata.insert(concierge_common::principal::PRINCIPAL_HEADER, signed);
             let ask = Request::from_parts(
                 metadata,
                 Default::default(),

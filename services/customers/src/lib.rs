@@ -93,7 +93,7 @@ impl Customers {
 
     pub(crate) fn ctx<T>(&self, request: &tonic::Request<T>) -> Result<Ctx> {
         Ok(Ctx {
-            principal: self.principals.from_request(request)?,
+            principal: self.principals.from_request(request, SERVICE_NAME)?,
             request_id: concierge_common::principal::request_id(request),
         })
     }

@@ -43,8 +43,13 @@ async fn create(svc: &Customers, codec: &PrincipalCodec, id: &str) {
         account_id: id.into(),
         request_id: String::new(),
     });
-    req.metadata_mut()
-        .insert(PRINCIPAL_HEADER, codec.encode(&admin).parse().unwrap());
+    req.metadata_mut().insert(
+        PRINCIPAL_HEADER,
+        codec
+            .encode(&admin, concierge_customers::SERVICE_NAME)
+            .parse()
+            .unwrap(),
+    );
     svc.create_account(req).await.unwrap();
 }
 

@@ -38,8 +38,13 @@ impl Harness {
 
     fn req<T>(&self, who: &Principal, message: T) -> Request<T> {
         let mut r = Request::new(message);
-        r.metadata_mut()
-            .insert(PRINCIPAL_HEADER, self.codec.encode(who).parse().unwrap());
+        r.metadata_mut().insert(
+            PRINCIPAL_HEADER,
+            self.codec
+                .encode(who, concierge_customers::SERVICE_NAME)
+                .parse()
+                .unwrap(),
+        );
         r
     }
 
@@ -1301,7 +1306,10 @@ async fn authorisation_matrix(h: Harness) {
     let other_codec = PrincipalCodec::new("not-the-shared-secret".into());
     forged.metadata_mut().insert(
         PRINCIPAL_HEADER,
-        other_codec.encode(&admin()).parse().unwrap(),
+        other_codec
+            .encode(&admin(), concierge_customers::SERVICE_NAME)
+            .parse()
+            .unwrap(),
     );
     assert_eq!(
         h.svc.get_account(forged).await.unwrap_err().code(),

@@ -2,8 +2,17 @@
 //! `authorization: Bearer <token>` (or `x-api-key: <key>`); anything else is
 //! UNAUTHENTICATED. Verified API keys are cached briefly so that the database
 //! is not asked on every call; a revoked key stops working within [`CACHE_TTL`].
+//! Refused keys are cached too, for [`REFUSED_TTL`], so repeating a bad key
+//! costs no lookup, and each peer (IP address) has an allowance of
+//! authentications the cache cannot answer: past it, RESOURCE_EXHAUSTED with
+//! the time to wait, so no one can make the gateway query its key store (or
+//! guess keys) at the rate it can send.
 
+use std::borrow::Borrow;
 use std::collections::HashMap;
+use std::hash::Hash;
+use std::net::IpAddr;
+use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -11,30 +20,111 @@ use concierge_common::clock::SharedClock;
 use concierge_common::error::{Error, Result};
 use concierge_common::principal::Principal;
 use concierge_common::storage::Db;
+use governor::clock::Clock as _;
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use sha2::{Digest, Sha256};
 
 use crate::keys;
 use crate::oidc::Oidc;
 
 /// How long a verified key is trusted without asking the database again.
 pub const CACHE_TTL: Duration = Duration::from_secs(30);
+/// How long a refused key is refused without asking the database again.
+pub const REFUSED_TTL: Duration = Duration::from_secs(10);
 const CACHE_MAX: usize = 100_000;
+
+/// How many failed authentications a peer may make.
+#[derive(Debug, Clone, Copy)]
+pub struct FailureAllowance {
+    /// Sustained authentications per second that the cache cannot answer.
+    pub per_second: u32,
+    /// How many of them a peer may make at once.
+    pub burst: u32,
+}
+
+/// A map whose entries live `ttl` and that never holds more than
+/// [`CACHE_MAX`] of them.
+struct TtlCache<K, V> {
+    ttl: Duration,
+    entries: Mutex<HashMap<K, (Instant, V)>>,
+}
+
+impl<K: Eq + Hash, V: Clone> TtlCache<K, V> {
+    fn new(ttl: Duration) -> Self {
+        Self {
+            ttl,
+            entries: Mutex::default(),
+        }
+    }
+
+    fn get<Q>(&self, key: &Q) -> Option<V>
+    where
+        K: Borrow<Q>,
+        Q: Eq + Hash + ?Sized,
+    {
+        let entries = self.entries.lock().expect("auth cache lock");
+        entries
+            .get(key)
+            .filter(|(at, _)| at.elapsed() < self.ttl)
+            .map(|(_, v)| v.clone())
+    }
+
+    fn insert(&self, key: K, value: V) {
+        let mut entries = self.entries.lock().expect("auth cache lock");
+        if entries.len() >= CACHE_MAX {
+            entries.retain(|_, (at, _)| at.elapsed() < self.ttl);
+            if entries.len() >= CACHE_MAX {
+                entries.clear();
+            }
+        }
+        entries.insert(key, (Instant::now(), value));
+    }
+}
 
 #[derive(Clone)]
 pub struct Authenticator {
     db: Db,
     clock: SharedClock,
     oidc: Option<Arc<Oidc>>,
-    cache: Arc<Mutex<HashMap<String, (Instant, Principal)>>>,
+    verified: Arc<TtlCache<String, Principal>>,
+    /// Keyed by the key's digest: refused keys are the attacker's choice,
+    /// and so is their length.
+    refused: Arc<TtlCache<[u8; 32], String>>,
+    failures: Arc<DefaultKeyedRateLimiter<IpAddr>>,
 }
 
 impl Authenticator {
-    pub fn new(db: Db, clock: SharedClock, oidc: Option<Arc<Oidc>>) -> Self {
-        Self {
+    pub fn new(
+        db: Db,
+        clock: SharedClock,
+        oidc: Option<Arc<Oidc>>,
+        allowance: FailureAllowance,
+    ) -> Result<Self> {
+        let rate = NonZeroU32::new(allowance.per_second).ok_or_else(|| {
+            Error::invalid(
+                "limits.failed_authentications_per_second",
+                "must be positive",
+            )
+        })?;
+        let burst =
+            NonZeroU32::new(allowance.burst.max(allowance.per_second)).ok_or_else(|| {
+                Error::invalid("limits.failed_authentications_burst", "must be positive")
+            })?;
+        Ok(Self {
             db,
             clock,
             oidc,
-            cache: Arc::default(),
-        }
+            verified: Arc::new(TtlCache::new(CACHE_TTL)),
+            refused: Arc::new(TtlCache::new(REFUSED_TTL)),
+            failures: Arc::new(RateLimiter::keyed(
+                Quota::per_second(rate).allow_burst(burst),
+            )),
+        })
+    }
+
+    /// Forgets the allowance of peers that have not failed lately.
+    pub fn forget_idle_peers(&self) {
+        self.failures.retain_recent();
     }
 
     /// The credentials of a request's headers.
@@ -57,38 +147,77 @@ impl Authenticator {
             .map(|v| v.trim().to_string())
     }
 
-    pub async fn authenticate(&self, headers: &http::HeaderMap) -> Result<Principal> {
-        let token = Self::credentials(headers).ok_or_else(|| {
-            Error::Unauthenticated(
-                "no credentials: send `authorization: Bearer <API key or OIDC token>`".into(),
-            )
-        })?;
+    /// The principal of a request's credentials. `peer` is where the call
+    /// came from; calls with no peer (in-process) have no failure allowance.
+    pub async fn authenticate(
+        &self,
+        headers: &http::HeaderMap,
+        peer: Option<IpAddr>,
+    ) -> Result<Principal> {
+        let Some(token) = Self::credentials(headers) else {
+            return Err(self.refuse(
+                peer,
+                Error::Unauthenticated(
+                    "no credentials: send `authorization: Bearer <API key or OIDC token>`".into(),
+                ),
+            ));
+        };
         if keys::is_api_key(&token) {
-            return self.api_key(&token).await;
+            return self.api_key(&token, peer).await;
         }
-        match &self.oidc {
+        let verified = match &self.oidc {
             Some(oidc) => oidc.verify(&token, self.clock.now()).await,
             None => Err(Error::Unauthenticated(
                 "not an API key, and OIDC is not configured on this gateway".into(),
             )),
+        };
+        verified.map_err(|e| self.refuse(peer, e))
+    }
+
+    async fn api_key(&self, key: &str, peer: Option<IpAddr>) -> Result<Principal> {
+        if let Some(p) = self.verified.get(key) {
+            return Ok(p);
+        }
+        let digest: [u8; 32] = Sha256::digest(key.as_bytes()).into();
+        if let Some(why) = self.refused.get(&digest) {
+            return Err(self.refuse(peer, Error::Unauthenticated(why)));
+        }
+        // Charged before the lookup, so the allowance bounds the lookups.
+        self.spend(peer)?;
+        metrics::counter!("concierge_gateway_key_lookups_total").increment(1);
+        match keys::verify(&self.db, key, self.clock.now()).await {
+            Ok(principal) => {
+                self.verified.insert(key.to_string(), principal.clone());
+                Ok(principal)
+            }
+            Err(Error::Unauthenticated(why)) => {
+                self.refused.insert(digest, why.clone());
+                Err(Error::Unauthenticated(why))
+            }
+            // An outage is not a verdict on the key: ask again next time.
+            Err(e) => Err(e),
         }
     }
 
-    async fn api_key(&self, key: &str) -> Result<Principal> {
-        if let Some((at, p)) = self.cache.lock().expect("auth cache lock").get(key)
-            && at.elapsed() < CACHE_TTL
-        {
-            return Ok(p.clone());
-        }
-        let principal = keys::verify(&self.db, key, self.clock.now()).await?;
-        let mut cache = self.cache.lock().expect("auth cache lock");
-        if cache.len() >= CACHE_MAX {
-            cache.retain(|_, (at, _)| at.elapsed() < CACHE_TTL);
-            if cache.len() >= CACHE_MAX {
-                cache.clear();
+    /// Spends one of `peer`'s allowance; RESOURCE_EXHAUSTED once it is gone.
+    fn spend(&self, peer: Option<IpAddr>) -> Result<()> {
+        let Some(peer) = peer else { return Ok(()) };
+        self.failures.check_key(&peer).map_err(|not_until| {
+            metrics::counter!("concierge_gateway_auth_rate_limited_total").increment(1);
+            Error::RateLimited {
+                retry_after: not_until
+                    .wait_time_from(governor::clock::DefaultClock::default().now())
+                    .max(Duration::from_millis(1)),
             }
+        })
+    }
+
+    /// A failed authentication: `why`, or RESOURCE_EXHAUSTED once the peer
+    /// has failed too often.
+    fn refuse(&self, peer: Option<IpAddr>, why: Error) -> Error {
+        match self.spend(peer) {
+            Ok(()) => why,
+            Err(limited) => limited,
         }
-        cache.insert(key.to_string(), (Instant::now(), principal.clone()));
-        Ok(principal)
     }
 }

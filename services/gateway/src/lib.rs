@@ -8,7 +8,7 @@ pub mod keys;
 pub mod oidc;
 pub mod proxy;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -39,6 +39,25 @@ pub async fn migrate(db: &Db) -> Result<()> {
 pub struct Gateway {
     shared: Arc<proxy::Shared>,
     backends: BTreeMap<&'static str, Backend>,
+    /// Every service the contracts describe, served here or not.
+    described: Arc<HashSet<String>>,
+}
+
+/// The fully-qualified names of the services in the contracts.
+fn described_services() -> Result<HashSet<String>> {
+    use prost::Message;
+    let set = prost_types::FileDescriptorSet::decode(concierge_proto::FILE_DESCRIPTOR_SET)
+        .map_err(concierge_common::Error::internal)?;
+    Ok(set
+        .file
+        .into_iter()
+        .flat_map(|file| {
+            let package = file.package.unwrap_or_default();
+            file.service
+                .into_iter()
+                .map(move |s| format!("{package}.{}", s.name.unwrap_or_default()))
+        })
+        .collect())
 }
 
 impl Gateway {
@@ -53,7 +72,7 @@ impl Gateway {
     ) -> Result<Self> {
         migrate(&db).await?;
         let oidc = oidc.map(oidc::Oidc::new).transpose()?;
-        let auth = auth::Authenticator::new(db, clock, oidc);
+        let auth = auth::Authenticator::new(db, clock, oidc, limits.failure_allowance())?;
         let shared = Arc::new(proxy::Shared::new(auth, principals, limits)?);
         // Forget idle principals' rate-limit state now and then.
         let weak = Arc::downgrade(&shared);
@@ -63,9 +82,14 @@ impl Gateway {
                 tick.tick().await;
                 let Some(shared) = weak.upgrade() else { break };
                 shared.limiter.retain_recent();
+                shared.auth.forget_idle_peers();
             }
         });
-        Ok(Self { shared, backends })
+        Ok(Self {
+            shared,
+            backends,
+            described: Arc::new(described_services()?),
+        })
     }
 
     /// The public service names the gateway answers for (health, routing).
@@ -73,8 +97,9 @@ impl Gateway {
         self.backends.keys().map(|s| s.to_string()).collect()
     }
 
-    /// The routes: one forwarding route per backend service. Health and
-    /// reflection are added by the server bootstrap.
+    /// The routes: one forwarding route per backend service, and an
+    /// UNIMPLEMENTED answer for everything else. Health and reflection are
+    /// added by the server bootstrap.
     pub fn routes(&self) -> Routes {
         let mut router = axum::Router::new();
         for (&service, backend) in &self.backends {
@@ -91,6 +116,15 @@ impl Gateway {
             });
             router = router.route_service(&format!("/{service}/{{*method}}"), forward);
         }
-        Routes::from(router)
+        let shared = self.shared.clone();
+        let described = self.described.clone();
+        let unserved = tower::service_fn(move |request: http::Request<axum::body::Body>| {
+            let shared = shared.clone();
+            let described = described.clone();
+            async move {
+                Ok::<_, std::convert::Infallible>(proxy::unserved(shared, described, request).await)
+            }
+        });
+        Routes::from(router.fallback_service(unserved))
     }
 }

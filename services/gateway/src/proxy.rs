@@ -33,6 +33,11 @@ pub struct Limits {
     /// Longest deadline a caller may ask for.
     #[serde(with = "concierge_common::config::secs")]
     pub max_deadline: Duration,
+    /// Sustained failed authentications (and key lookups the cache cannot
+    /// answer) per second per peer address.
+    pub failed_authentications_per_second: u32,
+    /// How many of them a peer may make at once.
+    pub failed_authentications_burst: u32,
 }
 
 impl Default for Limits {
@@ -42,6 +47,17 @@ impl Default for Limits {
             burst: 400,
             default_deadline: Duration::from_secs(30),
             max_deadline: Duration::from_secs(300),
+            failed_authentications_per_second: 5,
+            failed_authentications_burst: 50,
+        }
+    }
+}
+
+impl Limits {
+    pub(crate) fn failure_allowance(&self) -> crate::auth::FailureAllowance {
+        crate::auth::FailureAllowance {
+            per_second: self.failed_authentications_per_second,
+            burst: self.failed_authentications_burst,
         }
     }
 }
@@ -95,6 +111,56 @@ fn parse_grpc_timeout(v: &str) -> Option<Duration> {
     })
 }
 
+/// The address a call came from, when it came over TCP.
+fn peer(parts: &http::request::Parts) -> Option<std::net::IpAddr> {
+    parts
+        .extensions
+        .get::<tonic::transport::server::TcpConnectInfo>()
+        .and_then(|info| info.remote_addr())
+        .map(|addr| addr.ip())
+}
+
+/// The request id a call brought, or a new one.
+fn request_id(headers: &http::HeaderMap) -> String {
+    headers
+        .get(REQUEST_ID_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= 128 && v.chars().all(|c| c.is_ascii_graphic()))
+        .map(str::to_string)
+        .unwrap_or_else(|| uuid::Uuid::now_v7().to_string())
+}
+
+/// Answers a call to a method no backend serves: UNIMPLEMENTED with what is
+/// missing, once the caller has authenticated (so the gateway tells nothing
+/// to a caller it does not know). `described` holds the services the
+/// contracts describe, served here or not.
+pub(crate) async fn unserved(
+    shared: Arc<Shared>,
+    described: Arc<std::collections::HashSet<String>>,
+    request: http::Request<axum::body::Body>,
+) -> http::Response<tonic::body::Body> {
+    let (parts, _body) = request.into_parts();
+    let request_id = request_id(&parts.headers);
+    if let Err(e) = shared.auth.authenticate(&parts.headers, peer(&parts)).await {
+        metrics::counter!("concierge_gateway_calls_total", "service" => "unknown", "outcome" => "unauthenticated").increment(1);
+        return status_response(e.into(), &request_id);
+    }
+    metrics::counter!("concierge_gateway_calls_total", "service" => "unknown", "outcome" => "unimplemented").increment(1);
+    let path = parts.uri.path();
+    let service = path
+        .strip_prefix('/')
+        .and_then(|p| p.split_once('/'))
+        .map(|(service, _)| service)
+        .unwrap_or_default();
+    let message = if described.contains(service) {
+        format!("{service} is not served by this deployment yet")
+    } else {
+        let shown: String = path.chars().take(200).collect();
+        format!("{shown} is not a Concierge method")
+    };
+    status_response(Status::unimplemented(message), &request_id)
+}
+
 /// Forwards one call to `backend`.
 pub(crate) async fn forward(
     shared: Arc<Shared>,
@@ -104,15 +170,9 @@ pub(crate) async fn forward(
 ) -> http::Response<tonic::body::Body> {
     let started = Instant::now();
     let (mut parts, body) = request.into_parts();
-    let request_id = parts
-        .headers
-        .get(REQUEST_ID_HEADER)
-        .and_then(|v| v.to_str().ok())
-        .filter(|v| !v.is_empty() && v.len() <= 128 && v.chars().all(|c| c.is_ascii_graphic()))
-        .map(str::to_string)
-        .unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
+    let request_id = request_id(&parts.headers);
 
-    let principal = match shared.auth.authenticate(&parts.headers).await {
+    let principal = match shared.auth.authenticate(&parts.headers, peer(&parts)).await {
         Ok(p) => p,
         Err(e) => {
             metrics::counter!("concierge_gateway_calls_total", "service" => service, "outcome" => "unauthenticated").increment(1);
@@ -137,7 +197,7 @@ pub(crate) async fn forward(
     headers.remove("x-api-key");
     headers.insert(
         PRINCIPAL_HEADER,
-        HeaderValue::from_str(&shared.principals.encode(&principal))
+        HeaderValue::from_str(&shared.principals.encode(&principal, service))
             .expect("base64 is a valid header value"),
     );
     headers.insert(

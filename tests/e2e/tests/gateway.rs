@@ -37,6 +37,7 @@ async fn serve(routes: tonic::service::Routes, names: Vec<String>) -> Running {
         Serve {
             health_names: names,
             grace_period: Duration::from_secs(1),
+            drain_delay: Duration::ZERO,
         },
         async { Ok(()) },
         std::future::pending(),
@@ -214,13 +215,16 @@ async fn a_client_key_sees_only_its_account_even_with_a_forged_principal() {
         Code::NotFound
     );
     // A client that sends its own principal header, signed or not, is still itself.
-    let forged = s.codec.encode(&Principal {
-        subject: "apiKeys/evil".into(),
-        role: Role::Admin,
-        account: None,
-        staff_member: None,
-        display_name: "evil".into(),
-    });
+    let forged = s.codec.encode(
+        &Principal {
+            subject: "apiKeys/evil".into(),
+            role: Role::Admin,
+            account: None,
+            staff_member: None,
+            display_name: "evil".into(),
+        },
+        concierge_customers::SERVICE_NAME,
+    );
     let mut req = tonic::Request::new(get("accounts/globex"));
     req.metadata_mut()
         .insert(PRINCIPAL_HEADER, forged.parse().unwrap());
@@ -355,14 +359,24 @@ async fn health_and_reflection_answer_for_every_public_service() {
         panic!("{response:?}")
     };
     let names: Vec<_> = list.service.into_iter().map(|s| s.name).collect();
-    for expected in [
-        concierge_customers::SERVICE_NAME,
-        "grpc.health.v1.Health",
-        "concierge.cases.v1.CasesService",
-    ] {
+    for expected in [concierge_customers::SERVICE_NAME, "grpc.health.v1.Health"] {
         assert!(
             names.iter().any(|n| n == expected),
             "{expected} missing from {names:?}"
+        );
+    }
+    // Only what this gateway serves: it routes no cases service, and no
+    // deployment serves disputes yet.
+    for unserved in [
+        "concierge.cases.v1.CasesService",
+        "concierge.disputes.v1.DisputesService",
+        "concierge.csat.v1.CsatService",
+        "concierge.gateway.v1.GatewayService",
+        "concierge.testing.v1.TestClockService",
+    ] {
+        assert!(
+            !names.iter().any(|n| n == unserved),
+            "{unserved} listed but not served: {names:?}"
         );
     }
 }
@@ -569,6 +583,7 @@ async fn health_turns_not_serving_when_the_server_drains() {
         Serve {
             health_names: vec!["x.v1.X".into()],
             grace_period: Duration::from_secs(2),
+            drain_delay: Duration::ZERO,
         },
         async move {
             let _ = ready_rx.await;
@@ -697,4 +712,415 @@ async fn a_hanging_backend_ends_at_the_callers_deadline_or_the_default_one() {
         elapsed >= Duration::from_millis(1400) && elapsed < Duration::from_secs(10),
         "{elapsed:?}"
     );
+}
+
+/// Calls `path` on the gateway with an empty message, as a client generated
+/// from other contracts (or a scanner) would, with `key` when given.
+async fn call_path(url: &str, path: &str, key: Option<&str>) -> tonic::Status {
+    let mut grpc = tonic::client::Grpc::new(channel(url).await);
+    grpc.ready().await.unwrap();
+    let mut request = tonic::Request::new(GetAccountRequest::default());
+    if let Some(key) = key {
+        request
+            .metadata_mut()
+            .insert("authorization", format!("Bearer {key}").parse().unwrap());
+    }
+    grpc.unary::<_, Account, _>(
+        request,
+        http::uri::PathAndQuery::try_from(path).unwrap(),
+        tonic_prost::ProstCodec::default(),
+    )
+    .await
+    .unwrap_err()
+}
+
+#[tokio::test]
+async fn unserved_services_answer_unimplemented_after_authentication() {
+    let s = stack(Limits::default(), None).await;
+    let disputes = "/concierge.disputes.v1.DisputesService/GetDispute";
+    let anonymous = call_path(&s.gateway_url, disputes, None).await;
+    assert_eq!(
+        anonymous.code(),
+        Code::Unauthenticated,
+        "{}",
+        anonymous.message()
+    );
+    let known = call_path(&s.gateway_url, disputes, Some(&s.admin_key)).await;
+    assert_eq!(known.code(), Code::Unimplemented, "{}", known.message());
+    assert!(
+        known
+            .message()
+            .contains("concierge.disputes.v1.DisputesService is not served"),
+        "{}",
+        known.message()
+    );
+    for path in [
+        "/concierge.cases.v1.CasesService/GetCase",
+        "/concierge.testing.v1.TestClockService/AdvanceTestClock",
+    ] {
+        let status = call_path(&s.gateway_url, path, Some(&s.admin_key)).await;
+        assert_eq!(status.code(), Code::Unimplemented, "{path}: {status:?}");
+        assert!(status.message().contains("not served"), "{status:?}");
+    }
+    let unknown = call_path(&s.gateway_url, "/no.such.Service/Nope", Some(&s.admin_key)).await;
+    assert_eq!(unknown.code(), Code::Unimplemented, "{}", unknown.message());
+    assert!(
+        unknown.message().contains("/no.such.Service/Nope"),
+        "{}",
+        unknown.message()
+    );
+    // A method a served service lacks is the service's own UNIMPLEMENTED.
+    let missing = call_path(
+        &s.gateway_url,
+        "/concierge.customers.v1.CustomersService/Nope",
+        Some(&s.admin_key),
+    )
+    .await;
+    assert_eq!(missing.code(), Code::Unimplemented, "{missing:?}");
+}
+
+#[tokio::test]
+async fn a_storm_of_bad_keys_from_one_peer_is_held_back() {
+    let s = stack(
+        Limits {
+            failed_authentications_per_second: 1,
+            failed_authentications_burst: 5,
+            ..Limits::default()
+        },
+        None,
+    )
+    .await;
+    // A key in use before the storm: the gateway already knows it.
+    let mut admin = s.sdk(&s.admin_key).customers();
+    admin.get_account(get("accounts/acme")).await.unwrap();
+    let mut codes = Vec::new();
+    let mut limited = None;
+    for i in 0..40 {
+        let bad = format!("ck_storm{i}_{}", "x".repeat(43));
+        let err = s
+            .sdk(&bad)
+            .customers()
+            .get_account(get("accounts/acme"))
+            .await
+            .unwrap_err();
+        match err.code() {
+            Code::Unauthenticated => codes.push(err.code()),
+            Code::ResourceExhausted => {
+                limited = Some(err);
+                break;
+            }
+            _ => panic!("{err:?}"),
+        }
+    }
+    // Looking up the admin key when the stack was set up spent one of the 5.
+    assert!(codes.len() >= 4, "the burst is answered: {codes:?}");
+    let limited = limited.expect("the peer is held back after its burst of failures");
+    let retry = limited
+        .get_error_details()
+        .retry_info()
+        .and_then(|r| r.retry_delay);
+    assert!(
+        retry.is_some_and(|d| d > Duration::ZERO && d <= Duration::from_secs(1)),
+        "{retry:?}"
+    );
+    // Without credentials at all it is held back too.
+    let none = s
+        .raw()
+        .await
+        .get_account(get("accounts/acme"))
+        .await
+        .unwrap_err();
+    assert_eq!(none.code(), Code::ResourceExhausted, "{none:?}");
+    // The principal whose key the gateway already verified is not.
+    admin.get_account(get("accounts/acme")).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_repeated_unknown_key_is_looked_up_once() {
+    let s = stack(Limits::default(), None).await;
+    let unknown = format!("ck_unknown_{}", "y".repeat(43));
+    let call = |key: String| {
+        let sdk = s.sdk(&key);
+        async move {
+            sdk.customers()
+                .get_account(get("accounts/acme"))
+                .await
+                .unwrap_err()
+        }
+    };
+    assert_eq!(call(unknown.clone()).await.code(), Code::Unauthenticated);
+    // With the key store gone, only a lookup can fail as UNAVAILABLE: the
+    // known-bad key is answered without one, a new key needs one.
+    s.gateway_db.db.close().await;
+    let again = call(unknown.clone()).await;
+    assert_eq!(again.code(), Code::Unauthenticated, "{again:?}");
+    let other = call(format!("ck_other_{}", "z".repeat(43))).await;
+    assert_eq!(other.code(), Code::Unavailable, "{other:?}");
+}
+
+#[tokio::test]
+async fn unknown_method_paths_do_not_grow_the_metrics() {
+    let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
+        .install_recorder()
+        .unwrap();
+    let series = || {
+        metrics
+            .render()
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.is_empty())
+            .count()
+    };
+    let s = stack(Limits::default(), None).await;
+    let mut grpc = tonic::client::Grpc::new(channel(&s.gateway_url).await);
+    let mut send = async |path: String| {
+        grpc.ready().await.unwrap();
+        grpc.unary::<_, Account, _>(
+            tonic::Request::new(GetAccountRequest::default()),
+            http::uri::PathAndQuery::try_from(path).unwrap(),
+            tonic_prost::ProstCodec::default(),
+        )
+        .await
+        .unwrap_err()
+    };
+    // Warm up: every kind of path once, so the series they need exist.
+    send("/concierge.junk0.v1.S/M".into()).await;
+    send("/concierge.customers.v1.CustomersService/Junk".into()).await;
+    send("/junk0/m".into()).await;
+    let before = series();
+    for i in 0..2_000 {
+        let path = match i % 3 {
+            0 => format!("/concierge.junk{i}.v1.S/M{i}"),
+            1 => format!("/concierge.customers.v1.CustomersService/Junk{i}"),
+            _ => format!("/junk{i}/m"),
+        };
+        let status = send(path).await;
+        assert!(
+            matches!(
+                status.code(),
+                Code::Unauthenticated | Code::ResourceExhausted
+            ),
+            "{status:?}"
+        );
+    }
+    let after = series();
+    assert!(
+        after <= before + 20,
+        "2,000 junk paths grew the series from {before} to {after}"
+    );
+}
+
+#[tokio::test]
+async fn a_draining_server_keeps_serving_through_its_drain_delay() {
+    use tonic_health::pb::HealthCheckRequest;
+    use tonic_health::pb::health_check_response::ServingStatus;
+    use tonic_health::pb::health_client::HealthClient;
+    let start = |drain_delay| async move {
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let running = server::start(
+            TcpListener::bind("127.0.0.1:0").await.unwrap(),
+            tonic::service::Routes::default(),
+            Serve {
+                health_names: vec!["x.v1.X".into()],
+                grace_period: Duration::from_secs(2),
+                drain_delay,
+            },
+            async { Ok(()) },
+            async move {
+                let _ = rx.await;
+            },
+        )
+        .await
+        .unwrap();
+        (running, tx)
+    };
+    let check = |url: String| async move {
+        // A new connection each time: the point is that they are accepted.
+        let channel = Channel::from_shared(url).unwrap().connect().await?;
+        let status = HealthClient::new(channel)
+            .check(HealthCheckRequest {
+                service: "x.v1.X".into(),
+            })
+            .await?
+            .into_inner()
+            .status;
+        Ok::<_, Box<dyn std::error::Error>>(status)
+    };
+
+    let (running, stop) = start(Duration::from_secs(600)).await;
+    let url = format!("http://{}", running.addr);
+    eventually(Duration::from_secs(5), "SERVING once ready", || {
+        let f = check(url.clone());
+        async move { f.await.ok() == Some(ServingStatus::Serving as i32) }
+    })
+    .await;
+    stop.send(()).unwrap();
+    eventually(Duration::from_secs(5), "NOT_SERVING once draining", || {
+        let f = check(url.clone());
+        async move { f.await.ok() == Some(ServingStatus::NotServing as i32) }
+    })
+    .await;
+    // Still accepting and answering well after the signal.
+    for _ in 0..3 {
+        assert_eq!(
+            check(url.clone()).await.unwrap(),
+            ServingStatus::NotServing as i32
+        );
+    }
+
+    // After a short window it stops by itself.
+    let (running, stop) = start(Duration::from_millis(300)).await;
+    let url = format!("http://{}", running.addr);
+    stop.send(()).unwrap();
+    let started = std::time::Instant::now();
+    tokio::time::timeout(Duration::from_secs(10), running.wait())
+        .await
+        .expect("stops after the drain delay and the grace period")
+        .unwrap();
+    assert!(started.elapsed() >= Duration::from_millis(300));
+    assert!(
+        check(url).await.is_err(),
+        "refuses connections once stopped"
+    );
+}
+
+#[tokio::test]
+async fn a_captured_principal_header_is_no_use_elsewhere_or_later() {
+    let s = stack(Limits::default(), None).await;
+    let admin = Principal {
+        subject: "apiKeys/captured".into(),
+        role: Role::Admin,
+        account: None,
+        staff_member: None,
+        display_name: "captured".into(),
+    };
+    let mut direct = CustomersServiceClient::connect(s.service_url.clone())
+        .await
+        .unwrap();
+    let with = |header: String| {
+        let mut req = tonic::Request::new(get("accounts/acme"));
+        req.metadata_mut()
+            .insert(PRINCIPAL_HEADER, header.parse().unwrap());
+        req
+    };
+    // Signed just now for this service: accepted (the checks below are
+    // about the audience and the time, not the signature).
+    let fresh = s.codec.encode(&admin, concierge_customers::SERVICE_NAME);
+    direct.get_account(with(fresh)).await.unwrap();
+    // Signed for the cases service: refused by customers.
+    let for_cases = s.codec.encode(&admin, "concierge.cases.v1.CasesService");
+    let err = direct.get_account(with(for_cases)).await.unwrap_err();
+    assert_eq!(err.code(), Code::Unauthenticated, "{err:?}");
+    assert!(err.message().contains("signed for"), "{}", err.message());
+    // Captured ten minutes ago: expired.
+    let old = s.codec.encode_at(
+        &admin,
+        concierge_customers::SERVICE_NAME,
+        std::time::SystemTime::now() - Duration::from_secs(600),
+    );
+    let err = direct.get_account(with(old)).await.unwrap_err();
+    assert_eq!(err.code(), Code::Unauthenticated, "{err:?}");
+    assert!(err.message().contains("expired"), "{}", err.message());
+}
+
+/// A CA and a certificate it issued for "localhost": (CA PEM, cert PEM, key PEM).
+fn issued_for_localhost(ca_name: &str) -> (String, String, String) {
+    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
+    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca.distinguished_name.push(DnType::CommonName, ca_name);
+    let ca = CertifiedIssuer::self_signed(ca, KeyPair::generate().unwrap()).unwrap();
+    let key = KeyPair::generate().unwrap();
+    let cert = CertificateParams::new(vec!["localhost".to_string()])
+        .unwrap()
+        .signed_by(&key, &ca)
+        .unwrap();
+    (ca.pem(), cert.pem(), key.serialize_pem())
+}
+
+#[tokio::test]
+async fn the_server_terminates_tls_and_picks_up_a_renewed_certificate() {
+    use tonic::transport::{Certificate, ClientTlsConfig};
+    use tonic_health::pb::HealthCheckRequest;
+    use tonic_health::pb::health_client::HealthClient;
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = (dir.path().join("tls.crt"), dir.path().join("tls.key"));
+    // As a renewal does it: new files moved into place whole.
+    let install = |(_, cert_pem, key_pem): &(String, String, String)| {
+        let staged = dir.path().join("staged");
+        std::fs::write(&staged, key_pem).unwrap();
+        std::fs::rename(&staged, &key).unwrap();
+        std::fs::write(&staged, cert_pem).unwrap();
+        std::fs::rename(&staged, &cert).unwrap();
+    };
+    let first = issued_for_localhost("First test CA");
+    let renewed = issued_for_localhost("Renewed test CA");
+    install(&first);
+    let running = server::start(
+        server::Listener::new(
+            TcpListener::bind("127.0.0.1:0").await.unwrap(),
+            Some(server::TlsFiles {
+                cert: cert.clone(),
+                key: key.clone(),
+                reload_every: Duration::from_millis(50),
+            }),
+        ),
+        tonic::service::Routes::default(),
+        Serve {
+            health_names: vec!["x.v1.X".into()],
+            grace_period: Duration::from_secs(1),
+            drain_delay: Duration::ZERO,
+        },
+        async { Ok(()) },
+        std::future::pending(),
+    )
+    .await
+    .unwrap();
+    let addr = running.addr;
+    let check = |ca_pem: String| async move {
+        let channel = Channel::from_shared(format!("https://{addr}"))
+            .unwrap()
+            .tls_config(
+                ClientTlsConfig::new()
+                    .ca_certificate(Certificate::from_pem(ca_pem))
+                    .domain_name("localhost"),
+            )
+            .unwrap()
+            .connect()
+            .await?;
+        HealthClient::new(channel)
+            .check(HealthCheckRequest {
+                service: String::new(),
+            })
+            .await?;
+        Ok::<_, Box<dyn std::error::Error>>(())
+    };
+    check(first.0.clone()).await.unwrap();
+    assert!(
+        check(renewed.0.clone()).await.is_err(),
+        "a client trusting another CA is refused"
+    );
+    // In clear, nothing is served.
+    let plain = async {
+        let channel = Channel::from_shared(format!("http://{addr}"))
+            .unwrap()
+            .connect()
+            .await?;
+        HealthClient::new(channel)
+            .check(HealthCheckRequest::default())
+            .await?;
+        Ok::<_, Box<dyn std::error::Error>>(())
+    };
+    assert!(plain.await.is_err(), "plaintext h2c is not served");
+
+    install(&renewed);
+    eventually(
+        Duration::from_secs(10),
+        "the renewed certificate is served",
+        || {
+            let f = check(renewed.0.clone());
+            async move { f.await.is_ok() }
+        },
+    )
+    .await;
+    assert!(check(first.0.clone()).await.is_err(), "the old one is gone");
 }
