@@ -462,7 +462,9 @@ pub async fn start(
         ..
     } = serve;
     let mut stop_rx = stop_tx.subscribe();
+    let draining_health = health.clone();
     let done = tokio::spawn(async move {
+        let health = draining_health;
         let mut server = server;
         tokio::select! {
             result = &mut server => return result.map_err(Error::internal),

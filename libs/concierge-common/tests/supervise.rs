@@ -38,6 +38,7 @@ async fn serve(supervisor: &Supervisor) -> Running {
         Serve {
             health_names: vec!["concierge.test.v1.Worked".into()],
             grace_period: Duration::from_secs(1),
+            drain_delay: Duration::ZERO,
         },
         async move {
             ready.wait_healthy().await;

@@ -1426,13 +1426,16 @@ async fn serve_takes_writes_while_nats_is_down_and_keeps_the_events() {
     let url = format!("http://127.0.0.1:{port}");
     wait_serving(&url, "").await;
 
-    let admin = PrincipalCodec::new(secret.into()).encode(&Principal {
-        subject: "apiKeys/test".into(),
-        role: Role::Admin,
-        account: None,
-        staff_member: None,
-        display_name: "test".into(),
-    });
+    let admin = PrincipalCodec::new(secret.into()).encode(
+        &Principal {
+            subject: "apiKeys/test".into(),
+            role: Role::Admin,
+            account: None,
+            staff_member: None,
+            display_name: "test".into(),
+        },
+        customers_service_server::SERVICE_NAME,
+    );
     let mut client = customers_service_client::CustomersServiceClient::connect(url.clone())
         .await
         .unwrap();
