@@ -918,7 +918,7 @@ impl Store {
         self.change(policy, ctx, name, etag, "undeleted", true, |r, row| {
             if row.delete_time == 0 {
                 return Err(Error::FailedPrecondition {
-                    reason: "NOT_DELETED",
+                    reason: crate::error::Reason::NotDeleted,
                     subject: name.to_string(),
                     description: format!("{name} is not deleted"),
                 });

@@ -12,6 +12,21 @@ use tonic_types::{ErrorDetails, StatusExt};
 /// The `ErrorInfo.domain` of every Concierge error.
 pub const ERROR_DOMAIN: &str = "concierge.dev";
 
+/// Why a call failed, as `ErrorInfo.reason` spells it: declared once, in
+/// `concierge/types/v1/error_reason.proto`, so SDKs match on the same list.
+pub use concierge_proto::types::ErrorReason as Reason;
+
+/// The `ErrorInfo.reason` of `r`: its name without the enum's prefix.
+pub fn reason_name(r: Reason) -> &'static str {
+    let name = r.as_str_name();
+    name.strip_prefix("ERROR_REASON_").unwrap_or(name)
+}
+
+/// The reason an `ErrorInfo.reason` names, if it is one of ours.
+pub fn reason_from_name(name: &str) -> Option<Reason> {
+    Reason::from_str_name(&format!("ERROR_REASON_{name}")).filter(|r| *r != Reason::Unspecified)
+}
+
 /// One bad field of a request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FieldViolation {
@@ -49,21 +64,18 @@ pub enum Error {
     EtagMismatch { name: String, current: String },
     #[error("request_id {request_id} was already used with different parameters")]
     RequestIdReused { request_id: String },
-    #[error("failed precondition {reason}: {description}")]
+    #[error("failed precondition {}: {description}", reason_name(*.reason))]
     FailedPrecondition {
-        /// UPPER_SNAKE reason for `ErrorInfo`.
-        reason: &'static str,
+        /// Why, for `ErrorInfo` and `PreconditionFailure`.
+        reason: Reason,
         /// The subject the precondition is about (a resource name).
         subject: String,
         description: String,
     },
     /// A concurrent request got there first; retrying is safe and will see
     /// its outcome.
-    #[error("conflict {reason}: {description}")]
-    Conflict {
-        reason: &'static str,
-        description: String,
-    },
+    #[error("conflict {}: {description}", reason_name(*.reason))]
+    Conflict { reason: Reason, description: String },
     #[error("permission denied: {0}")]
     PermissionDenied(String),
     #[error("unauthenticated: {0}")]
@@ -72,6 +84,9 @@ pub enum Error {
     RateLimited { retry_after: Duration },
     #[error("unavailable: {0}")]
     Unavailable(String),
+    /// The method belongs to a service this deployment does not serve.
+    #[error("not served: {0}")]
+    NotServed(String),
     #[error("internal error")]
     Internal(#[source] anyhow::Error),
 }
@@ -94,6 +109,50 @@ impl Error {
 
     pub fn internal(err: impl Into<anyhow::Error>) -> Self {
         Self::Internal(err.into())
+    }
+    /// What a peer service's refusal means for this service's caller. The
+    /// peer's code and `ErrorInfo` reason are kept where the caller can act
+    /// on them (a precondition, a permission, a conflict to retry, an outage
+    /// to wait out); a refusal only this service could have caused (it sent
+    /// a bad or badly signed request) is this service's fault: INTERNAL, with
+    /// the peer's answer logged.
+    pub fn from_peer(peer: &str, status: &Status) -> Self {
+        let details = status.get_error_details();
+        let reason = details
+            .error_info()
+            .and_then(|info| reason_from_name(&info.reason));
+        let said = format!("{peer}: {}", status.message());
+        match status.code() {
+            Code::NotFound => Self::NotFound {
+                resource_type: "Resource",
+                name: details
+                    .resource_info()
+                    .map(|r| r.resource_name.clone())
+                    .unwrap_or_default(),
+            },
+            Code::PermissionDenied => Self::PermissionDenied(said),
+            Code::FailedPrecondition => Self::FailedPrecondition {
+                reason: reason.unwrap_or(Reason::Unspecified),
+                subject: details
+                    .precondition_failure()
+                    .and_then(|p| p.violations.first().map(|v| v.subject.clone()))
+                    .unwrap_or_default(),
+                description: said,
+            },
+            Code::Aborted => Self::Conflict {
+                reason: reason.unwrap_or(Reason::TransactionConflict),
+                description: said,
+            },
+            Code::Unavailable | Code::DeadlineExceeded | Code::ResourceExhausted => {
+                tracing::warn!(peer, status = %status, "a peer service is unavailable");
+                Self::Unavailable(format!("{peer} is unavailable; retry"))
+            }
+            _ => Self::Internal(anyhow::anyhow!(
+                "{peer} answered {:?}: {}",
+                status.code(),
+                status.message()
+            )),
+        }
     }
 }
 
@@ -127,7 +186,7 @@ impl From<sqlx::Error> for Error {
                     Self::Unavailable("database unavailable: too busy; retry".into())
                 }
                 Some(Some(StorageFault::Conflict)) => Self::Conflict {
-                    reason: "TRANSACTION_CONFLICT",
+                    reason: Reason::TransactionConflict,
                     description:
                         "the change conflicted with a concurrent one and was not made; retry it"
                             .into(),
@@ -179,21 +238,25 @@ impl From<Error> for Status {
                 for v in violations {
                     details.add_bad_request_violation(v.field.clone(), v.description.clone());
                 }
-                (Code::InvalidArgument, err.to_string(), "INVALID_ARGUMENT")
+                (
+                    Code::InvalidArgument,
+                    err.to_string(),
+                    Reason::InvalidArgument,
+                )
             }
             Error::NotFound {
                 resource_type,
                 name,
             } => {
                 details.set_resource_info(*resource_type, name.clone(), "", "not found");
-                (Code::NotFound, err.to_string(), "NOT_FOUND")
+                (Code::NotFound, err.to_string(), Reason::NotFound)
             }
             Error::AlreadyExists {
                 resource_type,
                 name,
             } => {
                 details.set_resource_info(*resource_type, name.clone(), "", "already exists");
-                (Code::AlreadyExists, err.to_string(), "ALREADY_EXISTS")
+                (Code::AlreadyExists, err.to_string(), Reason::AlreadyExists)
             }
             Error::EtagMismatch { name, current } => {
                 details.add_precondition_failure_violation(
@@ -204,7 +267,7 @@ impl From<Error> for Status {
                 (
                     Code::Aborted,
                     format!("{name} was changed by someone else (etag mismatch)"),
-                    "ETAG_MISMATCH",
+                    Reason::EtagMismatch,
                 )
             }
             Error::RequestIdReused { request_id } => {
@@ -212,7 +275,11 @@ impl From<Error> for Status {
                     "request_id",
                     format!("{request_id} was already used for a request with other parameters"),
                 );
-                (Code::InvalidArgument, err.to_string(), "REQUEST_ID_REUSED")
+                (
+                    Code::InvalidArgument,
+                    err.to_string(),
+                    Reason::RequestIdReused,
+                )
             }
             Error::FailedPrecondition {
                 reason,
@@ -220,7 +287,7 @@ impl From<Error> for Status {
                 description,
             } => {
                 details.add_precondition_failure_violation(
-                    *reason,
+                    reason_name(*reason),
                     subject.clone(),
                     description.clone(),
                 );
@@ -230,24 +297,41 @@ impl From<Error> for Status {
                 reason,
                 description,
             } => (Code::Aborted, description.clone(), *reason),
-            Error::PermissionDenied(why) => {
-                (Code::PermissionDenied, why.clone(), "PERMISSION_DENIED")
+            Error::PermissionDenied(why) => (
+                Code::PermissionDenied,
+                why.clone(),
+                Reason::PermissionDenied,
+            ),
+            Error::Unauthenticated(why) => {
+                (Code::Unauthenticated, why.clone(), Reason::Unauthenticated)
             }
-            Error::Unauthenticated(why) => (Code::Unauthenticated, why.clone(), "UNAUTHENTICATED"),
             Error::RateLimited { retry_after } => {
                 details.set_retry_info(Some(*retry_after));
-                (Code::ResourceExhausted, err.to_string(), "RATE_LIMITED")
+                (
+                    Code::ResourceExhausted,
+                    err.to_string(),
+                    Reason::RateLimited,
+                )
             }
             Error::Unavailable(why) => {
                 details.set_retry_info(Some(Duration::from_secs(1)));
-                (Code::Unavailable, why.clone(), "UNAVAILABLE")
+                (Code::Unavailable, why.clone(), Reason::Unavailable)
             }
+            Error::NotServed(why) => (Code::Unimplemented, why.clone(), Reason::NotServed),
             Error::Internal(cause) => {
                 tracing::error!(error = ?cause, "internal error");
-                (Code::Internal, "internal error".to_string(), "INTERNAL")
+                (
+                    Code::Internal,
+                    "internal error".to_string(),
+                    Reason::Internal,
+                )
             }
         };
-        details.set_error_info(reason, ERROR_DOMAIN, std::collections::HashMap::new());
+        details.set_error_info(
+            reason_name(reason),
+            ERROR_DOMAIN,
+            std::collections::HashMap::new(),
+        );
         Status::with_error_details(code, message, details)
     }
 }
@@ -390,5 +474,84 @@ mod tests {
             conflict.get_details_error_info().map(|i| i.reason),
             Some("TRANSACTION_CONFLICT".to_string())
         );
+    }
+}
+
+#[cfg(test)]
+mod peer_tests {
+    use super::*;
+
+    #[test]
+    fn a_peers_refusal_keeps_its_code_and_reason() {
+        let cases: Vec<(Error, Code, Option<Reason>)> = vec![
+            (
+                Error::FailedPrecondition {
+                    reason: Reason::SiteHasInventory,
+                    subject: "accounts/a/sites/s".into(),
+                    description: "still has inventory".into(),
+                },
+                Code::FailedPrecondition,
+                Some(Reason::SiteHasInventory),
+            ),
+            (
+                Error::PermissionDenied("no".into()),
+                Code::PermissionDenied,
+                Some(Reason::PermissionDenied),
+            ),
+            (
+                Error::Unavailable("down".into()),
+                Code::Unavailable,
+                Some(Reason::Unavailable),
+            ),
+            (
+                Error::Conflict {
+                    reason: Reason::RequestInProgress,
+                    description: "busy".into(),
+                },
+                Code::Aborted,
+                Some(Reason::RequestInProgress),
+            ),
+            (
+                Error::NotFound {
+                    resource_type: "Site",
+                    name: "accounts/a/sites/s".into(),
+                },
+                Code::NotFound,
+                Some(Reason::NotFound),
+            ),
+            // Refusals only the calling service could have caused.
+            (
+                Error::Unauthenticated("bad signature".into()),
+                Code::Internal,
+                Some(Reason::Internal),
+            ),
+            (
+                Error::invalid("name", "malformed"),
+                Code::Internal,
+                Some(Reason::Internal),
+            ),
+        ];
+        for (peer_error, code, reason) in cases {
+            let sent = Status::from(peer_error);
+            let ours = Status::from(Error::from_peer("customers", &sent));
+            assert_eq!(ours.code(), code, "{sent:?}");
+            let info = ours.get_error_details().error_info().cloned();
+            assert_eq!(info.and_then(|i| reason_from_name(&i.reason)), reason);
+        }
+    }
+
+    #[test]
+    fn every_reason_has_a_name_and_back() {
+        let mut seen = 0;
+        for n in 1..=200 {
+            let Ok(r) = Reason::try_from(n) else { continue };
+            let name = reason_name(r);
+            assert!(!name.starts_with("ERROR_REASON_") && !name.is_empty());
+            assert_eq!(reason_from_name(name), Some(r));
+            seen += 1;
+        }
+        assert!(seen >= 25);
+        assert_eq!(reason_from_name("UNSPECIFIED"), None);
+        assert_eq!(reason_from_name("NO_SUCH_REASON"), None);
     }
 }

@@ -104,7 +104,7 @@ impl Key {
         match result {
             Ok(_) => Ok(()),
             Err(e) if crate::storage::is_unique_violation(&e) => Err(Error::Conflict {
-                reason: "REQUEST_IN_PROGRESS",
+                reason: crate::error::Reason::RequestInProgress,
                 description: format!(
                     "a request with request_id {} was being processed at the same time; retry to get its response",
                     self.request_id

@@ -282,7 +282,7 @@ impl BusinessCalendar {
             date = date.tomorrow().map_err(Error::internal)?;
         }
         Err(Error::FailedPrecondition {
-            reason: "NO_WORKING_TIME",
+            reason: concierge_common::error::Reason::NoWorkingTime,
             subject: String::new(),
             description: "the calendar does not hold that much working time within 20 years".into(),
         })

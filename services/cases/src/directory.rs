@@ -7,6 +7,9 @@ use concierge_common::principal::{PRINCIPAL_HEADER, Principal, PrincipalCodec};
 use concierge_proto::customers::customers_service_client::CustomersServiceClient;
 use concierge_proto::customers::{GetAccountRequest, GetSiteRequest, ListContactsRequest, Tier};
 
+/// How the customers service is named in what its answers become.
+const PEER: &str = "the customers service";
+
 /// An account as a case sees it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AccountFacts {
@@ -50,7 +53,8 @@ impl Directory {
     }
 
     /// The facts of `account`; INVALID_ARGUMENT on `field` when it does not
-    /// exist, UNAVAILABLE when the customers service cannot be reached.
+    /// exist, UNAVAILABLE when the customers service cannot be reached, and
+    /// any other refusal as [`Error::from_peer`] keeps it.
     pub async fn account(&self, field: &str, account: &str) -> Result<AccountFacts> {
         let request = self.signed(GetAccountRequest {
             name: account.to_string(),
@@ -70,12 +74,7 @@ impl Directory {
             Err(s) if s.code() == tonic::Code::NotFound => {
                 Err(Error::invalid(field, format!("{account} does not exist")))
             }
-            Err(s) => {
-                tracing::warn!(status = %s, "the customers service did not answer");
-                Err(Error::Unavailable(
-                    "the customers service is unavailable; retry".into(),
-                ))
-            }
+            Err(s) => Err(Error::from_peer(PEER, &s)),
         }
     }
 
@@ -97,10 +96,7 @@ impl Directory {
             .clone()
             .list_contacts(request)
             .await
-            .map_err(|s| {
-                tracing::warn!(status = %s, "the customers service did not answer");
-                Error::Unavailable("the customers service is unavailable; retry".into())
-            })?
+            .map_err(|s| Error::from_peer(PEER, &s))?
             .into_inner()
             .contacts;
         let mut recipients: Vec<String> = delegates.into_iter().map(|c| c.name).collect();
@@ -118,13 +114,11 @@ impl Directory {
         match self.client.clone().get_site(request).await {
             Ok(s) => Ok(s.into_inner().time_zone),
             Err(s) if s.code() == tonic::Code::NotFound => Err(Error::FailedPrecondition {
-                reason: "SITE_GONE",
+                reason: concierge_common::error::Reason::SiteGone,
                 subject: site.to_string(),
                 description: format!("{site} no longer exists; its time zone cannot be read"),
             }),
-            Err(_) => Err(Error::Unavailable(
-                "the customers service is unavailable; retry".into(),
-            )),
+            Err(s) => Err(Error::from_peer(PEER, &s)),
         }
     }
 }

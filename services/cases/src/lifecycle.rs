@@ -126,7 +126,7 @@ pub fn next(case: &str, current: State, transition: Transition) -> Result<State>
     }
     let allowed: Vec<_> = from.iter().map(|s| s.as_str_name()).collect();
     Err(Error::FailedPrecondition {
-        reason: "ILLEGAL_TRANSITION",
+        reason: concierge_common::error::Reason::IllegalTransition,
         subject: case.to_string(),
         description: format!(
             "{case} is {}; {} (to {}) applies only from {}",
@@ -228,7 +228,10 @@ mod tests {
         };
         assert_eq!(
             (reason, subject.as_str()),
-            ("ILLEGAL_TRANSITION", "cases/c1")
+            (
+                concierge_common::error::Reason::IllegalTransition,
+                "cases/c1"
+            )
         );
         assert!(
             description.contains("STATE_CLOSED") && description.contains("STATE_JEOPARDY"),

@@ -656,7 +656,7 @@ impl CasesService for Cases {
                 case::State::try_from(target.state).unwrap_or(case::State::Unspecified),
             ) {
                 return Err(Error::FailedPrecondition {
-                    reason: "MERGE_TARGET_NOT_OPEN",
+                    reason: concierge_common::error::Reason::MergeTargetNotOpen,
                     subject: req.target.clone(),
                     description: format!("{} is not open; merge into an open case", req.target),
                 });
@@ -671,7 +671,7 @@ impl CasesService for Cases {
                 |c, now| {
                     if c.account != target.account {
                         return Err(Error::FailedPrecondition {
-                            reason: "MERGE_ACROSS_ACCOUNTS",
+                            reason: concierge_common::error::Reason::MergeAcrossAccounts,
                             subject: req.target.clone(),
                             description: format!(
                                 "{} belongs to {}, not {}",
@@ -1020,7 +1020,7 @@ impl CasesService for Cases {
                     |c, _| {
                         if !code.case_types.is_empty() && !code.case_types.contains(&c.r#type) {
                             return Err(Error::FailedPrecondition {
-                                reason: "HAND_OFF_CODE_NOT_FOR_TYPE",
+                                reason: concierge_common::error::Reason::HandOffCodeNotForType,
                                 subject: code.name.clone(),
                                 description: format!(
                                     "{} does not apply to this case's type",
@@ -1032,7 +1032,7 @@ impl CasesService for Cases {
                             case::State::try_from(c.state).unwrap_or(case::State::Unspecified),
                         ) {
                             return Err(Error::FailedPrecondition {
-                                reason: "CASE_NOT_OPEN",
+                                reason: concierge_common::error::Reason::CaseNotOpen,
                                 subject: c.name.clone(),
                                 description: format!("{} is no longer open", c.name),
                             });
@@ -1410,7 +1410,7 @@ impl CasesService for Cases {
         if !users.is_empty() {
             let names: Vec<&str> = users.iter().map(|p| p.name.as_str()).collect();
             return Err(Error::FailedPrecondition {
-                reason: "CALENDAR_IN_USE",
+                reason: concierge_common::error::Reason::CalendarInUse,
                 subject: req.name.clone(),
                 description: format!(
                     "{} counts business time for {}: point them at another calendar first",

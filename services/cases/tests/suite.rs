@@ -308,6 +308,7 @@ suite!(
     a_case_without_a_site_counts_in_its_accounts_zone,
     a_change_whose_timers_fail_to_arm_is_finished_by_the_sweep,
     a_calendar_change_re_arms_open_cases_in_the_background_and_resumes_after_a_crash,
+    a_refusal_by_the_customers_service_keeps_its_meaning,
 );
 
 async fn create_calendar(h: &Harness, id: &str, c: Calendar) -> Result<Calendar, Status> {
@@ -3483,4 +3484,53 @@ async fn note_events(h: &Harness) -> usize {
         .into_iter()
         .filter(|p| p.event.r#type == "concierge.cases.v1.note_created")
         .count()
+}
+
+async fn a_refusal_by_the_customers_service_keeps_its_meaning(h: Harness) {
+    // A replica whose internal secret is not the customers service's: every
+    // call it makes is refused as unauthenticated. That is this replica's
+    // fault, not an outage to retry (it was UNAVAILABLE "retry" before).
+    let codec = PrincipalCodec::new("another-secret".into());
+    let db = concierge_common::storage::Db::connect(&h._db.url, 2)
+        .await
+        .unwrap();
+    let channel = tonic::transport::Endpoint::from_shared(h.customers_url.clone())
+        .unwrap()
+        .connect_lazy();
+    let misconfigured = Cases::open(db, codec.clone(), Arc::new(h.clock.clone()), channel)
+        .await
+        .unwrap();
+    let mut request = Request::new(CreateCaseRequest {
+        case: Some(case("acme", "Down")),
+        ..Default::default()
+    });
+    request.metadata_mut().insert(
+        PRINCIPAL_HEADER,
+        codec
+            .encode(&agent(), concierge_cases::SERVICE_NAME)
+            .parse()
+            .unwrap(),
+    );
+    let refused = misconfigured.create_case(request).await.unwrap_err();
+    assert_eq!(refused.code(), Code::Internal, "{refused:?}");
+    // A customers service that is really down is still worth a retry.
+    let channel = tonic::transport::Endpoint::from_static("http://127.0.0.1:9").connect_lazy();
+    let db = concierge_common::storage::Db::connect(&h._db.url, 2)
+        .await
+        .unwrap();
+    let cut_off = Cases::open(db, h.codec.clone(), Arc::new(h.clock.clone()), channel)
+        .await
+        .unwrap();
+    let refused = cut_off
+        .create_case(h.req(
+            &agent(),
+            CreateCaseRequest {
+                case: Some(case("acme", "Down")),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::Unavailable, "{refused:?}");
+    assert!(refused.get_error_details().retry_info().is_some());
 }

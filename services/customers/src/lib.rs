@@ -273,7 +273,7 @@ account_scoped_policy!(
         let n: i64 = on_conn!(conn, x => sqlx::query_scalar(sql).bind(&account).bind(&c.name).fetch_one(&mut **x).await?);
         if n > 0 {
             return Err(Error::FailedPrecondition {
-                reason: "CLIENT_DELEGATE_TAKEN",
+                reason: concierge_common::error::Reason::ClientDelegateTaken,
                 subject: account,
                 description: "the account already has a client delegate; unset it there first"
                     .into(),
@@ -297,7 +297,7 @@ account_scoped_policy!(
         .await?;
         if items > 0 {
             return Err(Error::FailedPrecondition {
-                reason: "SITE_HAS_INVENTORY",
+                reason: concierge_common::error::Reason::SiteHasInventory,
                 subject: s.name.clone(),
                 description: format!(
                     "{} still has {items} inventory items; delete or move them first",

@@ -551,7 +551,7 @@ fn close_follow_up(
             .map(|s| s.as_str_name())
             .unwrap_or("UNKNOWN");
         return Err(Error::FailedPrecondition {
-            reason: "FOLLOW_UP_CLOSED",
+            reason: concierge_common::error::Reason::FollowUpClosed,
             subject: f.name.clone(),
             description: format!("{} is {state}, not STATE_OPEN", f.name),
         });

@@ -158,7 +158,7 @@ pub(crate) async fn unserved(
         let shown: String = path.chars().take(200).collect();
         format!("{shown} is not a Concierge method")
     };
-    status_response(Status::unimplemented(message), &request_id)
+    status_response(Error::NotServed(message).into(), &request_id)
 }
 
 /// Forwards one call to `backend`.
