@@ -190,19 +190,28 @@ const EVENTS: concierge_common::crud::Events = concierge_common::crud::Events {
     source: "cases",
 };
 
-/// Posts `body` on `case` as a public update from the service, in the
-/// transaction of the change that says it (what the company waits on the
-/// client for, so the client reads it where it reads every update).
+/// Posts `body` on `case` as a public update from the service (named `name`
+/// when the change already refers to it), in the transaction of the change
+/// that says it: what the company waits on the client for, why a commitment
+/// will be missed, read by the client where it reads every update.
 async fn post_public_update(
     conn: &mut Conn<'_>,
     ctx: &Ctx,
     case: &Case,
+    name: Option<&str>,
     body: &str,
     now: i64,
 ) -> Result<()> {
-    let id = concierge_common::names::new_id("note_id", "")?;
+    let name = match name {
+        Some(n) => n.to_string(),
+        None => format!(
+            "{}/notes/{}",
+            case.name,
+            concierge_common::names::new_id("note_id", "")?
+        ),
+    };
     let update = Note {
-        name: format!("{}/notes/{id}", case.name),
+        name,
         visibility: note::Visibility::Public as i32,
         body: body.to_string(),
         origin: note::Origin::System as i32,
@@ -317,11 +326,21 @@ impl Policy<Case> for Rules {
         // Every change may move a clock: its timers are re-armed right after
         // the commit, and this marker, durable with the change, makes sure.
         timers::mark_for_refresh(conn, &after.name, now).await?;
+        // A jeopardy reason reaches the client as the public update the
+        // change named, also when a case already in jeopardy gets a new one.
+        if let Some(j) = &after.jeopardy
+            && !j.public_note.is_empty()
+            && before
+                .and_then(|b| b.jeopardy.as_ref())
+                .is_none_or(|b| b.public_note != j.public_note)
+        {
+            post_public_update(conn, ctx, after, Some(&j.public_note), &j.reason, now).await?;
+        }
         if before.is_some_and(|b| b.state == after.state) {
             return Ok(());
         }
         if after.state == case::State::PendingClient as i32 && !after.state_reason.is_empty() {
-            post_public_update(conn, ctx, after, &after.state_reason, now).await?;
+            post_public_update(conn, ctx, after, None, &after.state_reason, now).await?;
         }
         let open = |c: &Case| {
             lifecycle::is_open(case::State::try_from(c.state).unwrap_or(case::State::Unspecified))

@@ -508,7 +508,10 @@ impl CasesService for Cases {
                     if !req.reason.trim().is_empty() {
                         j.reason = req.reason.clone();
                         j.reason_time = clock::micros_to_proto(now);
-                        j.public_note = req.reason.clone();
+                        // The public update that carries it, posted with the
+                        // change (the case's after-write hook).
+                        let id = names::new_id("note_id", "")?;
+                        j.public_note = format!("{}/notes/{id}", c.name);
                     }
                     if req.revised_eta_time.is_some() {
                         j.revised_eta_time = req.revised_eta_time;

@@ -309,6 +309,7 @@ suite!(
     a_change_whose_timers_fail_to_arm_is_finished_by_the_sweep,
     a_calendar_change_re_arms_open_cases_in_the_background_and_resumes_after_a_crash,
     a_refusal_by_the_customers_service_keeps_its_meaning,
+    a_jeopardy_reason_reaches_the_client_as_a_public_update,
 );
 
 async fn create_calendar(h: &Harness, id: &str, c: Calendar) -> Result<Calendar, Status> {
@@ -3533,4 +3534,72 @@ async fn a_refusal_by_the_customers_service_keeps_its_meaning(h: Harness) {
         .unwrap_err();
     assert_eq!(refused.code(), Code::Unavailable, "{refused:?}");
     assert!(refused.get_error_details().retry_info().is_some());
+}
+
+async fn a_jeopardy_reason_reaches_the_client_as_a_public_update(h: Harness) {
+    let a = agent();
+    let c = create_case(&h, &a, case("acme", "New circuit"))
+        .await
+        .unwrap();
+    h.svc
+        .start_case_work(h.req(
+            &a,
+            StartCaseWorkRequest {
+                name: c.name.clone(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap();
+    let mark = |reason: &str| MarkCaseJeopardyRequest {
+        name: c.name.clone(),
+        reason: reason.into(),
+        revised_eta_time: Some(ts("2026-12-15T17:00:00Z")),
+        ..Default::default()
+    };
+    let jp = h
+        .svc
+        .mark_case_jeopardy(h.req(&a, mark("Carrier needs a permit")))
+        .await
+        .unwrap()
+        .into_inner();
+    // Already in jeopardy, a new reason is a second update.
+    let again = h
+        .svc
+        .mark_case_jeopardy(h.req(&a, mark("Permit granted; splicing Monday")))
+        .await
+        .unwrap()
+        .into_inner();
+    let updates = h
+        .svc
+        .list_notes(h.req(
+            &who(Role::Client),
+            ListNotesRequest {
+                parent: c.name.clone(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .notes;
+    let seen: Vec<(&str, &str)> = updates
+        .iter()
+        .map(|n| (n.name.as_str(), n.body.as_str()))
+        .collect();
+    let first = jp.jeopardy.unwrap().public_note;
+    let second = again.jeopardy.unwrap().public_note;
+    assert_eq!(
+        seen,
+        vec![
+            (first.as_str(), "Carrier needs a permit"),
+            (second.as_str(), "Permit granted; splicing Monday"),
+        ],
+        "the case names the public update that carried each reason"
+    );
+    assert!(
+        updates
+            .iter()
+            .all(|n| n.origin == note::Origin::System as i32)
+    );
 }
