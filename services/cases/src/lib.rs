@@ -128,7 +128,7 @@ impl Cases {
 /// Company-wide configuration (calendars, hand-off codes): staff read it,
 /// managers and admins change it, clients never see it.
 macro_rules! configuration_policy {
-    ($ty:ty, $what:literal $(, after_write = $after:path)?) => {
+    ($ty:ty, $what:literal $(, after_write = $after:path)? $(, check_delete = $check:path)?) => {
         impl Policy<$ty> for Rules {
             fn visibility(&self, _r: &$ty) -> Visibility {
                 Visibility::Internal
@@ -163,6 +163,11 @@ macro_rules! configuration_policy {
                 $after(conn, before, after, now).await
             }
             )?
+            $(
+            async fn check_delete(&self, conn: &mut Conn<'_>, r: &$ty) -> Result<()> {
+                $check(conn, r).await
+            }
+            )?
         }
     };
 }
@@ -176,12 +181,39 @@ fn staff_only(p: &Principal, what: &str) -> Result<()> {
     Ok(())
 }
 
-// A calendar change re-arms open cases' timers in the background.
+// A calendar change re-arms open cases' timers in the background; a
+// calendar an SLA policy counts in is not deleted.
 configuration_policy!(
     Calendar,
     "business calendars",
-    after_write = rearm::after_calendar_write
+    after_write = rearm::after_calendar_write,
+    check_delete = calendar_in_use
 );
+
+/// Refuses to delete a calendar an SLA policy counts business time in,
+/// deleted policies included: the cases pinned to their revisions still
+/// read their clocks in it. Runs in the delete's transaction, which holds the
+/// calendar's row; a policy naming it takes that row too (check_references),
+/// so a policy created at the same moment cannot slip past.
+async fn calendar_in_use(conn: &mut Conn<'_>, c: &Calendar) -> Result<()> {
+    let users: Vec<String> = on_conn!(conn, x => sqlx::query_scalar(
+        "SELECT name FROM sla_policies WHERE calendar = $1 ORDER BY name LIMIT 20")
+        .bind(&c.name)
+        .fetch_all(&mut **x)
+        .await?);
+    if users.is_empty() {
+        return Ok(());
+    }
+    Err(Error::FailedPrecondition {
+        reason: concierge_common::error::Reason::CalendarInUse,
+        subject: c.name.clone(),
+        description: format!(
+            "{} counts business time for {}: point them at another calendar first",
+            c.name,
+            users.join(", ")
+        ),
+    })
+}
 configuration_policy!(HandOffCode, "hand-off codes");
 
 /// The cases service's events: `concierge.cases.v1.*`, from `cases`.
@@ -459,7 +491,9 @@ impl Policy<SlaPolicy> for Rules {
         }
     }
     async fn check_references(&self, conn: &mut Conn<'_>, r: &SlaPolicy) -> Result<()> {
-        if concierge_common::resource::get(conn, &resources::CALENDARS, &r.calendar)
+        // Taken for update: a delete of the calendar waits for this write,
+        // then sees the policy that now counts in it.
+        if concierge_common::resource::get_for_update(conn, &resources::CALENDARS, &r.calendar)
             .await?
             .is_none()
         {

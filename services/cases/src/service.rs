@@ -1394,35 +1394,6 @@ impl CasesService for Cases {
     async fn delete_calendar(&self, request: Request<DeleteCalendarRequest>) -> Reply<()> {
         let ctx = self.ctx(&request)?;
         let req = request.into_inner();
-        // Checked as a name first, so it is safe to quote in the filter; and
-        // only someone who may attempt the delete hears which policies use it.
-        names::parse("name", &req.name, &["calendars"])?;
-        concierge_common::crud::Policy::<Calendar>::may_attempt_write(
-            &RULES,
-            &ctx.principal,
-            &req.name,
-        )?;
-        let users: Vec<SlaPolicy> = self
-            .store()
-            .list_all(
-                &RULES,
-                &Ctx::system("cases", ""),
-                &format!("calendar = \"{}\"", req.name),
-            )
-            .await?;
-        if !users.is_empty() {
-            let names: Vec<&str> = users.iter().map(|p| p.name.as_str()).collect();
-            return Err(Error::FailedPrecondition {
-                reason: concierge_common::error::Reason::CalendarInUse,
-                subject: req.name.clone(),
-                description: format!(
-                    "{} counts business time for {}: point them at another calendar first",
-                    req.name,
-                    names.join(", ")
-                ),
-            }
-            .into());
-        }
         reply(
             self.store()
                 .delete::<Calendar, _>(&RULES, &ctx, &req.name, &req.etag)

@@ -3313,6 +3313,21 @@ async fn configuration_in_use_is_kept_and_checked_like_a_real_write(h: Harness) 
         Code::PermissionDenied,
         "a client does not learn which policies use it"
     );
+    // A deleted policy's cases still count in the calendar.
+    h.svc
+        .delete_sla_policy(h.req(
+            &who(Role::Admin),
+            DeleteSlaPolicyRequest {
+                name: policy.name.clone(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap();
+    assert_eq!(
+        delete(&who(Role::Admin)).await.unwrap_err().code(),
+        Code::FailedPrecondition
+    );
     h.svc
         .get_calendar(h.req(
             &who(Role::Admin),
