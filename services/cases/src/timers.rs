@@ -187,11 +187,16 @@ async fn write_clock_index(
 const AT_RISK: &str = "sla_at_risk";
 const BREACH: &str = "sla_breach";
 /// A case changed and its SLA timers are still to be re-armed: armed in the
-/// transaction of every change of a case, due at once, and disarmed by the
+/// transaction of every change of a case, due 5 s later, and disarmed by the
 /// re-arm itself. A process that dies between the two (or a re-arm that
 /// fails) leaves it behind, and any replica's next sweep finishes the job:
 /// no committed case is ever left without the timers its clocks need.
 const REFRESH: &str = "sla_refresh";
+
+/// How long after a change its marker falls due: the re-arm right after the
+/// commit clears it well before, so sweeps only ever pick up the re-arms that
+/// failed or were cut short, not every change's.
+const REFRESH_GRACE_MICROS: i64 = 5_000_000;
 
 fn refresh_id(case_name: &str) -> String {
     format!("{case_name}:{REFRESH}")
@@ -205,7 +210,7 @@ pub(crate) async fn mark_for_refresh(conn: &mut Conn<'_>, case_name: &str, at: i
         &refresh_id(case_name),
         REFRESH,
         case_name,
-        clock::from_micros(at),
+        clock::from_micros(at.saturating_add(REFRESH_GRACE_MICROS)),
         b"",
     )
     .await
@@ -216,7 +221,7 @@ pub(crate) async fn mark_for_refresh(conn: &mut Conn<'_>, case_name: &str, at: i
 async fn unmark_refreshed(conn: &mut Conn<'_>, case_name: &str, read_at: i64) -> Result<()> {
     on_conn!(conn, c => sqlx::query("DELETE FROM timers WHERE id = $1 AND due_time <= $2")
         .bind(refresh_id(case_name))
-        .bind(read_at)
+        .bind(read_at.saturating_add(REFRESH_GRACE_MICROS))
         .execute(&mut **c)
         .await?
         .rows_affected());

@@ -3473,10 +3473,20 @@ async fn a_change_whose_timers_fail_to_arm_is_finished_by_the_sweep(h: Harness) 
     assert_eq!(created.unwrap().into_inner().name, name);
     assert_eq!(breach_timer_due(&h, &clock).await, None);
     assert!(refresh_marker(&h, &name).await.is_some());
-    // Any replica's next sweep arms them (before the fix, none ever did:
-    // the sweep only works through timers that exist).
-    let now = "2026-11-30T15:00:01Z".parse().unwrap();
-    h.svc.sweep_timers("replica-b", now).await.unwrap();
+    // A sweep right away leaves it to the re-arm in flight (the marker falls
+    // due 5 s after the change); any replica's sweep after that arms them
+    // (before the fix, none ever did: the sweep only works through timers
+    // that exist).
+    h.svc
+        .sweep_timers("replica-b", "2026-11-30T15:00:01Z".parse().unwrap())
+        .await
+        .unwrap();
+    assert!(refresh_marker(&h, &name).await.is_some());
+    assert_eq!(breach_timer_due(&h, &clock).await, None);
+    h.svc
+        .sweep_timers("replica-b", "2026-11-30T15:00:06Z".parse().unwrap())
+        .await
+        .unwrap();
     assert_eq!(refresh_marker(&h, &name).await, None);
     assert_eq!(
         breach_timer_due(&h, &clock).await,
