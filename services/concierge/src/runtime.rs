@@ -192,6 +192,7 @@ pub async fn serve(which: ServiceName, cfg: ServeConfig) -> anyhow::Result<()> {
                 backends,
             )
             .await?;
+            gw.supervise(&supervisor);
             (gw.routes(), gw.service_names())
         }
     };
@@ -412,6 +413,7 @@ pub async fn dev(opts: DevOptions) -> anyhow::Result<()> {
         backends,
     )
     .await?;
+    gateway.supervise(&supervisor);
 
     let key_file = dir.join("admin.key");
     let admin_key = match std::fs::read_to_string(&key_file) {

@@ -579,6 +579,9 @@ async fn dev_exposes_prometheus_metrics() {
         r#"grpc_server_handled_total{grpc_service="concierge.customers.v1.CustomersService",grpc_method="CreateAccount",grpc_code="Ok"} 1"#,
         r#"grpc_server_handled_total{grpc_service="concierge.customers.v1.CustomersService",grpc_method="GetAccount",grpc_code="NotFound"} 1"#,
         r#"concierge_gateway_calls_total{service="concierge.customers.v1.CustomersService",outcome="forwarded"} 2"#,
+        // Every background loop runs supervised, the gateway's own included.
+        r#"concierge_workers_live{worker="gateway-housekeeping"} 1"#,
+        r#"concierge_workers_live{worker="cases-sla-timers"} 1"#,
     ];
     eventually(Duration::from_secs(10), "the metrics of both calls", || {
         let body = scrape(port).unwrap_or_default();

@@ -74,22 +74,37 @@ impl Gateway {
         let oidc = oidc.map(oidc::Oidc::new).transpose()?;
         let auth = auth::Authenticator::new(db, clock, oidc, limits.failure_allowance())?;
         let shared = Arc::new(proxy::Shared::new(auth, principals, limits)?);
-        // Forget idle principals' rate-limit state now and then.
-        let weak = Arc::downgrade(&shared);
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_secs(60));
-            loop {
-                tick.tick().await;
-                let Some(shared) = weak.upgrade() else { break };
-                shared.limiter.retain_recent();
-                shared.auth.forget_idle_peers();
-            }
-        });
         Ok(Self {
             shared,
             backends,
             described: Arc::new(described_services()?),
         })
+    }
+
+    /// Runs the gateway's housekeeping under `supervisor`: now and then it
+    /// forgets the rate-limit state of idle principals and peers, so that
+    /// memory follows the callers of the last minutes, not of all time. It
+    /// ends when the gateway is dropped.
+    pub fn supervise(&self, supervisor: &concierge_common::supervise::Supervisor) {
+        let weak = Arc::downgrade(&self.shared);
+        supervisor.spawn(
+            "gateway-housekeeping",
+            concierge_common::supervise::Need::Optional,
+            move || {
+                let weak = weak.clone();
+                async move {
+                    let mut tick = tokio::time::interval(Duration::from_secs(60));
+                    loop {
+                        tick.tick().await;
+                        let Some(shared) = weak.upgrade() else {
+                            return Ok(());
+                        };
+                        shared.limiter.retain_recent();
+                        shared.auth.forget_idle_peers();
+                    }
+                }
+            },
+        );
     }
 
     /// The public service names the gateway answers for (health, routing).
