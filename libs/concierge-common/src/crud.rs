@@ -651,14 +651,27 @@ impl Store {
                 None => must,
             });
         }
-        query.after = self.inner.tokens.decode(R::KIND.table, &p.subject, &page)?;
+        let (after, counted) =
+            match self
+                .inner
+                .tokens
+                .decode_counted(R::KIND.table, &p.subject, &page)?
+            {
+                Some((cursor, counted)) => (Some(cursor), counted),
+                None => (None, None),
+            };
+        query.after = after;
         let mut pooled = self.inner.db.acquire().await?;
         let result = resource::list(&mut pooled.conn(), R::KIND, &query).await?;
-        let total = if count {
-            let n = resource::count_matching(&mut pooled.conn(), R::KIND, &query).await?;
-            Some(i32::try_from(n).unwrap_or(i32::MAX))
-        } else {
-            None
+        // Counted once, on the first page; the pages after carry the count
+        // in their (signed) token, so paging through a big list costs one
+        // count, not one per page.
+        let total = match (count, counted) {
+            (false, _) => None,
+            (true, Some(n)) => Some(n),
+            (true, None) => {
+                Some(resource::count_matching(&mut pooled.conn(), R::KIND, &query).await?)
+            }
         };
         let items = result
             .items
@@ -670,10 +683,14 @@ impl Store {
             .map(|c| {
                 self.inner
                     .tokens
-                    .encode(R::KIND.table, &p.subject, &page, &c)
+                    .encode_counted(R::KIND.table, &p.subject, &page, &c, total)
             })
             .unwrap_or_default();
-        Ok((items, next, total))
+        Ok((
+            items,
+            next,
+            total.map(|n| i32::try_from(n).unwrap_or(i32::MAX)),
+        ))
     }
 
     /// Every resource of a kind that `filter` selects, page by page: for

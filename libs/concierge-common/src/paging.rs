@@ -77,6 +77,10 @@ struct Token {
     t: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     i: Option<i64>,
+    /// The list's `total_size`, counted on its first page: later pages carry
+    /// it rather than count again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    c: Option<i64>,
 }
 
 /// Mints and checks page tokens with a service's key.
@@ -109,6 +113,18 @@ impl PageTokens {
         query: &PageQuery<'_>,
         cursor: &Cursor,
     ) -> String {
+        self.encode_counted(collection, caller, query, cursor, None)
+    }
+
+    /// [`Self::encode`], carrying the list's total for the pages after.
+    pub fn encode_counted(
+        &self,
+        collection: &str,
+        caller: &str,
+        query: &PageQuery<'_>,
+        cursor: &Cursor,
+        total: Option<i64>,
+    ) -> String {
         let token = Token {
             q: query.fingerprint(collection, caller),
             n: cursor.name.clone(),
@@ -120,6 +136,7 @@ impl PageTokens {
                 Some(Value::Int(i)) => Some(*i),
                 _ => None,
             },
+            c: total,
         };
         let body = serde_json::to_vec(&token).expect("a token serialises");
         let sig = self.sign(&body);
@@ -137,6 +154,18 @@ impl PageTokens {
         caller: &str,
         query: &PageQuery<'_>,
     ) -> Result<Option<Cursor>> {
+        Ok(self
+            .decode_counted(collection, caller, query)?
+            .map(|(cursor, _)| cursor))
+    }
+
+    /// [`Self::decode`], with the total an earlier page counted, if any.
+    pub fn decode_counted(
+        &self,
+        collection: &str,
+        caller: &str,
+        query: &PageQuery<'_>,
+    ) -> Result<Option<(Cursor, Option<i64>)>> {
         if query.page_token.is_empty() {
             return Ok(None);
         }
@@ -167,10 +196,13 @@ impl PageTokens {
                 "the page token belongs to a list with other parameters (parent, filter, order_by or show_deleted changed)",
             ));
         }
-        Ok(Some(Cursor {
-            name: token.n,
-            sort: token.t.map(Value::Text).or(token.i.map(Value::Int)),
-        }))
+        Ok(Some((
+            Cursor {
+                name: token.n,
+                sort: token.t.map(Value::Text).or(token.i.map(Value::Int)),
+            },
+            token.c,
+        )))
     }
 }
 

@@ -175,7 +175,12 @@ struct CurrentCert(RwLock<Arc<CertifiedKey>>);
 
 impl rustls::server::ResolvesServerCert for CurrentCert {
     fn resolve(&self, _hello: rustls::server::ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        Some(self.0.read().expect("certificate lock").clone())
+        Some(
+            self.0
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .clone(),
+        )
     }
 }
 
@@ -205,7 +210,10 @@ fn tls_acceptor(files: TlsFiles) -> Result<tokio_rustls::TlsAcceptor> {
             seen = stamp;
             match files.load(&provider) {
                 Ok(key) => {
-                    *current.0.write().expect("certificate lock") = Arc::new(key);
+                    *current
+                        .0
+                        .write()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(key);
                     tracing::info!(cert = %files.cert.display(), "TLS certificate reloaded");
                 }
                 // Mid-rotation the key and the certificate may not match

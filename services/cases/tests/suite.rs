@@ -3233,6 +3233,25 @@ async fn a_client_opens_cases_with_its_own_fields_only(h: Harness) {
         .unwrap()
         .into_inner();
     assert_eq!((listed.cases.len(), listed.total_size), (1, 2));
+    // The count is the first page's: the pages after carry it, so a case
+    // opened meanwhile does not change it (nor cost a count per page).
+    create_case(&h, &agent(), case("acme", "Meanwhile"))
+        .await
+        .unwrap();
+    let page_two = h
+        .svc
+        .list_cases(h.req(
+            &agent(),
+            ListCasesRequest {
+                page_size: 1,
+                page_token: listed.next_page_token.clone(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!((page_two.cases.len(), page_two.total_size), (1, 2));
     // `cases/-` reads notes across cases; a client still sees only public
     // updates on its own account.
     for (p, visibility) in [

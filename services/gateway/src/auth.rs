@@ -62,7 +62,10 @@ impl<K: Eq + Hash, V: Clone> TtlCache<K, V> {
         K: Borrow<Q>,
         Q: Eq + Hash + ?Sized,
     {
-        let entries = self.entries.lock().expect("auth cache lock");
+        let entries = self
+            .entries
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         entries
             .get(key)
             .filter(|(at, _)| at.elapsed() < self.ttl)
@@ -70,7 +73,10 @@ impl<K: Eq + Hash, V: Clone> TtlCache<K, V> {
     }
 
     fn insert(&self, key: K, value: V) {
-        let mut entries = self.entries.lock().expect("auth cache lock");
+        let mut entries = self
+            .entries
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if entries.len() >= CACHE_MAX {
             entries.retain(|_, (at, _)| at.elapsed() < self.ttl);
             if entries.len() >= CACHE_MAX {
