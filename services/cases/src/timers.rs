@@ -611,17 +611,8 @@ impl Cases {
         Ok(read)
     }
 
-    /// Sweeps for as long as the process lives: at the next due instant, or
-    /// every `poll` at the latest (timers armed by other replicas).
-    pub fn run_timers(
-        &self,
-        owner: String,
-        poll: std::time::Duration,
-    ) -> tokio::task::JoinHandle<()> {
-        tokio::spawn(self.clone().sweep_forever(owner, poll))
-    }
-
-    /// The timer sweep as a worker: it ends only by panicking.
+    /// The timer sweep as a worker, every `poll` (timers armed by other
+    /// replicas fall due too): it ends only by panicking.
     pub async fn sweep_forever(self, owner: String, poll: std::time::Duration) {
         loop {
             let now = clock::from_micros(self.store().now());
