@@ -523,10 +523,26 @@ impl Resource<Rules> for Case {
         if !self.owner.is_empty() && names::parse("case.owner", &self.owner, &["staff"]).is_err() {
             v.add("case.owner", "a staff member, \"staff/{staff_member}\"");
         }
+        // Every instant a caller sets is one the engines can compute with.
+        let instant = |v: &mut Violations, field: &str, t: &Option<prost_types::Timestamp>| {
+            v.check(concierge_common::bounded::Instant::optional(field, t));
+        };
+        instant(v, "case.requested_time", &self.requested_time);
+        instant(v, "case.committed_time", &self.committed_time);
         if let Some(c) = &self.construction {
+            instant(v, "case.construction.eta_time", &c.eta_time);
             for (i, d) in c.deliverables.iter().enumerate() {
                 check_deliverable(v, i, d);
+                instant(
+                    v,
+                    &format!("case.construction.deliverables[{i}].due_time"),
+                    &d.due_time,
+                );
             }
+        }
+        if let Some(o) = &self.outage {
+            instant(v, "case.outage.start_time", &o.start_time);
+            instant(v, "case.outage.restore_time", &o.restore_time);
         }
         if let Some(o) = &self.outage
             && let (Some(start), Some(restore)) = (o.start_time, o.restore_time)

@@ -492,6 +492,7 @@ impl CasesService for Cases {
     async fn mark_case_jeopardy(&self, request: Request<MarkCaseJeopardyRequest>) -> Reply<Case> {
         let ctx = self.ctx(&request)?;
         let req = request.into_inner();
+        bounded::Instant::optional("revised_eta_time", &req.revised_eta_time)?;
         reply(
             self.transition(
                 &ctx,
@@ -531,6 +532,7 @@ impl CasesService for Cases {
     async fn resolve_case(&self, request: Request<ResolveCaseRequest>) -> Reply<Case> {
         let ctx = self.ctx(&request)?;
         let req = request.into_inner();
+        bounded::Instant::optional("restore_time", &req.restore_time)?;
         let resolution = req.resolution.clone().unwrap_or_default();
         let mut v = concierge_common::error::Violations::new();
         for (field, value) in [

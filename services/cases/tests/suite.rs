@@ -2847,9 +2847,45 @@ async fn out_of_range_times_durations_and_filters_are_refused_and_change_nothing
         "a refused policy is not stored"
     );
     // A case still opens, and counts nothing without a policy.
-    create_case(&h, &agent(), case("acme", "Still fine"))
+    let fine = create_case(&h, &agent(), case("acme", "Still fine"))
         .await
         .unwrap();
+    // Every instant a case carries is bounded too.
+    let refused = create_case(
+        &h,
+        &agent(),
+        Case {
+            requested_time: Some(ts("9999-12-30T00:00:00Z")),
+            committed_time: Some(Timestamp {
+                seconds: 0,
+                nanos: -1,
+            }),
+            ..case("acme", "Far future")
+        },
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(
+        field_of(&refused),
+        "case.committed_time,case.requested_time"
+    );
+    let refused = h
+        .svc
+        .mark_case_jeopardy(h.req(
+            &agent(),
+            MarkCaseJeopardyRequest {
+                name: fine.name.clone(),
+                reason: "late".into(),
+                revised_eta_time: Some(Timestamp {
+                    seconds: i64::MAX,
+                    nanos: 0,
+                }),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(field_of(&refused), "revised_eta_time");
 
     let add = |start: Timestamp, duration: Duration| AddBusinessTimeRequest {
         calendar: "calendars/us-central".into(),
