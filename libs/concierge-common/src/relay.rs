@@ -168,7 +168,8 @@ pub enum BusTarget {
 /// long as it takes: a service starts, serves and keeps its events in the
 /// outbox during a NATS outage, rather than exiting (and crash-looping).
 pub async fn connect_with_backoff(url: &str, source: &str) -> JetStreamBus {
-    let mut wait = Duration::from_millis(200);
+    let backoff = crate::supervise::Backoff::default();
+    let mut failures = 0u32;
     loop {
         match JetStreamBus::connect(url, source).await {
             Ok(bus) => {
@@ -177,6 +178,8 @@ pub async fn connect_with_backoff(url: &str, source: &str) -> JetStreamBus {
                 return bus;
             }
             Err(e) => {
+                failures = failures.saturating_add(1);
+                let wait = backoff.delay(failures);
                 metrics::gauge!("concierge_bus_connected", "source" => source.to_string()).set(0.0);
                 tracing::warn!(
                     source,
@@ -185,7 +188,6 @@ pub async fn connect_with_backoff(url: &str, source: &str) -> JetStreamBus {
                     "the event bus is unreachable; events wait in the outbox until it answers"
                 );
                 tokio::time::sleep(wait).await;
-                wait = (wait * 2).min(Duration::from_secs(30));
             }
         }
     }
@@ -230,7 +232,14 @@ async fn relay_forever(
     nudge: Nudge,
     poll: Duration,
 ) -> ! {
-    let mut backoff = Duration::from_millis(100);
+    // A failed relay (the database or the bus) is retried sooner than a
+    // dead worker is restarted, and at most every 10 s.
+    let backoff = crate::supervise::Backoff {
+        min: Duration::from_millis(100),
+        max: Duration::from_secs(10),
+        ..Default::default()
+    };
+    let mut failures = 0u32;
     loop {
         metrics::gauge!("concierge_bus_connected", "source" => source).set(if bus.connected() {
             1.0
@@ -241,14 +250,14 @@ async fn relay_forever(
         match relay_once(&db, &bus, 500, now).await {
             Ok(n) if n > 0 => {
                 metrics::counter!("concierge_outbox_relayed_total").increment(n as u64);
-                backoff = Duration::from_millis(100);
+                failures = 0;
                 continue;
             }
-            Ok(_) => backoff = Duration::from_millis(100),
+            Ok(_) => failures = 0,
             Err(e) => {
                 tracing::warn!(error = %e, "relaying events failed; retrying");
-                backoff = (backoff * 2).min(Duration::from_secs(10));
-                tokio::time::sleep(backoff).await;
+                failures = failures.saturating_add(1);
+                tokio::time::sleep(backoff.delay(failures)).await;
                 continue;
             }
         }

@@ -61,7 +61,7 @@ impl Default for Backoff {
 impl Backoff {
     /// The wait after `failures` consecutive quick ends (1 for the first),
     /// with up to a quarter of jitter so that replicas do not restart in step.
-    fn delay(&self, failures: u32) -> Duration {
+    pub fn delay(&self, failures: u32) -> Duration {
         let doubled = self.min.saturating_mul(
             1u32.checked_shl(failures.saturating_sub(1))
                 .unwrap_or(u32::MAX),

@@ -61,6 +61,18 @@ fn code<T>(result: Result<T>) -> Code {
     }
 }
 
+/// A fresh database with a table to write, and six pooled connections
+/// open to it (so that there is a pool for a restart to kill).
+async fn warm_database() -> TestDb {
+    let test = TestDb::new(Backend::Postgres, "storage_faults")
+        .await
+        .unwrap();
+    on_conn!(&mut test.db.acquire().await.unwrap().conn(), c => sqlx::query("CREATE TABLE notes_t (n BIGINT NOT NULL)")
+        .execute(&mut **c).await.unwrap().rows_affected());
+    warm(&test.db, 6).await;
+    test
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn writes_after_every_pooled_connection_died_succeed() {
     let Some(admin) = concierge_common::testing::postgres_url(
@@ -68,13 +80,8 @@ async fn writes_after_every_pooled_connection_died_succeed() {
     ) else {
         return;
     };
-    let test = TestDb::new(Backend::Postgres, "storage_faults")
-        .await
-        .unwrap();
+    let test = warm_database().await;
     let db = &test.db;
-    on_conn!(&mut db.acquire().await.unwrap().conn(), c => sqlx::query("CREATE TABLE notes_t (n BIGINT NOT NULL)")
-        .execute(&mut **c).await.unwrap().rows_affected());
-    warm(db, 6).await;
     write(db, 0).await.unwrap();
 
     assert!(terminate_backends(&admin, &test.url).await >= 6);
@@ -95,13 +102,8 @@ async fn reads_after_every_pooled_connection_died_are_never_internal() {
     ) else {
         return;
     };
-    let test = TestDb::new(Backend::Postgres, "storage_faults")
-        .await
-        .unwrap();
+    let test = warm_database().await;
     let db = &test.db;
-    on_conn!(&mut db.acquire().await.unwrap().conn(), c => sqlx::query("CREATE TABLE notes_t (n BIGINT NOT NULL)")
-        .execute(&mut **c).await.unwrap().rows_affected());
-    warm(db, 6).await;
 
     assert!(terminate_backends(&admin, &test.url).await >= 6);
     // A read runs on whatever connection it gets: the first to meet a dead

@@ -4,9 +4,8 @@
 //! answer with what to do. Waits are on conditions (a printed line), never on
 //! timers.
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -17,17 +16,8 @@ use concierge_proto::concierge::testing::v1::{
     AdvanceTestClockRequest, GetTestClockRequest, TestClock,
 };
 
-const BIN: &str = env!("CARGO_BIN_EXE_concierge");
-
-/// A child process that is killed if the test ends early.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+mod support;
+use support::{BIN, Proc};
 
 /// A running `concierge dev`: its process, gateway URL and admin key.
 struct Dev {
@@ -39,36 +29,10 @@ struct Dev {
 /// Starts `concierge dev` in `cwd` with `args`, and reads the address and
 /// admin key it prints.
 fn start_dev(cwd: &Path, args: &[&str]) -> Dev {
-    let mut child = Command::new(BIN)
-        .arg("dev")
-        .args(args)
-        .current_dir(cwd)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("start concierge dev");
-    let stdout = child.stdout.take().unwrap();
-    let (mut url, mut key) = (String::new(), String::new());
-    for line in BufReader::new(stdout).lines() {
-        let line = line.expect("read dev output");
-        if let Some(u) = line.trim().strip_prefix("gateway listening on ") {
-            url = u.to_string();
-        }
-        if let Some(k) = line.trim().strip_prefix("admin API key: ") {
-            key = k.to_string();
-            break;
-        }
-    }
-    assert!(
-        !url.is_empty() && !key.is_empty(),
-        "concierge dev printed its address and key"
-    );
-    Dev {
-        proc: Proc(child),
-        url,
-        key,
-    }
+    let mut dev = Command::new(BIN);
+    dev.arg("dev").args(args).current_dir(cwd);
+    let (proc, url, key) = support::start_dev(dev);
+    Dev { proc, url, key }
 }
 
 /// Runs the CLI in `cwd` against `dev`.

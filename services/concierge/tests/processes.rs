@@ -2,9 +2,8 @@
 //! start it. Waits are on conditions (a printed line, a health answer), never
 //! on timers.
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use concierge_common::testing::{create_postgres_database, eventually, postgres_url};
@@ -13,17 +12,8 @@ use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 
-const BIN: &str = env!("CARGO_BIN_EXE_concierge");
-
-/// A child process that is killed if the test ends early.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+mod support;
+use support::{BIN, Proc};
 
 /// Starts `concierge dev` and reads the gateway address and admin key it prints.
 fn start_dev(dir: &Path) -> (Proc, String, String) {
@@ -31,34 +21,11 @@ fn start_dev(dir: &Path) -> (Proc, String, String) {
 }
 
 fn start_dev_with(dir: &Path, extra: &[&str]) -> (Proc, String, String) {
-    let mut child = Command::new(BIN)
-        .args(["dev", "--listen", "127.0.0.1:0", "--data-dir"])
+    let mut dev = Command::new(BIN);
+    dev.args(["dev", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(dir)
-        .args(extra)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("start concierge dev");
-    let stdout = child.stdout.take().unwrap();
-    let mut url = String::new();
-    let mut key = String::new();
-    let mut lines = BufReader::new(stdout).lines();
-    for line in lines.by_ref() {
-        let line = line.expect("read dev output");
-        if let Some(u) = line.trim().strip_prefix("gateway listening on ") {
-            url = u.to_string();
-        }
-        if let Some(k) = line.trim().strip_prefix("admin API key: ") {
-            key = k.to_string();
-            break;
-        }
-    }
-    assert!(
-        !url.is_empty() && !key.is_empty(),
-        "concierge dev printed its address and key"
-    );
-    (Proc(child), url, key)
+        .args(extra);
+    support::start_dev(dev)
 }
 
 fn account(id: &str) -> CreateAccountRequest {
