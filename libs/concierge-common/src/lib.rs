@@ -10,6 +10,7 @@ pub mod crud;
 pub mod error;
 pub mod filter;
 pub mod idempotency;
+pub mod kit;
 pub mod money;
 pub mod names;
 pub mod outbox;

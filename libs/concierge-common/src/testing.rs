@@ -4,6 +4,10 @@
 
 use std::time::Duration;
 
+use crate::clock::TestClock;
+use crate::kit::{Deps, Peers, Service};
+use crate::principal::{PRINCIPAL_HEADER, Principal, PrincipalCodec};
+use crate::server::Running;
 use crate::storage::Db;
 
 /// The environment variable naming a PostgreSQL server for tests, e.g.
@@ -181,6 +185,132 @@ impl Drop for TestDb {
             })
             .join();
         }
+    }
+}
+
+/// Runs each test once on SQLite and once on PostgreSQL (a fresh database
+/// each), as `sqlite::<test>` and `postgres::<test>`. With `harness = H`
+/// each test takes the `H` that `H::new(backend, test_name)` opens (`None`
+/// skips a PostgreSQL run off CI, see [`postgres_url`]); with
+/// `multi_thread;` each takes the [`Backend`] and runs on two worker
+/// threads (tests of concurrent claimers).
+#[macro_export]
+macro_rules! both_backends {
+    (harness = $harness:ident; $($test:ident),+ $(,)?) => {
+        mod sqlite {
+            $(#[tokio::test]
+            async fn $test() {
+                let h = super::$harness::new($crate::testing::Backend::Sqlite, stringify!($test))
+                    .await
+                    .expect("SQLite is always there");
+                super::$test(h).await;
+            })+
+        }
+        mod postgres {
+            $(#[tokio::test]
+            async fn $test() {
+                let Some(h) = super::$harness::new($crate::testing::Backend::Postgres, stringify!($test)).await else { return };
+                super::$test(h).await;
+            })+
+        }
+    };
+    (multi_thread; $($test:ident),+ $(,)?) => {
+        mod sqlite {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $test() { super::$test($crate::testing::Backend::Sqlite).await })+
+        }
+        mod postgres {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $test() { super::$test($crate::testing::Backend::Postgres).await })+
+        }
+    };
+}
+
+/// The instant every service test's clock starts at.
+pub const TEST_EPOCH: &str = "2026-11-02T09:00:00Z";
+
+/// One service opened on a fresh test database, called through its gRPC
+/// trait with principals signed as the gateway signs them.
+pub struct Harness<S> {
+    pub svc: S,
+    pub codec: PrincipalCodec,
+    pub clock: TestClock,
+    pub db: TestDb,
+}
+
+impl<S: Service> Harness<S> {
+    /// `S` on a fresh database of `backend`, calling `peers`; `None` when
+    /// PostgreSQL is asked for but not configured (never under CI).
+    pub async fn open(
+        backend: Backend,
+        test: &str,
+        codec: PrincipalCodec,
+        clock: TestClock,
+        peers: Peers,
+    ) -> Option<Self> {
+        let db = TestDb::new(backend, test).await?;
+        let svc = S::open(Deps {
+            db: db.db.clone(),
+            principals: codec.clone(),
+            clock: std::sync::Arc::new(clock.clone()),
+            peers,
+        })
+        .await
+        .unwrap_or_else(|e| panic!("opening the {} service: {e}", S::NAME));
+        Some(Self {
+            svc,
+            codec,
+            clock,
+            db,
+        })
+    }
+
+    /// `message` as `who` sends it through the gateway.
+    pub fn req<T>(&self, who: &Principal, message: T) -> tonic::Request<T> {
+        let mut r = tonic::Request::new(message);
+        r.metadata_mut().insert(
+            PRINCIPAL_HEADER,
+            self.codec
+                .encode(who, S::GRPC_NAME)
+                .parse()
+                .expect("a signed principal is a valid header"),
+        );
+        r
+    }
+
+    /// Serves the service on a loopback port, for a service under test
+    /// that calls it; the server stops when the [`Running`] is dropped.
+    pub async fn serve(&self) -> (Running, tonic::transport::Channel) {
+        let running = crate::server::start(
+            tokio::net::TcpListener::bind("127.0.0.1:0")
+                .await
+                .expect("a loopback port"),
+            self.svc.routes(),
+            crate::server::Serve {
+                health_names: vec![],
+                grace_period: Duration::from_secs(1),
+                drain_delay: Duration::ZERO,
+            },
+            async { Ok(()) },
+            std::future::pending(),
+        )
+        .await
+        .expect("serving on loopback");
+        let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", running.addr))
+            .expect("a loopback URL")
+            .connect_lazy();
+        (running, channel)
+    }
+
+    /// Every event the service has written to its outbox, oldest first.
+    pub async fn events(&self) -> Vec<concierge_proto::events::Event> {
+        let mut pooled = self.db.db.acquire().await.expect("a connection");
+        crate::outbox::read_after(&mut pooled.conn(), 0, 10_000)
+            .await
+            .expect("reading the outbox")
+            .into_iter()
+            .map(|p| p.event)
+            .collect()
     }
 }
 

@@ -273,20 +273,8 @@ async fn a_dead_claimers_timers_are_taken_over_within_the_short_lease(backend: B
     assert!(fire(&other, "b", &retaken[0]).await);
 }
 
-macro_rules! both {
-    ($($name:ident),+) => {
-        mod sqlite {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() { super::$name(concierge_common::testing::Backend::Sqlite).await })+
-        }
-        mod postgres {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() { super::$name(concierge_common::testing::Backend::Postgres).await })+
-        }
-    };
-}
-
-both!(
+concierge_common::both_backends!(
+    multi_thread;
     each_timer_fires_once_with_two_instances,
     a_claimer_that_dies_is_replaced_after_its_lease,
     a_dead_claimers_timers_are_taken_over_within_the_short_lease

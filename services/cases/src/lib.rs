@@ -22,6 +22,7 @@ pub mod timers;
 use concierge_common::clock::SharedClock;
 use concierge_common::crud::{Ctx, Policy, Store};
 use concierge_common::error::{Error, Result};
+use concierge_common::kit;
 use concierge_common::on_conn;
 use concierge_common::principal::{Principal, PrincipalCodec, Role};
 use concierge_common::storage::{Conn, Db};
@@ -38,12 +39,6 @@ pub const SERVICE_NAME: &str = "concierge.cases.v1.CasesService";
 
 static SQLITE: Migrator = sqlx::migrate!("migrations/sqlite");
 static POSTGRES: Migrator = sqlx::migrate!("migrations/postgres");
-
-/// The migrations `db` still lacks for this build (empty when its schema is
-/// current); reads without changing anything.
-pub async fn unapplied_migrations(db: &Db) -> Result<Vec<i64>> {
-    db.unapplied_migrations(&SQLITE, &POSTGRES).await
-}
 
 /// The cases service over its own database.
 #[derive(Clone)]
@@ -117,6 +112,46 @@ impl Cases {
             principal: self.principals.from_request(request, SERVICE_NAME)?,
             request_id: concierge_common::principal::request_id(request),
         })
+    }
+}
+
+impl kit::Service for Cases {
+    const NAME: &'static str = "cases";
+    const GRPC_NAME: &'static str = SERVICE_NAME;
+    const PEERS: &'static [&'static str] = &["customers"];
+
+    fn migrations() -> kit::Migrations {
+        kit::Migrations {
+            sqlite: &SQLITE,
+            postgres: &POSTGRES,
+        }
+    }
+
+    async fn open(deps: kit::Deps) -> Result<Self> {
+        let customers = deps.peers.channel("customers")?;
+        Self::open(deps.db, deps.principals, deps.clock, customers).await
+    }
+
+    fn routes(&self) -> tonic::service::Routes {
+        tonic::service::Routes::new(self.server())
+    }
+
+    fn supervise(
+        &self,
+        supervisor: &concierge_common::supervise::Supervisor,
+        workers: &kit::Workers,
+    ) {
+        Cases::supervise(
+            self,
+            supervisor,
+            workers.instance.clone(),
+            workers.poll,
+            workers.bus.clone(),
+        )
+    }
+
+    fn db(&self) -> &Db {
+        self.store.db()
     }
 }
 

@@ -5,8 +5,10 @@ use std::sync::Arc;
 
 use concierge_cases::Cases;
 use concierge_common::clock::TestClock;
+use concierge_common::kit::Peers;
 use concierge_common::principal::{PRINCIPAL_HEADER, Principal, PrincipalCodec, Role};
-use concierge_common::testing::{Backend, TestDb};
+use concierge_common::testing::{self, Backend};
+use concierge_customers::Customers;
 use concierge_proto::concierge::cases::v1::cases_service_server::CasesService;
 use concierge_proto::concierge::cases::v1::*;
 use concierge_proto::types::TimeZone;
@@ -14,96 +16,59 @@ use prost_types::{Duration, FieldMask, Timestamp};
 use tonic::{Code, Request, Status};
 use tonic_types::StatusExt;
 
+/// A cases service, and the customers service it asks about accounts
+/// (acme, owned by ayse; globex, owned by bob) on a loopback port.
 struct Harness {
-    svc: Cases,
-    codec: PrincipalCodec,
-    clock: TestClock,
+    cases: testing::Harness<Cases>,
     customers_url: String,
-    _db: TestDb,
-    _customers: (TestDb, concierge_common::server::Running),
+    _customers: (
+        testing::Harness<Customers>,
+        concierge_common::server::Running,
+    ),
+}
+
+impl std::ops::Deref for Harness {
+    type Target = testing::Harness<Cases>;
+    fn deref(&self) -> &Self::Target {
+        &self.cases
+    }
 }
 
 impl Harness {
-    /// A cases service, and the customers service it asks about accounts
-    /// (acme, owned by ayse; globex, owned by bob) on a loopback port.
     async fn new(backend: Backend, test: &str) -> Option<Self> {
-        let db = TestDb::new(backend, test).await?;
         let codec = PrincipalCodec::new("cases-test-secret".into());
-        let clock = TestClock::new("2026-11-02T09:00:00Z".parse().unwrap());
-        let customers_db = TestDb::new(Backend::Sqlite, test).await.unwrap();
-        let customers = concierge_customers::Customers::open(
-            customers_db.db.clone(),
+        let clock = TestClock::new(testing::TEST_EPOCH.parse().unwrap());
+        let customers = testing::Harness::<Customers>::open(
+            Backend::Sqlite,
+            test,
             codec.clone(),
-            Arc::new(clock.clone()),
+            clock.clone(),
+            Peers::default(),
         )
         .await
         .unwrap();
-        seed_customers(&customers, &codec).await;
-        let running = concierge_common::server::start(
-            tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
-            tonic::service::Routes::new(customers.server()),
-            concierge_common::server::Serve {
-                health_names: vec![],
-                grace_period: std::time::Duration::from_secs(1),
-                drain_delay: std::time::Duration::ZERO,
-            },
-            async { Ok(()) },
-            std::future::pending(),
-        )
-        .await
-        .unwrap();
-        let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", running.addr))
-            .unwrap()
-            .connect_lazy();
-        let svc = Cases::open(
-            db.db.clone(),
-            codec.clone(),
-            Arc::new(clock.clone()),
-            channel,
-        )
-        .await
-        .unwrap();
+        seed_customers(&customers).await;
+        let (running, channel) = customers.serve().await;
+        let mut peers = Peers::default();
+        peers.insert("customers", channel);
+        let cases = testing::Harness::open(backend, test, codec, clock, peers).await?;
         Some(Self {
-            svc,
-            codec,
-            clock,
+            cases,
             customers_url: format!("http://{}", running.addr),
-            _db: db,
-            _customers: (customers_db, running),
+            _customers: (customers, running),
         })
-    }
-
-    fn req<T>(&self, who: &Principal, message: T) -> Request<T> {
-        let mut r = Request::new(message);
-        r.metadata_mut().insert(
-            PRINCIPAL_HEADER,
-            self.codec
-                .encode(who, concierge_cases::SERVICE_NAME)
-                .parse()
-                .unwrap(),
-        );
-        r
     }
 }
 
-async fn seed_customers(customers: &concierge_customers::Customers, codec: &PrincipalCodec) {
+async fn seed_customers(customers: &testing::Harness<Customers>) {
     use concierge_proto::customers::customers_service_server::CustomersService as _;
     use concierge_proto::customers::*;
-    fn req<T>(codec: &PrincipalCodec, m: T) -> Request<T> {
-        let mut r = Request::new(m);
-        r.metadata_mut().insert(
-            PRINCIPAL_HEADER,
-            codec
-                .encode(&who(Role::Admin), concierge_customers::SERVICE_NAME)
-                .parse()
-                .unwrap(),
-        );
-        r
-    }
+    let admin = who(Role::Admin);
     for id in ["ayse", "bob"] {
         customers
-            .create_staff_member(req(
-                codec,
+            .svc
+            .create_staff_member(customers.req(
+                &admin,
                 CreateStaffMemberRequest {
                     staff_member: Some(StaffMember {
                         display_name: id.into(),
@@ -124,8 +89,9 @@ async fn seed_customers(customers: &concierge_customers::Customers, codec: &Prin
         ("globex", "staff/bob", Tier::Standard),
     ] {
         customers
-            .create_account(req(
-                codec,
+            .svc
+            .create_account(customers.req(
+                &admin,
                 CreateAccountRequest {
                     account: Some(Account {
                         display_name: id.into(),
@@ -142,8 +108,9 @@ async fn seed_customers(customers: &concierge_customers::Customers, codec: &Prin
             .unwrap();
         // Each account's HQ is in New York, an hour ahead of the accounts.
         customers
-            .create_site(req(
-                codec,
+            .svc
+            .create_site(customers.req(
+                &admin,
                 CreateSiteRequest {
                     parent: format!("accounts/{id}"),
                     site: Some(Site {
@@ -159,8 +126,9 @@ async fn seed_customers(customers: &concierge_customers::Customers, codec: &Prin
             .unwrap();
     }
     customers
-        .create_contact(req(
-            codec,
+        .svc
+        .create_contact(customers.req(
+            &admin,
             CreateContactRequest {
                 parent: "accounts/acme".into(),
                 contact: Some(Contact {
@@ -264,26 +232,8 @@ fn us_central() -> Calendar {
     }
 }
 
-macro_rules! suite {
-    ($($test:ident),+ $(,)?) => {
-        mod sqlite {
-            $(#[tokio::test]
-            async fn $test() {
-                let h = super::Harness::new(concierge_common::testing::Backend::Sqlite, stringify!($test)).await.unwrap();
-                super::$test(h).await;
-            })+
-        }
-        mod postgres {
-            $(#[tokio::test]
-            async fn $test() {
-                let Some(h) = super::Harness::new(concierge_common::testing::Backend::Postgres, stringify!($test)).await else { return };
-                super::$test(h).await;
-            })+
-        }
-    };
-}
-
-suite!(
+concierge_common::both_backends!(
+    harness = Harness;
     business_time_across_a_holiday_weekend_and_in_a_sites_time_zone,
     calendars_are_checked_field_by_field_and_updated_by_mask,
     hand_off_codes_are_configuration,
@@ -1623,7 +1573,7 @@ async fn the_breach_event_fires_once_with_two_instances_and_waits_out_a_pause(h:
         .unwrap();
 
     // A second replica on the same database.
-    let other_db = concierge_common::storage::Db::connect(&h._db.url, 4)
+    let other_db = concierge_common::storage::Db::connect(&h.db.url, 4)
         .await
         .unwrap();
     let channel = tonic::transport::Endpoint::from_shared(h.customers_url.clone())
@@ -2026,7 +1976,7 @@ async fn a_calendar_change_re_arms_open_cases_in_the_background_and_resumes_afte
     assert_eq!(breach_timer_due(&h, &installed[2]).await, Some(old_due));
 
     // Another replica's worker picks the job up where it stopped.
-    let other_db = concierge_common::storage::Db::connect(&h._db.url, 4)
+    let other_db = concierge_common::storage::Db::connect(&h.db.url, 4)
         .await
         .unwrap();
     let channel = tonic::transport::Endpoint::from_shared(h.customers_url.clone())
@@ -3572,7 +3522,7 @@ async fn a_refusal_by_the_customers_service_keeps_its_meaning(h: Harness) {
     // call it makes is refused as unauthenticated. That is this replica's
     // fault, not an outage to retry (it was UNAVAILABLE "retry" before).
     let codec = PrincipalCodec::new("another-secret".into());
-    let db = concierge_common::storage::Db::connect(&h._db.url, 2)
+    let db = concierge_common::storage::Db::connect(&h.db.url, 2)
         .await
         .unwrap();
     let channel = tonic::transport::Endpoint::from_shared(h.customers_url.clone())
@@ -3596,7 +3546,7 @@ async fn a_refusal_by_the_customers_service_keeps_its_meaning(h: Harness) {
     assert_eq!(refused.code(), Code::Internal, "{refused:?}");
     // A customers service that is really down is still worth a retry.
     let channel = tonic::transport::Endpoint::from_static("http://127.0.0.1:9").connect_lazy();
-    let db = concierge_common::storage::Db::connect(&h._db.url, 2)
+    let db = concierge_common::storage::Db::connect(&h.db.url, 2)
         .await
         .unwrap();
     let cut_off = Cases::open(db, h.codec.clone(), Arc::new(h.clock.clone()), channel)

@@ -12,6 +12,7 @@ use anyhow::Context;
 use concierge_cases::Cases;
 use concierge_common::clock::{Clock, SharedClock, SystemClock};
 use concierge_common::config::{DatabaseConfig, ServerConfig};
+use concierge_common::kit::{Deps, InProcess, Migrations, Peers, Registration, Workers};
 use concierge_common::principal::{PrincipalCodec, Role};
 use concierge_common::relay::{Bus, BusTarget};
 use concierge_common::server::{self, Serve};
@@ -83,21 +84,50 @@ pub struct ServeConfig {
     pub backends: BTreeMap<String, BackendConfig>,
 }
 
-/// The services `concierge serve` can run.
-#[derive(Debug, Clone, Copy, clap::ValueEnum, PartialEq, Eq)]
-pub enum ServiceName {
-    Gateway,
-    Customers,
-    Cases,
+/// Every service this binary runs, each one line: `dev`, `serve`,
+/// `migrate`, the gateway's routing and health loop over this list.
+pub fn services() -> Vec<Registration> {
+    vec![Registration::of::<Customers>(), Registration::of::<Cases>()]
 }
+
+/// The gateway is the front door, not a registered service: it routes to
+/// the others and owns only its API keys.
+const GATEWAY: &str = "gateway";
+
+/// What `concierge serve` and `concierge migrate` can run: the gateway or a
+/// registered service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServiceName(&'static str);
 
 impl ServiceName {
     fn as_str(self) -> &'static str {
-        match self {
-            ServiceName::Gateway => "gateway",
-            ServiceName::Customers => "customers",
-            ServiceName::Cases => "cases",
+        self.0
+    }
+
+    fn registration(self) -> Option<Registration> {
+        services().into_iter().find(|r| r.name == self.0)
+    }
+
+    fn migrations(self) -> Migrations {
+        match self.registration() {
+            Some(r) => (r.migrations)(),
+            None => concierge_gateway::migrations(),
         }
+    }
+}
+
+impl clap::ValueEnum for ServiceName {
+    fn value_variants<'a>() -> &'a [Self] {
+        static ALL: std::sync::LazyLock<Vec<ServiceName>> = std::sync::LazyLock::new(|| {
+            std::iter::once(ServiceName(GATEWAY))
+                .chain(services().iter().map(|r| ServiceName(r.name)))
+                .collect()
+        });
+        &ALL
+    }
+
+    fn to_possible_value(&self) -> Option<clap::builder::PossibleValue> {
+        Some(clap::builder::PossibleValue::new(self.0))
     }
 }
 
@@ -117,11 +147,37 @@ fn event_bus(events: &EventsConfig) -> Option<BusTarget> {
 
 /// The gRPC service name of a backend known by its short name.
 fn grpc_name(short: &str) -> anyhow::Result<&'static str> {
-    match short {
-        "customers" => Ok(concierge_customers::SERVICE_NAME),
-        "cases" => Ok(concierge_cases::SERVICE_NAME),
-        other => anyhow::bail!("unknown backend {other:?}; known: customers, cases"),
+    let all = services();
+    match all.iter().find(|r| r.name == short) {
+        Some(r) => Ok(r.grpc_name),
+        None => anyhow::bail!(
+            "unknown backend {short:?}; known: {}",
+            all.iter().map(|r| r.name).collect::<Vec<_>>().join(", ")
+        ),
     }
+}
+
+/// The channels to the peers `service` calls, from `backends.<peer>.url`.
+fn peer_channels(
+    service: &Registration,
+    backends: &BTreeMap<String, BackendConfig>,
+) -> anyhow::Result<Peers> {
+    let mut peers = Peers::default();
+    for &peer in service.peers {
+        let b = backends.get(peer).ok_or_else(|| {
+            anyhow::anyhow!(
+                "{} calls the {peer} service: set backends.{peer}.url (CONCIERGE_BACKENDS__{}__URL)",
+                service.name,
+                peer.to_uppercase()
+            )
+        })?;
+        let channel = tonic::transport::Endpoint::from_shared(b.url.clone())?
+            .connect_timeout(std::time::Duration::from_secs(5))
+            .tcp_nodelay(true)
+            .connect_lazy();
+        peers.insert(peer, channel);
+    }
+    Ok(peers)
 }
 
 pub async fn serve(which: ServiceName, cfg: ServeConfig) -> anyhow::Result<()> {
@@ -142,35 +198,27 @@ pub async fn serve(which: ServiceName, cfg: ServeConfig) -> anyhow::Result<()> {
     // Every background loop of the process runs under this supervisor;
     // while a required one is down, health reads NOT_SERVING.
     let supervisor = Supervisor::default();
-    let (routes, names) = match which {
-        ServiceName::Customers => {
-            let svc = Customers::open(db.clone(), codec, clock).await?;
-            svc.supervise(&supervisor, event_bus(&cfg.events));
-            (
-                tonic::service::Routes::new(svc.server()),
-                vec![concierge_customers::SERVICE_NAME.to_string()],
-            )
-        }
-        ServiceName::Cases => {
-            let customers = cfg.backends.get("customers").ok_or_else(|| {
-                anyhow::anyhow!("cases calls the customers service: set backends.customers.url (CONCIERGE_BACKENDS__CUSTOMERS__URL)")
-            })?;
-            let channel = tonic::transport::Endpoint::from_shared(customers.url.clone())?
-                .connect_timeout(std::time::Duration::from_secs(5))
-                .connect_lazy();
-            let svc = Cases::open(db.clone(), codec, clock, channel).await?;
-            svc.supervise(
+    let (routes, names) = match which.registration() {
+        Some(service) => {
+            let opened = service
+                .open(Deps {
+                    db: db.clone(),
+                    principals: codec,
+                    clock,
+                    peers: peer_channels(&service, &cfg.backends)?,
+                })
+                .await?;
+            opened.supervise(
                 &supervisor,
-                format!("cases-{}", uuid::Uuid::new_v4()),
-                std::time::Duration::from_secs(1),
-                event_bus(&cfg.events),
+                &Workers {
+                    instance: format!("{}-{}", service.name, uuid::Uuid::new_v4()),
+                    poll: std::time::Duration::from_secs(1),
+                    bus: event_bus(&cfg.events),
+                },
             );
-            (
-                tonic::service::Routes::new(svc.server()),
-                vec![concierge_cases::SERVICE_NAME.to_string()],
-            )
+            (opened.routes(), vec![service.grpc_name.to_string()])
         }
-        ServiceName::Gateway => {
+        None => {
             let mut backends = BTreeMap::new();
             for (short, b) in &cfg.backends {
                 backends.insert(
@@ -225,11 +273,7 @@ pub async fn serve(which: ServiceName, cfg: ServeConfig) -> anyhow::Result<()> {
 /// migration job; starting on an older schema would fail later, on the first
 /// request that needs a missing column, so refuse at once and say what to run.
 async fn schema_is_current(which: ServiceName, db: &Db) -> anyhow::Result<()> {
-    let unapplied = match which {
-        ServiceName::Customers => concierge_customers::unapplied_migrations(db).await,
-        ServiceName::Cases => concierge_cases::unapplied_migrations(db).await,
-        ServiceName::Gateway => concierge_gateway::unapplied_migrations(db).await,
-    };
+    let unapplied = which.migrations().unapplied(db).await;
     let fix = format!(
         "run `concierge migrate {}` with a database role that may change the schema (the concierge-migrate Job), or set database.migrate = true",
         which.as_str()
@@ -250,29 +294,7 @@ async fn schema_is_current(which: ServiceName, db: &Db) -> anyhow::Result<()> {
 
 pub async fn migrate(which: ServiceName, database_url: &str) -> anyhow::Result<()> {
     let db = crate::database::connect(database_url, 2).await?;
-    match which {
-        ServiceName::Customers => {
-            Customers::open(
-                db.clone(),
-                PrincipalCodec::new("migrate-only".into()),
-                Arc::new(SystemClock),
-            )
-            .await?;
-        }
-        ServiceName::Cases => {
-            // Migrating asks nothing of the customers service.
-            let nowhere =
-                tonic::transport::Endpoint::from_static("http://127.0.0.1:9").connect_lazy();
-            Cases::open(
-                db.clone(),
-                PrincipalCodec::new("migrate-only".into()),
-                Arc::new(SystemClock),
-                nowhere,
-            )
-            .await?;
-        }
-        ServiceName::Gateway => concierge_gateway::migrate(&db).await?,
-    }
+    which.migrations().apply(&db).await?;
     db.close().await;
     println!("{} database is up to date", which.as_str());
     Ok(())
@@ -340,67 +362,32 @@ pub async fn dev(opts: DevOptions) -> anyhow::Result<()> {
         None => Arc::new(SystemClock),
     };
 
-    let customers_db = Db::connect(&sqlite_url(&dir, "customers.db"), 8).await?;
-    let customers = Customers::open(customers_db.clone(), codec.clone(), clock.clone()).await?;
     // The in-process bus of `concierge dev`; the gateway's event stream will
     // subscribe to it.
     let (bus, _) = tokio::sync::broadcast::channel(1024);
     let supervisor = Supervisor::default();
-    customers.supervise(
+    let suite = InProcess::start(
+        &services(),
+        async |service| Db::connect(&sqlite_url(&dir, &format!("{}.db", service.name)), 8).await,
+        &codec,
+        &clock,
         &supervisor,
-        Some(BusTarget::Ready(Bus::InProcess(bus.clone()))),
-    );
-
-    let cases_db = Db::connect(&sqlite_url(&dir, "cases.db"), 8).await?;
-    // Services reach each other over gRPC, in `dev` too: the customers
-    // service also listens on a loopback port for the cases service.
-    let customers_loopback = server::start(
-        TcpListener::bind("127.0.0.1:0").await?,
-        tonic::service::Routes::new(customers.server()),
-        Serve {
-            health_names: vec![concierge_customers::SERVICE_NAME.to_string()],
-            grace_period: std::time::Duration::from_secs(1),
-            drain_delay: std::time::Duration::ZERO,
+        |service| Workers {
+            instance: format!("{}-dev", service.name),
+            poll: std::time::Duration::from_secs(1),
+            bus: Some(BusTarget::Ready(Bus::InProcess(bus.clone()))),
         },
-        async { Ok(()) },
-        std::future::pending(),
     )
     .await?;
-    let customers_channel =
-        tonic::transport::Endpoint::from_shared(format!("http://{}", customers_loopback.addr))?
-            .connect_lazy();
-    let cases = Cases::open(
-        cases_db.clone(),
-        codec.clone(),
-        clock.clone(),
-        customers_channel,
-    )
-    .await?;
-    cases.supervise(
-        &supervisor,
-        "cases-dev".into(),
-        std::time::Duration::from_secs(1),
-        Some(BusTarget::Ready(Bus::InProcess(bus.clone()))),
-    );
-
+    let mut backends = suite.backends();
     let gateway_db = Db::connect(&sqlite_url(&dir, "gateway.db"), 4).await?;
-    let mut backends = BTreeMap::from([
-        (
-            concierge_customers::SERVICE_NAME,
-            concierge_gateway::local(customers.server()),
-        ),
-        (
-            concierge_cases::SERVICE_NAME,
-            concierge_gateway::local(cases.server()),
-        ),
-    ]);
     if let Some(c) = &test_clock {
         backends.insert(
             crate::test_clock::SERVICE_NAME,
             concierge_gateway::local(crate::test_clock::server(
                 c.clone(),
                 codec.clone(),
-                cases.clone(),
+                suite.peers.channel("cases")?,
             )),
         );
     }
@@ -485,8 +472,7 @@ pub async fn dev(opts: DevOptions) -> anyhow::Result<()> {
     let _ = out.write_all(banner.as_bytes()).and_then(|()| out.flush());
     drop(out);
     running.wait().await?;
-    customers_db.close().await;
-    cases_db.close().await;
+    suite.close().await;
     gateway_db.close().await;
     Ok(())
 }

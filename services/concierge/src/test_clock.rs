@@ -6,12 +6,14 @@ use concierge_common::bounded;
 use concierge_common::clock::{self, Clock, TestClock};
 use concierge_common::error::Error;
 use concierge_common::principal::{PrincipalCodec, Role};
+use concierge_proto::concierge::cases::v1::cases_service_client::CasesServiceClient;
 use concierge_proto::concierge::testing::v1::test_clock_service_server::{
     TestClockService, TestClockServiceServer,
 };
 use concierge_proto::concierge::testing::v1::{
     AdvanceTestClockRequest, GetTestClockRequest, TestClock as TestClockMessage,
 };
+use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
 
 /// The gRPC service name, for routing.
@@ -22,18 +24,18 @@ pub struct Service {
     clock: TestClock,
     principals: PrincipalCodec,
     /// Where business time is counted, for jumps in business hours.
-    cases: concierge_cases::Cases,
+    cases: CasesServiceClient<Channel>,
 }
 
 pub fn server(
     clock: TestClock,
     principals: PrincipalCodec,
-    cases: concierge_cases::Cases,
+    cases: Channel,
 ) -> TestClockServiceServer<Service> {
     TestClockServiceServer::new(Service {
         clock,
         principals,
-        cases,
+        cases: CasesServiceClient::new(cases),
     })
 }
 
@@ -91,7 +93,6 @@ impl TestClockService for Service {
         if !calendar.is_empty() {
             // Counted by the cases service, as the caller: the same
             // arithmetic that sets every SLA deadline.
-            use concierge_proto::concierge::cases::v1::cases_service_server::CasesService as _;
             // The caller's principal, signed again for the cases service:
             // a signed principal is good for the one service it was sent to.
             let caller = self.principals.from_request(&request, SERVICE_NAME)?;
@@ -114,6 +115,7 @@ impl TestClockService for Service {
             );
             let wall = self
                 .cases
+                .clone()
                 .add_business_time(ask)
                 .await?
                 .into_inner()

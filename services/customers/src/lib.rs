@@ -9,10 +9,12 @@ mod service;
 use concierge_common::clock::SharedClock;
 use concierge_common::crud::{self, Ctx, Policy, Store};
 use concierge_common::error::{Error, Result};
+use concierge_common::kit;
 use concierge_common::on_conn;
 use concierge_common::principal::{Principal, PrincipalCodec, Role};
 use concierge_common::resource::{self, Scope};
 use concierge_common::storage::{Conn, Db};
+use concierge_common::supervise::Supervisor;
 use concierge_proto::customers::customers_service_server::CustomersServiceServer;
 use concierge_proto::customers::{
     Account, Contact, FollowUp, Interaction, InventoryItem, Site, StaffMember, account, follow_up,
@@ -27,12 +29,6 @@ pub const SERVICE_NAME: &str = "concierge.customers.v1.CustomersService";
 
 static SQLITE: Migrator = sqlx::migrate!("migrations/sqlite");
 static POSTGRES: Migrator = sqlx::migrate!("migrations/postgres");
-
-/// The migrations `db` still lacks for this build (empty when its schema is
-/// current); reads without changing anything.
-pub async fn unapplied_migrations(db: &Db) -> Result<Vec<i64>> {
-    db.unapplied_migrations(&SQLITE, &POSTGRES).await
-}
 
 /// The customers service over its own database.
 #[derive(Clone)]
@@ -77,16 +73,6 @@ impl Customers {
         self.store.relay_events(bus)
     }
 
-    /// Starts the service's background work under `supervisor`: the outbox
-    /// relay to `bus` and the request-id purge.
-    pub fn supervise(
-        &self,
-        supervisor: &concierge_common::supervise::Supervisor,
-        bus: Option<concierge_common::relay::BusTarget>,
-    ) {
-        self.store.supervise(supervisor, bus)
-    }
-
     pub(crate) fn store(&self) -> &Store {
         &self.store
     }
@@ -115,6 +101,36 @@ impl Customers {
             chain.push(m);
         }
         Ok(chain)
+    }
+}
+
+impl kit::Service for Customers {
+    const NAME: &'static str = "customers";
+    const GRPC_NAME: &'static str = SERVICE_NAME;
+
+    fn migrations() -> kit::Migrations {
+        kit::Migrations {
+            sqlite: &SQLITE,
+            postgres: &POSTGRES,
+        }
+    }
+
+    async fn open(deps: kit::Deps) -> Result<Self> {
+        Self::open(deps.db, deps.principals, deps.clock).await
+    }
+
+    fn routes(&self) -> tonic::service::Routes {
+        tonic::service::Routes::new(self.server())
+    }
+
+    /// The outbox relay and the request-id purge; customers has no workers
+    /// of its own.
+    fn supervise(&self, supervisor: &Supervisor, workers: &kit::Workers) {
+        self.store.supervise(supervisor, workers.bus.clone())
+    }
+
+    fn db(&self) -> &Db {
+        self.store.db()
     }
 }
 

@@ -5,8 +5,9 @@
 use std::sync::Arc;
 
 use concierge_common::clock::TestClock;
+use concierge_common::kit::Peers;
 use concierge_common::principal::{PRINCIPAL_HEADER, Principal, PrincipalCodec, Role};
-use concierge_common::testing::{Backend, TestDb};
+use concierge_common::testing::{self, Backend};
 use concierge_customers::Customers;
 use concierge_proto::customers::customers_service_server::CustomersService;
 use concierge_proto::customers::*;
@@ -15,37 +16,27 @@ use prost_types::FieldMask;
 use tonic::{Code, Request, Status};
 use tonic_types::StatusExt;
 
-struct Harness {
-    svc: Customers,
-    codec: PrincipalCodec,
-    _db: TestDb,
+/// The customers service on a fresh database, and what its tests start from.
+struct Harness(testing::Harness<Customers>);
+
+impl std::ops::Deref for Harness {
+    type Target = testing::Harness<Customers>;
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
 }
 
 impl Harness {
     async fn new(backend: Backend, test: &str) -> Option<Self> {
-        let db = TestDb::new(backend, test).await?;
-        let codec = PrincipalCodec::new("test-secret-of-some-length".into());
-        let clock = TestClock::new("2026-11-02T09:00:00Z".parse().unwrap());
-        let svc = Customers::open(db.db.clone(), codec.clone(), Arc::new(clock))
-            .await
-            .unwrap();
-        Some(Self {
-            svc,
-            codec,
-            _db: db,
-        })
-    }
-
-    fn req<T>(&self, who: &Principal, message: T) -> Request<T> {
-        let mut r = Request::new(message);
-        r.metadata_mut().insert(
-            PRINCIPAL_HEADER,
-            self.codec
-                .encode(who, concierge_customers::SERVICE_NAME)
-                .parse()
-                .unwrap(),
-        );
-        r
+        testing::Harness::open(
+            backend,
+            test,
+            PrincipalCodec::new("test-secret-of-some-length".into()),
+            TestClock::new(testing::TEST_EPOCH.parse().unwrap()),
+            Peers::default(),
+        )
+        .await
+        .map(Self)
     }
 
     /// The directory and two accounts most tests start from: acme (owned by
@@ -117,16 +108,6 @@ impl Harness {
             .await
             .map(|r| r.into_inner())
     }
-
-    async fn events(&self) -> Vec<concierge_proto::events::Event> {
-        let mut c = self.svc.db().acquire().await.unwrap();
-        concierge_common::outbox::read_after(&mut c.conn(), 0, 10_000)
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|p| p.event)
-            .collect()
-    }
 }
 
 fn principal(role: Role, account: Option<&str>, staff: Option<&str>) -> Principal {
@@ -173,30 +154,8 @@ fn reason(status: &Status) -> String {
         .unwrap_or_default()
 }
 
-macro_rules! suite {
-    ($($test:ident),+ $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test]
-                async fn $test() {
-                    let h = super::Harness::new(concierge_common::testing::Backend::Sqlite, stringify!($test)).await.unwrap();
-                    super::$test(h).await;
-                }
-            )+
-        }
-        mod postgres {
-            $(
-                #[tokio::test]
-                async fn $test() {
-                    let Some(h) = super::Harness::new(concierge_common::testing::Backend::Postgres, stringify!($test)).await else { return };
-                    super::$test(h).await;
-                }
-            )+
-        }
-    };
-}
-
-suite!(
+concierge_common::both_backends!(
+    harness = Harness;
     account_round_trip,
     retried_create_with_request_id_creates_once,
     bad_input_names_every_field_and_changes_nothing,

@@ -24,15 +24,17 @@ pub use proxy::{Backend, Limits, local, remote};
 static SQLITE: Migrator = sqlx::migrate!("migrations/sqlite");
 static POSTGRES: Migrator = sqlx::migrate!("migrations/postgres");
 
-/// The migrations `db` still lacks for this build (empty when its schema is
-/// current); reads without changing anything.
-pub async fn unapplied_migrations(db: &Db) -> Result<Vec<i64>> {
-    db.unapplied_migrations(&SQLITE, &POSTGRES).await
+/// The gateway's own schema (API keys).
+pub fn migrations() -> concierge_common::kit::Migrations {
+    concierge_common::kit::Migrations {
+        sqlite: &SQLITE,
+        postgres: &POSTGRES,
+    }
 }
 
 /// Migrates the gateway's own database (API keys).
 pub async fn migrate(db: &Db) -> Result<()> {
-    db.migrate(&SQLITE, &POSTGRES).await
+    migrations().apply(db).await
 }
 
 /// The gateway over its database and its backends.
