@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use concierge_common::clock::{SharedClock, SystemClock};
 use concierge_common::error::Error;
-use concierge_common::kit::{self, Deps, InProcess, Registration, Workers};
+use concierge_common::kit::{self, Deps, InProcess, Registration, Service as _, Workers};
 use concierge_common::on_conn;
 use concierge_common::principal::{PrincipalCodec, Role};
 use concierge_common::server::{self, Serve};
@@ -83,6 +83,7 @@ impl kit::Service for Example {
                     "UPDATE example_clock SET worker_runs = worker_runs + 1")
                     .execute(&mut **c)
                     .await
+                    .map(drop)
                     .map_err(Error::from)?);
                 tx.commit().await?;
                 std::future::pending::<()>().await;
@@ -120,7 +121,10 @@ impl TestClockService for Example {
 #[tokio::test]
 async fn a_registered_service_is_migrated_supervised_served_and_routed() {
     // The one line a new service adds.
-    let services = [Registration::of::<Customers>(), Registration::of::<Example>()];
+    let services = [
+        Registration::of::<Customers>(),
+        Registration::of::<Example>(),
+    ];
 
     let codec = PrincipalCodec::new("kit-example-secret".into());
     let clock: SharedClock = Arc::new(SystemClock);
