@@ -3720,7 +3720,6 @@ async fn every_event_is_declared_in_the_catalogue(h: Harness) {
                     ..Default::default()
                 }),
                 update_mask: mask("display_name"),
-                ..Default::default()
             },
         ))
         .await
