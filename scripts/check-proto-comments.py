@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
-"""Fails unless every service, RPC, message, field, enum and enum value under
-proto/concierge carries a leading comment, and none carries a trailing one.
+"""Fails unless every service, RPC, message, field, enum, enum value and
+extension (custom option) under proto/concierge carries a leading comment,
+and none carries a trailing one.
 
 Trailing comments are refused because protoc and buf attach them to the
 element on their own line: `rpc A(...);  // Does B.` documents A with the
@@ -17,7 +18,7 @@ from google.protobuf import descriptor_pb2
 
 # Field numbers of FileDescriptorProto, DescriptorProto, … that make up a
 # SourceCodeInfo path (descriptor.proto).
-FILE_MESSAGE, FILE_ENUM, FILE_SERVICE = 4, 5, 6
+FILE_MESSAGE, FILE_ENUM, FILE_SERVICE, FILE_EXTENSION = 4, 5, 6, 7
 MESSAGE_FIELD, MESSAGE_NESTED, MESSAGE_ENUM, MESSAGE_ONEOF = 2, 3, 4, 8
 ENUM_VALUE = 2
 SERVICE_METHOD = 2
@@ -57,6 +58,9 @@ def elements(fd):
         yield (FILE_SERVICE, i), "service", name
         for j, r in enumerate(s.method):
             yield (FILE_SERVICE, i, SERVICE_METHOD, j), "rpc", f"{name}.{r.name}"
+    # Custom options (the event catalogue's) are contract too.
+    for i, x in enumerate(fd.extension):
+        yield (FILE_EXTENSION, i), "extension", f"{pkg}.{x.name}"
 
 
 def main(image_path):
@@ -88,7 +92,7 @@ def main(image_path):
         print(m, file=sys.stderr)
     if missing:
         sys.exit(f"{len(missing)} comment faults among {checked} proto elements")
-    print(f"proto comments: all {checked} services, RPCs, messages, fields, enums and values documented")
+    print(f"proto comments: all {checked} services, RPCs, messages, fields, enums, values and extensions documented")
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ use crate::resource::{self, Kind, Scope, Stored};
 use crate::storage::{Conn, Db};
 use crate::supervise::{Need, Supervisor};
 use crate::{idempotency, names};
+use concierge_proto::catalogue::{Created, Deleted, EventOf, Undeleted, Updated};
 use concierge_proto::events::Visibility;
 
 /// What the generic methods need of a resource message. `P` is the service's
@@ -33,8 +34,7 @@ pub trait Resource<P>:
     const KIND: &'static Kind;
     /// Collections of the name pattern, e.g. `["accounts", "sites"]`.
     const COLLECTIONS: &'static [&'static str];
-    /// The request field the resource travels in, e.g. `inventory_item`;
-    /// also the noun of its events (`inventory_item_created`).
+    /// The request field the resource travels in, e.g. `inventory_item`.
     const FIELD: &'static str;
     /// Fields an update mask may name.
     const UPDATABLE: &'static [&'static str];
@@ -244,7 +244,8 @@ struct Inner {
     tokens: PageTokens,
     clock: SharedClock,
     nudge: Nudge,
-    /// e.g. "concierge.customers.v1": events are "<package>.<noun>_<verb>".
+    /// e.g. "concierge.customers.v1": the catalogue every event it records
+    /// must be of.
     package: &'static str,
     /// e.g. "customers".
     source: &'static str,
@@ -265,21 +266,34 @@ pub struct Events {
     pub source: &'static str,
 }
 
-/// Writes the event `<package>.<field>_<verb>` about `r`.
+/// Writes the event `event` about `r`, which is its payload.
 pub async fn record_event<R: Resource<P>, P: Policy<R>>(
     conn: &mut Conn<'_>,
     policy: &P,
     ctx: &Ctx,
     events: Events,
-    verb: &str,
+    event: EventOf<R>,
     r: &R,
     now: i64,
 ) -> Result<()> {
+    // The payload's type is the compiler's to check; that a service
+    // announces its own domain's events only is checked here.
+    if !event
+        .event_type()
+        .strip_prefix(events.package)
+        .is_some_and(|t| t.starts_with('.'))
+    {
+        return Err(Error::internal(anyhow::anyhow!(
+            "{} publishes {}.* events, not {event:?}",
+            events.source,
+            events.package
+        )));
+    }
     let account = r.account();
     outbox::record(
         conn,
         NewEvent {
-            event_type: format!("{}.{}_{verb}", events.package, R::FIELD),
+            event,
             source: events.source,
             subject: r.name(),
             account: &account,
@@ -287,7 +301,7 @@ pub async fn record_event<R: Resource<P>, P: Policy<R>>(
             actor: &ctx.principal,
             request_id: &ctx.request_id,
             occur_time: from_micros(now),
-            payload: Some(outbox::pack(r)),
+            payload: r,
         },
     )
     .await?;
@@ -298,7 +312,7 @@ pub async fn record_event<R: Resource<P>, P: Policy<R>>(
 /// everything a create does (create hook, row, after-write hook, `created`
 /// event): how a change posts a resource of another kind as part of itself,
 /// e.g. a transition's public update, so both commit or neither does.
-pub async fn insert_new<R: Resource<P>, P: Policy<R>>(
+pub async fn insert_new<R: Resource<P> + Created, P: Policy<R>>(
     conn: &mut Conn<'_>,
     policy: &P,
     ctx: &Ctx,
@@ -321,7 +335,7 @@ pub async fn insert_new<R: Resource<P>, P: Policy<R>>(
     resource::insert(conn, R::KIND, &stored, &r.columns()).await?;
     r.set_meta(now, now, stored.etag());
     policy.after_write(conn, ctx, None, &r, now).await?;
-    record_event(conn, policy, ctx, events, "created", &r, now).await?;
+    record_event(conn, policy, ctx, events, R::CREATED, &r, now).await?;
     Ok(r)
 }
 
@@ -457,17 +471,17 @@ impl Store {
         Ok(r)
     }
 
-    /// Writes the event `<package>.<noun>_<verb>` about `r`.
+    /// Writes the event `event` about `r`.
     pub async fn record<R: Resource<P>, P: Policy<R>>(
         &self,
         policy: &P,
         conn: &mut Conn<'_>,
         ctx: &Ctx,
-        verb: &str,
+        event: EventOf<R>,
         r: &R,
         now: i64,
     ) -> Result<()> {
-        record_event(conn, policy, ctx, self.events(), verb, r, now).await
+        record_event(conn, policy, ctx, self.events(), event, r, now).await
     }
 
     /// Who this store's events come from.
@@ -479,7 +493,7 @@ impl Store {
     }
 
     /// AIP-133 create, idempotent on `request_id`.
-    pub async fn create<R: Resource<P>, P: Policy<R>, Q: prost::Message>(
+    pub async fn create<R: Resource<P> + Created, P: Policy<R>, Q: prost::Message>(
         &self,
         policy: &P,
         ctx: &Ctx,
@@ -495,7 +509,7 @@ impl Store {
     /// runs (authorisation, fields, references, hooks) inside a transaction
     /// that is then rolled back: the resource as it would be, nothing saved,
     /// and a caller who may not create learns nothing more than that.
-    pub async fn create_or_validate<R: Resource<P>, P: Policy<R>, Q: prost::Message>(
+    pub async fn create_or_validate<R: Resource<P> + Created, P: Policy<R>, Q: prost::Message>(
         &self,
         policy: &P,
         ctx: &Ctx,
@@ -722,7 +736,7 @@ impl Store {
     }
 
     /// AIP-134 update with a field mask, guarded by the etag.
-    pub async fn update<R: Resource<P>, P: Policy<R>>(
+    pub async fn update<R: Resource<P> + Updated, P: Policy<R>>(
         &self,
         policy: &P,
         ctx: &Ctx,
@@ -738,7 +752,7 @@ impl Store {
     /// transaction, which is then rolled back; the reply is the resource as
     /// it would have been written. `once`, the key of a request's
     /// `request_id`, makes a retry get the first reply.
-    pub async fn update_or_validate<R: Resource<P>, P: Policy<R>>(
+    pub async fn update_or_validate<R: Resource<P> + Updated, P: Policy<R>>(
         &self,
         policy: &P,
         ctx: &Ctx,
@@ -820,7 +834,7 @@ impl Store {
             // Dropping the transaction rolls it back.
             return Ok(r);
         }
-        self.record(policy, &mut conn, ctx, "updated", &r, now)
+        self.record(policy, &mut conn, ctx, R::UPDATED, &r, now)
             .await?;
         if let Some(key) = &once {
             key.save(&mut conn, &r, now).await?;
@@ -831,7 +845,8 @@ impl Store {
     }
 
     /// A custom method that changes a stored resource (AIP-136): `change` may
-    /// refuse (nothing is written) or edit the resource and its row.
+    /// refuse (nothing is written) or edit the resource and its row, which
+    /// `event` then announces.
     #[allow(clippy::too_many_arguments)]
     pub async fn change<R: Resource<P>, P: Policy<R>>(
         &self,
@@ -839,12 +854,21 @@ impl Store {
         ctx: &Ctx,
         name: &str,
         etag: &str,
-        verb: &str,
+        event: EventOf<R>,
         include_deleted: bool,
         change: impl FnOnce(&mut R, &mut Stored) -> Result<()> + Send,
     ) -> Result<R> {
-        self.change_once(policy, ctx, None, name, etag, verb, include_deleted, change)
-            .await
+        self.change_once(
+            policy,
+            ctx,
+            None,
+            name,
+            etag,
+            event,
+            include_deleted,
+            change,
+        )
+        .await
     }
 
     /// [`Store::change`] made idempotent by `once`, the key of the request's
@@ -859,7 +883,7 @@ impl Store {
         once: Option<idempotency::Key>,
         name: &str,
         etag: &str,
-        verb: &str,
+        event: EventOf<R>,
         include_deleted: bool,
         change: impl FnOnce(&mut R, &mut Stored) -> Result<()> + Send,
     ) -> Result<R> {
@@ -895,7 +919,7 @@ impl Store {
         policy
             .after_write(&mut conn, ctx, Some(&before), &r, now)
             .await?;
-        self.record(policy, &mut conn, ctx, verb, &r, now).await?;
+        self.record(policy, &mut conn, ctx, event, &r, now).await?;
         if let Some(key) = &once {
             key.save(&mut conn, &r, now).await?;
         }
@@ -906,7 +930,7 @@ impl Store {
 
     /// AIP-164 soft delete: the resource stays, hidden from lists, until
     /// undeleted. `mark` sets the resource's own `delete_time` (and state).
-    pub async fn soft_delete<R: Resource<P>, P: Policy<R>>(
+    pub async fn soft_delete<R: Resource<P> + Deleted, P: Policy<R>>(
         &self,
         policy: &P,
         ctx: &Ctx,
@@ -914,7 +938,7 @@ impl Store {
         etag: &str,
         mark: impl FnOnce(&mut R, Option<prost_types::Timestamp>) + Send,
     ) -> Result<R> {
-        self.change(policy, ctx, name, etag, "deleted", false, |r, row| {
+        self.change(policy, ctx, name, etag, R::DELETED, false, |r, row| {
             row.delete_time = row.update_time;
             mark(r, crate::clock::micros_to_proto(row.delete_time));
             Ok(())
@@ -924,7 +948,7 @@ impl Store {
 
     /// AIP-164 undelete; FAILED_PRECONDITION for a resource that is not
     /// deleted. `mark` clears the resource's `delete_time` (and state).
-    pub async fn undelete<R: Resource<P>, P: Policy<R>>(
+    pub async fn undelete<R: Resource<P> + Undeleted, P: Policy<R>>(
         &self,
         policy: &P,
         ctx: &Ctx,
@@ -932,7 +956,7 @@ impl Store {
         etag: &str,
         mark: impl FnOnce(&mut R) + Send,
     ) -> Result<R> {
-        self.change(policy, ctx, name, etag, "undeleted", true, |r, row| {
+        self.change(policy, ctx, name, etag, R::UNDELETED, true, |r, row| {
             if row.delete_time == 0 {
                 return Err(Error::FailedPrecondition {
                     reason: crate::error::Reason::NotDeleted,
@@ -948,7 +972,7 @@ impl Store {
     }
 
     /// AIP-135 delete, for good.
-    pub async fn delete<R: Resource<P>, P: Policy<R>>(
+    pub async fn delete<R: Resource<P> + Deleted, P: Policy<R>>(
         &self,
         policy: &P,
         ctx: &Ctx,
@@ -970,7 +994,7 @@ impl Store {
         resource::delete(&mut conn, R::KIND, name).await?;
         policy.after_delete(&mut conn, &r).await?;
         let now = self.now();
-        self.record(policy, &mut conn, ctx, "deleted", &r, now)
+        self.record(policy, &mut conn, ctx, R::DELETED, &r, now)
             .await?;
         tx.commit().await?;
         self.nudge();

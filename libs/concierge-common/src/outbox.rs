@@ -11,13 +11,15 @@ use crate::error::Result;
 use crate::on_conn;
 use crate::principal::Principal;
 use crate::storage::Conn;
+use concierge_proto::catalogue::EventOf;
 use concierge_proto::events::{Event, Visibility};
 
-/// What a change announces.
+/// What a change announces: an event type of the producing domain's
+/// catalogue and the payload that type declares, checked by the compiler.
 #[derive(Debug, Clone)]
-pub struct NewEvent<'a> {
-    /// e.g. "concierge.customers.v1.account_created".
-    pub event_type: String,
+pub struct NewEvent<'a, P> {
+    /// e.g. `catalogue::customers::ACCOUNT_CREATED`.
+    pub event: EventOf<P>,
     pub source: &'static str,
     pub subject: &'a str,
     pub account: &'a str,
@@ -25,7 +27,8 @@ pub struct NewEvent<'a> {
     pub actor: &'a Principal,
     pub request_id: &'a str,
     pub occur_time: jiff::Timestamp,
-    pub payload: Option<Any>,
+    /// Travels as `google.protobuf.Any`, its `type_url` naming `P`.
+    pub payload: &'a P,
 }
 
 /// Packs a message as `google.protobuf.Any`.
@@ -37,10 +40,13 @@ pub fn pack<M: Message + prost::Name>(message: &M) -> Any {
 }
 
 /// Writes an event into the outbox of the transaction behind `conn`.
-pub async fn record(conn: &mut Conn<'_>, e: NewEvent<'_>) -> Result<Event> {
+pub async fn record<P: Message + prost::Name>(
+    conn: &mut Conn<'_>,
+    e: NewEvent<'_, P>,
+) -> Result<Event> {
     let event = Event {
         id: uuid::Uuid::now_v7().to_string(),
-        r#type: e.event_type,
+        r#type: e.event.event_type().to_string(),
         source: e.source.to_string(),
         subject: e.subject.to_string(),
         account: e.account.to_string(),
@@ -48,7 +54,7 @@ pub async fn record(conn: &mut Conn<'_>, e: NewEvent<'_>) -> Result<Event> {
         occur_time: Some(to_proto(e.occur_time)),
         actor: e.actor.subject.clone(),
         request_id: e.request_id.to_string(),
-        payload: e.payload,
+        payload: Some(pack(e.payload)),
     };
     let body = event.encode_to_vec();
     let sql = "INSERT INTO outbox (id, type, subject, account, visibility, occur_time, event) VALUES ($1, $2, $3, $4, $5, $6, $7)";

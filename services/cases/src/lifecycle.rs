@@ -5,6 +5,8 @@
 //! requested state, and changes nothing.
 
 use concierge_common::error::{Error, Result};
+use concierge_proto::catalogue::{EventOf, cases};
+use concierge_proto::concierge::cases::v1::Case;
 use concierge_proto::concierge::cases::v1::case::State;
 
 /// A change a caller may ask for.
@@ -64,6 +66,26 @@ impl Transition {
             Transition::Reopen => "ReopenCase",
             Transition::Cancel => "CancelCase",
             Transition::Merge => "MergeCase",
+        }
+    }
+
+    /// The event that announces it. Moves within open work share one
+    /// (the payload's state tells them apart); those that end or revive
+    /// the work each have their own, for consumers that act on them
+    /// (a satisfaction survey on resolution).
+    pub fn event(self) -> EventOf<Case> {
+        match self {
+            Transition::Open
+            | Transition::StartWork
+            | Transition::PendOnClient
+            | Transition::PendOnCarrier
+            | Transition::Resume
+            | Transition::MarkJeopardy => cases::CASE_STATE_CHANGED,
+            Transition::Resolve => cases::CASE_RESOLVED,
+            Transition::Close => cases::CASE_CLOSED,
+            Transition::Reopen => cases::CASE_REOPENED,
+            Transition::Cancel => cases::CASE_CANCELLED,
+            Transition::Merge => cases::CASE_MERGED,
         }
     }
 

@@ -6,6 +6,7 @@ use concierge_common::error::{Error, Result};
 use concierge_common::paging::PageQuery;
 use concierge_common::{bounded, clock};
 use concierge_common::{page_query, without_request_id};
+use concierge_proto::catalogue;
 use concierge_proto::concierge::cases::v1::cases_service_server::CasesService;
 use concierge_proto::concierge::cases::v1::*;
 use tonic::{Request, Response};
@@ -62,7 +63,8 @@ fn required(field: &str, value: &str) -> Result<()> {
 
 impl Cases {
     /// Moves a case through `transition`, with `edit` filling in what that
-    /// transition records; the state history and the event follow.
+    /// transition records; the state history and the transition's event
+    /// follow.
     ///
     /// A retry with the same `request_id` (and the same request) gets the
     /// first reply, not a refusal to move into the state it already is in.
@@ -74,22 +76,31 @@ impl Cases {
         etag: &str,
         (request_id, request): (&str, &impl prost::Message),
         transition: Transition,
-        verb: &str,
         edit: impl FnOnce(&mut Case, i64) -> Result<()> + Send,
     ) -> Result<Case> {
         let key = once(ctx, request_id, transition.method(), request)?;
         let changed = self
             .store()
-            .change_once::<Case, _>(&RULES, ctx, key, name, etag, verb, false, |c, row| {
-                let current = case::State::try_from(c.state).unwrap_or(case::State::Unspecified);
-                let next = lifecycle::next(name, current, transition)?;
-                if next != current {
-                    c.state = next as i32;
-                    c.state_time = clock::micros_to_proto(row.update_time);
-                    c.state_reason.clear();
-                }
-                edit(c, row.update_time)
-            })
+            .change_once::<Case, _>(
+                &RULES,
+                ctx,
+                key,
+                name,
+                etag,
+                transition.event(),
+                false,
+                |c, row| {
+                    let current =
+                        case::State::try_from(c.state).unwrap_or(case::State::Unspecified);
+                    let next = lifecycle::next(name, current, transition)?;
+                    if next != current {
+                        c.state = next as i32;
+                        c.state_time = clock::micros_to_proto(row.update_time);
+                        c.state_reason.clear();
+                    }
+                    edit(c, row.update_time)
+                },
+            )
             .await?;
         self.refresh_timers_after_change(&changed.name).await;
         Ok(changed)
@@ -382,7 +393,6 @@ impl CasesService for Cases {
                 &req.etag,
                 (&req.request_id, &without_request_id!(req)),
                 Transition::Open,
-                "state_changed",
                 |c, now| {
                     if !req.owner.is_empty() {
                         c.owner = req.owner.clone();
@@ -409,7 +419,6 @@ impl CasesService for Cases {
                 &req.etag,
                 (&req.request_id, &without_request_id!(req)),
                 Transition::StartWork,
-                "state_changed",
                 |c, now| {
                     if c.first_response_time.is_none() {
                         c.first_response_time = clock::micros_to_proto(now);
@@ -432,7 +441,6 @@ impl CasesService for Cases {
                 &req.etag,
                 (&req.request_id, &without_request_id!(req)),
                 Transition::PendOnClient,
-                "state_changed",
                 |c, _| {
                     c.state_reason = req.reason.clone();
                     Ok(())
@@ -456,7 +464,6 @@ impl CasesService for Cases {
                 &req.etag,
                 (&req.request_id, &without_request_id!(req)),
                 Transition::PendOnCarrier,
-                "state_changed",
                 |c, _| {
                     c.state_reason = req.reason.clone();
                     if !req.carrier_reference.is_empty() {
@@ -479,7 +486,6 @@ impl CasesService for Cases {
                 &req.etag,
                 (&req.request_id, &without_request_id!(req)),
                 Transition::Resume,
-                "state_changed",
                 |c, _| {
                     c.state_reason = req.reason.clone();
                     Ok(())
@@ -500,7 +506,6 @@ impl CasesService for Cases {
                 &req.etag,
                 (&req.request_id, &without_request_id!(req)),
                 Transition::MarkJeopardy,
-                "state_changed",
                 |c, now| {
                     let mut j = c.jeopardy.take().unwrap_or_default();
                     if j.enter_time.is_none() {
@@ -557,7 +562,6 @@ impl CasesService for Cases {
                 &req.etag,
                 (&req.request_id, &without_request_id!(req)),
                 Transition::Resolve,
-                "resolved",
                 |c, now| {
                     c.resolution = Some(Resolution {
                         resolver,
@@ -589,7 +593,6 @@ impl CasesService for Cases {
                 &req.etag,
                 (&req.request_id, &without_request_id!(req)),
                 Transition::Close,
-                "closed",
                 |c, now| {
                     c.state_reason = req.reason.clone();
                     c.close_time = clock::micros_to_proto(now);
@@ -611,7 +614,6 @@ impl CasesService for Cases {
                 &req.etag,
                 (&req.request_id, &without_request_id!(req)),
                 Transition::Reopen,
-                "reopened",
                 |c, _| {
                     c.state_reason = req.reason.clone();
                     c.reopen_count += 1;
@@ -634,7 +636,6 @@ impl CasesService for Cases {
                 &req.etag,
                 (&req.request_id, &without_request_id!(req)),
                 Transition::Cancel,
-                "cancelled",
                 |c, now| {
                     c.state_reason = req.reason.clone();
                     c.close_time = clock::micros_to_proto(now);
@@ -672,7 +673,6 @@ impl CasesService for Cases {
                 &req.etag,
                 (&req.request_id, &without_request_id!(req)),
                 Transition::Merge,
-                "merged",
                 |c, now| {
                     if c.account != target.account {
                         return Err(Error::FailedPrecondition {
@@ -1020,7 +1020,7 @@ impl CasesService for Cases {
                     )?,
                     &req.name,
                     &req.etag,
-                    "updated",
+                    catalogue::cases::CASE_UPDATED,
                     false,
                     |c, _| {
                         if !code.case_types.is_empty() && !code.case_types.contains(&c.r#type) {
@@ -1107,7 +1107,7 @@ impl CasesService for Cases {
                     )?,
                     &req.name,
                     &req.etag,
-                    "updated",
+                    catalogue::cases::CASE_UPDATED,
                     false,
                     |c, _| {
                         c.milestones.retain(|m| m.key != req.key);
@@ -1154,7 +1154,7 @@ impl CasesService for Cases {
                     )?,
                     &req.name,
                     "",
-                    "updated",
+                    catalogue::cases::CASE_UPDATED,
                     false,
                     |c, _| {
                         if contact && !req.watcher.starts_with(&format!("{}/", c.account)) {
@@ -1189,7 +1189,7 @@ impl CasesService for Cases {
                     )?,
                     &req.name,
                     "",
-                    "updated",
+                    catalogue::cases::CASE_UPDATED,
                     false,
                     |c, _| {
                         c.watchers.retain(|w| w != &req.watcher);

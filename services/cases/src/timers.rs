@@ -12,6 +12,7 @@ use concierge_common::crud::{Ctx, Store};
 use concierge_common::error::Result;
 use concierge_common::outbox::{self, NewEvent};
 use concierge_common::timers;
+use concierge_proto::catalogue;
 use concierge_proto::concierge::cases::v1::{SlaClock, SlaState, sla_clock};
 use concierge_proto::events::Visibility;
 use jiff::Timestamp;
@@ -523,15 +524,15 @@ impl Cases {
         .await?;
         for (timer, case, c) in reached {
             if first.contains(&(c.name.clone(), timer.kind.clone())) {
-                let verb = if timer.kind == BREACH {
-                    "breached"
+                let (event, kind) = if timer.kind == BREACH {
+                    (catalogue::cases::SLA_CLOCK_BREACHED, "breached")
                 } else {
-                    "at_risk"
+                    (catalogue::cases::SLA_CLOCK_AT_RISK, "at_risk")
                 };
                 outbox::record(
                     &mut tx.conn(),
                     NewEvent {
-                        event_type: format!("concierge.cases.v1.sla_clock_{verb}"),
+                        event,
                         source: "cases",
                         subject: &c.name,
                         account: &case.account,
@@ -539,14 +540,14 @@ impl Cases {
                         actor: &system().principal,
                         request_id: "",
                         occur_time: now,
-                        payload: Some(outbox::pack(c)),
+                        payload: c,
                     },
                 )
                 .await?;
                 fired += 1;
                 changed.insert(&timer.subject);
                 fired_clocks.insert(c.name.as_str());
-                fired_kinds.push(verb);
+                fired_kinds.push(kind);
             }
         }
         for name in changed {

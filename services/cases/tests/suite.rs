@@ -260,6 +260,7 @@ concierge_common::both_backends!(
     a_calendar_change_re_arms_open_cases_in_the_background_and_resumes_after_a_crash,
     a_refusal_by_the_customers_service_keeps_its_meaning,
     a_jeopardy_reason_reaches_the_client_as_a_public_update,
+    every_event_is_declared_in_the_catalogue,
 );
 
 async fn create_calendar(h: &Harness, id: &str, c: Calendar) -> Result<Calendar, Status> {
@@ -3632,4 +3633,312 @@ async fn a_jeopardy_reason_reaches_the_client_as_a_public_update(h: Harness) {
             .iter()
             .all(|n| n.origin == note::Origin::System as i32)
     );
+}
+
+/// Every kind of change the service makes, then the outbox read as a
+/// consumer reads it: each event's type is a value of the catalogue
+/// (`cases/v1/events.proto`), its payload the message that value declares,
+/// its visibility within the declared audience, and every declared type is
+/// emitted by something (nothing listed that never happens).
+async fn every_event_is_declared_in_the_catalogue(h: Harness) {
+    use concierge_proto::catalogue::Catalogue;
+    use concierge_proto::events::Visibility;
+    let admin = who(Role::Admin);
+    let a = agent();
+    let mask = |p: &str| {
+        Some(FieldMask {
+            paths: vec![p.into()],
+        })
+    };
+    // Configuration: calendars, a policy, hand-off codes, each through
+    // its whole life.
+    us_central_repairs(
+        &h,
+        SlaPolicy {
+            overall_delivery: Some(target("restore", 4)),
+            ..Default::default()
+        },
+    )
+    .await;
+    h.svc
+        .update_calendar(h.req(
+            &admin,
+            UpdateCalendarRequest {
+                calendar: Some(Calendar {
+                    name: "calendars/us-central".into(),
+                    display_name: "US Central".into(),
+                    ..Default::default()
+                }),
+                update_mask: mask("display_name"),
+            },
+        ))
+        .await
+        .unwrap();
+    create_calendar(&h, "spare", us_central()).await.unwrap();
+    h.svc
+        .delete_calendar(h.req(
+            &admin,
+            DeleteCalendarRequest {
+                name: "calendars/spare".into(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap();
+    h.svc
+        .update_sla_policy(h.req(
+            &admin,
+            UpdateSlaPolicyRequest {
+                sla_policy: Some(SlaPolicy {
+                    name: "slaPolicies/repairs".into(),
+                    display_name: "Repairs (US)".into(),
+                    ..Default::default()
+                }),
+                update_mask: mask("display_name"),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap();
+    for undo in [false, true] {
+        let name = "slaPolicies/repairs".to_string();
+        if undo {
+            h.svc
+                .undelete_sla_policy(h.req(
+                    &admin,
+                    UndeleteSlaPolicyRequest {
+                        name,
+                        ..Default::default()
+                    },
+                ))
+                .await
+                .unwrap();
+        } else {
+            h.svc
+                .delete_sla_policy(h.req(
+                    &admin,
+                    DeleteSlaPolicyRequest {
+                        name,
+                        ..Default::default()
+                    },
+                ))
+                .await
+                .unwrap();
+        }
+    }
+    create_hand_off_codes(&h, &[]).await;
+    h.svc
+        .update_hand_off_code(h.req(
+            &admin,
+            UpdateHandOffCodeRequest {
+                hand_off_code: Some(HandOffCode {
+                    name: "handOffCodes/NR".into(),
+                    display_name: "Not ready".into(),
+                    ..Default::default()
+                }),
+                update_mask: mask("display_name"),
+            },
+        ))
+        .await
+        .unwrap();
+    h.svc
+        .delete_hand_off_code(h.req(
+            &admin,
+            DeleteHandOffCodeRequest {
+                name: "handOffCodes/PE".into(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap();
+
+    // A case through its life, its clocks running out on the way.
+    h.clock.set("2026-11-30T15:00:00Z".parse().unwrap());
+    let c = create_case(&h, &a, case("acme", "Down")).await.unwrap();
+    let name = c.name.clone();
+    h.svc
+        .open_case(h.req(
+            &a,
+            OpenCaseRequest {
+                name: name.clone(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap();
+    h.svc
+        .update_case(h.req(
+            &a,
+            UpdateCaseRequest {
+                case: Some(Case {
+                    name: name.clone(),
+                    title: "Down at HQ".into(),
+                    ..Default::default()
+                }),
+                update_mask: mask("title"),
+            },
+        ))
+        .await
+        .unwrap();
+    for visibility in [note::Visibility::Internal, note::Visibility::Public] {
+        h.svc
+            .create_note(h.req(
+                &a,
+                CreateNoteRequest {
+                    parent: name.clone(),
+                    note: Some(Note {
+                        visibility: visibility as i32,
+                        body: "Engineer dispatched".into(),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                },
+            ))
+            .await
+            .unwrap();
+    }
+    // The reason reaches the client as a public update, posted with it.
+    h.svc
+        .pend_case_on_client(h.req(
+            &a,
+            PendCaseOnClientRequest {
+                name: name.clone(),
+                reason: "Site access".into(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap();
+    h.svc
+        .resume_case(h.req(
+            &a,
+            ResumeCaseRequest {
+                name: name.clone(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap();
+    let late = "2026-12-02T23:00:00Z".parse::<jiff::Timestamp>().unwrap();
+    h.clock.set(late);
+    h.svc.sweep_timers("a", late).await.unwrap();
+    h.svc
+        .resolve_case(h.req(
+            &a,
+            ResolveCaseRequest {
+                name: name.clone(),
+                resolution: Some(Resolution {
+                    root_cause: "Card failure".into(),
+                    resolution_code: "FIXED".into(),
+                    summary: "Replaced the card".into(),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap();
+    h.svc
+        .close_case(h.req(
+            &a,
+            CloseCaseRequest {
+                name: name.clone(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap();
+    h.svc
+        .reopen_case(h.req(
+            &a,
+            ReopenCaseRequest {
+                name: name.clone(),
+                reason: "Down again".into(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap();
+    h.svc
+        .cancel_case(h.req(
+            &a,
+            CancelCaseRequest {
+                name: name.clone(),
+                reason: "Filed twice".into(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap();
+
+    // Two more: linked, unlinked, one merged into the other.
+    let first = create_case(&h, &a, case("acme", "Slow")).await.unwrap();
+    let dup = create_case(&h, &a, case("acme", "Slow again"))
+        .await
+        .unwrap();
+    let link = h
+        .svc
+        .create_case_link(h.req(
+            &a,
+            CreateCaseLinkRequest {
+                parent: dup.name.clone(),
+                case_link: Some(CaseLink {
+                    r#type: case_link::Type::DuplicateOf as i32,
+                    target: first.name.clone(),
+                    reason: "Same circuit".into(),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    h.svc
+        .delete_case_link(h.req(
+            &a,
+            DeleteCaseLinkRequest {
+                name: link.name,
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap();
+    h.svc
+        .merge_case(h.req(
+            &a,
+            MergeCaseRequest {
+                name: dup.name,
+                target: first.name,
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap();
+
+    let mut c = h.svc.db().acquire().await.unwrap();
+    let events = concierge_common::outbox::read_after(&mut c.conn(), 0, 10_000)
+        .await
+        .unwrap();
+    let mut seen = std::collections::BTreeSet::new();
+    for e in events.into_iter().map(|p| p.event) {
+        let Some(declared) = EventType::from_event_type(&e.r#type).and_then(|t| t.declared())
+        else {
+            panic!("{} is not in the cases catalogue", e.r#type);
+        };
+        let payload = e.payload.as_ref().expect("every event has a payload");
+        assert_eq!(
+            payload.type_url,
+            declared.payload_type_url(),
+            "{}'s payload",
+            e.r#type
+        );
+        if declared.audience == Visibility::Internal {
+            assert_eq!(e.visibility, Visibility::Internal as i32, "{}", e.r#type);
+        }
+        seen.insert(declared.event_type);
+    }
+    let declared: std::collections::BTreeSet<_> =
+        EventType::DECLARED.iter().map(|d| d.event_type).collect();
+    assert_eq!(seen, declared, "every declared event type is emitted");
 }

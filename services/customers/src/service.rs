@@ -3,6 +3,7 @@
 
 use concierge_common::clock;
 use concierge_common::error::{Error, Result};
+use concierge_proto::catalogue;
 use concierge_proto::customers::customers_service_server::CustomersService;
 use concierge_proto::customers::*;
 use tonic::{Request, Response};
@@ -427,7 +428,7 @@ impl CustomersService for Customers {
                     &ctx,
                     &req.name,
                     &req.etag,
-                    "completed",
+                    catalogue::customers::FOLLOW_UP_COMPLETED,
                     false,
                     |f, row| {
                         close_follow_up(f, row, follow_up::State::Done)?;
@@ -449,7 +450,7 @@ impl CustomersService for Customers {
                     &ctx,
                     &req.name,
                     &req.etag,
-                    "cancelled",
+                    catalogue::customers::FOLLOW_UP_CANCELLED,
                     false,
                     |f, row| {
                         close_follow_up(f, row, follow_up::State::Cancelled)?;

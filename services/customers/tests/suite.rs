@@ -171,6 +171,7 @@ concierge_common::both_backends!(
     authorisation_matrix,
     client_lists_only_its_own_account,
     concurrent_writers_all_land_and_duplicates_create_once,
+    every_event_is_declared_in_the_catalogue,
 );
 
 async fn account_round_trip(h: Harness) {
@@ -1446,4 +1447,288 @@ async fn concurrent_writers_all_land_and_duplicates_create_once(h: Harness) {
         .unwrap()
         .into_inner();
     assert_eq!(listed.accounts.len(), 1);
+}
+
+/// Every kind of change the service makes, then the outbox read as a
+/// consumer reads it: each event's type is a value of the catalogue
+/// (`customers/v1/events.proto`), its payload the message that value
+/// declares, its visibility within the declared audience, and every
+/// declared type is emitted by something (nothing listed that never happens).
+async fn every_event_is_declared_in_the_catalogue(h: Harness) {
+    use concierge_proto::catalogue::Catalogue;
+    use concierge_proto::events::Visibility;
+    h.seed().await;
+    let a = admin();
+    let mask = |p: &str| {
+        Some(FieldMask {
+            paths: vec![p.into()],
+        })
+    };
+    h.svc
+        .update_account(h.req(
+            &a,
+            UpdateAccountRequest {
+                account: Some(Account {
+                    name: "accounts/acme".into(),
+                    billing_account: "B-7".into(),
+                    ..Default::default()
+                }),
+                update_mask: mask("billing_account"),
+            },
+        ))
+        .await
+        .unwrap();
+    h.svc
+        .delete_account(h.req(
+            &a,
+            DeleteAccountRequest {
+                name: "accounts/globex".into(),
+                etag: String::new(),
+            },
+        ))
+        .await
+        .unwrap();
+    h.svc
+        .undelete_account(h.req(
+            &a,
+            UndeleteAccountRequest {
+                name: "accounts/globex".into(),
+                etag: String::new(),
+            },
+        ))
+        .await
+        .unwrap();
+    let contact = h
+        .svc
+        .create_contact(h.req(
+            &a,
+            CreateContactRequest {
+                parent: "accounts/acme".into(),
+                contact: Some(Contact {
+                    display_name: "Deniz".into(),
+                    email: "deniz@acme.example".into(),
+                    roles: vec![ContactRole::Primary as i32],
+                    preferred_channel: ContactChannel::Email as i32,
+                    ..Default::default()
+                }),
+                contact_id: "deniz".into(),
+                request_id: String::new(),
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    h.svc
+        .update_contact(h.req(
+            &a,
+            UpdateContactRequest {
+                contact: Some(Contact {
+                    name: contact.name.clone(),
+                    display_name: "Deniz Y.".into(),
+                    ..Default::default()
+                }),
+                update_mask: mask("display_name"),
+            },
+        ))
+        .await
+        .unwrap();
+    h.svc
+        .delete_contact(h.req(
+            &a,
+            DeleteContactRequest {
+                name: contact.name,
+                etag: String::new(),
+            },
+        ))
+        .await
+        .unwrap();
+    let item = h
+        .svc
+        .create_inventory_item(h.req(
+            &a,
+            CreateInventoryItemRequest {
+                parent: "accounts/acme/sites/hq".into(),
+                inventory_item: Some(InventoryItem {
+                    kind: InventoryKind::Data as i32,
+                    product: "Dedicated Internet 10 Mb".into(),
+                    role: InventoryRole::Primary as i32,
+                    carrier: "Lumen".into(),
+                    state: inventory_item::State::Active as i32,
+                    ..Default::default()
+                }),
+                inventory_item_id: "dia".into(),
+                request_id: String::new(),
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    h.svc
+        .update_inventory_item(h.req(
+            &a,
+            UpdateInventoryItemRequest {
+                inventory_item: Some(InventoryItem {
+                    name: item.name.clone(),
+                    carrier: "Zayo".into(),
+                    ..Default::default()
+                }),
+                update_mask: mask("carrier"),
+            },
+        ))
+        .await
+        .unwrap();
+    h.svc
+        .delete_inventory_item(h.req(
+            &a,
+            DeleteInventoryItemRequest {
+                name: item.name,
+                etag: String::new(),
+            },
+        ))
+        .await
+        .unwrap();
+    h.svc
+        .update_site(h.req(
+            &a,
+            UpdateSiteRequest {
+                site: Some(Site {
+                    name: "accounts/acme/sites/hq".into(),
+                    display_name: "Head office".into(),
+                    ..Default::default()
+                }),
+                update_mask: mask("display_name"),
+            },
+        ))
+        .await
+        .unwrap();
+    h.svc
+        .delete_site(h.req(
+            &a,
+            DeleteSiteRequest {
+                name: "accounts/acme/sites/hq".into(),
+                etag: String::new(),
+            },
+        ))
+        .await
+        .unwrap();
+    h.svc
+        .create_interaction(h.req(
+            &a,
+            CreateInteractionRequest {
+                parent: "accounts/acme".into(),
+                interaction: Some(Interaction {
+                    channel: ContactChannel::Phone as i32,
+                    direction: Direction::Inbound as i32,
+                    occur_time: Some(prost_types::Timestamp {
+                        seconds: 1_790_000_000,
+                        nanos: 0,
+                    }),
+                    summary: "Client called about the outage".into(),
+                    ..Default::default()
+                }),
+                interaction_id: String::new(),
+                request_id: String::new(),
+            },
+        ))
+        .await
+        .unwrap();
+    for (id, cancel) in [("check", false), ("call-back", true)] {
+        let f = h
+            .svc
+            .create_follow_up(h.req(
+                &a,
+                CreateFollowUpRequest {
+                    parent: "accounts/acme".into(),
+                    follow_up: Some(FollowUp {
+                        summary: "Check the circuit is stable".into(),
+                        due_time: Some(prost_types::Timestamp {
+                            seconds: 1_800_000_000,
+                            nanos: 0,
+                        }),
+                        owner: "staff/ayse".into(),
+                        ..Default::default()
+                    }),
+                    follow_up_id: id.into(),
+                    request_id: String::new(),
+                },
+            ))
+            .await
+            .unwrap()
+            .into_inner();
+        h.svc
+            .update_follow_up(h.req(
+                &a,
+                UpdateFollowUpRequest {
+                    follow_up: Some(FollowUp {
+                        name: f.name.clone(),
+                        summary: "Check the circuit is stable after the repair".into(),
+                        ..Default::default()
+                    }),
+                    update_mask: mask("summary"),
+                },
+            ))
+            .await
+            .unwrap();
+        if cancel {
+            h.svc
+                .cancel_follow_up(h.req(
+                    &a,
+                    CancelFollowUpRequest {
+                        name: f.name,
+                        reason: "no longer needed".into(),
+                        etag: String::new(),
+                    },
+                ))
+                .await
+                .unwrap();
+        } else {
+            h.svc
+                .complete_follow_up(h.req(
+                    &a,
+                    CompleteFollowUpRequest {
+                        name: f.name,
+                        outcome: "stable".into(),
+                        etag: String::new(),
+                    },
+                ))
+                .await
+                .unwrap();
+        }
+    }
+    h.svc
+        .update_staff_member(h.req(
+            &a,
+            UpdateStaffMemberRequest {
+                staff_member: Some(StaffMember {
+                    name: "staff/bob".into(),
+                    team: "enterprise".into(),
+                    ..Default::default()
+                }),
+                update_mask: mask("team"),
+            },
+        ))
+        .await
+        .unwrap();
+
+    let mut seen = std::collections::BTreeSet::new();
+    for e in h.events().await {
+        let Some(declared) = EventType::from_event_type(&e.r#type).and_then(|t| t.declared())
+        else {
+            panic!("{} is not in the customers catalogue", e.r#type);
+        };
+        let payload = e.payload.as_ref().expect("every event has a payload");
+        assert_eq!(
+            payload.type_url,
+            declared.payload_type_url(),
+            "{}'s payload",
+            e.r#type
+        );
+        if declared.audience == Visibility::Internal {
+            assert_eq!(e.visibility, Visibility::Internal as i32, "{}", e.r#type);
+        }
+        seen.insert(declared.event_type);
+    }
+    let declared: std::collections::BTreeSet<_> =
+        EventType::DECLARED.iter().map(|d| d.event_type).collect();
+    assert_eq!(seen, declared, "every declared event type is emitted");
 }
