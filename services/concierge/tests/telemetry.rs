@@ -1,6 +1,6 @@
 //! What `concierge dev` tells an operator, read where an operator reads it:
 //! the spans an OTLP collector receives, the Prometheus endpoint, the log
-//! log lines. Waits are on conditions, never on timers.
+//! lines. Waits are on conditions, never on timers.
 
 use std::collections::HashMap;
 use std::process::Command;
