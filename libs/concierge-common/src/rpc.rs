@@ -325,6 +325,10 @@ where
     }
 }
 
+/// The health service, whose calls (load balancers' and Kubernetes'
+/// probes) are logged at `debug`.
+const HEALTH: &str = "grpc.health.v1.Health";
+
 /// Reports an RPC once, when dropped: its metrics, its span's code, its
 /// access log line.
 struct Finish {
@@ -368,16 +372,16 @@ impl Drop for Finish {
             let sc = span.span_context();
             sc.is_valid().then(|| sc.trace_id().to_string())
         };
-        tracing::info!(
-            target: "concierge::access",
-            service = %self.service,
-            method = %self.method,
-            code = name,
-            latency_ms = elapsed.as_secs_f64() * 1000.0,
-            request_id = self.request_id.as_deref().unwrap_or_default(),
-            trace_id = trace_id.as_deref().unwrap_or_default(),
-            "rpc finished"
-        );
+        let (service, method) = (self.service.as_str(), self.method.as_str());
+        let request_id = self.request_id.as_deref().unwrap_or_default();
+        let trace_id = trace_id.as_deref().unwrap_or_default();
+        let latency_ms = elapsed.as_secs_f64() * 1000.0;
+        // Probes ask every few seconds; a line each would bury the calls.
+        if service == HEALTH {
+            tracing::debug!(target: "concierge::access", service, method, code = name, latency_ms, request_id, trace_id, "rpc finished");
+        } else {
+            tracing::info!(target: "concierge::access", service, method, code = name, latency_ms, request_id, trace_id, "rpc finished");
+        }
     }
 }
 
