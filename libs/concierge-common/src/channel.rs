@@ -1,7 +1,9 @@
 //! How one service reaches another (and the gateway its backends): a pool
 //! of gRPC connections, or the service itself in the same process in
 //! `concierge dev`. Either way a tower service of HTTP/2 gRPC requests, so
-//! a generated client works over it unchanged.
+//! a generated client works over it unchanged. Either way every call
+//! carries the caller's trace context (`traceparent`), and an in-process
+//! service gets its own server span as a served one does.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -35,7 +37,9 @@ where
     S::Error: Into<BoxError>,
     S::Future: Send + 'static,
 {
-    BoxCloneSyncService::new(service.map_err(Into::into))
+    BoxCloneSyncService::new(crate::rpc::Propagate::new(crate::rpc::Observe::in_process(
+        service.map_err(Into::into),
+    )))
 }
 
 /// A backend behind `url`, reached over `connections` HTTP/2 connections used
@@ -55,10 +59,21 @@ pub fn remote(url: &str, connections: usize) -> Result<Backend, Error> {
         channels: Arc::new(channels),
         next: Arc::new(AtomicUsize::new(0)),
     };
-    Ok(BoxCloneSyncService::new(tower::service_fn(move |req| {
-        let channel = pool.pick();
-        async move { channel.oneshot(req).await.map_err(BoxError::from) }
-    })))
+    Ok(BoxCloneSyncService::new(crate::rpc::Propagate::new(
+        tower::service_fn(move |req| {
+            let channel = pool.pick();
+            async move { channel.oneshot(req).await.map_err(BoxError::from) }
+        }),
+    )))
+}
+
+/// A channel to one service (`cases` → `customers`) whose calls carry the
+/// current trace context: wrap it before building the generated client.
+pub type Traced = crate::rpc::Propagate<tonic::transport::Channel>;
+
+/// `channel`, its calls carrying the current trace context.
+pub fn traced(channel: tonic::transport::Channel) -> Traced {
+    crate::rpc::Propagate::new(channel)
 }
 
 #[derive(Clone)]

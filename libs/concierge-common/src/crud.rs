@@ -407,9 +407,11 @@ impl Store {
     /// Starts the store's background work under `supervisor`: the relay of
     /// its outbox to `bus` (when there is one; NATS is connected in the
     /// background, so a bus outage at start delays events, not the service)
-    /// and the hourly purge of expired `request_id`s.
+    /// and the hourly purge of expired `request_id`s, and the gauges of its
+    /// database pool.
     pub fn supervise(&self, supervisor: &Supervisor, bus: Option<BusTarget>) {
         let source = self.inner.source;
+        self.inner.db.report_pool(supervisor, source);
         if let Some(bus) = bus {
             let (db, clock, nudge) = (
                 self.inner.db.clone(),

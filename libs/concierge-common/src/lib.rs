@@ -18,6 +18,7 @@ pub mod paging;
 pub mod principal;
 pub mod relay;
 pub mod resource;
+pub mod rpc;
 pub mod server;
 pub mod storage;
 pub mod supervise;

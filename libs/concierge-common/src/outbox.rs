@@ -102,6 +102,16 @@ pub async fn pending(conn: &mut Conn<'_>, limit: i64) -> Result<Vec<Pending>> {
         .collect()
 }
 
+/// How many events wait to be published.
+pub async fn backlog(conn: &mut Conn<'_>) -> Result<i64> {
+    let (n,): (i64,) = on_conn!(conn, c => {
+        sqlx::query_as("SELECT COUNT(*) FROM outbox WHERE publish_time = 0")
+            .fetch_one(&mut **c)
+            .await?
+    });
+    Ok(n)
+}
+
 /// Marks events published.
 pub async fn mark_published(conn: &mut Conn<'_>, seqs: &[i64], now_micros: i64) -> Result<()> {
     for seq in seqs {

@@ -205,9 +205,34 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let bus = match target {
         BusTarget::Ready(bus) => bus,
-        BusTarget::Nats(url) => Bus::JetStream(connect_with_backoff(&url, source).await),
+        BusTarget::Nats(url) => {
+            // While the bus is out of reach the backlog is what grows:
+            // report it meanwhile, not only once connected.
+            let connecting = connect_with_backoff(&url, source);
+            tokio::pin!(connecting);
+            loop {
+                report_backlog(&db, source).await;
+                tokio::select! {
+                    bus = &mut connecting => break Bus::JetStream(bus),
+                    _ = tokio::time::sleep(poll) => {},
+                }
+            }
+        }
     };
     relay_forever(db, bus, source, clock, nudge, poll).await;
+}
+
+/// Sets `concierge_outbox_backlog{source}` to the events waiting in the
+/// outbox. A failed count leaves the last value: the relay's own failure is
+/// what gets logged.
+async fn report_backlog(db: &Db, source: &'static str) {
+    let counted = async {
+        let mut pooled = db.acquire().await?;
+        outbox::backlog(&mut pooled.conn()).await
+    };
+    if let Ok(n) = counted.await {
+        metrics::gauge!("concierge_outbox_backlog", "source" => source).set(n as f64);
+    }
 }
 
 /// Runs the relay until the process ends: after every nudge, and every
@@ -247,7 +272,9 @@ async fn relay_forever(
             0.0
         });
         let now = crate::clock::to_micros(clock.now());
-        match relay_once(&db, &bus, 500, now).await {
+        let relayed = relay_once(&db, &bus, 500, now).await;
+        report_backlog(&db, source).await;
+        match relayed {
             Ok(n) if n > 0 => {
                 metrics::counter!("concierge_outbox_relayed_total").increment(n as u64);
                 failures = 0;

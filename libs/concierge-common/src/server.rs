@@ -14,7 +14,6 @@ use std::sync::{Arc, RwLock, Weak};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant, SystemTime};
 
-use prost::Message;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::sign::CertifiedKey;
@@ -322,28 +321,7 @@ fn tls_incoming(
 /// The `/package.Service/Method` paths of the served services, read from the
 /// descriptors they were generated from: only these become metric labels.
 fn served_paths(services: &[String]) -> Result<HashSet<String>> {
-    let mut paths = HashSet::new();
-    for encoded in [
-        concierge_proto::FILE_DESCRIPTOR_SET,
-        tonic_health::pb::FILE_DESCRIPTOR_SET,
-        tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET,
-        tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET,
-    ] {
-        let set = prost_types::FileDescriptorSet::decode(encoded).map_err(Error::internal)?;
-        for file in set.file {
-            let package = file.package.unwrap_or_default();
-            for service in file.service {
-                let full = format!("{package}.{}", service.name.unwrap_or_default());
-                if !services.contains(&full) {
-                    continue;
-                }
-                for method in service.method {
-                    paths.insert(format!("/{full}/{}", method.name.unwrap_or_default()));
-                }
-            }
-        }
-    }
-    Ok(paths)
+    crate::rpc::method_paths(Some(services))
 }
 
 /// A running server: the bound address and a way to drain it.
@@ -447,9 +425,8 @@ pub async fn start(
         let _ = rx.wait_for(|accepting| !*accepting).await;
     };
     let router = tonic::transport::Server::builder()
-        .layer(tower::layer::layer_fn(move |inner| Metered {
-            inner,
-            paths: paths.clone(),
+        .layer(tower::layer::layer_fn(move |inner| {
+            crate::rpc::Observe::server(inner, paths.clone())
         }))
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         // HTTP/2 pins a client to one pod; recycling connections rebalances.
@@ -514,68 +491,6 @@ pub async fn start(
 async fn stopped(rx: &mut watch::Receiver<bool>) {
     if rx.wait_for(|s| *s).await.is_err() {
         std::future::pending::<()>().await;
-    }
-}
-
-/// Counts and times every call by service, method and gRPC code, for the
-/// Prometheus exporter (`grpc_server_handled_total`,
-/// `grpc_server_handling_seconds`).
-#[derive(Clone)]
-struct Metered<S> {
-    inner: S,
-    /// The methods that are labelled by name; any other path is "unknown",
-    /// so that callers cannot create series by inventing paths.
-    paths: Arc<HashSet<String>>,
-}
-
-impl<S, B> tower::Service<http::Request<B>> for Metered<S>
-where
-    S: tower::Service<http::Request<B>, Response = http::Response<tonic::body::Body>>
-        + Send
-        + 'static,
-    S::Future: Send + 'static,
-{
-    type Response = S::Response;
-    type Error = S::Error;
-    type Future =
-        std::pin::Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
-
-    fn poll_ready(
-        &mut self,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, request: http::Request<B>) -> Self::Future {
-        let (service, method) = match request.uri().path() {
-            path if self.paths.contains(path) => {
-                path[1..].split_once('/').unwrap_or(("unknown", "unknown"))
-            }
-            _ => ("unknown", "unknown"),
-        };
-        let (service, method) = (service.to_string(), method.to_string());
-        let started = Instant::now();
-        let call = self.inner.call(request);
-        Box::pin(async move {
-            let result = call.await;
-            if let Ok(response) = &result {
-                // A failed call is answered trailers-only, with the code in the
-                // headers; a successful one has no code there.
-                let code = response
-                    .headers()
-                    .get("grpc-status")
-                    .and_then(|v| v.to_str().ok())
-                    .and_then(|v| v.parse::<i32>().ok())
-                    .map(|c| format!("{:?}", tonic::Code::from_i32(c)))
-                    .unwrap_or_else(|| "Ok".to_string());
-                metrics::counter!("grpc_server_handled_total", "grpc_service" => service.clone(), "grpc_method" => method.clone(), "grpc_code" => code)
-                    .increment(1);
-                metrics::histogram!("grpc_server_handling_seconds", "grpc_service" => service, "grpc_method" => method)
-                    .record(started.elapsed().as_secs_f64());
-            }
-            result
-        })
     }
 }
 

@@ -251,6 +251,62 @@ impl Db {
             Db::Postgres(pool) => pool.close().await,
         }
     }
+
+    /// The pool's open connections, how many of them are idle, and how many
+    /// it may open.
+    pub fn pool_stats(&self) -> PoolStats {
+        match self {
+            Db::Sqlite(pool) => PoolStats {
+                size: pool.size(),
+                idle: pool.num_idle(),
+                max: pool.options().get_max_connections(),
+            },
+            Db::Postgres(pool) => PoolStats {
+                size: pool.size(),
+                idle: pool.num_idle(),
+                max: pool.options().get_max_connections(),
+            },
+        }
+    }
+
+    /// Reports the pool as `concierge_db_pool_{size,idle,max}{database}`
+    /// now and every [`POOL_SAMPLE_EVERY`], under `supervisor`: a pool that
+    /// stays at its max with nothing idle is the one making calls wait.
+    pub fn report_pool(&self, supervisor: &crate::supervise::Supervisor, database: &'static str) {
+        let db = self.clone();
+        supervisor.spawn(
+            format!("{database}-db-pool-metrics"),
+            crate::supervise::Need::Optional,
+            move || {
+                let db = db.clone();
+                async move {
+                    let mut tick = tokio::time::interval(POOL_SAMPLE_EVERY);
+                    loop {
+                        tick.tick().await;
+                        let stats = db.pool_stats();
+                        metrics::gauge!("concierge_db_pool_size", "database" => database)
+                            .set(stats.size as f64);
+                        metrics::gauge!("concierge_db_pool_idle", "database" => database)
+                            .set(stats.idle as f64);
+                        metrics::gauge!("concierge_db_pool_max", "database" => database)
+                            .set(stats.max as f64);
+                    }
+                }
+            },
+        );
+    }
+}
+
+/// How often [`Db::report_pool`] samples a pool: a pool's size changes by
+/// the second, and a scrape comes every 15 s or so.
+pub const POOL_SAMPLE_EVERY: Duration = Duration::from_secs(5);
+
+/// A connection pool at one instant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolStats {
+    pub size: u32,
+    pub idle: usize,
+    pub max: u32,
 }
 
 async fn run<'a, A>(migrator: &Migrator, conn: A) -> Result<()>

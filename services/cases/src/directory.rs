@@ -24,14 +24,14 @@ pub struct AccountFacts {
 /// A client of the customers service acting as the cases service itself.
 #[derive(Clone)]
 pub struct Directory {
-    client: CustomersServiceClient<tonic::transport::Channel>,
+    client: CustomersServiceClient<concierge_common::channel::Traced>,
     principals: PrincipalCodec,
 }
 
 impl Directory {
     pub fn new(customers: tonic::transport::Channel, principals: &PrincipalCodec) -> Self {
         Self {
-            client: CustomersServiceClient::new(customers),
+            client: CustomersServiceClient::new(concierge_common::channel::traced(customers)),
             principals: principals.clone(),
         }
     }

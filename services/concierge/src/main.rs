@@ -144,6 +144,14 @@ fn keys_database(database_url: Option<String>, data_dir: &Path) -> anyhow::Resul
     Ok(runtime::dev_gateway_url(data_dir))
 }
 
+/// What `concierge dev` reads of the configuration `serve` reads: the rest
+/// is fixed (SQLite files in the data directory, every service in-process).
+#[derive(serde::Deserialize, Default)]
+#[serde(default)]
+struct DevConfig {
+    telemetry: concierge_common::telemetry::TelemetryConfig,
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Run the gateway and every service in this process on SQLite, with zero set-up.
@@ -293,11 +301,22 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 Some(m) => Some(listen_addr("--metrics-listen", &m).await?),
                 None => None,
             };
+            // The same telemetry settings as `serve` (CONCIERGE_TELEMETRY__*),
+            // the flag over them.
+            let mut flags = serde_json::Map::new();
+            if let Some(m) = metrics_listen {
+                flags.insert(
+                    "telemetry".into(),
+                    serde_json::json!({ "metrics_listen": m.to_string() }),
+                );
+            }
+            let DevConfig { telemetry } =
+                concierge_common::config::load(None, serde_json::Value::Object(flags))?;
             let _lock = lock_data_dir(&data_dir)?;
             runtime::dev(DevOptions {
                 data_dir,
                 listen,
-                metrics_listen,
+                telemetry,
                 test_clock,
             })
             .await

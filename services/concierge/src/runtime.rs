@@ -336,7 +336,9 @@ fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
 pub struct DevOptions {
     pub data_dir: PathBuf,
     pub listen: SocketAddr,
-    pub metrics_listen: Option<SocketAddr>,
+    /// As `serve` reads it (`CONCIERGE_TELEMETRY__*`), `--metrics-listen`
+    /// included.
+    pub telemetry: TelemetryConfig,
     /// Run on a controllable clock starting at this instant.
     pub test_clock: Option<jiff::Timestamp>,
 }
@@ -345,13 +347,7 @@ pub struct DevOptions {
 /// files under the data directory; restarting on the same directory keeps
 /// everything, including the admin key.
 pub async fn dev(opts: DevOptions) -> anyhow::Result<()> {
-    let _telemetry = telemetry::init(
-        "concierge-dev",
-        &TelemetryConfig {
-            metrics_listen: opts.metrics_listen,
-            ..TelemetryConfig::default()
-        },
-    )?;
+    let _telemetry = telemetry::init("concierge-dev", &opts.telemetry)?;
     std::fs::create_dir_all(&opts.data_dir)
         .with_context(|| format!("creating {}", opts.data_dir.display()))?;
     let dir = opts.data_dir.canonicalize()?;

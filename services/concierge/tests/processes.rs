@@ -543,8 +543,8 @@ async fn dev_exposes_prometheus_metrics() {
         .unwrap_err();
     assert_eq!(missing.code(), tonic::Code::NotFound);
     let wanted = [
-        r#"grpc_server_handled_total{grpc_service="concierge.customers.v1.CustomersService",grpc_method="CreateAccount",grpc_code="Ok"} 1"#,
-        r#"grpc_server_handled_total{grpc_service="concierge.customers.v1.CustomersService",grpc_method="GetAccount",grpc_code="NotFound"} 1"#,
+        r#"grpc_server_handled_total{grpc_service="concierge.customers.v1.CustomersService",grpc_method="CreateAccount",grpc_code="OK"} 1"#,
+        r#"grpc_server_handled_total{grpc_service="concierge.customers.v1.CustomersService",grpc_method="GetAccount",grpc_code="NOT_FOUND"} 1"#,
         r#"concierge_gateway_calls_total{service="concierge.customers.v1.CustomersService",outcome="forwarded"} 2"#,
         // Every background loop runs supervised, the gateway's own included.
         r#"concierge_workers_live{worker="gateway-housekeeping"} 1"#,

@@ -39,6 +39,7 @@ pub async fn migrate(db: &Db) -> Result<()> {
 
 /// The gateway over its database and its backends.
 pub struct Gateway {
+    db: Db,
     shared: Arc<proxy::Shared>,
     backends: BTreeMap<&'static str, Backend>,
     /// Every service the contracts describe, served here or not.
@@ -74,9 +75,10 @@ impl Gateway {
     ) -> Result<Self> {
         migrate(&db).await?;
         let oidc = oidc.map(oidc::Oidc::new).transpose()?;
-        let auth = auth::Authenticator::new(db, clock, oidc, limits.failure_allowance())?;
+        let auth = auth::Authenticator::new(db.clone(), clock, oidc, limits.failure_allowance())?;
         let shared = Arc::new(proxy::Shared::new(auth, principals, limits)?);
         Ok(Self {
+            db,
             shared,
             backends,
             described: Arc::new(described_services()?),
@@ -88,6 +90,7 @@ impl Gateway {
     /// memory follows the callers of the last minutes, not of all time. It
     /// ends when the gateway is dropped.
     pub fn supervise(&self, supervisor: &concierge_common::supervise::Supervisor) {
+        self.db.report_pool(supervisor, "gateway");
         let weak = Arc::downgrade(&self.shared);
         supervisor.spawn(
             "gateway-housekeeping",

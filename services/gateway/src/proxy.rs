@@ -171,6 +171,8 @@ pub(crate) async fn forward(
     let started = Instant::now();
     let (mut parts, body) = request.into_parts();
     let request_id = request_id(&parts.headers);
+    // The server span this call runs in carries the id it is known by.
+    tracing::Span::current().record("request_id", request_id.as_str());
 
     let principal = match shared.auth.authenticate(&parts.headers, peer(&parts)).await {
         Ok(p) => p,
