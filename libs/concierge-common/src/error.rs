@@ -9,6 +9,8 @@ use std::time::Duration;
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
+use crate::peer::PeerError;
+
 /// The `ErrorInfo.domain` of every Concierge error.
 pub const ERROR_DOMAIN: &str = "concierge.dev";
 
@@ -87,6 +89,10 @@ pub enum Error {
     /// The method belongs to a service this deployment does not serve.
     #[error("not served: {0}")]
     NotServed(String),
+    /// A peer service's refusal this service has no word of its own for:
+    /// it reaches the caller with the peer's code, reason and details.
+    #[error("{0}")]
+    Peer(PeerError),
     #[error("internal error")]
     Internal(#[source] anyhow::Error),
 }
@@ -110,48 +116,54 @@ impl Error {
     pub fn internal(err: impl Into<anyhow::Error>) -> Self {
         Self::Internal(err.into())
     }
-    /// What a peer service's refusal means for this service's caller. The
-    /// peer's code and `ErrorInfo` reason are kept where the caller can act
-    /// on them (a precondition, a permission, a conflict to retry, an outage
-    /// to wait out); a refusal only this service could have caused (it sent
-    /// a bad or badly signed request) is this service's fault: INTERNAL, with
-    /// the peer's answer logged.
-    pub fn from_peer(peer: &str, status: &Status) -> Self {
-        let details = status.get_error_details();
-        let reason = details
-            .error_info()
-            .and_then(|info| reason_from_name(&info.reason));
-        let said = format!("{peer}: {}", status.message());
-        match status.code() {
+    /// What a peer service's refusal `status` means for this service's
+    /// caller: as `From<PeerError>` maps it, below.
+    pub fn from_peer(peer: &'static str, status: &Status) -> Self {
+        PeerError::from_status(peer, status).into()
+    }
+}
+
+/// What a peer service's refusal means for this service's caller. The
+/// peer's code and `ErrorInfo` reason are kept where the caller can act on
+/// them (a missing resource, a precondition, a permission, a conflict to
+/// retry, an outage to wait out, or a refusal this service has no better
+/// word for); a refusal only this service could have caused (it sent a bad
+/// or badly signed request) is this service's fault: INTERNAL, with the
+/// peer's answer logged. Where a call knows better what a code means for
+/// its caller (a referenced resource that does not exist is a bad field of
+/// the caller's request), it maps that code itself before this.
+impl From<PeerError> for Error {
+    fn from(refused: PeerError) -> Self {
+        let said = || format!("{}: {}", refused.peer(), refused.message());
+        match refused.code() {
             Code::NotFound => Self::NotFound {
                 resource_type: "Resource",
-                name: details
+                name: refused
+                    .details()
                     .resource_info()
                     .map(|r| r.resource_name.clone())
                     .unwrap_or_default(),
             },
-            Code::PermissionDenied => Self::PermissionDenied(said),
+            Code::PermissionDenied => Self::PermissionDenied(said()),
             Code::FailedPrecondition => Self::FailedPrecondition {
-                reason: reason.unwrap_or(Reason::Unspecified),
-                subject: details
+                reason: refused.reason().unwrap_or(Reason::Unspecified),
+                subject: refused
+                    .details()
                     .precondition_failure()
                     .and_then(|p| p.violations.first().map(|v| v.subject.clone()))
                     .unwrap_or_default(),
-                description: said,
+                description: said(),
             },
             Code::Aborted => Self::Conflict {
-                reason: reason.unwrap_or(Reason::TransactionConflict),
-                description: said,
+                reason: refused.reason().unwrap_or(Reason::TransactionConflict),
+                description: said(),
             },
             Code::Unavailable | Code::DeadlineExceeded | Code::ResourceExhausted => {
-                tracing::warn!(peer, status = %status, "a peer service is unavailable");
-                Self::Unavailable(format!("{peer} is unavailable; retry"))
+                tracing::warn!(peer = refused.peer(), error = %refused, "a peer service is unavailable");
+                Self::Unavailable(format!("{} is unavailable; retry", refused.peer()))
             }
-            _ => Self::Internal(anyhow::anyhow!(
-                "{peer} answered {:?}: {}",
-                status.code(),
-                status.message()
-            )),
+            Code::InvalidArgument | Code::Unauthenticated => Self::Internal(refused.into()),
+            _ => Self::Peer(refused),
         }
     }
 }
@@ -318,6 +330,18 @@ impl From<Error> for Status {
                 (Code::Unavailable, why.clone(), Reason::Unavailable)
             }
             Error::NotServed(why) => (Code::Unimplemented, why.clone(), Reason::NotServed),
+            Error::Peer(refused) => {
+                details = refused.details().clone();
+                (
+                    refused.code(),
+                    format!("{}: {}", refused.peer(), refused.message()),
+                    refused.reason().unwrap_or(match refused.code() {
+                        Code::AlreadyExists => Reason::AlreadyExists,
+                        Code::Unimplemented => Reason::NotServed,
+                        _ => Reason::Internal,
+                    }),
+                )
+            }
             Error::Internal(cause) => {
                 tracing::error!(error = ?cause, "internal error");
                 (

@@ -1,6 +1,6 @@
 //! What every Concierge service shares: configuration, telemetry, the server
 //! bootstrap, errors, storage, filters, paging, idempotency, principals, the
-//! outbox and the clock.
+//! outbox, calls to peer services and the clock.
 
 pub mod bounded;
 pub mod channel;
@@ -15,6 +15,7 @@ pub mod money;
 pub mod names;
 pub mod outbox;
 pub mod paging;
+pub mod peer;
 pub mod principal;
 pub mod relay;
 pub mod resource;

@@ -158,10 +158,10 @@ impl Cases {
         for place in places {
             if !lookups.zones.contains_key(place) {
                 let zone = if *place == c.site {
-                    self.directory().site_time_zone(place).await?
+                    self.directory().site_time_zone("", place).await?
                 } else {
                     self.directory()
-                        .account("case.account", place)
+                        .account("", "case.account", place)
                         .await?
                         .time_zone
                 };
@@ -308,7 +308,11 @@ impl CasesService for Cases {
             // The account's owner and tier come from the customers service;
             // a malformed name is left for the field checks to report.
             let facts = match names::parse("case.account", &account, &["accounts"]) {
-                Ok(_) => Some(self.directory().account("case.account", &account).await?),
+                Ok(_) => Some(
+                    self.directory()
+                        .account(&ctx.request_id, "case.account", &account)
+                        .await?,
+                ),
                 Err(_) => None,
             };
             let policy = match (&facts, &req.case) {
@@ -1280,7 +1284,7 @@ impl CasesService for Cases {
                 }
                 notified_contacts = self
                     .directory()
-                    .update_recipients(&case.account, &case.contact)
+                    .update_recipients(&ctx.request_id, &case.account, &case.contact)
                     .await?;
             }
             let rules = Rules {

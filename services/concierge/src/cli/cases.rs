@@ -3,8 +3,8 @@
 use clap::Subcommand;
 use concierge_proto::concierge::cases::v1::*;
 
-use crate::ClientArgs;
-use crate::customers::account_name;
+use super::ClientArgs;
+use super::customers::account_name;
 use crate::output::{self, Answer, ListArgs, paged, parse_enum, short};
 
 fn case_name(s: &str) -> String {

@@ -7,7 +7,7 @@ use concierge_proto::customers::*;
 use concierge_proto::types::{ContactChannel, PostalAddress};
 use prost_types::FieldMask;
 
-use crate::ClientArgs;
+use super::ClientArgs;
 use crate::output::{self, Answer, ListArgs, paged, parse_enum, short};
 
 /// "acme" or "accounts/acme" → "accounts/acme".

@@ -1,0 +1,118 @@
+//! The command line: what each command group takes, and the module that
+//! carries it out.
+
+mod bench;
+mod cases;
+mod clock;
+mod customers;
+mod keys;
+mod server;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "concierge",
+    version,
+    about = "Concierge: keep every client promise."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// How client commands reach a gateway.
+#[derive(clap::Args, Clone)]
+pub struct ClientArgs {
+    /// The gateway to talk to: https://host:port, or http:// on this machine
+    /// (a bare 127.0.0.1:50050 means http://).
+    #[arg(
+        long,
+        env = "CONCIERGE_GATEWAY",
+        default_value = "http://127.0.0.1:50050",
+        global = true
+    )]
+    pub gateway: String,
+    /// API key (or OIDC token) to call with.
+    #[arg(long, env = "CONCIERGE_API_KEY", hide_env_values = true, global = true)]
+    pub api_key: Option<String>,
+    /// Trust the CA certificates (PEM) in this file for an https:// gateway,
+    /// instead of the system's.
+    #[arg(long, env = "CONCIERGE_CA_FILE", global = true)]
+    pub ca_file: Option<PathBuf>,
+    /// Send the API key over plain http:// to another machine. Anyone on the
+    /// path can read it: only where the network is protected otherwise.
+    #[arg(long, env = "CONCIERGE_INSECURE_PLAINTEXT", global = true)]
+    pub insecure_plaintext: bool,
+    /// Print proto3 JSON instead of text.
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+impl ClientArgs {
+    pub fn client(&self) -> anyhow::Result<concierge_sdk::Client> {
+        let mut b = concierge_sdk::Client::builder(self.gateway.clone())
+            .insecure_plaintext(self.insecure_plaintext);
+        if let Some(k) = &self.api_key {
+            b = b.api_key(k.clone());
+        }
+        if let Some(ca) = &self.ca_file {
+            b = b.ca_file(ca);
+        }
+        Ok(b.build()?)
+    }
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the gateway and every service in this process on SQLite, with zero set-up.
+    Dev(server::Dev),
+    /// Run one service, as a Kubernetes Deployment does. Configuration comes
+    /// from --config, then CONCIERGE_* variables (e.g. CONCIERGE_DATABASE__URL).
+    Serve(server::Serve),
+    /// Bring a service's database schema up to date.
+    Migrate(server::Migrate),
+    /// Mint, list and revoke API keys (admin, against the gateway database).
+    Keys(keys::Keys),
+    /// Accounts, contacts, sites, inventory and the staff directory.
+    Customers {
+        #[command(subcommand)]
+        command: customers::Command,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Cases, their notes and SLA clocks.
+    Cases {
+        #[command(subcommand)]
+        command: cases::Command,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Read or move the test clock of `concierge dev --test-clock`.
+    Clock {
+        #[command(subcommand)]
+        command: clock::Command,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Measure things on purpose (never in tests).
+    Bench {
+        #[command(subcommand)]
+        command: bench::Command,
+    },
+}
+
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Dev(dev) => server::dev(dev).await,
+        Command::Serve(serve) => server::serve(serve).await,
+        Command::Migrate(migrate) => server::migrate(migrate).await,
+        Command::Keys(keys) => keys::run(keys).await,
+        Command::Customers { command, client } => customers::run(command, &client).await,
+        Command::Cases { command, client } => cases::run(command, &client).await,
+        Command::Clock { command, client } => clock::run(command, &client).await,
+        Command::Bench { command } => bench::run(command).await,
+    }
+}
