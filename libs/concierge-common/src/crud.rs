@@ -74,34 +74,60 @@ pub fn account_of(name: &str) -> Option<String> {
     }
 }
 
-/// A service's rules for one resource kind.
-pub trait Policy<R>: Send + Sync {
+/// Who may do what with one resource kind. It only decides, from the
+/// principal, the resource and the facts the store read for the decision
+/// ([`Lifecycle::facts`]); it never touches storage, so a service's whole
+/// authorisation matrix reads (and is tested) on its own.
+pub trait Authorize<R>: Send + Sync {
+    /// What a write decision needs that the resource does not carry (the
+    /// account as stored, whose manager may write under it); `()` for most.
+    type Facts: Default + Send + Sync;
     /// Who may see events about `r`.
     fn visibility(&self, r: &R) -> Visibility;
     /// Before anything is read for `p`: a client asking about another
     /// account must get NOT_FOUND, exactly as for a name that does not exist.
     fn may_read(&self, p: &Principal, name: &str) -> Result<()>;
+    /// After a resource is read, for resources whose name does not tell
+    /// whose they are (a case belongs to the account in its `account`
+    /// field): a client gets NOT_FOUND for another account's.
+    fn may_see(&self, _p: &Principal, _r: &R) -> Result<()> {
+        Ok(())
+    }
     /// Before a write's input is even looked at (`target` is the parent of a
     /// create, the name otherwise): refusals that must not depend on the input.
     fn may_attempt_write(&self, p: &Principal, target: &str) -> Result<()>;
     /// Whether `p` may write `r` as it stands: asked of the stored resource
     /// before a change and of the new one after it.
-    fn may_write(
-        &self,
-        conn: &mut Conn<'_>,
-        p: &Principal,
-        r: &R,
-    ) -> impl Future<Output = Result<()>> + Send;
-    /// Whether `p` may create `r`; by default what [`Policy::may_write`]
+    fn may_write(&self, p: &Principal, r: &R, facts: &Self::Facts) -> Result<()>;
+    /// Whether `p` may create `r`; by default what [`Authorize::may_write`]
     /// says. A kind whose creators differ from its editors (a client opens a
     /// case but does not change it) says so here.
-    fn may_create(
+    fn may_create(&self, p: &Principal, r: &R, facts: &Self::Facts) -> Result<()> {
+        self.may_write(p, r, facts)
+    }
+    /// The account a list is confined to for `p`, after checking `parent`.
+    fn list_account(&self, p: &Principal, parent: &str) -> Result<Option<String>>;
+    /// A condition every list of `p` must meet beyond the account (a client
+    /// lists public notes only).
+    fn list_restriction(&self, _p: &Principal) -> Option<crate::filter::Expr> {
+        None
+    }
+}
+
+/// What goes with a write of one resource kind, in the write's transaction:
+/// the facts its authorisation rests on, the rules between resources, the
+/// fields it derives and the rows it records with it. It never decides who
+/// may: that is [`Authorize`]'s.
+pub trait Lifecycle<R>: Authorize<R> {
+    /// Reads what [`Authorize::may_write`] decides on for `p` (the account a
+    /// write lands in, which must be alive).
+    fn facts(
         &self,
-        conn: &mut Conn<'_>,
-        p: &Principal,
-        r: &R,
-    ) -> impl Future<Output = Result<()>> + Send {
-        self.may_write(conn, p, r)
+        _conn: &mut Conn<'_>,
+        _p: &Principal,
+        _r: &R,
+    ) -> impl Future<Output = Result<Self::Facts>> + Send {
+        async { Ok(Self::Facts::default()) }
     }
     /// Rules between resources (references exist, uniqueness) on what is about
     /// to be written.
@@ -120,12 +146,6 @@ pub trait Policy<R>: Send + Sync {
     ) -> impl Future<Output = Result<()>> + Send {
         async { Ok(()) }
     }
-    /// After a resource is read, for resources whose name does not tell
-    /// whose they are (a case belongs to the account in its `account`
-    /// field): a client gets NOT_FOUND for another account's.
-    fn may_see(&self, _p: &Principal, _r: &R) -> Result<()> {
-        Ok(())
-    }
     /// Writes that go with a delete, in its transaction (the other half of a
     /// two-way link).
     fn after_delete(
@@ -138,11 +158,6 @@ pub trait Policy<R>: Send + Sync {
     /// Sets the output-only fields of a new resource (its initial state, its
     /// creator).
     fn on_create(&self, _ctx: &Ctx, _r: &mut R, _now: i64) {}
-    /// A condition every list of `p` must meet beyond the account (a client
-    /// lists public notes only).
-    fn list_restriction(&self, _p: &Principal) -> Option<crate::filter::Expr> {
-        None
-    }
     /// Output-only fields derived from other resources (a case withheld by
     /// an open dependency), set in a change's transaction just before it is
     /// written, so the stored resource, the reply and the event agree.
@@ -161,9 +176,13 @@ pub trait Policy<R>: Send + Sync {
     ) -> impl Future<Output = Result<()>> + Send {
         async { Ok(()) }
     }
-    /// The account a list is confined to for `p`, after checking `parent`.
-    fn list_account(&self, p: &Principal, parent: &str) -> Result<Option<String>>;
 }
+
+/// A service's rules for one resource kind: who may ([`Authorize`]) and
+/// what goes with a write ([`Lifecycle`]).
+pub trait Policy<R>: Lifecycle<R> {}
+
+impl<R, T: Lifecycle<R>> Policy<R> for T {}
 
 /// What a gRPC handler returns.
 pub type Reply<T> = std::result::Result<tonic::Response<T>, tonic::Status>;
@@ -567,7 +586,8 @@ impl Store {
         {
             return Ok(previous);
         }
-        policy.may_create(&mut conn, &ctx.principal, &r).await?;
+        let facts = policy.facts(&mut conn, &ctx.principal, &r).await?;
+        policy.may_create(&ctx.principal, &r, &facts)?;
         policy.check_references(&mut conn, &r).await?;
         let now = self.now();
         let r = insert_new(&mut conn, policy, ctx, self.events(), parent, r, now).await?;
@@ -809,15 +829,17 @@ impl Store {
         policy.may_see(&ctx.principal, &r)?;
         resource::check_etag(&name, patch.etag(), &stored)?;
         let before = r.clone();
-        // Authorised against the resource as it stands and as it will stand.
-        policy.may_write(&mut conn, &ctx.principal, &r).await?;
+        // Authorised against the resource as it stands and as it will stand
+        // (its name, which the facts hang on, does not change).
+        let facts = policy.facts(&mut conn, &ctx.principal, &r).await?;
+        policy.may_write(&ctx.principal, &r, &facts)?;
         for p in &paths {
             r.copy_field(&patch, p);
         }
         let mut v = Violations::new();
         r.check(&mut v);
         v.into_result()?;
-        policy.may_write(&mut conn, &ctx.principal, &r).await?;
+        policy.may_write(&ctx.principal, &r, &facts)?;
         policy.check_references(&mut conn, &r).await?;
         policy.derive(&mut conn, &mut r).await?;
         let now = self.now().max(stored.update_time);
@@ -905,7 +927,8 @@ impl Store {
         let mut r: R = Self::decode::<R, P>(&stored)?;
         policy.may_see(&ctx.principal, &r)?;
         resource::check_etag(name, etag, &stored)?;
-        policy.may_write(&mut conn, &ctx.principal, &r).await?;
+        let facts = policy.facts(&mut conn, &ctx.principal, &r).await?;
+        policy.may_write(&ctx.principal, &r, &facts)?;
         let before = r.clone();
         let now = self.now().max(stored.update_time);
         let mut next = Stored {
@@ -991,7 +1014,8 @@ impl Store {
         let r: R = Self::decode::<R, P>(&stored)?;
         policy.may_see(&ctx.principal, &r)?;
         resource::check_etag(name, etag, &stored)?;
-        policy.may_write(&mut conn, &ctx.principal, &r).await?;
+        let facts = policy.facts(&mut conn, &ctx.principal, &r).await?;
+        policy.may_write(&ctx.principal, &r, &facts)?;
         policy.check_delete(&mut conn, &r).await?;
         resource::delete(&mut conn, R::KIND, name).await?;
         policy.after_delete(&mut conn, &r).await?;

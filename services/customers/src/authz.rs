@@ -111,3 +111,155 @@ pub fn write(
         },
     }
 }
+
+/// The matrix above, per resource kind: [`Authorize`] only decides; the
+/// facts it decides on (the account as stored) are read by the store
+/// through the kind's lifecycle hooks.
+mod kinds {
+    use concierge_common::crud::{Authorize, Resource};
+    use concierge_common::error::Result;
+    use concierge_common::principal::{Principal, Role};
+    use concierge_proto::customers::{
+        Account, Contact, FollowUp, Interaction, InventoryItem, Site, StaffMember,
+    };
+    use concierge_proto::events::Visibility;
+
+    use super::{Area, read, write};
+    use crate::Rules;
+
+    /// A list by a client is confined to its own account, after checking
+    /// the client may read the kind there at all.
+    fn list_account(
+        p: &Principal,
+        resource_type: &'static str,
+        parent: &str,
+        client_visible: bool,
+    ) -> Result<Option<String>> {
+        if p.role != Role::Client {
+            return Ok(None);
+        }
+        read(p, resource_type, parent, client_visible)?;
+        Ok(p.account.clone())
+    }
+
+    /// Clients are refused before their input is looked at; staff are
+    /// decided against the stored data.
+    fn may_attempt_write(
+        p: &Principal,
+        area: Area,
+        resource_type: &'static str,
+        target: &str,
+    ) -> Result<()> {
+        if p.role == Role::Client {
+            return write(p, area, resource_type, target, None);
+        }
+        Ok(())
+    }
+
+    /// The resources that live under an account: a write is decided against
+    /// the account as stored (`facts`, absent for a client).
+    macro_rules! account_scoped {
+        ($ty:ty, $area:expr, $client_visible:expr) => {
+            impl Authorize<$ty> for Rules {
+                type Facts = Option<Account>;
+                fn visibility(&self, _r: &$ty) -> Visibility {
+                    if $client_visible {
+                        Visibility::Public
+                    } else {
+                        Visibility::Internal
+                    }
+                }
+                fn may_read(&self, p: &Principal, name: &str) -> Result<()> {
+                    read(
+                        p,
+                        <$ty as Resource<Rules>>::KIND.resource_type,
+                        name,
+                        $client_visible,
+                    )
+                }
+                fn may_attempt_write(&self, p: &Principal, target: &str) -> Result<()> {
+                    may_attempt_write(
+                        p,
+                        $area,
+                        <$ty as Resource<Rules>>::KIND.resource_type,
+                        target,
+                    )
+                }
+                fn may_write(
+                    &self,
+                    p: &Principal,
+                    r: &$ty,
+                    account: &Option<Account>,
+                ) -> Result<()> {
+                    write(
+                        p,
+                        $area,
+                        <$ty as Resource<Rules>>::KIND.resource_type,
+                        &r.name,
+                        account.as_ref(),
+                    )
+                }
+                fn list_account(&self, p: &Principal, parent: &str) -> Result<Option<String>> {
+                    list_account(
+                        p,
+                        <$ty as Resource<Rules>>::KIND.resource_type,
+                        parent,
+                        $client_visible,
+                    )
+                }
+            }
+        };
+    }
+
+    account_scoped!(Contact, Area::AccountData, true);
+    account_scoped!(Site, Area::AccountData, true);
+    account_scoped!(InventoryItem, Area::AccountData, true);
+    account_scoped!(Interaction, Area::Activity, false);
+    account_scoped!(FollowUp, Area::Activity, false);
+
+    impl Authorize<Account> for Rules {
+        type Facts = ();
+        fn visibility(&self, _r: &Account) -> Visibility {
+            Visibility::Public
+        }
+        fn may_read(&self, p: &Principal, name: &str) -> Result<()> {
+            read(p, "Account", name, true)
+        }
+        fn may_attempt_write(&self, p: &Principal, target: &str) -> Result<()> {
+            may_attempt_write(p, Area::AccountData, "Account", target)
+        }
+        /// An account manager writes the accounts it owns: it can neither
+        /// edit another portfolio's account nor hand one of its own to
+        /// someone else.
+        fn may_write(&self, p: &Principal, r: &Account, _: &()) -> Result<()> {
+            write(p, Area::AccountData, "Account", &r.name, Some(r))
+        }
+        fn list_account(&self, p: &Principal, _parent: &str) -> Result<Option<String>> {
+            // A client's account list is its own account.
+            Ok(if p.role == Role::Client {
+                p.account.clone()
+            } else {
+                None
+            })
+        }
+    }
+
+    impl Authorize<StaffMember> for Rules {
+        type Facts = ();
+        fn visibility(&self, _r: &StaffMember) -> Visibility {
+            Visibility::Internal
+        }
+        fn may_read(&self, p: &Principal, name: &str) -> Result<()> {
+            read(p, "StaffMember", name, false)
+        }
+        fn may_attempt_write(&self, p: &Principal, target: &str) -> Result<()> {
+            may_attempt_write(p, Area::Directory, "StaffMember", target)
+        }
+        fn may_write(&self, p: &Principal, r: &StaffMember, _: &()) -> Result<()> {
+            write(p, Area::Directory, "StaffMember", &r.name, None)
+        }
+        fn list_account(&self, p: &Principal, _parent: &str) -> Result<Option<String>> {
+            list_account(p, "StaffMember", "", false)
+        }
+    }
+}

@@ -1,0 +1,262 @@
+//! What goes with a write of each cases resource, in its transaction: the
+//! rules between resources, the fields a change derives, and the rows it
+//! records with it (state history, SLA policy revisions, the other half of
+//! a link, the timers' re-arm marker). Nothing here decides who may: that is
+//! [`crate::authz`].
+
+use concierge_common::crud::{Ctx, Lifecycle, Store};
+use concierge_common::error::{Error, Result};
+use concierge_common::on_conn;
+use concierge_common::storage::Conn;
+use concierge_proto::concierge::cases::v1::{
+    Calendar, Case, CaseLink, CasePriority, HandOffCode, Note, SlaClock, SlaPolicy, case,
+    case_link, note,
+};
+
+use crate::{
+    Rules, dependencies, lifecycle, link_source, post_public_update, rearm, resources, timers,
+};
+
+// A calendar change re-arms open cases' timers in the background; a
+// calendar an SLA policy counts in is not deleted.
+impl Lifecycle<Calendar> for Rules {
+    async fn after_write(
+        &self,
+        conn: &mut Conn<'_>,
+        _ctx: &Ctx,
+        before: Option<&Calendar>,
+        after: &Calendar,
+        now: i64,
+    ) -> Result<()> {
+        rearm::after_calendar_write(conn, before, after, now).await
+    }
+    async fn check_delete(&self, conn: &mut Conn<'_>, c: &Calendar) -> Result<()> {
+        calendar_in_use(conn, c).await
+    }
+}
+
+/// Refuses to delete a calendar an SLA policy counts business time in,
+/// deleted policies included: the cases pinned to their revisions still
+/// read their clocks in it. Runs in the delete's transaction, which holds the
+/// calendar's row; a policy naming it takes that row too (check_references),
+/// so a policy created at the same moment cannot slip past.
+async fn calendar_in_use(conn: &mut Conn<'_>, c: &Calendar) -> Result<()> {
+    let users: Vec<String> = on_conn!(conn, x => sqlx::query_scalar(
+        "SELECT name FROM sla_policies WHERE calendar = $1 ORDER BY name LIMIT 20")
+        .bind(&c.name)
+        .fetch_all(&mut **x)
+        .await?);
+    if users.is_empty() {
+        return Ok(());
+    }
+    Err(Error::FailedPrecondition {
+        reason: concierge_common::error::Reason::CalendarInUse,
+        subject: c.name.clone(),
+        description: format!(
+            "{} counts business time for {}: point them at another calendar first",
+            c.name,
+            users.join(", ")
+        ),
+    })
+}
+
+impl Lifecycle<HandOffCode> for Rules {}
+
+impl Lifecycle<Case> for Rules {
+    fn on_create(&self, ctx: &Ctx, c: &mut Case, now: i64) {
+        c.state = case::State::New as i32;
+        c.state_time = concierge_common::clock::micros_to_proto(now);
+        c.creator = ctx.principal.subject.clone();
+        if c.priority == CasePriority::Unspecified as i32 {
+            c.priority = CasePriority::Medium as i32;
+        }
+        if let Some(f) = &self.facts {
+            c.account_manager = f.account_manager.clone();
+            c.account_tier = f.tier.clone();
+        }
+        if let Some((policy, revision)) = &self.sla_policy {
+            c.sla_policy = policy.clone();
+            c.sla_policy_revision = revision.clone();
+        }
+    }
+    async fn derive(&self, conn: &mut Conn<'_>, c: &mut Case) -> Result<()> {
+        c.withheld_by_dependency = dependencies::withheld(conn, c).await?;
+        Ok(())
+    }
+    /// Every state the case enters is kept, in order: SLA clocks are read
+    /// from it. A case closing (or reopening) releases (or again withholds)
+    /// the cases that depend on it.
+    async fn after_write(
+        &self,
+        conn: &mut Conn<'_>,
+        ctx: &Ctx,
+        before: Option<&Case>,
+        after: &Case,
+        now: i64,
+    ) -> Result<()> {
+        // Every change may move a clock: its timers are re-armed right after
+        // the commit, and this marker, durable with the change, makes sure.
+        timers::mark_for_refresh(conn, &after.name, now).await?;
+        // A jeopardy reason reaches the client as the public update the
+        // change named, also when a case already in jeopardy gets a new one.
+        if let Some(j) = &after.jeopardy
+            && !j.public_note.is_empty()
+            && before
+                .and_then(|b| b.jeopardy.as_ref())
+                .is_none_or(|b| b.public_note != j.public_note)
+        {
+            post_public_update(conn, ctx, after, Some(&j.public_note), &j.reason, now).await?;
+        }
+        if before.is_some_and(|b| b.state == after.state) {
+            return Ok(());
+        }
+        if after.state == case::State::PendingClient as i32 && !after.state_reason.is_empty() {
+            post_public_update(conn, ctx, after, None, &after.state_reason, now).await?;
+        }
+        let open = |c: &Case| {
+            lifecycle::is_open(case::State::try_from(c.state).unwrap_or(case::State::Unspecified))
+        };
+        if before.is_some_and(|b| open(b) != open(after)) {
+            dependencies::refresh_dependents(conn, &after.name).await?;
+        }
+        let next: i64 = on_conn!(conn, c => sqlx::query_scalar("SELECT COALESCE(MAX(seq), 0) + 1 FROM case_states WHERE case_name = $1")
+            .bind(&after.name)
+            .fetch_one(&mut **c)
+            .await?);
+        let sql = "INSERT INTO case_states (case_name, seq, state, enter_time, reason, actor) VALUES ($1, $2, $3, $4, $5, $6)";
+        on_conn!(conn, c => sqlx::query(sql)
+            .bind(&after.name)
+            .bind(next)
+            .bind(i64::from(after.state))
+            .bind(now)
+            .bind(&after.state_reason)
+            .bind(&ctx.principal.subject)
+            .execute(&mut **c)
+            .await?
+            .rows_affected());
+        Ok(())
+    }
+}
+
+impl Lifecycle<Note> for Rules {
+    fn on_create(&self, ctx: &Ctx, n: &mut Note, _now: i64) {
+        let p = &ctx.principal;
+        n.author = p.staff_member.clone().unwrap_or_else(|| p.subject.clone());
+        n.author_display_name = p.display_name.clone();
+        n.author_role = p.to_proto().role;
+        // A note a caller writes arrives with its origin cleared; one the
+        // service posts as part of a change says so.
+        if n.origin == note::Origin::Unspecified as i32 {
+            n.origin = note::Origin::Manual as i32;
+        }
+        n.account = self.case_account.clone().unwrap_or_default();
+        n.notified_contacts = self.notified_contacts.clone();
+    }
+}
+
+impl Lifecycle<SlaPolicy> for Rules {
+    async fn check_references(&self, conn: &mut Conn<'_>, r: &SlaPolicy) -> Result<()> {
+        // Taken for update: a delete of the calendar waits for this write,
+        // then sees the policy that now counts in it.
+        if concierge_common::resource::get_for_update(conn, &resources::CALENDARS, &r.calendar)
+            .await?
+            .is_none()
+        {
+            return Err(Error::invalid(
+                "sla_policy.calendar",
+                format!("{} does not exist", r.calendar),
+            ));
+        }
+        Ok(())
+    }
+    async fn after_write(
+        &self,
+        conn: &mut Conn<'_>,
+        _ctx: &Ctx,
+        _before: Option<&SlaPolicy>,
+        after: &SlaPolicy,
+        now: i64,
+    ) -> Result<()> {
+        let revision: i64 = after.revision_id.parse().map_err(Error::internal)?;
+        let body = prost::Message::encode_to_vec(after);
+        on_conn!(conn, c => sqlx::query("INSERT INTO sla_policy_revisions (policy, revision, body, create_time) VALUES ($1, $2, $3, $4)")
+            .bind(&after.name)
+            .bind(revision)
+            .bind(&body)
+            .bind(now)
+            .execute(&mut **c)
+            .await?
+            .rows_affected());
+        Ok(())
+    }
+}
+
+impl Lifecycle<SlaClock> for Rules {}
+
+impl Lifecycle<CaseLink> for Rules {
+    async fn check_references(&self, conn: &mut Conn<'_>, l: &CaseLink) -> Result<()> {
+        let source = link_source(&l.name).to_string();
+        let load = async |conn: &mut Conn<'_>, name: &str, field: &str| -> Result<Case> {
+            let stored = concierge_common::resource::get(conn, &resources::CASES, name)
+                .await?
+                .ok_or_else(|| Error::invalid(field, format!("{name} does not exist")))?;
+            Store::decode::<Case, Rules>(&stored)
+        };
+        let from = load(conn, &source, "parent").await?;
+        let to = load(conn, &l.target, "case_link.target").await?;
+        if from.account != to.account {
+            return Err(Error::invalid(
+                "case_link.target",
+                format!("{} belongs to another account", l.target),
+            ));
+        }
+        Ok(())
+    }
+    fn on_create(&self, ctx: &Ctx, l: &mut CaseLink, _now: i64) {
+        let id = l.name.rsplit('/').next().unwrap_or_default().to_string();
+        l.inverse = format!("{}/links/{id}", l.target);
+        l.creator = ctx.principal.subject.clone();
+    }
+    async fn after_write(
+        &self,
+        conn: &mut Conn<'_>,
+        _ctx: &Ctx,
+        before: Option<&CaseLink>,
+        after: &CaseLink,
+        now: i64,
+    ) -> Result<()> {
+        if before.is_some() {
+            return Ok(());
+        }
+        let source = link_source(&after.name).to_string();
+        let kind = case_link::Type::try_from(after.r#type).unwrap_or(case_link::Type::Unspecified);
+        let inverse = CaseLink {
+            name: after.inverse.clone(),
+            r#type: resources::inverse_type(kind) as i32,
+            target: source,
+            reason: after.reason.clone(),
+            inverse: after.name.clone(),
+            creator: after.creator.clone(),
+            ..Default::default()
+        };
+        let stored = concierge_common::resource::Stored {
+            name: inverse.name.clone(),
+            parent: after.target.clone(),
+            account: String::new(),
+            create_time: now,
+            update_time: now,
+            delete_time: 0,
+            revision: 1,
+            body: prost::Message::encode_to_vec(&inverse),
+        };
+        let columns = <CaseLink as concierge_common::crud::Resource<Rules>>::columns(&inverse);
+        concierge_common::resource::insert(conn, &resources::CASE_LINKS, &stored, &columns).await?;
+        dependencies::refresh(conn, &inverse.target).await?;
+        dependencies::refresh(conn, &after.target).await
+    }
+    async fn after_delete(&self, conn: &mut Conn<'_>, l: &CaseLink) -> Result<()> {
+        concierge_common::resource::delete(conn, &resources::CASE_LINKS, &l.inverse).await?;
+        dependencies::refresh(conn, &l.target).await?;
+        dependencies::refresh(conn, link_source(&l.name)).await
+    }
+}
