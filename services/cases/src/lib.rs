@@ -2,23 +2,24 @@
 //! machine, notes and links, and the promise each case carries — SLA clocks
 //! counted in business time.
 //!
-//! What is here so far: the business-time engine ([`calendar`]), the
-//! explainable SLA ledger ([`sla`]), the status machine ([`lifecycle`]),
-//! policy matching ([`policy`]), and through the API the business calendars
-//! (with business-time arithmetic) and hand-off codes.
+//! Where things are: the pure engines (business time, the SLA ledger, the
+//! status machine, policy matching) in [`engine`]; who may do what in
+//! [`authz`]; what goes with each write in `hooks`; the gRPC methods in
+//! `service`; the SLA timers and the re-arm after a calendar change in
+//! [`timers`] and `rearm`; the client of the customers service in
+//! [`directory`].
 
 pub mod authz;
-pub mod calendar;
-pub mod clocks;
 mod dependencies;
 pub mod directory;
+pub mod engine;
 mod hooks;
-pub mod lifecycle;
-pub mod policy;
 mod rearm;
 pub mod resources;
 mod service;
-pub mod sla;
+
+// The engines under their old paths, which callers and tests use.
+pub use engine::{calendar, clocks, lifecycle, policy, sla};
 pub mod timers;
 
 use concierge_common::clock::SharedClock;
