@@ -314,6 +314,64 @@ impl<S: Service> Harness<S> {
     }
 }
 
+/// The bookkeeping columns every resource table has (`resource.rs`).
+const BOOKKEEPING: [&str; 8] = [
+    "name",
+    "parent",
+    "account",
+    "create_time",
+    "update_time",
+    "delete_time",
+    "revision",
+    "body",
+];
+
+/// Checks that the places a filterable column of `R` is declared agree, on
+/// `db` as its migrations left it: every field of the kind is a column of
+/// its table, and the resource writes every field column that is not
+/// bookkeeping and nothing else. A column added to a migration and not to
+/// the kind (or the other way round) fails here, on both databases.
+pub async fn assert_columns_agree<R: crate::crud::Resource<P>, P>(db: &Db) {
+    let kind = R::KIND;
+    let mut pooled = db.acquire().await.expect("a connection");
+    let table: Vec<String> = crate::on_conn!(&mut pooled.conn(), c => match db.dialect() {
+        crate::storage::Dialect::Sqlite => sqlx::query_scalar("SELECT name FROM pragma_table_info($1)")
+            .bind(kind.table)
+            .fetch_all(&mut **c)
+            .await,
+        crate::storage::Dialect::Postgres => sqlx::query_scalar(
+            "SELECT column_name::text FROM information_schema.columns WHERE table_name = $1",
+        )
+        .bind(kind.table)
+        .fetch_all(&mut **c)
+        .await,
+    }
+    .expect("reading the table's columns"));
+    assert!(!table.is_empty(), "{} has no table", kind.table);
+    for f in kind.fields {
+        assert!(
+            table.iter().any(|c| c == f.column),
+            "{}: the filter field {} names column {}, which the migrations do not create",
+            kind.table,
+            f.name,
+            f.column
+        );
+    }
+    let written: std::collections::BTreeSet<&str> =
+        R::default().columns().iter().map(|(c, _)| *c).collect();
+    let declared: std::collections::BTreeSet<&str> = kind
+        .fields
+        .iter()
+        .map(|f| f.column)
+        .filter(|c| !BOOKKEEPING.contains(c))
+        .collect();
+    assert_eq!(
+        written, declared,
+        "{}: the columns the resource writes differ from its kind's filter fields",
+        kind.table
+    );
+}
+
 /// Polls `condition` until it holds or `within` passes; the way tests wait
 /// for servers and background work, never with a bare sleep.
 pub async fn eventually<F, Fut>(within: Duration, what: &str, mut condition: F)

@@ -6,7 +6,6 @@
 
 use concierge_common::crud::{Ctx, Lifecycle, Store};
 use concierge_common::error::{Error, Result};
-use concierge_common::on_conn;
 use concierge_common::storage::Conn;
 use concierge_proto::concierge::cases::v1::{
     Calendar, Case, CaseLink, CasePriority, HandOffCode, Note, SlaClock, SlaPolicy, case,
@@ -14,7 +13,7 @@ use concierge_proto::concierge::cases::v1::{
 };
 
 use crate::{
-    Rules, dependencies, lifecycle, link_source, post_public_update, rearm, resources, timers,
+    Rules, dependencies, lifecycle, link_source, post_public_update, rearm, resources, store,
 };
 
 // A calendar change re-arms open cases' timers in the background; a
@@ -41,11 +40,7 @@ impl Lifecycle<Calendar> for Rules {
 /// calendar's row; a policy naming it takes that row too (check_references),
 /// so a policy created at the same moment cannot slip past.
 async fn calendar_in_use(conn: &mut Conn<'_>, c: &Calendar) -> Result<()> {
-    let users: Vec<String> = on_conn!(conn, x => sqlx::query_scalar(
-        "SELECT name FROM sla_policies WHERE calendar = $1 ORDER BY name LIMIT 20")
-        .bind(&c.name)
-        .fetch_all(&mut **x)
-        .await?);
+    let users = store::calendars::policies_counting_in(conn, &c.name).await?;
     if users.is_empty() {
         return Ok(());
     }
@@ -96,7 +91,7 @@ impl Lifecycle<Case> for Rules {
     ) -> Result<()> {
         // Every change may move a clock: its timers are re-armed right after
         // the commit, and this marker, durable with the change, makes sure.
-        timers::mark_for_refresh(conn, &after.name, now).await?;
+        store::timers::mark_for_refresh(conn, &after.name, now).await?;
         // A jeopardy reason reaches the client as the public update the
         // change named, also when a case already in jeopardy gets a new one.
         if let Some(j) = &after.jeopardy
@@ -119,21 +114,7 @@ impl Lifecycle<Case> for Rules {
         if before.is_some_and(|b| open(b) != open(after)) {
             dependencies::refresh_dependents(conn, &after.name).await?;
         }
-        let next: i64 = on_conn!(conn, c => sqlx::query_scalar("SELECT COALESCE(MAX(seq), 0) + 1 FROM case_states WHERE case_name = $1")
-            .bind(&after.name)
-            .fetch_one(&mut **c)
-            .await?);
-        let sql = "INSERT INTO case_states (case_name, seq, state, enter_time, reason, actor) VALUES ($1, $2, $3, $4, $5, $6)";
-        on_conn!(conn, c => sqlx::query(sql)
-            .bind(&after.name)
-            .bind(next)
-            .bind(i64::from(after.state))
-            .bind(now)
-            .bind(&after.state_reason)
-            .bind(&ctx.principal.subject)
-            .execute(&mut **c)
-            .await?
-            .rows_affected());
+        store::cases::append_state(conn, after, now, &ctx.principal.subject).await?;
         Ok(())
     }
 }
@@ -177,16 +158,7 @@ impl Lifecycle<SlaPolicy> for Rules {
         after: &SlaPolicy,
         now: i64,
     ) -> Result<()> {
-        let revision: i64 = after.revision_id.parse().map_err(Error::internal)?;
-        let body = prost::Message::encode_to_vec(after);
-        on_conn!(conn, c => sqlx::query("INSERT INTO sla_policy_revisions (policy, revision, body, create_time) VALUES ($1, $2, $3, $4)")
-            .bind(&after.name)
-            .bind(revision)
-            .bind(&body)
-            .bind(now)
-            .execute(&mut **c)
-            .await?
-            .rows_affected());
+        store::sla_policies::insert_revision(conn, after, now).await?;
         Ok(())
     }
 }

@@ -17,6 +17,7 @@ mod hooks;
 mod rearm;
 pub mod resources;
 mod service;
+mod store;
 
 // The engines under their old paths, which callers and tests use.
 pub use engine::{calendar, clocks, lifecycle, policy, sla};
@@ -26,7 +27,6 @@ use concierge_common::clock::SharedClock;
 use concierge_common::crud::{Ctx, Store};
 use concierge_common::error::{Error, Result};
 use concierge_common::kit;
-use concierge_common::on_conn;
 use concierge_common::principal::PrincipalCodec;
 use concierge_common::storage::{Conn, Db};
 use concierge_proto::concierge::cases::v1::cases_service_server::CasesServiceServer;
@@ -210,15 +210,9 @@ impl Cases {
         };
         let number: i64 = revision.parse().map_err(|_| not_found())?;
         let mut pooled = self.store.db().acquire().await?;
-        let mut conn = pooled.conn();
-        let body: Option<Vec<u8>> = on_conn!(&mut conn, c => sqlx::query_scalar(
-            "SELECT body FROM sla_policy_revisions WHERE policy = $1 AND revision = $2")
-            .bind(name)
-            .bind(number)
-            .fetch_optional(&mut **c)
-            .await?);
-        let body = body.ok_or_else(not_found)?;
-        <SlaPolicy as prost::Message>::decode(body.as_slice()).map_err(Error::internal)
+        store::sla_policies::revision(&mut pooled.conn(), name, number)
+            .await?
+            .ok_or_else(not_found)
     }
 
     /// Every revision of a policy, oldest first.
@@ -229,16 +223,7 @@ impl Cases {
     ) -> Result<Vec<SlaPolicy>> {
         let _current: SlaPolicy = self.store.get(&RULES, ctx, name).await?;
         let mut pooled = self.store.db().acquire().await?;
-        let mut conn = pooled.conn();
-        let bodies: Vec<Vec<u8>> = on_conn!(&mut conn, c => sqlx::query_scalar(
-            "SELECT body FROM sla_policy_revisions WHERE policy = $1 ORDER BY revision")
-            .bind(name)
-            .fetch_all(&mut **c)
-            .await?);
-        bodies
-            .iter()
-            .map(|b| <SlaPolicy as prost::Message>::decode(b.as_slice()).map_err(Error::internal))
-            .collect()
+        store::sla_policies::revisions(&mut pooled.conn(), name).await
     }
 }
 

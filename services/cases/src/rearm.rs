@@ -7,11 +7,10 @@
 //! change of the same calendar restarts its job from the first case.
 
 use concierge_common::error::Result;
-use concierge_common::on_conn;
 use concierge_common::storage::Conn;
-use concierge_proto::concierge::cases::v1::{Calendar, case};
+use concierge_proto::concierge::cases::v1::Calendar;
 
-use crate::Cases;
+use crate::{Cases, store};
 
 /// Cases re-armed per batch (and per transaction).
 pub const REARM_BATCH: i64 = 200;
@@ -28,17 +27,7 @@ pub(crate) async fn after_calendar_write(
     if before.is_none() {
         return Ok(());
     }
-    on_conn!(conn, c => sqlx::query(
-        "INSERT INTO calendar_rearms (calendar, calendar_etag, generation, after_case, create_time) \
-         VALUES ($1, $2, 1, '', $3) \
-         ON CONFLICT (calendar) DO UPDATE SET calendar_etag = excluded.calendar_etag, \
-         generation = calendar_rearms.generation + 1, after_case = '', create_time = excluded.create_time")
-        .bind(&after.name)
-        .bind(&after.etag)
-        .bind(now)
-        .execute(&mut **c)
-        .await?
-        .rows_affected());
+    store::rearms::record(conn, &after.name, &after.etag, now).await?;
     Ok(())
 }
 
@@ -48,29 +37,13 @@ impl Cases {
     /// them (or the job ends). None when there is no job.
     pub async fn rearm_batch(&self, limit: i64) -> Result<Option<usize>> {
         let db = self.store().db();
-        let job: Option<(String, String, i64, String)> = {
-            let mut pooled = db.acquire().await?;
-            on_conn!(&mut pooled.conn(), c => sqlx::query_as(
-                "SELECT calendar, calendar_etag, generation, after_case FROM calendar_rearms ORDER BY create_time, calendar LIMIT 1")
-                .fetch_optional(&mut **c)
-                .await?)
-        };
-        let Some((calendar, etag, generation, after)) = job else {
+        let job = store::rearms::oldest(&mut db.acquire().await?.conn()).await?;
+        let Some(job) = job else {
             return Ok(None);
         };
-        let names: Vec<String> = {
-            let mut pooled = db.acquire().await?;
-            on_conn!(&mut pooled.conn(), c => sqlx::query_scalar(
-                "SELECT name FROM cases WHERE name > $1 AND delete_time = 0 AND state NOT IN ($2, $3, $4) \
-                 ORDER BY name LIMIT $5")
-                .bind(&after)
-                .bind(case::State::Resolved as i64)
-                .bind(case::State::Closed as i64)
-                .bind(case::State::Cancelled as i64)
-                .bind(limit)
-                .fetch_all(&mut **c)
-                .await?)
-        };
+        let names =
+            store::cases::open_after(&mut db.acquire().await?.conn(), &job.after_case, limit)
+                .await?;
         let refs: Vec<&str> = names.iter().map(String::as_str).collect();
         let rearmed = if refs.is_empty() {
             0
@@ -81,28 +54,20 @@ impl Cases {
         // Guarded by the generation: a newer change of the calendar restarted
         // the job meanwhile, and its progress mark must not move.
         let mut tx = db.begin().await?;
-        on_conn!(&mut tx.conn(), c => {
-            if finished {
-                sqlx::query("DELETE FROM calendar_rearms WHERE calendar = $1 AND generation = $2")
-                    .bind(&calendar)
-                    .bind(generation)
-                    .execute(&mut **c)
-                    .await?
-                    .rows_affected()
-            } else {
-                sqlx::query("UPDATE calendar_rearms SET after_case = $3 WHERE calendar = $1 AND generation = $2")
-                    .bind(&calendar)
-                    .bind(generation)
-                    .bind(names.last().map(String::as_str).unwrap_or_default())
-                    .execute(&mut **c)
-                    .await?
-                    .rows_affected()
-            }
-        });
+        let last = if finished {
+            None
+        } else {
+            names.last().map(String::as_str)
+        };
+        store::rearms::progress(&mut tx.conn(), &job, last).await?;
         tx.commit().await?;
         metrics::counter!("concierge_calendar_rearmed_cases_total").increment(rearmed as u64);
         if finished {
-            tracing::info!(calendar, etag, "open cases' SLA timers follow the calendar");
+            tracing::info!(
+                calendar = job.calendar,
+                etag = job.calendar_etag,
+                "open cases' SLA timers follow the calendar"
+            );
         }
         Ok(Some(rearmed))
     }

@@ -1129,3 +1129,36 @@ impl Resource<Rules> for SlaClock {
     fn check(&self, _v: &mut Violations) {}
     fn clear_output_only(&mut self) {}
 }
+
+#[cfg(test)]
+mod declared_columns {
+    use concierge_common::kit::Service as _;
+    use concierge_common::testing::{Backend, TestDb, assert_columns_agree};
+    use concierge_proto::concierge::cases::v1::{
+        Calendar, Case, CaseLink, HandOffCode, Note, SlaClock, SlaPolicy,
+    };
+
+    use crate::{Cases, Rules};
+
+    /// A filterable column is declared in the migrations, the kind's fields
+    /// and the resource's columns: they agree, for every kind, on both
+    /// databases.
+    async fn every_filter_field_is_a_migrated_column_the_resource_writes(backend: Backend) {
+        let Some(db) = TestDb::new(backend, "declared_columns").await else {
+            return;
+        };
+        Cases::migrations().apply(&db.db).await.unwrap();
+        assert_columns_agree::<Calendar, Rules>(&db.db).await;
+        assert_columns_agree::<HandOffCode, Rules>(&db.db).await;
+        assert_columns_agree::<Case, Rules>(&db.db).await;
+        assert_columns_agree::<Note, Rules>(&db.db).await;
+        assert_columns_agree::<SlaPolicy, Rules>(&db.db).await;
+        assert_columns_agree::<CaseLink, Rules>(&db.db).await;
+        assert_columns_agree::<SlaClock, Rules>(&db.db).await;
+    }
+
+    concierge_common::both_backends!(
+        multi_thread;
+        every_filter_field_is_a_migrated_column_the_resource_writes
+    );
+}

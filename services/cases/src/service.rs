@@ -196,34 +196,8 @@ impl Cases {
         &self,
         cases: &[&str],
     ) -> Result<std::collections::HashMap<String, Vec<crate::sla::StateChange<case::State>>>> {
-        let mut histories = std::collections::HashMap::new();
-        if cases.is_empty() {
-            return Ok(histories);
-        }
-        let marks: Vec<String> = (1..=cases.len()).map(|i| format!("${i}")).collect();
-        let sql = format!(
-            "SELECT case_name, state, enter_time FROM case_states WHERE case_name IN ({}) ORDER BY case_name, seq",
-            marks.join(", ")
-        );
         let mut pooled = self.store().db().acquire().await?;
-        let mut conn = pooled.conn();
-        let rows: Vec<(String, i64, i64)> = concierge_common::on_conn!(&mut conn, c => {
-            let mut q = sqlx::query_as(&sql);
-            for name in cases {
-                q = q.bind(*name);
-            }
-            q.fetch_all(&mut **c).await?
-        });
-        for (name, state, at) in rows {
-            histories
-                .entry(name)
-                .or_insert_with(Vec::new)
-                .push(crate::sla::StateChange {
-                    at: clock::from_micros(at),
-                    state: case::State::try_from(state as i32).unwrap_or(case::State::Unspecified),
-                });
-        }
-        Ok(histories)
+        crate::store::cases::histories(&mut pooled.conn(), cases).await
     }
 
     /// The SLA policy (and its current revision) a new case gets.

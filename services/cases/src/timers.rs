@@ -17,12 +17,9 @@ use concierge_proto::concierge::cases::v1::{SlaClock, SlaState, sla_clock};
 use concierge_proto::events::Visibility;
 use jiff::Timestamp;
 
-use crate::Cases;
+use crate::{Cases, store};
 
-use concierge_common::filter::Value;
-use concierge_common::on_conn;
 use concierge_common::resource;
-use concierge_common::storage::Conn;
 use concierge_proto::concierge::cases::v1::{Case, CaseSlaSummary};
 
 /// The worst of a case's clocks, and the next deadline among the open ones.
@@ -67,40 +64,6 @@ fn summarise<'a>(clocks: impl Iterator<Item = &'a SlaClock>) -> Option<CaseSlaSu
     any.then_some(summary)
 }
 
-/// Writes the summary into the case (as read at `revision`) without making
-/// it a new revision: it is derived from the case, not a change of it. A
-/// concurrent change wins and refreshes the summary itself.
-async fn write_summary(
-    conn: &mut Conn<'_>,
-    mut c: Case,
-    revision: i64,
-    summary: Option<CaseSlaSummary>,
-) -> Result<()> {
-    if c.sla == summary {
-        return Ok(());
-    }
-    let state = summary.as_ref().map(|s| i64::from(s.state)).unwrap_or(0);
-    let next = summary
-        .as_ref()
-        .and_then(|s| s.next_target_time.as_ref())
-        .and_then(clock::from_proto)
-        .map(clock::to_micros)
-        .unwrap_or(0);
-    c.sla = summary;
-    let body = concierge_common::crud::strip_meta::<Case, crate::Rules>(&c);
-    on_conn!(conn, x => sqlx::query(
-        "UPDATE cases SET body = $1, sla_state = $2, sla_next_target_time = $3 WHERE name = $4 AND revision = $5")
-        .bind(&body)
-        .bind(state)
-        .bind(next)
-        .bind(&c.name)
-        .bind(revision)
-        .execute(&mut **x)
-        .await?
-        .rows_affected());
-    Ok(())
-}
-
 /// A case with its clocks read now, and the row's revision (a derived write
 /// lands only if nothing changed the case since).
 pub(crate) struct ReadCase {
@@ -112,123 +75,8 @@ pub(crate) struct ReadCase {
 /// Timers claimed, and completed in one transaction, per batch.
 const SWEEP_BATCH: i64 = 200;
 
-/// Writes the index rows of `clocks` of a case (what ListSlaClocks filters
-/// across cases), in the transaction that re-arms or fires their timers.
-/// Upserts, so that two refreshes of one case racing each other both land.
-async fn index_clocks(
-    conn: &mut Conn<'_>,
-    case: &Case,
-    clocks: &[&SlaClock],
-    now: i64,
-) -> Result<()> {
-    for c in clocks {
-        let columns = <SlaClock as concierge_common::crud::Resource<crate::Rules>>::columns(c);
-        let names: Vec<&str> = columns.iter().map(|(n, _)| *n).collect();
-        let marks: Vec<String> = (0..columns.len()).map(|i| format!("${}", i + 6)).collect();
-        let sql = format!(
-            "INSERT INTO sla_clocks (name, parent, account, create_time, update_time, revision, body, {}) \
-             VALUES ($1, $2, $3, $4, $4, 1, $5, {}) \
-             ON CONFLICT (name) DO UPDATE SET update_time = excluded.update_time, body = excluded.body, {}",
-            names.join(", "),
-            marks.join(", "),
-            names
-                .iter()
-                .map(|n| format!("{n} = excluded.{n}"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        );
-        let body = prost::Message::encode_to_vec(*c);
-        on_conn!(conn, x => {
-            let mut q = sqlx::query(&sql)
-                .bind(&c.name)
-                .bind(&case.name)
-                .bind(&case.account)
-                .bind(now)
-                .bind(&body);
-            for (_, v) in &columns {
-                q = match v {
-                    Value::Text(t) => q.bind(t.clone()),
-                    Value::Int(i) => q.bind(*i),
-                };
-            }
-            q.execute(&mut **x).await?.rows_affected()
-        });
-    }
-    Ok(())
-}
-
-/// [`index_clocks`] for every clock of a case, dropping the rows of clocks
-/// it no longer has.
-async fn write_clock_index(
-    conn: &mut Conn<'_>,
-    case: &Case,
-    clocks: &[&SlaClock],
-    now: i64,
-) -> Result<()> {
-    index_clocks(conn, case, clocks, now).await?;
-    let keep: Vec<String> = (0..clocks.len()).map(|i| format!("${}", i + 2)).collect();
-    let sql = if keep.is_empty() {
-        "DELETE FROM sla_clocks WHERE parent = $1".to_string()
-    } else {
-        format!(
-            "DELETE FROM sla_clocks WHERE parent = $1 AND name NOT IN ({})",
-            keep.join(", ")
-        )
-    };
-    on_conn!(conn, x => {
-        let mut q = sqlx::query(&sql).bind(&case.name);
-        for c in clocks {
-            q = q.bind(&c.name);
-        }
-        q.execute(&mut **x).await?.rows_affected()
-    });
-    Ok(())
-}
-
 const AT_RISK: &str = "sla_at_risk";
 const BREACH: &str = "sla_breach";
-/// A case changed and its SLA timers are still to be re-armed: armed in the
-/// transaction of every change of a case, due 5 s later, and disarmed by the
-/// re-arm itself. A process that dies between the two (or a re-arm that
-/// fails) leaves it behind, and any replica's next sweep finishes the job:
-/// no committed case is ever left without the timers its clocks need.
-const REFRESH: &str = "sla_refresh";
-
-/// How long after a change its marker falls due: the re-arm right after the
-/// commit clears it well before, so sweeps only ever pick up the re-arms that
-/// failed or were cut short, not every change's.
-const REFRESH_GRACE_MICROS: i64 = 5_000_000;
-
-fn refresh_id(case_name: &str) -> String {
-    format!("{case_name}:{REFRESH}")
-}
-
-/// Records, in the transaction of a change of `case_name` committed at
-/// `at` (µs), that its timers must be re-armed.
-pub(crate) async fn mark_for_refresh(conn: &mut Conn<'_>, case_name: &str, at: i64) -> Result<()> {
-    timers::arm(
-        conn,
-        &refresh_id(case_name),
-        REFRESH,
-        case_name,
-        clock::from_micros(at.saturating_add(REFRESH_GRACE_MICROS)),
-        b"",
-    )
-    .await
-}
-
-/// Forgets the re-arm marker of `case_name` if no change newer than
-/// `read_at` (the update time of the case as re-armed) set it again.
-async fn unmark_refreshed(conn: &mut Conn<'_>, case_name: &str, read_at: i64) -> Result<()> {
-    on_conn!(conn, c => sqlx::query("DELETE FROM timers WHERE id = $1 AND due_time <= $2")
-        .bind(refresh_id(case_name))
-        .bind(read_at.saturating_add(REFRESH_GRACE_MICROS))
-        .execute(&mut **c)
-        .await?
-        .rows_affected());
-    Ok(())
-}
-
 fn system() -> Ctx {
     Ctx::system("cases-timers", "")
 }
@@ -253,43 +101,6 @@ fn due(clock: &SlaClock, kind: &str) -> Option<Timestamp> {
         AT_RISK => clock.at_risk_time.as_ref().and_then(from_proto),
         _ => None,
     }
-}
-
-async fn fired(conn: &mut Conn<'_>, clock: &str, kind: &str) -> Result<bool> {
-    let n: i64 = on_conn!(conn, c => sqlx::query_scalar("SELECT COUNT(*) FROM sla_events_fired WHERE clock = $1 AND kind = $2")
-        .bind(clock)
-        .bind(kind)
-        .fetch_one(&mut **c)
-        .await?);
-    Ok(n > 0)
-}
-
-/// Marks events fired; returns the (clock, kind) pairs that were not yet,
-/// the only ones to report.
-async fn mark_fired<'a>(
-    conn: &mut Conn<'_>,
-    events: impl Iterator<Item = (&'a str, &'a str)>,
-    at: i64,
-) -> Result<HashSet<(String, String)>> {
-    let events: Vec<(&str, &str)> = events.collect();
-    if events.is_empty() {
-        return Ok(HashSet::new());
-    }
-    let rows: Vec<String> = (0..events.len())
-        .map(|i| format!("(${}, ${}, $1)", 2 * i + 2, 2 * i + 3))
-        .collect();
-    let sql = format!(
-        "INSERT INTO sla_events_fired (clock, kind, fire_time) VALUES {} ON CONFLICT (clock, kind) DO NOTHING RETURNING clock, kind",
-        rows.join(", ")
-    );
-    let first: Vec<(String, String)> = on_conn!(conn, c => {
-        let mut q = sqlx::query_as(&sql).bind(at);
-        for (clock, kind) in &events {
-            q = q.bind(*clock).bind(*kind);
-        }
-        q.fetch_all(&mut **c).await?
-    });
-    Ok(first.into_iter().collect())
 }
 
 impl Cases {
@@ -339,7 +150,7 @@ impl Cases {
             } = match read.remove(*case_name) {
                 None => {
                     // Gone (or deleted): nothing to arm, nothing left to do.
-                    timers::disarm(&mut tx.conn(), &refresh_id(case_name)).await?;
+                    timers::disarm(&mut tx.conn(), &store::timers::refresh_id(case_name)).await?;
                     continue;
                 }
                 Some(Ok(one)) => one,
@@ -355,12 +166,13 @@ impl Cases {
                 .and_then(from_proto)
                 .map_or(i64::MAX, clock::to_micros);
             let all: Vec<&SlaClock> = clocks.iter().collect();
-            write_clock_index(&mut tx.conn(), &case, &all, self.store().now()).await?;
-            write_summary(&mut tx.conn(), case, revision, summarise(clocks.iter())).await?;
+            store::clocks::write(&mut tx.conn(), &case, &all, self.store().now()).await?;
+            store::cases::write_summary(&mut tx.conn(), case, revision, summarise(clocks.iter()))
+                .await?;
             for c in &clocks {
                 for kind in [AT_RISK, BREACH] {
                     let id = format!("{}:{kind}", c.name);
-                    let done = fired(&mut tx.conn(), &c.name, kind).await?;
+                    let done = store::timers::fired(&mut tx.conn(), &c.name, kind).await?;
                     match due(c, kind).filter(|_| !done) {
                         Some(at) => {
                             timers::arm(&mut tx.conn(), &id, kind, case_name, at, c.key.as_bytes())
@@ -372,7 +184,7 @@ impl Cases {
                     }
                 }
             }
-            unmark_refreshed(&mut tx.conn(), case_name, read_at).await?;
+            store::timers::unmark_refreshed(&mut tx.conn(), case_name, read_at).await?;
             n += 1;
         }
         tx.commit().await?;
@@ -435,8 +247,9 @@ impl Cases {
             claimed.iter().map(|t| t.id.clone()).collect(),
             self.store().clock().clone(),
         );
-        let (refreshes, claimed): (Vec<_>, Vec<_>) =
-            claimed.into_iter().partition(|t| t.kind == REFRESH);
+        let (refreshes, claimed): (Vec<_>, Vec<_>) = claimed
+            .into_iter()
+            .partition(|t| t.kind == store::timers::REFRESH);
         // Re-arms a change left unfinished (a crash, a failed re-arm). One
         // that fails again keeps its marker and is retried when its lease
         // runs out.
@@ -514,7 +327,7 @@ impl Cases {
                 .await?;
             }
         }
-        let first = mark_fired(
+        let first = store::timers::mark_fired(
             &mut tx.conn(),
             reached
                 .iter()
@@ -561,8 +374,9 @@ impl Cases {
                     .iter()
                     .filter(|c| fired_clocks.contains(c.name.as_str()))
                     .collect();
-                index_clocks(&mut tx.conn(), case, &fired, clock::to_micros(now)).await?;
-                write_summary(
+                store::clocks::index_clocks(&mut tx.conn(), case, &fired, clock::to_micros(now))
+                    .await?;
+                store::cases::write_summary(
                     &mut tx.conn(),
                     case.clone(),
                     *revision,

@@ -5,7 +5,6 @@
 
 use concierge_common::crud::{self, Ctx, Lifecycle, Store};
 use concierge_common::error::{Error, Result};
-use concierge_common::on_conn;
 use concierge_common::principal::{Principal, Role};
 use concierge_common::resource::{self, Scope};
 use concierge_common::storage::Conn;
@@ -13,7 +12,7 @@ use concierge_proto::customers::{
     Account, Contact, FollowUp, Interaction, InventoryItem, Site, StaffMember, account, follow_up,
 };
 
-use crate::{Rules, resources};
+use crate::{Rules, resources, store};
 
 /// The account a write lands in, which must exist and not be deleted.
 async fn live_account(conn: &mut Conn<'_>, name: &str) -> Result<Account> {
@@ -89,8 +88,7 @@ account_scoped!(
             return Ok(());
         }
         let account = crud::account_of(&c.name).unwrap_or_default();
-        let sql = "SELECT COUNT(*) FROM contacts WHERE account = $1 AND client_delegate = 1 AND name <> $2";
-        let n: i64 = on_conn!(conn, x => sqlx::query_scalar(sql).bind(&account).bind(&c.name).fetch_one(&mut **x).await?);
+        let n = store::contacts::other_client_delegates(conn, &account, &c.name).await?;
         if n > 0 {
             return Err(Error::FailedPrecondition {
                 reason: concierge_common::error::Reason::ClientDelegateTaken,

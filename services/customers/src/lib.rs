@@ -6,6 +6,7 @@ pub mod authz;
 mod hooks;
 pub mod resources;
 mod service;
+mod store;
 
 use concierge_common::clock::SharedClock;
 use concierge_common::crud::{Ctx, Store};

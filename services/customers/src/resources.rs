@@ -785,3 +785,36 @@ impl Resource<crate::Rules> for StaffMember {
         self.update_time = None;
     }
 }
+
+#[cfg(test)]
+mod declared_columns {
+    use concierge_common::kit::Service as _;
+    use concierge_common::testing::{Backend, TestDb, assert_columns_agree};
+    use concierge_proto::customers::{
+        Account, Contact, FollowUp, Interaction, InventoryItem, Site, StaffMember,
+    };
+
+    use crate::{Customers, Rules};
+
+    /// A filterable column is declared in the migrations, the kind's fields
+    /// and the resource's columns: they agree, for every kind, on both
+    /// databases.
+    async fn every_filter_field_is_a_migrated_column_the_resource_writes(backend: Backend) {
+        let Some(db) = TestDb::new(backend, "declared_columns").await else {
+            return;
+        };
+        Customers::migrations().apply(&db.db).await.unwrap();
+        assert_columns_agree::<Account, Rules>(&db.db).await;
+        assert_columns_agree::<Contact, Rules>(&db.db).await;
+        assert_columns_agree::<Site, Rules>(&db.db).await;
+        assert_columns_agree::<InventoryItem, Rules>(&db.db).await;
+        assert_columns_agree::<Interaction, Rules>(&db.db).await;
+        assert_columns_agree::<FollowUp, Rules>(&db.db).await;
+        assert_columns_agree::<StaffMember, Rules>(&db.db).await;
+    }
+
+    concierge_common::both_backends!(
+        multi_thread;
+        every_filter_field_is_a_migrated_column_the_resource_writes
+    );
+}

@@ -1,0 +1,179 @@
+//! A case's rows beyond the resource: its state history (`case_states`), the
+//! SLA summary and dependency flag derived into its row, and the case
+//! queries the workers page through.
+
+use std::collections::HashMap;
+
+use concierge_common::clock;
+use concierge_common::error::{Error, Result};
+use concierge_common::on_conn;
+use concierge_common::resource;
+use concierge_common::storage::Conn;
+use concierge_proto::concierge::cases::v1::{Case, CaseSlaSummary, case, case_link};
+use prost::Message;
+
+use crate::resources::CASES;
+use crate::sla::StateChange;
+
+/// Appends the state `case` is in now to its history, as entered at `now`
+/// by `actor`: SLA clocks are read from this history.
+pub(crate) async fn append_state(
+    conn: &mut Conn<'_>,
+    case: &Case,
+    now: i64,
+    actor: &str,
+) -> Result<()> {
+    let next: i64 = on_conn!(conn, c => sqlx::query_scalar("SELECT COALESCE(MAX(seq), 0) + 1 FROM case_states WHERE case_name = $1")
+        .bind(&case.name)
+        .fetch_one(&mut **c)
+        .await?);
+    let sql = "INSERT INTO case_states (case_name, seq, state, enter_time, reason, actor) VALUES ($1, $2, $3, $4, $5, $6)";
+    on_conn!(conn, c => sqlx::query(sql)
+        .bind(&case.name)
+        .bind(next)
+        .bind(i64::from(case.state))
+        .bind(now)
+        .bind(&case.state_reason)
+        .bind(actor)
+        .execute(&mut **c)
+        .await?
+        .rows_affected());
+    Ok(())
+}
+
+/// The states each of `cases` entered, in order, in one query.
+pub(crate) async fn histories(
+    conn: &mut Conn<'_>,
+    cases: &[&str],
+) -> Result<HashMap<String, Vec<StateChange<case::State>>>> {
+    let mut histories = HashMap::new();
+    if cases.is_empty() {
+        return Ok(histories);
+    }
+    let marks: Vec<String> = (1..=cases.len()).map(|i| format!("${i}")).collect();
+    let sql = format!(
+        "SELECT case_name, state, enter_time FROM case_states WHERE case_name IN ({}) ORDER BY case_name, seq",
+        marks.join(", ")
+    );
+    let rows: Vec<(String, i64, i64)> = on_conn!(conn, c => {
+        let mut q = sqlx::query_as(&sql);
+        for name in cases {
+            q = q.bind(*name);
+        }
+        q.fetch_all(&mut **c).await?
+    });
+    for (name, state, at) in rows {
+        histories
+            .entry(name)
+            .or_insert_with(Vec::new)
+            .push(StateChange {
+                at: clock::from_micros(at),
+                state: case::State::try_from(state as i32).unwrap_or(case::State::Unspecified),
+            });
+    }
+    Ok(histories)
+}
+
+/// Writes the SLA summary into the case (as read at `revision`) without
+/// making it a new revision: it is derived from the case, not a change of
+/// it. A concurrent change wins and refreshes the summary itself.
+pub(crate) async fn write_summary(
+    conn: &mut Conn<'_>,
+    mut c: Case,
+    revision: i64,
+    summary: Option<CaseSlaSummary>,
+) -> Result<()> {
+    if c.sla == summary {
+        return Ok(());
+    }
+    let state = summary.as_ref().map(|s| i64::from(s.state)).unwrap_or(0);
+    let next = summary
+        .as_ref()
+        .and_then(|s| s.next_target_time.as_ref())
+        .and_then(clock::from_proto)
+        .map(clock::to_micros)
+        .unwrap_or(0);
+    c.sla = summary;
+    let body = concierge_common::crud::strip_meta::<Case, crate::Rules>(&c);
+    on_conn!(conn, x => sqlx::query(
+        "UPDATE cases SET body = $1, sla_state = $2, sla_next_target_time = $3 WHERE name = $4 AND revision = $5")
+        .bind(&body)
+        .bind(state)
+        .bind(next)
+        .bind(&c.name)
+        .bind(revision)
+        .execute(&mut **x)
+        .await?
+        .rows_affected());
+    Ok(())
+}
+
+/// The states of the cases `case` depends on (DEPENDS_ON links).
+pub(crate) async fn dependency_states(conn: &mut Conn<'_>, case: &str) -> Result<Vec<case::State>> {
+    let states: Vec<i64> = on_conn!(conn, x => sqlx::query_scalar(
+        "SELECT c.state FROM case_links l JOIN cases c ON c.name = l.target \
+         WHERE l.parent = $1 AND l.type = $2 AND l.delete_time = 0")
+        .bind(case)
+        .bind(case_link::Type::DependsOn as i64)
+        .fetch_all(&mut **x)
+        .await?);
+    Ok(states
+        .into_iter()
+        .map(|s| case::State::try_from(s as i32).unwrap_or(case::State::Unspecified))
+        .collect())
+}
+
+/// The cases that depend on `case` (DEPENDS_ON links to it).
+pub(crate) async fn dependents(conn: &mut Conn<'_>, case: &str) -> Result<Vec<String>> {
+    let dependents: Vec<String> = on_conn!(conn, x => sqlx::query_scalar(
+        "SELECT parent FROM case_links WHERE target = $1 AND type = $2 AND delete_time = 0")
+        .bind(case)
+        .bind(case_link::Type::DependsOn as i64)
+        .fetch_all(&mut **x)
+        .await?);
+    Ok(dependents)
+}
+
+/// Writes a derived flag into a stored case (locked for the transaction)
+/// without a new revision: nothing about the case itself changed.
+pub(crate) async fn write_withheld(
+    conn: &mut Conn<'_>,
+    case_name: &str,
+    withheld: impl AsyncFnOnce(&mut Conn<'_>, &Case) -> Result<bool>,
+) -> Result<()> {
+    let Some(stored) = resource::get_for_update(conn, &CASES, case_name).await? else {
+        return Ok(());
+    };
+    let mut c = Case::decode(stored.body.as_slice()).map_err(Error::internal)?;
+    let now = withheld(conn, &c).await?;
+    if now == c.withheld_by_dependency {
+        return Ok(());
+    }
+    c.withheld_by_dependency = now;
+    let next = resource::Stored {
+        body: c.encode_to_vec(),
+        ..stored.clone()
+    };
+    let columns = <Case as concierge_common::crud::Resource<crate::Rules>>::columns(&c);
+    resource::update(conn, &CASES, &next, stored.revision, &columns).await
+}
+
+/// Up to `limit` open cases named after `after`, in name order: a keyset
+/// page of the cases a calendar change re-arms.
+pub(crate) async fn open_after(
+    conn: &mut Conn<'_>,
+    after: &str,
+    limit: i64,
+) -> Result<Vec<String>> {
+    let names: Vec<String> = on_conn!(conn, c => sqlx::query_scalar(
+        "SELECT name FROM cases WHERE name > $1 AND delete_time = 0 AND state NOT IN ($2, $3, $4) \
+         ORDER BY name LIMIT $5")
+        .bind(after)
+        .bind(case::State::Resolved as i64)
+        .bind(case::State::Closed as i64)
+        .bind(case::State::Cancelled as i64)
+        .bind(limit)
+        .fetch_all(&mut **c)
+        .await?);
+    Ok(names)
+}
