@@ -56,6 +56,76 @@ pub async fn arm(
     Ok(())
 }
 
+/// One timer to arm with [`arm_many`].
+#[derive(Debug, Clone)]
+pub struct Arm<'a> {
+    pub id: String,
+    pub kind: &'a str,
+    pub subject: &'a str,
+    pub due: Timestamp,
+    pub payload: &'a [u8],
+}
+
+/// [`arm`] for several timers in one statement (a case's clocks re-armed
+/// together); the ids must differ.
+pub async fn arm_many(conn: &mut Conn<'_>, timers: &[Arm<'_>]) -> Result<()> {
+    if timers.is_empty() {
+        return Ok(());
+    }
+    let rows: Vec<String> = (0..timers.len())
+        .map(|r| {
+            let b = r * 5;
+            format!(
+                "(${}, ${}, ${}, ${}, ${})",
+                b + 1,
+                b + 2,
+                b + 3,
+                b + 4,
+                b + 5
+            )
+        })
+        .collect();
+    // As in `arm`: the same instant keeps a claim in flight, a new one drops it.
+    let sql = format!(
+        "INSERT INTO timers (id, kind, subject, due_time, payload) VALUES {} \
+         ON CONFLICT (id) DO UPDATE SET kind = excluded.kind, subject = excluded.subject, payload = excluded.payload, \
+         lease_owner = CASE WHEN timers.due_time = excluded.due_time THEN timers.lease_owner ELSE '' END, \
+         lease_expire_time = CASE WHEN timers.due_time = excluded.due_time THEN timers.lease_expire_time ELSE 0 END, \
+         due_time = excluded.due_time",
+        rows.join(", ")
+    );
+    on_conn!(conn, c => {
+        let mut q = sqlx::query(&sql);
+        for t in timers {
+            q = q
+                .bind(&t.id)
+                .bind(t.kind)
+                .bind(t.subject)
+                .bind(to_micros(t.due))
+                .bind(t.payload);
+        }
+        q.execute(&mut **c).await?.rows_affected()
+    });
+    Ok(())
+}
+
+/// [`disarm`] for several timers in one statement.
+pub async fn disarm_many(conn: &mut Conn<'_>, ids: &[String]) -> Result<u64> {
+    if ids.is_empty() {
+        return Ok(0);
+    }
+    let marks: Vec<String> = (1..=ids.len()).map(|i| format!("${i}")).collect();
+    let sql = format!("DELETE FROM timers WHERE id IN ({})", marks.join(", "));
+    let n = on_conn!(conn, c => {
+        let mut q = sqlx::query(&sql);
+        for id in ids {
+            q = q.bind(id);
+        }
+        q.execute(&mut **c).await?.rows_affected()
+    });
+    Ok(n)
+}
+
 /// Removes a timer that is no longer needed (the clock was met, the rule's
 /// condition cleared).
 pub async fn disarm(conn: &mut Conn<'_>, id: &str) -> Result<bool> {

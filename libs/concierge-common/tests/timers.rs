@@ -273,9 +273,53 @@ async fn a_dead_claimers_timers_are_taken_over_within_the_short_lease(backend: B
     assert!(fire(&other, "b", &retaken[0]).await);
 }
 
+/// Arming several timers in one statement keeps what arming one does: the
+/// same instant keeps a claim in flight, a new one drops it; disarming
+/// several removes exactly those.
+async fn timers_armed_together_keep_the_claim_rules(backend: Backend) {
+    let Some((db, _other)) = setup(backend, "arm_many").await else {
+        return;
+    };
+    let arm = |id: &str, secs: i64| timers::Arm {
+        id: id.to_string(),
+        kind: "k",
+        subject: "s",
+        due: at(secs),
+        payload: b"",
+    };
+    let mut tx = db.db.begin().await.unwrap();
+    timers::arm_many(&mut tx.conn(), &[arm("a", 10), arm("b", 10), arm("c", 10)])
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    let claimed = timers::claim_due(&db.db, at(10), "one", SignedDuration::from_secs(60), 10)
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 3);
+
+    // a at the same instant, b moved: a stays claimed, b is free again.
+    let mut tx = db.db.begin().await.unwrap();
+    timers::arm_many(&mut tx.conn(), &[arm("a", 10), arm("b", 20)])
+        .await
+        .unwrap();
+    assert_eq!(
+        timers::disarm_many(&mut tx.conn(), &["c".to_string(), "zz".to_string()])
+            .await
+            .unwrap(),
+        1
+    );
+    tx.commit().await.unwrap();
+    let again = timers::claim_due(&db.db, at(20), "two", SignedDuration::from_secs(60), 10)
+        .await
+        .unwrap();
+    let ids: Vec<&str> = again.iter().map(|t| t.id.as_str()).collect();
+    assert_eq!(ids, vec!["b"], "a is still claimed by one; c is gone");
+}
+
 concierge_common::both_backends!(
     multi_thread;
     each_timer_fires_once_with_two_instances,
     a_claimer_that_dies_is_replaced_after_its_lease,
-    a_dead_claimers_timers_are_taken_over_within_the_short_lease
+    a_dead_claimers_timers_are_taken_over_within_the_short_lease,
+    timers_armed_together_keep_the_claim_rules
 );

@@ -169,21 +169,28 @@ impl Cases {
             store::clocks::write(&mut tx.conn(), &case, &all, self.store().now()).await?;
             store::cases::write_summary(&mut tx.conn(), case, revision, summarise(clocks.iter()))
                 .await?;
+            let names: Vec<&str> = clocks.iter().map(|c| c.name.as_str()).collect();
+            let done = store::timers::fired(&mut tx.conn(), &names).await?;
+            let mut arm = Vec::new();
+            let mut disarm = Vec::new();
             for c in &clocks {
                 for kind in [AT_RISK, BREACH] {
                     let id = format!("{}:{kind}", c.name);
-                    let done = store::timers::fired(&mut tx.conn(), &c.name, kind).await?;
-                    match due(c, kind).filter(|_| !done) {
-                        Some(at) => {
-                            timers::arm(&mut tx.conn(), &id, kind, case_name, at, c.key.as_bytes())
-                                .await?
-                        }
-                        None => {
-                            timers::disarm(&mut tx.conn(), &id).await?;
-                        }
+                    let fired = done.contains(&(c.name.clone(), kind.to_string()));
+                    match due(c, kind).filter(|_| !fired) {
+                        Some(at) => arm.push(timers::Arm {
+                            id,
+                            kind,
+                            subject: case_name,
+                            due: at,
+                            payload: c.key.as_bytes(),
+                        }),
+                        None => disarm.push(id),
                     }
                 }
             }
+            timers::arm_many(&mut tx.conn(), &arm).await?;
+            timers::disarm_many(&mut tx.conn(), &disarm).await?;
             store::timers::unmark_refreshed(&mut tx.conn(), case_name, read_at).await?;
             n += 1;
         }

@@ -23,14 +23,11 @@ pub(crate) async fn append_state(
     now: i64,
     actor: &str,
 ) -> Result<()> {
-    let next: i64 = on_conn!(conn, c => sqlx::query_scalar("SELECT COALESCE(MAX(seq), 0) + 1 FROM case_states WHERE case_name = $1")
-        .bind(&case.name)
-        .fetch_one(&mut **c)
-        .await?);
-    let sql = "INSERT INTO case_states (case_name, seq, state, enter_time, reason, actor) VALUES ($1, $2, $3, $4, $5, $6)";
+    // The next number is taken in the statement that writes it.
+    let sql = "INSERT INTO case_states (case_name, seq, state, enter_time, reason, actor) \
+               SELECT $1, COALESCE(MAX(seq), 0) + 1, $2, $3, $4, $5 FROM case_states WHERE case_name = $1";
     on_conn!(conn, c => sqlx::query(sql)
         .bind(&case.name)
-        .bind(next)
         .bind(i64::from(case.state))
         .bind(now)
         .bind(&case.state_reason)

@@ -16,39 +16,61 @@ pub(crate) async fn index_clocks(
     clocks: &[&SlaClock],
     now: i64,
 ) -> Result<()> {
-    for c in clocks {
-        let columns = <SlaClock as concierge_common::crud::Resource<crate::Rules>>::columns(c);
-        let names: Vec<&str> = columns.iter().map(|(n, _)| *n).collect();
-        let marks: Vec<String> = (0..columns.len()).map(|i| format!("${}", i + 6)).collect();
-        let sql = format!(
-            "INSERT INTO sla_clocks (name, parent, account, create_time, update_time, revision, body, {}) \
-             VALUES ($1, $2, $3, $4, $4, 1, $5, {}) \
-             ON CONFLICT (name) DO UPDATE SET update_time = excluded.update_time, body = excluded.body, {}",
-            names.join(", "),
-            marks.join(", "),
-            names
-                .iter()
-                .map(|n| format!("{n} = excluded.{n}"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        );
-        let body = prost::Message::encode_to_vec(*c);
-        on_conn!(conn, x => {
-            let mut q = sqlx::query(&sql)
-                .bind(&c.name)
-                .bind(&case.name)
-                .bind(&case.account)
-                .bind(now)
-                .bind(&body);
-            for (_, v) in &columns {
+    let Some(first) = clocks.first() else {
+        return Ok(());
+    };
+    // Every clock of a kind has the same columns: one statement for all.
+    let names: Vec<&str> =
+        <SlaClock as concierge_common::crud::Resource<crate::Rules>>::columns(first)
+            .iter()
+            .map(|(n, _)| *n)
+            .collect();
+    let per_row = 4 + names.len();
+    let rows: Vec<String> = (0..clocks.len())
+        .map(|r| {
+            let base = 1 + r * per_row;
+            let marks: Vec<String> = (0..per_row).map(|i| format!("${}", base + i + 1)).collect();
+            // $1 is now, shared by every row.
+            format!(
+                "({}, {}, {}, $1, $1, 1, {}, {})",
+                marks[0],
+                marks[1],
+                marks[2],
+                marks[3],
+                marks[4..].join(", ")
+            )
+        })
+        .collect();
+    let sql = format!(
+        "INSERT INTO sla_clocks (name, parent, account, create_time, update_time, revision, body, {}) \
+         VALUES {} \
+         ON CONFLICT (name) DO UPDATE SET update_time = excluded.update_time, body = excluded.body, {}",
+        names.join(", "),
+        rows.join(", "),
+        names
+            .iter()
+            .map(|n| format!("{n} = excluded.{n}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    on_conn!(conn, x => {
+        let mut q = sqlx::query(&sql).bind(now);
+        for c in clocks {
+            let columns = <SlaClock as concierge_common::crud::Resource<crate::Rules>>::columns(c);
+            q = q
+                .bind(c.name.clone())
+                .bind(case.name.clone())
+                .bind(case.account.clone())
+                .bind(prost::Message::encode_to_vec(*c));
+            for (_, v) in columns {
                 q = match v {
-                    Value::Text(t) => q.bind(t.clone()),
-                    Value::Int(i) => q.bind(*i),
+                    Value::Text(t) => q.bind(t),
+                    Value::Int(i) => q.bind(i),
                 };
             }
-            q.execute(&mut **x).await?.rows_affected()
-        });
-    }
+        }
+        q.execute(&mut **x).await?.rows_affected()
+    });
     Ok(())
 }
 

@@ -57,13 +57,27 @@ pub(crate) async fn unmark_refreshed(
     Ok(())
 }
 
-pub(crate) async fn fired(conn: &mut Conn<'_>, clock: &str, kind: &str) -> Result<bool> {
-    let n: i64 = on_conn!(conn, c => sqlx::query_scalar("SELECT COUNT(*) FROM sla_events_fired WHERE clock = $1 AND kind = $2")
-        .bind(clock)
-        .bind(kind)
-        .fetch_one(&mut **c)
-        .await?);
-    Ok(n > 0)
+/// The (clock, kind) events already fired among those of `clocks`.
+pub(crate) async fn fired(
+    conn: &mut Conn<'_>,
+    clocks: &[&str],
+) -> Result<HashSet<(String, String)>> {
+    if clocks.is_empty() {
+        return Ok(HashSet::new());
+    }
+    let marks: Vec<String> = (1..=clocks.len()).map(|i| format!("${i}")).collect();
+    let sql = format!(
+        "SELECT clock, kind FROM sla_events_fired WHERE clock IN ({})",
+        marks.join(", ")
+    );
+    let rows: Vec<(String, String)> = on_conn!(conn, c => {
+        let mut q = sqlx::query_as(&sql);
+        for clock in clocks {
+            q = q.bind(*clock);
+        }
+        q.fetch_all(&mut **c).await?
+    });
+    Ok(rows.into_iter().collect())
 }
 
 /// Marks events fired; returns the (clock, kind) pairs that were not yet,
