@@ -248,7 +248,9 @@ def run(a, key, stubs, ports, mports, procs):
 
     for clients in [int(c) for c in a.clients.split(",")]:
         start_at = time.time() + 2.0
-        with multiprocessing.Pool(clients) as pool:
+        # Spawned, not forked: a forked child of a process with live gRPC
+        # channels can hang in grpc's fork handlers.
+        with multiprocessing.get_context("spawn").Pool(clients) as pool:
             results = pool.map(worker, [(target, key, stubs, a.seconds, start_at)] * clients)
         lat = sorted(x for r in results for x in r)
         print(f"CreateCase, {clients:>2} clients: {len(lat) / a.seconds:8.1f} calls/s"
