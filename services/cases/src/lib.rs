@@ -9,14 +9,15 @@
 //! [`timers`] and `rearm`; the client of the customers service in
 //! [`directory`].
 
+mod api;
 pub mod authz;
 mod dependencies;
 pub mod directory;
 pub mod engine;
 mod hooks;
+mod reading;
 mod rearm;
 pub mod resources;
-mod service;
 mod store;
 
 // The engines under their old paths, which callers and tests use.

@@ -412,7 +412,7 @@ impl Cases {
             resource::get_many(&mut pooled.conn(), &crate::resources::CASES, names).await?
         };
         let histories = self.case_histories(names).await?;
-        let mut lookups = crate::service::Lookups::default();
+        let mut lookups = crate::reading::Lookups::default();
         let mut read = HashMap::new();
         for stored in rows.iter().filter(|s| s.delete_time == 0) {
             let case: Case = Store::decode::<Case, crate::Rules>(stored)?;

@@ -1,0 +1,123 @@
+//! A case's SLA clocks read now: its pinned policy revision, its calendar
+//! in the right time zone, and its state history, through the engines. Read
+//! by the gRPC methods and by the timer sweep alike (nothing here is gRPC).
+
+use std::collections::HashMap;
+
+use concierge_common::clock;
+use concierge_common::crud::Ctx;
+use concierge_common::error::{Error, Result};
+use concierge_common::names;
+use concierge_proto::concierge::cases::v1::{
+    Calendar, Case, SlaClock, SlaClockSegment, SlaPolicy, SlaTarget, case,
+};
+
+use crate::{Cases, RULES, calendar};
+
+/// A clock read now: the clock, its ledger, its target and the states that
+/// pause it.
+pub(crate) type ReadClock = (SlaClock, Vec<SlaClockSegment>, SlaTarget, Vec<i32>);
+
+/// What reading clocks looks up besides the case, kept across the cases of
+/// one sweep.
+#[derive(Default)]
+pub(crate) struct Lookups {
+    policies: HashMap<(String, String), SlaPolicy>,
+    calendars: HashMap<String, calendar::BusinessCalendar>,
+    zones: HashMap<String, String>,
+}
+impl Cases {
+    /// A case with its clocks read now, each with its ledger.
+    pub(crate) async fn case_clocks(&self, ctx: &Ctx, case_name: &str) -> Result<Vec<ReadClock>> {
+        names::parse("parent", case_name, &["cases"])?;
+        let c: Case = self.store().get(&RULES, ctx, case_name).await?;
+        let history = self.case_histories(&[case_name]).await?;
+        let history = history
+            .get(case_name)
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        self.clocks_of(&c, history, &mut Lookups::default()).await
+    }
+
+    /// The clocks of `c` read now; `lookups` keeps the policies, calendars
+    /// and time zones read on the way, for a sweep that reads many cases.
+    pub(crate) async fn clocks_of(
+        &self,
+        c: &Case,
+        history: &[crate::sla::StateChange<case::State>],
+        lookups: &mut Lookups,
+    ) -> Result<Vec<ReadClock>> {
+        if c.sla_policy.is_empty() {
+            return Ok(Vec::new());
+        }
+        let system = Ctx::system("cases", "");
+        let key = (c.sla_policy.clone(), c.sla_policy_revision.clone());
+        if !lookups.policies.contains_key(&key) {
+            let policy = self
+                .sla_policy_revision(&system, &c.sla_policy, &c.sla_policy_revision)
+                .await?;
+            lookups.policies.insert(key.clone(), policy);
+        }
+        let policy = &lookups.policies[&key];
+        if !lookups.calendars.contains_key(&policy.calendar) {
+            let stored: Calendar = self.store().get(&RULES, &system, &policy.calendar).await?;
+            let cal = calendar::from_proto(&stored).map_err(Error::internal)?;
+            lookups.calendars.insert(policy.calendar.clone(), cal);
+        }
+        let mut cal = lookups.calendars[&policy.calendar].clone();
+        use concierge_proto::concierge::cases::v1::sla_policy::TimeZoneSource;
+        // Site and account names never collide, so one cache holds both. A
+        // case with no site, or a site with no zone, is read in the
+        // account's zone, as the policy's contract says.
+        let source =
+            TimeZoneSource::try_from(policy.time_zone_source).unwrap_or(TimeZoneSource::Calendar);
+        let places: Vec<&String> = match source {
+            TimeZoneSource::Site if !c.site.is_empty() => vec![&c.site, &c.account],
+            TimeZoneSource::Site | TimeZoneSource::Account => vec![&c.account],
+            _ => vec![],
+        };
+        for place in places {
+            if !lookups.zones.contains_key(place) {
+                let zone = if *place == c.site {
+                    self.directory().site_time_zone("", place).await?
+                } else {
+                    self.directory()
+                        .account("", "case.account", place)
+                        .await?
+                        .time_zone
+                };
+                lookups.zones.insert(place.clone(), zone);
+            }
+            let zone = &lookups.zones[place];
+            if !zone.is_empty() {
+                cal = cal.in_time_zone(zone)?;
+                break;
+            }
+        }
+        let policy = &lookups.policies[&key];
+        let now = clock::from_micros(self.store().now());
+        let zone_name = cal.time_zone().iana_name().unwrap_or_default().to_string();
+        let pauses: Vec<i32> = crate::policy::pause_states(policy)
+            .into_iter()
+            .map(|s| s as i32)
+            .collect();
+        Ok(crate::clocks::definitions(policy, c)
+            .into_iter()
+            .map(|def| {
+                let r = crate::clocks::read(&def, policy, c, &cal, history, now);
+                let clock = crate::clocks::to_proto(&def, &r, policy, c, &zone_name, now);
+                let segments = crate::clocks::segments(&r, &policy.calendar);
+                (clock, segments, def.target.clone(), pauses.clone())
+            })
+            .collect())
+    }
+
+    /// The states each of `cases` entered, in order, in one query.
+    pub(crate) async fn case_histories(
+        &self,
+        cases: &[&str],
+    ) -> Result<std::collections::HashMap<String, Vec<crate::sla::StateChange<case::State>>>> {
+        let mut pooled = self.store().db().acquire().await?;
+        crate::store::cases::histories(&mut pooled.conn(), cases).await
+    }
+}

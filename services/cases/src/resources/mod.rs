@@ -1,0 +1,76 @@
+//! The cases resources as the shared store sees them, one file per kind:
+//! its table and filter fields (`Kind`), and how the store checks, names,
+//! copies and indexes it (`Resource`).
+
+mod calendars;
+mod cases;
+mod clocks;
+mod hand_off_codes;
+mod links;
+mod notes;
+mod sla_policies;
+
+use concierge_common::clock;
+use concierge_common::filter::{Field, FieldType, Value};
+
+/// An instant as a filter column (µs; 0 when unset).
+pub(super) fn time(t: &Option<prost_types::Timestamp>) -> Value {
+    Value::Int(
+        t.as_ref()
+            .and_then(clock::from_proto)
+            .map(clock::to_micros)
+            .unwrap_or(0),
+    )
+}
+
+pub use calendars::CALENDARS;
+pub use cases::CASES;
+pub use clocks::SLA_CLOCKS;
+pub use hand_off_codes::HAND_OFF_CODES;
+pub use links::{CASE_LINKS, inverse_type};
+pub use notes::NOTES;
+pub use sla_policies::{SLA_POLICIES, revision_of};
+
+const CREATE_TIME: Field = Field {
+    name: "create_time",
+    column: "create_time",
+    ty: FieldType::Timestamp,
+};
+const UPDATE_TIME: Field = Field {
+    name: "update_time",
+    column: "update_time",
+    ty: FieldType::Timestamp,
+};
+
+#[cfg(test)]
+mod declared_columns {
+    use concierge_common::kit::Service as _;
+    use concierge_common::testing::{Backend, TestDb, assert_columns_agree};
+    use concierge_proto::concierge::cases::v1::{
+        Calendar, Case, CaseLink, HandOffCode, Note, SlaClock, SlaPolicy,
+    };
+
+    use crate::{Cases, Rules};
+
+    /// A filterable column is declared in the migrations, the kind's fields
+    /// and the resource's columns: they agree, for every kind, on both
+    /// databases.
+    async fn every_filter_field_is_a_migrated_column_the_resource_writes(backend: Backend) {
+        let Some(db) = TestDb::new(backend, "declared_columns").await else {
+            return;
+        };
+        Cases::migrations().apply(&db.db).await.unwrap();
+        assert_columns_agree::<Calendar, Rules>(&db.db).await;
+        assert_columns_agree::<HandOffCode, Rules>(&db.db).await;
+        assert_columns_agree::<Case, Rules>(&db.db).await;
+        assert_columns_agree::<Note, Rules>(&db.db).await;
+        assert_columns_agree::<SlaPolicy, Rules>(&db.db).await;
+        assert_columns_agree::<CaseLink, Rules>(&db.db).await;
+        assert_columns_agree::<SlaClock, Rules>(&db.db).await;
+    }
+
+    concierge_common::both_backends!(
+        multi_thread;
+        every_filter_field_is_a_migrated_column_the_resource_writes
+    );
+}
