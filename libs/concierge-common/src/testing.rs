@@ -372,6 +372,37 @@ pub async fn assert_columns_agree<R: crate::crud::Resource<P>, P>(db: &Db) {
     );
 }
 
+/// Checks the events a scenario wrote against the domain's catalogue `E`:
+/// each type is declared, its payload is the declared message, a staff-only
+/// type's event is internal, and every declared type was emitted (so the
+/// catalogue lists nothing that never happens).
+pub fn assert_events_match_catalogue<E: concierge_proto::catalogue::Catalogue>(
+    domain: &str,
+    events: &[concierge_proto::events::Event],
+) {
+    use concierge_proto::events::Visibility;
+    let mut seen = std::collections::BTreeSet::new();
+    for e in events {
+        let Some(declared) = E::from_event_type(&e.r#type).and_then(|t| t.declared()) else {
+            panic!("{} is not in the {domain} catalogue", e.r#type);
+        };
+        let payload = e.payload.as_ref().expect("every event has a payload");
+        assert_eq!(
+            payload.type_url,
+            declared.payload_type_url(),
+            "{}'s payload",
+            e.r#type
+        );
+        if declared.audience == Visibility::Internal {
+            assert_eq!(e.visibility, Visibility::Internal as i32, "{}", e.r#type);
+        }
+        seen.insert(declared.event_type);
+    }
+    let declared: std::collections::BTreeSet<_> =
+        E::DECLARED.iter().map(|d| d.event_type).collect();
+    assert_eq!(seen, declared, "every declared event type is emitted");
+}
+
 /// Polls `condition` until it holds or `within` passes; the way tests wait
 /// for servers and background work, never with a bare sleep.
 pub async fn eventually<F, Fut>(within: Duration, what: &str, mut condition: F)

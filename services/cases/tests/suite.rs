@@ -3641,8 +3641,6 @@ async fn a_jeopardy_reason_reaches_the_client_as_a_public_update(h: Harness) {
 /// its visibility within the declared audience, and every declared type is
 /// emitted by something (nothing listed that never happens).
 async fn every_event_is_declared_in_the_catalogue(h: Harness) {
-    use concierge_proto::catalogue::Catalogue;
-    use concierge_proto::events::Visibility;
     let admin = who(Role::Admin);
     let a = agent();
     let mask = |p: &str| {
@@ -3916,29 +3914,5 @@ async fn every_event_is_declared_in_the_catalogue(h: Harness) {
         .await
         .unwrap();
 
-    let mut c = h.svc.db().acquire().await.unwrap();
-    let events = concierge_common::outbox::read_after(&mut c.conn(), 0, 10_000)
-        .await
-        .unwrap();
-    let mut seen = std::collections::BTreeSet::new();
-    for e in events.into_iter().map(|p| p.event) {
-        let Some(declared) = EventType::from_event_type(&e.r#type).and_then(|t| t.declared())
-        else {
-            panic!("{} is not in the cases catalogue", e.r#type);
-        };
-        let payload = e.payload.as_ref().expect("every event has a payload");
-        assert_eq!(
-            payload.type_url,
-            declared.payload_type_url(),
-            "{}'s payload",
-            e.r#type
-        );
-        if declared.audience == Visibility::Internal {
-            assert_eq!(e.visibility, Visibility::Internal as i32, "{}", e.r#type);
-        }
-        seen.insert(declared.event_type);
-    }
-    let declared: std::collections::BTreeSet<_> =
-        EventType::DECLARED.iter().map(|d| d.event_type).collect();
-    assert_eq!(seen, declared, "every declared event type is emitted");
+    testing::assert_events_match_catalogue::<EventType>("cases", &h.events().await);
 }

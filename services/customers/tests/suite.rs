@@ -1455,8 +1455,6 @@ async fn concurrent_writers_all_land_and_duplicates_create_once(h: Harness) {
 /// declares, its visibility within the declared audience, and every
 /// declared type is emitted by something (nothing listed that never happens).
 async fn every_event_is_declared_in_the_catalogue(h: Harness) {
-    use concierge_proto::catalogue::Catalogue;
-    use concierge_proto::events::Visibility;
     h.seed().await;
     let a = admin();
     let mask = |p: &str| {
@@ -1710,25 +1708,5 @@ async fn every_event_is_declared_in_the_catalogue(h: Harness) {
         .await
         .unwrap();
 
-    let mut seen = std::collections::BTreeSet::new();
-    for e in h.events().await {
-        let Some(declared) = EventType::from_event_type(&e.r#type).and_then(|t| t.declared())
-        else {
-            panic!("{} is not in the customers catalogue", e.r#type);
-        };
-        let payload = e.payload.as_ref().expect("every event has a payload");
-        assert_eq!(
-            payload.type_url,
-            declared.payload_type_url(),
-            "{}'s payload",
-            e.r#type
-        );
-        if declared.audience == Visibility::Internal {
-            assert_eq!(e.visibility, Visibility::Internal as i32, "{}", e.r#type);
-        }
-        seen.insert(declared.event_type);
-    }
-    let declared: std::collections::BTreeSet<_> =
-        EventType::DECLARED.iter().map(|d| d.event_type).collect();
-    assert_eq!(seen, declared, "every declared event type is emitted");
+    testing::assert_events_match_catalogue::<EventType>("customers", &h.events().await);
 }
