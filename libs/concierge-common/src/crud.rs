@@ -539,6 +539,27 @@ impl Store {
         new: New<'_, R>,
         validate_only: bool,
     ) -> Result<R> {
+        self.create_learned(policy, ctx, method, request, new, validate_only, |_| {})
+            .await
+    }
+
+    /// [`Self::create_or_validate`] with what the request learned before it
+    /// (a new case's account manager and tier, from the customers service;
+    /// the SLA policy it pins): `learned` sets those output-only fields on
+    /// the new resource once the caller's copies of them are cleared, before
+    /// the lifecycle hooks run. They travel with the request, explicitly,
+    /// not inside the rules.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn create_learned<R: Resource<P> + Created, P: Policy<R>, Q: prost::Message>(
+        &self,
+        policy: &P,
+        ctx: &Ctx,
+        method: &'static str,
+        request: &Q,
+        new: New<'_, R>,
+        validate_only: bool,
+        learned: impl FnOnce(&mut R) + Send,
+    ) -> Result<R> {
         let New {
             parent,
             resource,
@@ -563,6 +584,7 @@ impl Store {
             return v.into_result().map(|_| R::default());
         };
         r.clear_output_only();
+        learned(&mut r);
         if let Some(id) = &id {
             let collection = R::COLLECTIONS[R::COLLECTIONS.len() - 1];
             r.set_name(if parent.is_empty() {

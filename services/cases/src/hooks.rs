@@ -65,14 +65,6 @@ impl Lifecycle<Case> for Rules {
         if c.priority == CasePriority::Unspecified as i32 {
             c.priority = CasePriority::Medium as i32;
         }
-        if let Some(f) = &self.facts {
-            c.account_manager = f.account_manager.clone();
-            c.account_tier = f.tier.clone();
-        }
-        if let Some((policy, revision)) = &self.sla_policy {
-            c.sla_policy = policy.clone();
-            c.sla_policy_revision = revision.clone();
-        }
     }
     async fn derive(&self, conn: &mut Conn<'_>, c: &mut Case) -> Result<()> {
         c.withheld_by_dependency = dependencies::withheld(conn, c).await?;
@@ -130,8 +122,6 @@ impl Lifecycle<Note> for Rules {
         if n.origin == note::Origin::Unspecified as i32 {
             n.origin = note::Origin::Manual as i32;
         }
-        n.account = self.case_account.clone().unwrap_or_default();
-        n.notified_contacts = self.notified_contacts.clone();
     }
 }
 

@@ -48,26 +48,14 @@ pub struct Cases {
     directory: directory::Directory,
 }
 
-/// Who may do what with cases resources. Carries what one request learned
-/// before writing (the account's facts, the case a note is on), which the
-/// output-only fields of a new resource are set from.
-#[derive(Debug, Clone, Default)]
-pub struct Rules {
-    pub(crate) facts: Option<directory::AccountFacts>,
-    pub(crate) case_account: Option<String>,
-    /// The SLA policy and revision a new case is given.
-    pub(crate) sla_policy: Option<(String, String)>,
-    /// The contacts a new public update is sent to.
-    pub(crate) notified_contacts: Vec<String>,
-}
+/// The cases service's rules: who may do what with each kind
+/// ([`authz`]) and what goes with each write (`hooks`). It holds nothing of
+/// a request: what a request learned before writing is passed with it.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Rules;
 
-/// The rules of a request that learned nothing beforehand.
-pub(crate) const RULES: Rules = Rules {
-    facts: None,
-    case_account: None,
-    sla_policy: None,
-    notified_contacts: Vec::new(),
-};
+/// The one value of [`Rules`].
+pub(crate) const RULES: Rules = Rules;
 
 impl Cases {
     /// Migrates `db` and opens the service on it; `customers` is a channel to
@@ -186,13 +174,10 @@ pub(crate) async fn post_public_update(
         visibility: note::Visibility::Public as i32,
         body: body.to_string(),
         origin: note::Origin::System as i32,
+        account: case.account.clone(),
         ..Default::default()
     };
-    let rules = Rules {
-        case_account: Some(case.account.clone()),
-        ..RULES
-    };
-    concierge_common::crud::insert_new(conn, &rules, ctx, EVENTS, &case.name, update, now).await?;
+    concierge_common::crud::insert_new(conn, &RULES, ctx, EVENTS, &case.name, update, now).await?;
     Ok(())
 }
 

@@ -7,11 +7,12 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use concierge_common::clock::to_micros;
 use concierge_common::error::{Error, Result};
-use concierge_common::on_conn;
 use concierge_common::principal::{Principal, Role};
 use concierge_common::storage::Db;
 use rand::RngCore;
 use sha2::{Digest, Sha256};
+
+use crate::store;
 
 const PREFIX: &str = "ck_";
 
@@ -80,22 +81,21 @@ pub async fn mint(db: &Db, new: NewKey, now: jiff::Timestamp) -> Result<MintedKe
     rand::rng().fill_bytes(&mut raw);
     let secret = URL_SAFE_NO_PAD.encode(raw).replace('_', "-");
     let name = format!("apiKeys/{id}");
-    let sql = "INSERT INTO api_keys (name, secret_hash, role, account, staff_member, display_name, create_time, expire_time) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
-    let mut tx = db.begin().await?;
-    let mut conn = tx.conn();
-    on_conn!(&mut conn, c => sqlx::query(sql)
-        .bind(&name)
-        .bind(hash(&secret))
-        .bind(new.role.as_str())
-        .bind(new.account.clone().unwrap_or_default())
-        .bind(new.staff_member.clone().unwrap_or_default())
-        .bind(&new.display_name)
-        .bind(to_micros(now))
-        .bind(new.expire_time.map(to_micros).unwrap_or(0))
-        .execute(&mut **c)
-        .await?
-        .rows_affected());
-    tx.commit().await?;
+    store::api_keys::insert(
+        db,
+        &store::api_keys::StoredKey {
+            name: name.clone(),
+            secret_hash: hash(&secret),
+            role: new.role.as_str().to_string(),
+            account: new.account.clone().unwrap_or_default(),
+            staff_member: new.staff_member.clone().unwrap_or_default(),
+            display_name: new.display_name.clone(),
+            expire_time: new.expire_time.map(to_micros).unwrap_or(0),
+            revoke_time: 0,
+        },
+        to_micros(now),
+    )
+    .await?;
     Ok(MintedKey {
         name,
         key: format!("{PREFIX}{id}_{secret}"),
@@ -104,16 +104,7 @@ pub async fn mint(db: &Db, new: NewKey, now: jiff::Timestamp) -> Result<MintedKe
 
 /// Revokes a key; it stops working once gateway caches expire.
 pub async fn revoke(db: &Db, name: &str, now: jiff::Timestamp) -> Result<bool> {
-    let mut tx = db.begin().await?;
-    let mut conn = tx.conn();
-    let n = on_conn!(&mut conn, c => sqlx::query("UPDATE api_keys SET revoke_time = $1 WHERE name = $2 AND revoke_time = 0")
-        .bind(to_micros(now))
-        .bind(name)
-        .execute(&mut **c)
-        .await?
-        .rows_affected());
-    tx.commit().await?;
-    Ok(n > 0)
+    store::api_keys::revoke(db, name, to_micros(now)).await
 }
 
 /// A stored key, as listed by the admin command.
@@ -128,24 +119,17 @@ pub struct KeyInfo {
 }
 
 pub async fn list(db: &Db) -> Result<Vec<KeyInfo>> {
-    let mut pooled = db.acquire().await?;
-    let mut conn = pooled.conn();
-    let rows: Vec<(String, String, String, String, String, i64)> = on_conn!(&mut conn, c => sqlx::query_as(
-        "SELECT name, role, account, staff_member, display_name, revoke_time FROM api_keys ORDER BY name")
-        .fetch_all(&mut **c)
-        .await?);
-    Ok(rows
+    Ok(store::api_keys::all(db)
+        .await?
         .into_iter()
-        .map(
-            |(name, role, account, staff_member, display_name, revoke)| KeyInfo {
-                name,
-                role,
-                account,
-                staff_member,
-                display_name,
-                revoked: revoke != 0,
-            },
-        )
+        .map(|k| KeyInfo {
+            name: k.name,
+            role: k.role,
+            account: k.account,
+            staff_member: k.staff_member,
+            display_name: k.display_name,
+            revoked: k.revoke_time != 0,
+        })
         .collect())
 }
 
@@ -154,16 +138,16 @@ pub async fn verify(db: &Db, key: &str, now: jiff::Timestamp) -> Result<Principa
     let bad = || Error::Unauthenticated("the API key is not valid".into());
     let (id, secret) = split(key).ok_or_else(bad)?;
     let name = format!("apiKeys/{id}");
-    let mut pooled = db.acquire().await?;
-    let mut conn = pooled.conn();
-    type Row = (String, String, String, String, String, i64, i64);
-    let row: Option<Row> = on_conn!(&mut conn, c => sqlx::query_as(
-        "SELECT secret_hash, role, account, staff_member, display_name, expire_time, revoke_time FROM api_keys WHERE name = $1")
-        .bind(&name)
-        .fetch_optional(&mut **c)
-        .await?);
-    let (stored_hash, role, account, staff_member, display_name, expire, revoke) =
-        row.ok_or_else(bad)?;
+    let stored = store::api_keys::get(db, &name).await?.ok_or_else(bad)?;
+    let (stored_hash, role, account, staff_member, display_name, expire, revoke) = (
+        stored.secret_hash,
+        stored.role,
+        stored.account,
+        stored.staff_member,
+        stored.display_name,
+        stored.expire_time,
+        stored.revoke_time,
+    );
     let given = hash(secret);
     let equal = given.len() == stored_hash.len()
         && given

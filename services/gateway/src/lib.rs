@@ -7,6 +7,7 @@ pub mod auth;
 pub mod keys;
 pub mod oidc;
 pub mod proxy;
+mod store;
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;

@@ -13,7 +13,7 @@ use concierge_common::principal::Role;
 
 use crate::lifecycle::{self, Transition};
 
-use crate::{Cases, RULES, Rules};
+use crate::{Cases, RULES};
 
 use super::{once, required};
 
@@ -49,15 +49,10 @@ pub(super) async fn create_case(svc: &Cases, request: Request<CreateCaseRequest>
             (Some(f), Some(c)) => svc.matching_policy(&ctx, f, c).await?,
             _ => None,
         };
-        let rules = Rules {
-            facts,
-            sla_policy: policy,
-            ..RULES
-        };
         let created: Case = svc
             .store()
-            .create(
-                &rules,
+            .create_learned(
+                &RULES,
                 &ctx,
                 "CreateCase",
                 &hashed,
@@ -66,6 +61,17 @@ pub(super) async fn create_case(svc: &Cases, request: Request<CreateCaseRequest>
                     resource: req.case,
                     id: &req.case_id,
                     request_id: &req.request_id,
+                },
+                false,
+                |c| {
+                    if let Some(f) = facts {
+                        c.account_manager = f.account_manager;
+                        c.account_tier = f.tier;
+                    }
+                    if let Some((policy, revision)) = policy {
+                        c.sla_policy = policy;
+                        c.sla_policy_revision = revision;
+                    }
                 },
             )
             .await?;

@@ -6,7 +6,7 @@ use concierge_common::{page_query, without_request_id};
 use concierge_proto::concierge::cases::v1::*;
 use tonic::{Request, Response};
 
-use crate::{Cases, RULES, Rules};
+use crate::{Cases, RULES};
 
 pub(super) async fn create_note(svc: &Cases, request: Request<CreateNoteRequest>) -> Reply<Note> {
     let ctx = svc.ctx(&request)?;
@@ -31,14 +31,9 @@ pub(super) async fn create_note(svc: &Cases, request: Request<CreateNoteRequest>
                 .update_recipients(&ctx.request_id, &case.account, &case.contact)
                 .await?;
         }
-        let rules = Rules {
-            case_account: Some(case.account),
-            notified_contacts,
-            ..RULES
-        };
         svc.store()
-            .create(
-                &rules,
+            .create_learned(
+                &RULES,
                 &ctx,
                 "CreateNote",
                 &hashed,
@@ -47,6 +42,11 @@ pub(super) async fn create_note(svc: &Cases, request: Request<CreateNoteRequest>
                     resource: req.note,
                     id: &req.note_id,
                     request_id: &req.request_id,
+                },
+                false,
+                |n| {
+                    n.account = case.account;
+                    n.notified_contacts = notified_contacts;
                 },
             )
             .await
