@@ -4,8 +4,9 @@
 //!
 //! Where things are: the pure engines (business time, the SLA ledger, the
 //! status machine, policy matching) in [`engine`]; who may do what in
-//! [`authz`]; what goes with each write in `hooks`; the gRPC methods in
-//! `service`; the SLA timers and the re-arm after a calendar change in
+//! [`authz`]; what goes with each write in `hooks`; every SQL statement in
+//! `store`; the gRPC methods, one file per resource, in `api`; reading a
+//! case's clocks in `reading`; the SLA timers and the re-arm after a calendar change in
 //! [`timers`] and `rearm`; the client of the customers service in
 //! [`directory`].
 
