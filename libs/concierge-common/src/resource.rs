@@ -124,7 +124,6 @@ where
     })
 }
 
-
 /// Inserts a new resource; ALREADY_EXISTS if the name is taken.
 pub async fn insert(
     conn: &mut Conn<'_>,
@@ -205,6 +204,31 @@ pub async fn update(
         });
     }
     Ok(())
+}
+
+/// Rewrites the body and filter columns of `name` as read at `revision`
+/// without making it a new revision: fields derived from other data (a
+/// case's SLA summary) change no etag. False when a change came in between;
+/// that change wins and derives them again.
+pub async fn update_derived(
+    conn: &mut Conn<'_>,
+    kind: &Kind,
+    name: &str,
+    revision: i64,
+    body: &[u8],
+    columns: &[(&'static str, Value)],
+) -> Result<bool> {
+    let mut sql = format!("UPDATE {} SET body = $1", kind.table);
+    for (i, (c, _)) in columns.iter().enumerate() {
+        sql.push_str(&format!(", {c} = ${}", i + 4));
+    }
+    sql.push_str(" WHERE name = $2 AND revision = $3");
+    let params: Vec<Value> = columns.iter().map(|(_, v)| v.clone()).collect();
+    let affected = on_conn!(conn, c => {
+        let q = sqlx::query(&sql).bind(body).bind(name).bind(revision);
+        bind_all(q, &params).execute(&mut **c).await?.rows_affected()
+    });
+    Ok(affected > 0)
 }
 
 /// Removes a resource for good.

@@ -73,7 +73,7 @@ pub(crate) async fn histories(
 
 /// Writes the SLA summary into the case (as read at `revision`) without
 /// making it a new revision: it is derived from the case, not a change of
-/// it. A concurrent change wins and refreshes the summary itself.
+/// it. Like every write of a resource row, through `resource`.
 pub(crate) async fn write_summary(
     conn: &mut Conn<'_>,
     mut c: Case,
@@ -83,25 +83,11 @@ pub(crate) async fn write_summary(
     if c.sla == summary {
         return Ok(());
     }
-    let state = summary.as_ref().map(|s| i64::from(s.state)).unwrap_or(0);
-    let next = summary
-        .as_ref()
-        .and_then(|s| s.next_target_time.as_ref())
-        .and_then(clock::from_proto)
-        .map(clock::to_micros)
-        .unwrap_or(0);
     c.sla = summary;
     let body = concierge_common::crud::strip_meta::<Case, crate::Rules>(&c);
-    on_conn!(conn, x => sqlx::query(
-        "UPDATE cases SET body = $1, sla_state = $2, sla_next_target_time = $3 WHERE name = $4 AND revision = $5")
-        .bind(&body)
-        .bind(state)
-        .bind(next)
-        .bind(&c.name)
-        .bind(revision)
-        .execute(&mut **x)
-        .await?
-        .rows_affected());
+    let columns = <Case as concierge_common::crud::Resource<crate::Rules>>::columns(&c);
+    // A concurrent change wins and refreshes the summary itself.
+    resource::update_derived(conn, &CASES, &c.name, revision, &body, &columns).await?;
     Ok(())
 }
 
