@@ -108,9 +108,6 @@ pub trait Service: Clone + Send + Sync + Sized + 'static {
     /// Starts the service's background work under `supervisor`: while a
     /// required worker is down, the process reports NOT_SERVING.
     fn supervise(&self, supervisor: &Supervisor, workers: &Workers);
-
-    /// The service's database, which readiness pings and shutdown closes.
-    fn db(&self) -> &Db;
 }
 
 type Opening = Pin<Box<dyn Future<Output = Result<Box<dyn Opened>>> + Send>>;
@@ -119,7 +116,6 @@ type Opening = Pin<Box<dyn Future<Output = Result<Box<dyn Opened>>> + Send>>;
 pub trait Opened: Send + Sync {
     fn routes(&self) -> Routes;
     fn supervise(&self, supervisor: &Supervisor, workers: &Workers);
-    fn db(&self) -> &Db;
 }
 
 impl<S: Service> Opened for S {
@@ -128,9 +124,6 @@ impl<S: Service> Opened for S {
     }
     fn supervise(&self, supervisor: &Supervisor, workers: &Workers) {
         Service::supervise(self, supervisor, workers)
-    }
-    fn db(&self) -> &Db {
-        Service::db(self)
     }
 }
 

@@ -138,10 +138,6 @@ impl kit::Service for Cases {
             workers.bus.clone(),
         )
     }
-
-    fn db(&self) -> &Db {
-        self.store.db()
-    }
 }
 
 /// The cases service's events: `concierge.cases.v1.*`, from `cases`.

@@ -124,8 +124,4 @@ impl kit::Service for Customers {
     fn supervise(&self, supervisor: &Supervisor, workers: &kit::Workers) {
         self.store.supervise(supervisor, workers.bus.clone())
     }
-
-    fn db(&self) -> &Db {
-        self.store.db()
-    }
 }

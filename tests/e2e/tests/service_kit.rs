@@ -91,10 +91,6 @@ impl kit::Service for Example {
             }
         });
     }
-
-    fn db(&self) -> &Db {
-        &self.db
-    }
 }
 
 #[tonic::async_trait]
