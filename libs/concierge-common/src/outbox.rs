@@ -102,11 +102,18 @@ pub async fn pending(conn: &mut Conn<'_>, limit: i64) -> Result<Vec<Pending>> {
         .collect()
 }
 
-/// How many events wait to be published.
+/// The most events [`backlog`] counts: a backlog of millions (a bus down
+/// for a day) is reported as this many, in bounded time, every poll.
+pub const BACKLOG_COUNT_LIMIT: i64 = 1_000_000;
+
+/// How many events wait to be published, up to [`BACKLOG_COUNT_LIMIT`].
 pub async fn backlog(conn: &mut Conn<'_>) -> Result<i64> {
     let (n,): (i64,) = on_conn!(conn, c => {
-        sqlx::query_as("SELECT COUNT(*) FROM outbox WHERE publish_time = 0")
-            .fetch_one(&mut **c)
+        sqlx::query_as(
+            "SELECT COUNT(*) FROM (SELECT 1 FROM outbox WHERE publish_time = 0 LIMIT $1) AS waiting",
+        )
+        .bind(BACKLOG_COUNT_LIMIT)
+        .fetch_one(&mut **c)
             .await?
     });
     Ok(n)

@@ -223,7 +223,8 @@ pub async fn run(
 }
 
 /// Sets `concierge_outbox_backlog{source}` to the events waiting in the
-/// outbox. A failed count leaves the last value: the relay's own failure is
+/// outbox (at most [`outbox::BACKLOG_COUNT_LIMIT`]: past it the gauge says
+/// "that many or more"). A failed count leaves the last value: the relay's own failure is
 /// what gets logged.
 async fn report_backlog(db: &Db, source: &'static str) {
     let counted = async {
@@ -265,6 +266,7 @@ async fn relay_forever(
         ..Default::default()
     };
     let mut failures = 0u32;
+    let mut reported: Option<tokio::time::Instant> = None;
     loop {
         metrics::gauge!("concierge_bus_connected", "source" => source).set(if bus.connected() {
             1.0
@@ -273,7 +275,14 @@ async fn relay_forever(
         });
         let now = crate::clock::to_micros(clock.now());
         let relayed = relay_once(&db, &bus, 500, now).await;
-        report_backlog(&db, source).await;
+        // A pass follows every committed write: the backlog is counted when
+        // the outbox is drained (cheap then) and otherwise at most every
+        // `poll`, not once per write or per batch of a long drain.
+        let drained = matches!(relayed, Ok(0));
+        if drained || reported.is_none_or(|at| at.elapsed() >= poll) {
+            report_backlog(&db, source).await;
+            reported = Some(tokio::time::Instant::now());
+        }
         match relayed {
             Ok(n) if n > 0 => {
                 metrics::counter!("concierge_outbox_relayed_total").increment(n as u64);
