@@ -264,18 +264,41 @@ def run(a, key, stubs, ports, mports, procs):
         psql(f"ALTER DATABASE {db} SET log_statement = 'all'")
     restart(procs, ports, "customers", "cases")
     cases.CreateCase(new_request(svc, case_pb2, -2), metadata=md)  # pools warm
-    stmt = re.compile(r"@(bench_\w+) LOG:  (statement|execute [^:]*):")
+    stmt = re.compile(r"\[(\d+)\] \S*@(bench_\w+) LOG:  (?:statement|execute [^:]*): (.*)")
 
-    def count_statements(since):
+    def read_statements(since):
+        """(pid, database, statement text) of every statement logged since `since`."""
         with open(PG_LOG, "rb") as f:
             f.seek(since)
             log = f.read().decode(errors="replace")
+        return [m.groups() for m in map(stmt.search, log.splitlines()) if m]
+
+    def count_statements(statements):
         counts = {}
-        for line in log.splitlines():
-            m = stmt.search(line)
-            if m:
-                counts[m.group(1)] = counts.get(m.group(1), 0) + 1
+        for _, db, _ in statements:
+            counts[db] = counts.get(db, 0) + 1
         return counts
+
+    def create_transactions(statements):
+        """The cases database's transactions that insert a case: how many,
+        and how many statements they hold (BEGIN and COMMIT included)."""
+        open_tx, found, held = {}, 0, 0
+        for pid, db, text in statements:
+            if db != "bench_cases":
+                continue
+            word = text.strip().split(" ", 1)[0].upper()
+            if word == "BEGIN":
+                open_tx[pid] = [text]
+                continue
+            if pid not in open_tx:
+                continue
+            open_tx[pid].append(text)
+            if word in ("COMMIT", "ROLLBACK"):
+                tx = open_tx.pop(pid)
+                if any(t.lstrip().upper().startswith("INSERT INTO CASES ") for t in tx):
+                    found += 1
+                    held += len(tx)
+        return found, held
 
     # The services' workers poll (timer sweep, re-arm jobs, outbox relay):
     # their statements in an idle window of the same length are taken off.
@@ -286,16 +309,27 @@ def run(a, key, stubs, ports, mports, procs):
         cases.CreateCase(new_request(svc, case_pb2, n), metadata=md)
     window = time.time() - t0
     peer_after = peer_calls(metrics(mports["customers"]))
-    busy = count_statements(log_start)
+    busy_statements = read_statements(log_start)
+    busy = count_statements(busy_statements)
     idle_start = os.path.getsize(PG_LOG)
     time.sleep(window)
-    idle = count_statements(idle_start)
+    idle_statements = read_statements(idle_start)
+    idle = count_statements(idle_statements)
     for db in ("bench_cases", "bench_customers"):
         psql(f"ALTER DATABASE {db} RESET log_statement")
     counts = {db: busy.get(db, 0) - idle.get(db, 0) for db in ("bench_cases", "bench_customers")}
+    creates, in_creates = create_transactions(busy_statements)
+    def commits(statements):
+        return sum(1 for _, db, t in statements
+                   if db == "bench_cases" and t.strip().upper() == "COMMIT")
     print(f"per create over {a.count} sequential creates ({window:.1f} s; the workers' polling in"
           f" an idle {window:.1f} s taken off: {idle.get('bench_cases', 0)} statements):")
     print(f"  SQL statements, cases database:     {counts.get('bench_cases', 0) / a.count:.1f}")
+    if creates:
+        print(f"    in the transaction that inserts the case: {in_creates / creates:.1f}"
+              f" ({creates} such transactions)")
+    print(f"  commits, cases database:            "
+          f"{(commits(busy_statements) - commits(idle_statements)) / a.count:.2f}")
     print(f"  SQL statements, customers database: {counts.get('bench_customers', 0) / a.count:.1f}")
     print(f"  calls to the customers service:      {(peer_after - peer_before) / a.count:.2f}")
 

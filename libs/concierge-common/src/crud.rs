@@ -547,8 +547,9 @@ impl Store {
     /// (a new case's account manager and tier, from the customers service;
     /// the SLA policy it pins): `learned` sets those output-only fields on
     /// the new resource once the caller's copies of them are cleared, before
-    /// the lifecycle hooks run. They travel with the request, explicitly,
-    /// not inside the rules.
+    /// the lifecycle hooks run. What the hooks themselves need to write with
+    /// the resource (a new case's clocks) travels in the `policy` value the
+    /// request passes.
     #[allow(clippy::too_many_arguments)]
     pub async fn create_learned<R: Resource<P> + Created, P: Policy<R>, Q: prost::Message>(
         &self,
@@ -601,29 +602,58 @@ impl Store {
         } else {
             idempotency::Key::new(&ctx.principal.subject, request_id, method, request)?
         };
-        let mut tx = self.inner.db.begin().await?;
-        let mut conn = tx.conn();
-        if let Some(key) = &key
-            && let Some(previous) = key.replay::<R>(&mut conn).await?
-        {
-            return Ok(previous);
+        // The key is looked up only when this attempt cannot be the first:
+        // its insert finds an earlier one (on PostgreSQL after waiting for a
+        // concurrent duplicate to commit), or the attempt failed, as a retry
+        // of a create that already made its resource does. A first create
+        // spends no statement on it.
+        let attempt: Result<Option<R>> = async {
+            let mut tx = self.inner.db.begin().await?;
+            let mut conn = tx.conn();
+            let facts = policy.facts(&mut conn, &ctx.principal, &r).await?;
+            policy.may_create(&ctx.principal, &r, &facts)?;
+            policy.check_references(&mut conn, &r).await?;
+            let now = self.now();
+            let r = insert_new(&mut conn, policy, ctx, self.events(), parent, r, now).await?;
+            if validate_only {
+                // Dropping the transaction rolls every write above back.
+                drop(tx);
+                return Ok(Some(r));
+            }
+            if let Some(key) = &key
+                && !key.save_first(&mut conn, &r, now).await?
+            {
+                return Ok(None);
+            }
+            tx.commit().await?;
+            self.nudge();
+            Ok(Some(r))
         }
-        let facts = policy.facts(&mut conn, &ctx.principal, &r).await?;
-        policy.may_create(&ctx.principal, &r, &facts)?;
-        policy.check_references(&mut conn, &r).await?;
-        let now = self.now();
-        let r = insert_new(&mut conn, policy, ctx, self.events(), parent, r, now).await?;
-        if validate_only {
-            // Dropping the transaction rolls every write above back.
-            drop(tx);
-            return Ok(r);
+        .await;
+        match (attempt, &key) {
+            (Ok(Some(r)), _) => Ok(r),
+            (Ok(None), Some(key)) => {
+                let mut pooled = self.inner.db.acquire().await?;
+                key.replay::<R>(&mut pooled.conn())
+                    .await?
+                    .ok_or_else(|| idempotency::in_progress(key))
+            }
+            (Err(e), Some(key)) => {
+                let mut pooled = match self.inner.db.acquire().await {
+                    Ok(pooled) => pooled,
+                    Err(_) => return Err(e),
+                };
+                match key.replay::<R>(&mut pooled.conn()).await {
+                    Ok(Some(previous)) => Ok(previous),
+                    Err(reused @ Error::RequestIdReused { .. }) => Err(reused),
+                    _ => Err(e),
+                }
+            }
+            (Ok(None), None) => Err(Error::internal(anyhow::anyhow!(
+                "a create without a request_id found one"
+            ))),
+            (Err(e), None) => Err(e),
         }
-        if let Some(key) = &key {
-            key.save(&mut conn, &r, now).await?;
-        }
-        tx.commit().await?;
-        self.nudge();
-        Ok(r)
     }
 
     /// AIP-131 get.

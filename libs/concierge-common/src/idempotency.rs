@@ -103,15 +103,49 @@ impl Key {
         });
         match result {
             Ok(_) => Ok(()),
-            Err(e) if crate::storage::is_unique_violation(&e) => Err(Error::Conflict {
-                reason: crate::error::Reason::RequestInProgress,
-                description: format!(
-                    "a request with request_id {} was being processed at the same time; retry to get its response",
-                    self.request_id
-                ),
-            }),
+            Err(e) if crate::storage::is_unique_violation(&e) => Err(in_progress(self)),
             Err(e) => Err(e.into()),
         }
+    }
+
+    /// Stores the response of a create, unless the key is already taken:
+    /// false then, and the caller rolls its change back and replays. On
+    /// PostgreSQL a concurrent duplicate's insert waits here for the first
+    /// to commit (or roll back), so the two never both create.
+    pub async fn save_first<R: Message>(
+        &self,
+        conn: &mut Conn<'_>,
+        response: &R,
+        now_micros: i64,
+    ) -> Result<bool> {
+        let sql = "INSERT INTO idempotency_keys (scope, request_id, method, request_hash, response, create_time) \
+                   VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (scope, request_id) DO NOTHING";
+        let body = response.encode_to_vec();
+        let n = on_conn!(conn, c => {
+            sqlx::query(sql)
+                .bind(&self.scope)
+                .bind(&self.request_id)
+                .bind(self.method)
+                .bind(&self.request_hash)
+                .bind(&body)
+                .bind(now_micros)
+                .execute(&mut **c)
+                .await?
+                .rows_affected()
+        });
+        Ok(n == 1)
+    }
+}
+
+/// A duplicate of a request still being worked: its response is not there
+/// yet.
+pub fn in_progress(key: &Key) -> Error {
+    Error::Conflict {
+        reason: crate::error::Reason::RequestInProgress,
+        description: format!(
+            "a request with request_id {} was being processed at the same time; retry to get its response",
+            key.request_id
+        ),
     }
 }
 

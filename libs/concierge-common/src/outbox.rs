@@ -119,18 +119,23 @@ pub async fn backlog(conn: &mut Conn<'_>) -> Result<i64> {
     Ok(n)
 }
 
-/// Marks events published.
+/// Marks events published, in one statement.
 pub async fn mark_published(conn: &mut Conn<'_>, seqs: &[i64], now_micros: i64) -> Result<()> {
-    for seq in seqs {
-        on_conn!(conn, c => {
-            sqlx::query("UPDATE outbox SET publish_time = $1 WHERE seq = $2")
-                .bind(now_micros)
-                .bind(*seq)
-                .execute(&mut **c)
-                .await?
-                .rows_affected()
-        });
+    if seqs.is_empty() {
+        return Ok(());
     }
+    let marks: Vec<String> = (2..seqs.len() + 2).map(|i| format!("${i}")).collect();
+    let sql = format!(
+        "UPDATE outbox SET publish_time = $1 WHERE seq IN ({})",
+        marks.join(", ")
+    );
+    on_conn!(conn, c => {
+        let mut q = sqlx::query(&sql).bind(now_micros);
+        for seq in seqs {
+            q = q.bind(*seq);
+        }
+        q.execute(&mut **c).await?.rows_affected()
+    });
     Ok(())
 }
 

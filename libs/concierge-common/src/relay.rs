@@ -130,15 +130,32 @@ impl Bus {
 
 /// Publishes up to `limit` pending events and marks them published, in one
 /// transaction: a failed publish leaves them pending for the next round.
+///
+/// On SQLite (one process, one relay per database) the pending events are
+/// read without a write transaction and marked in a short one after the
+/// publish: holding SQLite's one write turn across a publish would stall
+/// every request's write behind the bus, and an empty poll would take it for
+/// nothing. A crash between the publish and the mark publishes them again,
+/// which at-least-once delivery allows.
 pub async fn relay_once(db: &Db, bus: &Bus, limit: i64, now_micros: i64) -> Result<usize> {
-    let mut tx = db.begin().await?;
-    let pending = outbox::pending(&mut tx.conn(), limit).await?;
+    let mut locked = match db.dialect() {
+        crate::storage::Dialect::Sqlite => None,
+        crate::storage::Dialect::Postgres => Some(db.begin().await?),
+    };
+    let pending = match &mut locked {
+        Some(tx) => outbox::pending(&mut tx.conn(), limit).await?,
+        None => outbox::pending(&mut db.acquire().await?.conn(), limit).await?,
+    };
     if pending.is_empty() {
         return Ok(0);
     }
     let events: Vec<Event> = pending.iter().map(|p| p.event.clone()).collect();
     bus.publish(&events).await?;
     let seqs: Vec<i64> = pending.iter().map(|p| p.seq).collect();
+    let mut tx = match locked {
+        Some(tx) => tx,
+        None => db.begin().await?,
+    };
     outbox::mark_published(&mut tx.conn(), &seqs, now_micros).await?;
     tx.commit().await?;
     Ok(events.len())

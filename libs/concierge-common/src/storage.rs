@@ -1,9 +1,10 @@
 //! Storage bootstrap for `sqlite://` and `postgres://` URLs. SQLite is the
 //! embedded default (`concierge dev`), PostgreSQL is production; the SQL is
-//! shared wherever the two agree, and [`dispatch!`] runs one body of code
+//! shared wherever the two agree, and [`on_conn!`] runs one body of code
 //! against whichever pool or transaction is behind a [`Db`] or [`Tx`].
 
 use std::str::FromStr;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -11,20 +12,24 @@ use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{PgPool, Postgres, Sqlite, SqlitePool, Transaction};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::error::{Error, Result};
 
-/// A connection pool to a service's own database.
+/// A connection pool to a service's own database. SQLite's comes with its
+/// write queue: one write transaction at a time, the others waiting their
+/// turn in order (see [`Db::begin`]).
 #[derive(Debug, Clone)]
 pub enum Db {
-    Sqlite(SqlitePool),
+    Sqlite(SqlitePool, Arc<Semaphore>),
     Postgres(PgPool),
 }
 
-/// A transaction on a [`Db`].
+/// A transaction on a [`Db`]; SQLite's holds its turn in the write queue
+/// until it commits or is dropped.
 #[derive(Debug)]
 pub enum Tx {
-    Sqlite(Transaction<'static, Sqlite>),
+    Sqlite(Transaction<'static, Sqlite>, OwnedSemaphorePermit),
     Postgres(Transaction<'static, Postgres>),
 }
 
@@ -102,7 +107,7 @@ impl Db {
                 .test_before_acquire(false)
                 .connect_with(options)
                 .await?;
-            Ok(Db::Sqlite(pool))
+            Ok(Db::Sqlite(pool, Arc::new(Semaphore::new(1))))
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
             let options = PgConnectOptions::from_str(url)
                 .map_err(|e| Error::internal(anyhow::anyhow!("bad PostgreSQL URL: {e}")))?;
@@ -135,7 +140,7 @@ impl Db {
 
     pub fn dialect(&self) -> Dialect {
         match self {
-            Db::Sqlite(_) => Dialect::Sqlite,
+            Db::Sqlite(..) => Dialect::Sqlite,
             Db::Postgres(_) => Dialect::Postgres,
         }
     }
@@ -154,7 +159,7 @@ impl Db {
             return Ok(());
         }
         match self {
-            Db::Sqlite(pool) => {
+            Db::Sqlite(pool, _) => {
                 run(&COMMON_SQLITE, pool).await?;
                 run(sqlite, pool).await
             }
@@ -176,7 +181,7 @@ impl Db {
         // Asked before reading it, so that a database nothing was ever
         // migrated on lacks every migration rather than failing the read.
         let (migrators, bookkeeping) = match self {
-            Db::Sqlite(pool) => (
+            Db::Sqlite(pool, _) => (
                 [&COMMON_SQLITE, sqlite],
                 sqlx::query_scalar::<_, bool>(
                     "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = '_sqlx_migrations')",
@@ -200,22 +205,26 @@ impl Db {
                 .collect());
         }
         match self {
-            Db::Sqlite(pool) => unapplied(&migrators, pool).await,
+            Db::Sqlite(pool, _) => unapplied(&migrators, pool).await,
             Db::Postgres(pool) => unapplied(&migrators, pool).await,
         }
     }
 
     pub async fn acquire(&self) -> Result<PooledConn> {
         Ok(match self {
-            Db::Sqlite(pool) => PooledConn::Sqlite(pool.acquire().await?),
+            Db::Sqlite(pool, _) => PooledConn::Sqlite(pool.acquire().await?),
             Db::Postgres(pool) => PooledConn::Postgres(pool.acquire().await?),
         })
     }
 
-    /// Begins a write transaction. On SQLite it takes the write lock at once
-    /// (`BEGIN IMMEDIATE`): a deferred transaction that reads and then writes
-    /// fails with SQLITE_BUSY, without waiting, whenever another writer
-    /// committed in between.
+    /// Begins a write transaction. On SQLite it first waits its turn in the
+    /// database's write queue, then takes the write lock at once (`BEGIN
+    /// IMMEDIATE`: a deferred transaction that reads and then writes fails
+    /// with SQLITE_BUSY, without waiting, whenever another writer committed
+    /// in between). SQLite has one writer at a time anyway; without the queue
+    /// the others would poll its lock with growing sleeps (the busy timeout),
+    /// served in no order, and a few would wait many times longer than the
+    /// rest. Reads never queue: WAL lets them run beside the writer.
     ///
     /// `BEGIN` is the first statement on the connection, so a pooled
     /// connection that died since its last use (a server restart, a
@@ -223,7 +232,14 @@ impl Db {
     /// once on another connection (sqlx drops the dead one on release).
     pub async fn begin(&self) -> Result<Tx> {
         match self {
-            Db::Sqlite(pool) => Ok(Tx::Sqlite(pool.begin_with("BEGIN IMMEDIATE").await?)),
+            Db::Sqlite(pool, queue) => {
+                let turn = queue
+                    .clone()
+                    .acquire_owned()
+                    .await
+                    .map_err(|_| Error::Unavailable("the database is closed".into()))?;
+                Ok(Tx::Sqlite(pool.begin_with("BEGIN IMMEDIATE").await?, turn))
+            }
             Db::Postgres(pool) => match pool.begin().await {
                 Ok(tx) => Ok(Tx::Postgres(tx)),
                 Err(e) if is_connection_loss(&e) => {
@@ -239,7 +255,7 @@ impl Db {
     /// Readiness: the database answers.
     pub async fn ping(&self) -> Result<()> {
         match self {
-            Db::Sqlite(pool) => sqlx::query("SELECT 1").execute(pool).await.map(drop)?,
+            Db::Sqlite(pool, _) => sqlx::query("SELECT 1").execute(pool).await.map(drop)?,
             Db::Postgres(pool) => sqlx::query("SELECT 1").execute(pool).await.map(drop)?,
         }
         Ok(())
@@ -247,7 +263,10 @@ impl Db {
 
     pub async fn close(&self) {
         match self {
-            Db::Sqlite(pool) => pool.close().await,
+            Db::Sqlite(pool, queue) => {
+                queue.close();
+                pool.close().await
+            }
             Db::Postgres(pool) => pool.close().await,
         }
     }
@@ -256,7 +275,7 @@ impl Db {
     /// it may open.
     pub fn pool_stats(&self) -> PoolStats {
         match self {
-            Db::Sqlite(pool) => PoolStats {
+            Db::Sqlite(pool, _) => PoolStats {
                 size: pool.size(),
                 idle: pool.num_idle(),
                 max: pool.options().get_max_connections(),
@@ -361,21 +380,22 @@ static COMMON_POSTGRES: Migrator = sqlx::migrate!("migrations/postgres");
 impl Tx {
     pub fn dialect(&self) -> Dialect {
         match self {
-            Tx::Sqlite(_) => Dialect::Sqlite,
+            Tx::Sqlite(..) => Dialect::Sqlite,
             Tx::Postgres(_) => Dialect::Postgres,
         }
     }
 
     pub fn conn(&mut self) -> Conn<'_> {
         match self {
-            Tx::Sqlite(tx) => Conn::Sqlite(tx),
+            Tx::Sqlite(tx, _) => Conn::Sqlite(tx),
             Tx::Postgres(tx) => Conn::Postgres(tx),
         }
     }
 
     pub async fn commit(self) -> Result<()> {
         match self {
-            Tx::Sqlite(tx) => tx.commit().await?,
+            // The turn in the write queue passes on once the commit is done.
+            Tx::Sqlite(tx, _turn) => tx.commit().await?,
             Tx::Postgres(tx) => tx.commit().await?,
         }
         Ok(())

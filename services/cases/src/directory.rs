@@ -1,6 +1,11 @@
 //! What the cases service needs to know about an account, asked of the
 //! customers service over gRPC (never its tables): who owns it (the
 //! portfolio a case belongs to) and its tier (which SLA policy applies).
+//!
+//! An account's facts and a site's time zone are kept for [`FACTS_TTL`]
+//! after they are read, so a busy account's creates do not each cost a call:
+//! a new account manager, tier or zone reaches new cases within that time.
+//! A refusal (an account that does not exist) is never kept.
 
 use concierge_common::error::{Error, Reason, Result};
 use concierge_common::peer::Peer;
@@ -22,10 +27,27 @@ pub struct AccountFacts {
     pub time_zone: String,
 }
 
+/// How long an account's facts or a site's zone are used without asking
+/// again.
+pub const FACTS_TTL: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Accounts (and sites) whose facts are kept at once; the least used go
+/// first.
+const FACTS_KEPT: u64 = 100_000;
+
 /// A client of the customers service acting as the cases service itself.
 #[derive(Clone)]
 pub struct Directory {
     customers: Peer<CustomersServiceClient<concierge_common::channel::Traced>>,
+    accounts: moka::future::Cache<String, AccountFacts>,
+    site_zones: moka::future::Cache<String, String>,
+}
+
+fn cache<V: Clone + Send + Sync + 'static>() -> moka::future::Cache<String, V> {
+    moka::future::Cache::builder()
+        .max_capacity(FACTS_KEPT)
+        .time_to_live(FACTS_TTL)
+        .build()
 }
 
 impl Directory {
@@ -38,6 +60,8 @@ impl Directory {
                 "cases",
             )
             .named("the customers service"),
+            accounts: cache(),
+            site_zones: cache(),
         }
     }
 
@@ -51,6 +75,9 @@ impl Directory {
         field: &str,
         account: &str,
     ) -> Result<AccountFacts> {
+        if let Some(facts) = self.accounts.get(account).await {
+            return Ok(facts);
+        }
         let request = GetAccountRequest {
             name: account.to_string(),
         };
@@ -64,14 +91,18 @@ impl Directory {
                 Code::NotFound => Error::invalid(field, format!("{account} does not exist")),
                 _ => refused.into(),
             })?;
-        Ok(AccountFacts {
+        let facts = AccountFacts {
             name: a.name,
             account_manager: a.account_manager,
             tier: Tier::try_from(a.tier)
                 .map(|t| t.as_str_name().to_string())
                 .unwrap_or_default(),
             time_zone: a.time_zone,
-        })
+        };
+        self.accounts
+            .insert(account.to_string(), facts.clone())
+            .await;
+        Ok(facts)
     }
 
     /// Who a public update on a case of `account` goes to: the account's
@@ -105,6 +136,9 @@ impl Directory {
     /// The time zone of a site, in which its repairs count business time;
     /// FAILED_PRECONDITION when the site is gone.
     pub async fn site_time_zone(&self, request_id: &str, site: &str) -> Result<String> {
+        if let Some(zone) = self.site_zones.get(site).await {
+            return Ok(zone);
+        }
         let request = GetSiteRequest {
             name: site.to_string(),
         };
@@ -122,6 +156,9 @@ impl Directory {
                 },
                 _ => refused.into(),
             })?;
+        self.site_zones
+            .insert(site.to_string(), s.time_zone.clone())
+            .await;
         Ok(s.time_zone)
     }
 }

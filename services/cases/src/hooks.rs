@@ -27,10 +27,14 @@ impl Lifecycle<Calendar> for Rules {
         after: &Calendar,
         now: i64,
     ) -> Result<()> {
+        store::sla_policies::bump_config(conn).await?;
         rearm::after_calendar_write(conn, before, after, now).await
     }
     async fn check_delete(&self, conn: &mut Conn<'_>, c: &Calendar) -> Result<()> {
         calendar_in_use(conn, c).await
+    }
+    async fn after_delete(&self, conn: &mut Conn<'_>, _c: &Calendar) -> Result<()> {
+        store::sla_policies::bump_config(conn).await
     }
 }
 
@@ -65,6 +69,9 @@ impl Lifecycle<Case> for Rules {
         if c.priority == CasePriority::Unspecified as i32 {
             c.priority = CasePriority::Medium as i32;
         }
+        if let Some(plan) = &self.new_case {
+            plan.compute(c, now);
+        }
     }
     async fn derive(&self, conn: &mut Conn<'_>, c: &mut Case) -> Result<()> {
         c.withheld_by_dependency = dependencies::withheld(conn, c).await?;
@@ -81,9 +88,15 @@ impl Lifecycle<Case> for Rules {
         after: &Case,
         now: i64,
     ) -> Result<()> {
-        // Every change may move a clock: its timers are re-armed right after
-        // the commit, and this marker, durable with the change, makes sure.
-        store::timers::mark_for_refresh(conn, &after.name, now).await?;
+        // A new case's clocks were worked out before it was written: they,
+        // its timers and its first state go in with it.
+        let planned = before.is_none().then_some(self.new_case.as_ref()).flatten();
+        if planned.is_none() {
+            // Every change may move a clock: its timers are re-armed right
+            // after the commit, and this marker, durable with the change,
+            // makes sure.
+            store::timers::mark_for_refresh(conn, &after.name, now).await?;
+        }
         // A jeopardy reason reaches the client as the public update the
         // change named, also when a case already in jeopardy gets a new one.
         if let Some(j) = &after.jeopardy
@@ -106,8 +119,10 @@ impl Lifecycle<Case> for Rules {
         if before.is_some_and(|b| open(b) != open(after)) {
             dependencies::refresh_dependents(conn, &after.name).await?;
         }
-        store::cases::append_state(conn, after, now, &ctx.principal.subject).await?;
-        Ok(())
+        match planned {
+            Some(plan) => plan.write(conn, after, &ctx.principal.subject, now).await,
+            None => store::cases::append_state(conn, after, now, &ctx.principal.subject).await,
+        }
     }
 }
 
@@ -148,8 +163,12 @@ impl Lifecycle<SlaPolicy> for Rules {
         after: &SlaPolicy,
         now: i64,
     ) -> Result<()> {
+        store::sla_policies::bump_config(conn).await?;
         store::sla_policies::insert_revision(conn, after, now).await?;
         Ok(())
+    }
+    async fn after_delete(&self, conn: &mut Conn<'_>, _p: &SlaPolicy) -> Result<()> {
+        store::sla_policies::bump_config(conn).await
     }
 }
 

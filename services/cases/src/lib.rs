@@ -16,6 +16,7 @@ mod dependencies;
 pub mod directory;
 pub mod engine;
 mod hooks;
+mod new_case;
 mod reading;
 mod rearm;
 pub mod resources;
@@ -47,16 +48,30 @@ pub struct Cases {
     store: Store,
     principals: PrincipalCodec,
     directory: directory::Directory,
+    sla_config: std::sync::Arc<new_case::SlaConfigCache>,
 }
 
 /// The cases service's rules: who may do what with each kind
 /// ([`authz`]) and what goes with each write (`hooks`). It holds nothing of
-/// a request: what a request learned before writing is passed with it.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Rules;
+/// a request but, for a new case, what its create worked out before writing
+/// (its SLA policy and calendar), which the hooks compute and write its
+/// clocks from in the create's transaction.
+#[derive(Clone, Default)]
+pub struct Rules {
+    new_case: Option<std::sync::Arc<new_case::NewCase>>,
+}
 
-/// The one value of [`Rules`].
-pub(crate) const RULES: Rules = Rules;
+/// The rules of every write but a case's create.
+pub(crate) const RULES: Rules = Rules { new_case: None };
+
+impl Rules {
+    /// The rules of a case's create planned as `plan`.
+    pub(crate) fn creating(plan: std::sync::Arc<new_case::NewCase>) -> Self {
+        Self {
+            new_case: Some(plan),
+        }
+    }
+}
 
 impl Cases {
     /// Migrates `db` and opens the service on it; `customers` is a channel to
@@ -74,7 +89,12 @@ impl Cases {
             store,
             principals,
             directory,
+            sla_config: Default::default(),
         })
+    }
+
+    pub(crate) fn sla_config_cache(&self) -> &new_case::SlaConfigCache {
+        &self.sla_config
     }
 
     pub(crate) fn directory(&self) -> &directory::Directory {

@@ -64,7 +64,24 @@ impl Cases {
             let cal = calendar::from_proto(&stored).map_err(Error::internal)?;
             lookups.calendars.insert(policy.calendar.clone(), cal);
         }
-        let mut cal = lookups.calendars[&policy.calendar].clone();
+        let cal = lookups.calendars[&policy.calendar].clone();
+        let cal = self
+            .calendar_in_zone(&lookups.policies[&key], c, cal, &mut lookups.zones)
+            .await?;
+        let now = clock::from_micros(self.store().now());
+        Ok(read_clocks(&lookups.policies[&key], c, &cal, history, now))
+    }
+
+    /// `cal` in the zone `policy` counts `c`'s business time in: the site's
+    /// or the account's when it says so and they have one, else the
+    /// calendar's own. `zones` keeps the zones looked up, by place.
+    pub(crate) async fn calendar_in_zone(
+        &self,
+        policy: &SlaPolicy,
+        c: &Case,
+        cal: calendar::BusinessCalendar,
+        zones: &mut HashMap<String, String>,
+    ) -> Result<calendar::BusinessCalendar> {
         use concierge_proto::concierge::cases::v1::sla_policy::TimeZoneSource;
         // Site and account names never collide, so one cache holds both. A
         // case with no site, or a site with no zone, is read in the
@@ -77,7 +94,7 @@ impl Cases {
             _ => vec![],
         };
         for place in places {
-            if !lookups.zones.contains_key(place) {
+            if !zones.contains_key(place) {
                 let zone = if *place == c.site {
                     self.directory().site_time_zone("", place).await?
                 } else {
@@ -86,30 +103,14 @@ impl Cases {
                         .await?
                         .time_zone
                 };
-                lookups.zones.insert(place.clone(), zone);
+                zones.insert(place.clone(), zone);
             }
-            let zone = &lookups.zones[place];
+            let zone = &zones[place];
             if !zone.is_empty() {
-                cal = cal.in_time_zone(zone)?;
-                break;
+                return cal.in_time_zone(zone);
             }
         }
-        let policy = &lookups.policies[&key];
-        let now = clock::from_micros(self.store().now());
-        let zone_name = cal.time_zone().iana_name().unwrap_or_default().to_string();
-        let pauses: Vec<i32> = crate::policy::pause_states(policy)
-            .into_iter()
-            .map(|s| s as i32)
-            .collect();
-        Ok(crate::clocks::definitions(policy, c)
-            .into_iter()
-            .map(|def| {
-                let r = crate::clocks::read(&def, policy, c, &cal, history, now);
-                let clock = crate::clocks::to_proto(&def, &r, policy, c, &zone_name, now);
-                let segments = crate::clocks::segments(&r, &policy.calendar);
-                (clock, segments, def.target.clone(), pauses.clone())
-            })
-            .collect())
+        Ok(cal)
     }
 
     /// The states each of `cases` entered, in order, in one query.
@@ -120,4 +121,30 @@ impl Cases {
         let mut pooled = self.store().db().acquire().await?;
         crate::store::cases::histories(&mut pooled.conn(), cases).await
     }
+}
+
+/// The clocks `policy` gives `c`, read at `now` in `cal` from the states
+/// it entered: the one reading the gRPC methods, the timer sweep and a new
+/// case's create all share.
+pub(crate) fn read_clocks(
+    policy: &SlaPolicy,
+    c: &Case,
+    cal: &calendar::BusinessCalendar,
+    history: &[crate::sla::StateChange<case::State>],
+    now: jiff::Timestamp,
+) -> Vec<ReadClock> {
+    let zone_name = cal.time_zone().iana_name().unwrap_or_default().to_string();
+    let pauses: Vec<i32> = crate::policy::pause_states(policy)
+        .into_iter()
+        .map(|s| s as i32)
+        .collect();
+    crate::clocks::definitions(policy, c)
+        .into_iter()
+        .map(|def| {
+            let r = crate::clocks::read(&def, policy, c, cal, history, now);
+            let clock = crate::clocks::to_proto(&def, &r, policy, c, &zone_name, now);
+            let segments = crate::clocks::segments(&r, &policy.calendar);
+            (clock, segments, def.target.clone(), pauses.clone())
+        })
+        .collect()
 }

@@ -23,7 +23,7 @@ use concierge_common::resource;
 use concierge_proto::concierge::cases::v1::{Case, CaseSlaSummary};
 
 /// The worst of a case's clocks, and the next deadline among the open ones.
-fn summarise<'a>(clocks: impl Iterator<Item = &'a SlaClock>) -> Option<CaseSlaSummary> {
+pub(crate) fn summarise<'a>(clocks: impl Iterator<Item = &'a SlaClock>) -> Option<CaseSlaSummary> {
     let mut summary = CaseSlaSummary::default();
     let mut any = false;
     let rank = |s: i32| match SlaState::try_from(s).unwrap_or(SlaState::Unspecified) {
@@ -101,6 +101,30 @@ fn due(clock: &SlaClock, kind: &str) -> Option<Timestamp> {
         AT_RISK => clock.at_risk_time.as_ref().and_then(from_proto),
         _ => None,
     }
+}
+
+/// Arms the timers of a new case's clocks, in its create's transaction:
+/// nothing has fired yet and nothing is armed, so every due instant is
+/// armed, in one statement.
+pub(crate) async fn arm_new(
+    conn: &mut concierge_common::storage::Conn<'_>,
+    case_name: &str,
+    clocks: &[SlaClock],
+) -> Result<()> {
+    let arm: Vec<timers::Arm> = clocks
+        .iter()
+        .flat_map(|c| [AT_RISK, BREACH].map(move |kind| (c, kind)))
+        .filter_map(|(c, kind)| {
+            Some(timers::Arm {
+                id: format!("{}:{kind}", c.name),
+                kind,
+                subject: case_name,
+                due: due(c, kind)?,
+                payload: c.key.as_bytes(),
+            })
+        })
+        .collect();
+    timers::arm_many(conn, &arm).await
 }
 
 impl Cases {

@@ -257,6 +257,7 @@ concierge_common::both_backends!(
     configuration_in_use_is_kept_and_checked_like_a_real_write,
     a_case_without_a_site_counts_in_its_accounts_zone,
     a_change_whose_timers_fail_to_arm_is_finished_by_the_sweep,
+    a_new_case_is_matched_against_a_policy_changed_on_another_replica,
     a_calendar_change_re_arms_open_cases_in_the_background_and_resumes_after_a_crash,
     a_refusal_by_the_customers_service_keeps_its_meaning,
     a_jeopardy_reason_reaches_the_client_as_a_public_update,
@@ -1573,21 +1574,7 @@ async fn the_breach_event_fires_once_with_two_instances_and_waits_out_a_pause(h:
         .await
         .unwrap();
 
-    // A second replica on the same database.
-    let other_db = concierge_common::storage::Db::connect(&h.db.url, 4)
-        .await
-        .unwrap();
-    let channel = tonic::transport::Endpoint::from_shared(h.customers_url.clone())
-        .unwrap()
-        .connect_lazy();
-    let other = Cases::open(
-        other_db,
-        h.codec.clone(),
-        Arc::new(h.clock.clone()),
-        channel,
-    )
-    .await
-    .unwrap();
+    let other = other_replica(&h).await;
 
     // Waiting on the client from 10:00 to 12:00 moves the breach to 15:00.
     h.clock.set("2026-11-30T16:00:00Z".parse().unwrap());
@@ -3435,6 +3422,100 @@ async fn a_case_without_a_site_counts_in_its_accounts_zone(h: Harness) {
     assert_eq!(clock.target_time, Some(ts("2026-11-30T23:00:00Z")));
 }
 
+/// A second replica of the service on the same database.
+async fn other_replica(h: &Harness) -> Cases {
+    let other_db = concierge_common::storage::Db::connect(&h.db.url, 4)
+        .await
+        .unwrap();
+    let channel = tonic::transport::Endpoint::from_shared(h.customers_url.clone())
+        .unwrap()
+        .connect_lazy();
+    Cases::open(
+        other_db,
+        h.codec.clone(),
+        Arc::new(h.clock.clone()),
+        channel,
+    )
+    .await
+    .unwrap()
+}
+
+/// A replica matches new cases against the policies it read before; a
+/// change made on another replica reaches its very next create, which
+/// carries its clocks' summary from the start.
+async fn a_new_case_is_matched_against_a_policy_changed_on_another_replica(h: Harness) {
+    us_central_repairs(
+        &h,
+        SlaPolicy {
+            overall_delivery: Some(SlaTarget {
+                basis: TimeBasis::WallClock as i32,
+                ..target("restore", 8)
+            }),
+            ..Default::default()
+        },
+    )
+    .await;
+    h.clock.set("2026-11-30T15:00:00Z".parse().unwrap());
+    let a = agent();
+    let first = create_case(&h, &a, case("acme", "Before the change"))
+        .await
+        .unwrap();
+    assert_eq!(first.sla_policy_revision, "1");
+    let other = other_replica(&h).await;
+    other
+        .update_sla_policy(h.req(
+            &who(Role::Admin),
+            UpdateSlaPolicyRequest {
+                sla_policy: Some(SlaPolicy {
+                    name: "slaPolicies/repairs".into(),
+                    overall_delivery: Some(SlaTarget {
+                        basis: TimeBasis::WallClock as i32,
+                        ..target("restore", 2)
+                    }),
+                    ..Default::default()
+                }),
+                update_mask: Some(FieldMask {
+                    paths: vec!["overall_delivery".into()],
+                }),
+                validate_only: false,
+            },
+        ))
+        .await
+        .unwrap();
+    let second = create_case(&h, &a, case("acme", "After the change"))
+        .await
+        .unwrap();
+    assert_eq!(second.sla_policy_revision, "2");
+    let summary = second.sla.expect("the reply carries the SLA summary");
+    assert_eq!(summary.next_target_key, "restore");
+    assert_eq!(summary.next_target_time, Some(ts("2026-11-30T17:00:00Z")));
+    // The clock index has it at once: no re-arm after the commit.
+    let clock = format!("{}/slaClocks/restore", second.name);
+    assert_eq!(
+        breach_timer_due(&h, &clock).await,
+        Some(ts("2026-11-30T17:00:00Z").seconds * 1_000_000)
+    );
+    let indexed = h
+        .svc
+        .list_sla_clocks(h.req(
+            &a,
+            ListSlaClocksRequest {
+                parent: second.name.clone(),
+                // A filter reads the index, not the case's ledger.
+                filter: "key = \"restore\"".into(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .sla_clocks;
+    assert_eq!(
+        indexed.iter().map(|c| c.name.as_str()).collect::<Vec<_>>(),
+        vec![clock.as_str()]
+    );
+}
+
 async fn refresh_marker(h: &Harness, case: &str) -> Option<i64> {
     let mut pc = h.svc.db().acquire().await.unwrap();
     concierge_common::on_conn!(&mut pc.conn(), x => sqlx::query_scalar("SELECT due_time FROM timers WHERE id = $1")
@@ -3461,26 +3542,57 @@ async fn a_change_whose_timers_fail_to_arm_is_finished_by_the_sweep(h: Harness) 
     let id = format!("armless-{:?}", h.svc.db().dialect()).to_lowercase();
     let name = format!("cases/{id}");
     let clock = format!("{name}/slaClocks/restore");
-    fail::cfg("cases::refresh_timers", &format!("return({name})")).unwrap();
-    let created = h
-        .svc
+    let a = agent();
+    h.svc
         .create_case(h.req(
-            &agent(),
+            &a,
             CreateCaseRequest {
                 case: Some(case("acme", "Timers fail to arm")),
                 case_id: id.clone(),
                 request_id: String::new(),
             },
         ))
+        .await
+        .unwrap();
+    // A create arms its timers in its own transaction: nothing is left to
+    // re-arm after it.
+    let two_hours_on = Some(ts("2026-11-30T17:00:00Z").seconds * 1_000_000);
+    assert_eq!(breach_timer_due(&h, &clock).await, two_hours_on);
+    assert_eq!(refresh_marker(&h, &name).await, None);
+    h.svc
+        .open_case(h.req(
+            &a,
+            OpenCaseRequest {
+                name: name.clone(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap();
+    fail::cfg("cases::refresh_timers", &format!("return({name})")).unwrap();
+    let pended = h
+        .svc
+        .pend_case_on_client(h.req(
+            &a,
+            PendCaseOnClientRequest {
+                name: name.clone(),
+                reason: "Site access".into(),
+                ..Default::default()
+            },
+        ))
         .await;
     fail::remove("cases::refresh_timers");
-    // Acknowledged: the case and the promise to arm its timers are durable
-    // together, although the arming itself failed.
-    assert_eq!(created.unwrap().into_inner().name, name);
-    assert_eq!(breach_timer_due(&h, &clock).await, None);
+    // Acknowledged: the change and the promise to re-arm its timers are
+    // durable together, although the re-arming itself failed: the paused
+    // clock's breach timer is still armed.
+    assert_eq!(
+        pended.unwrap().into_inner().state,
+        case::State::PendingClient as i32
+    );
+    assert_eq!(breach_timer_due(&h, &clock).await, two_hours_on);
     assert!(refresh_marker(&h, &name).await.is_some());
     // A sweep right away leaves it to the re-arm in flight (the marker falls
-    // due 5 s after the change); any replica's sweep after that arms them
+    // due 5 s after the change); any replica's sweep after that re-arms
     // (before the fix, none ever did: the sweep only works through timers
     // that exist).
     h.svc
@@ -3488,7 +3600,7 @@ async fn a_change_whose_timers_fail_to_arm_is_finished_by_the_sweep(h: Harness) 
         .await
         .unwrap();
     assert!(refresh_marker(&h, &name).await.is_some());
-    assert_eq!(breach_timer_due(&h, &clock).await, None);
+    assert_eq!(breach_timer_due(&h, &clock).await, two_hours_on);
     h.svc
         .sweep_timers("replica-b", "2026-11-30T15:00:06Z".parse().unwrap())
         .await
@@ -3496,16 +3608,26 @@ async fn a_change_whose_timers_fail_to_arm_is_finished_by_the_sweep(h: Harness) 
     assert_eq!(refresh_marker(&h, &name).await, None);
     assert_eq!(
         breach_timer_due(&h, &clock).await,
-        Some(ts("2026-11-30T17:00:00Z").seconds * 1_000_000)
+        None,
+        "paused: no instant"
     );
-    // And the breach is reported when it comes.
-    h.clock.set("2026-11-30T17:00:01Z".parse().unwrap());
+    // An hour on the client's side later, the deadline is an hour later.
+    h.clock.set("2026-11-30T16:00:00Z".parse().unwrap());
     h.svc
-        .sweep_timers("replica-b", "2026-11-30T17:00:01Z".parse().unwrap())
+        .resume_case(h.req(
+            &a,
+            ResumeCaseRequest {
+                name: name.clone(),
+                reason: "access granted".into(),
+                ..Default::default()
+            },
+        ))
         .await
         .unwrap();
-    let breaches = sla_events(&h, "breached").await;
-    assert_eq!(breaches, vec![clock]);
+    assert_eq!(
+        breach_timer_due(&h, &clock).await,
+        Some(ts("2026-11-30T18:00:00Z").seconds * 1_000_000)
+    );
 }
 
 async fn note_events(h: &Harness) -> usize {

@@ -13,7 +13,7 @@ use concierge_common::principal::Role;
 
 use crate::lifecycle::{self, Transition};
 
-use crate::{Cases, RULES};
+use crate::{Cases, RULES, Rules};
 
 use super::{once, required};
 
@@ -45,38 +45,46 @@ pub(super) async fn create_case(svc: &Cases, request: Request<CreateCaseRequest>
             ),
             Err(_) => None,
         };
-        let policy = match (&facts, &req.case) {
-            (Some(f), Some(c)) => svc.matching_policy(&ctx, f, c).await?,
-            _ => None,
-        };
-        let created: Case = svc
-            .store()
-            .create_learned(
-                &RULES,
-                &ctx,
-                "CreateCase",
-                &hashed,
-                New {
-                    parent: "",
-                    resource: req.case,
-                    id: &req.case_id,
-                    request_id: &req.request_id,
-                },
-                false,
-                |c| {
-                    if let Some(f) = facts {
-                        c.account_manager = f.account_manager;
-                        c.account_tier = f.tier;
-                    }
-                    if let Some((policy, revision)) = policy {
-                        c.sla_policy = policy;
-                        c.sla_policy_revision = revision;
-                    }
-                },
-            )
-            .await?;
-        svc.refresh_timers_after_change(&created.name).await;
-        Ok(created)
+        // The policy is matched and the clocks computed from the SLA
+        // configuration as it was read; a create that finds it changed on
+        // writing starts over with the new one.
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let plan = svc.plan_new_case(facts.as_ref(), req.case.as_ref()).await?;
+            let pinned = plan.pinned();
+            let facts = facts.clone();
+            let created = svc
+                .store()
+                .create_learned(
+                    &Rules::creating(plan.clone()),
+                    &ctx,
+                    "CreateCase",
+                    &hashed,
+                    New {
+                        parent: "",
+                        resource: req.case.clone(),
+                        id: &req.case_id,
+                        request_id: &req.request_id,
+                    },
+                    false,
+                    |c| {
+                        if let Some(f) = facts {
+                            c.account_manager = f.account_manager;
+                            c.account_tier = f.tier;
+                        }
+                        if let Some((policy, revision)) = pinned {
+                            c.sla_policy = policy;
+                            c.sla_policy_revision = revision;
+                        }
+                    },
+                )
+                .await;
+            if svc.start_over(&plan, attempt) {
+                continue;
+            }
+            return created;
+        }
     };
     reply(result.await)
 }

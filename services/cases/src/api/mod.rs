@@ -102,30 +102,6 @@ impl Cases {
         Ok(changed)
     }
 
-    /// The SLA policy (and its current revision) a new case gets.
-    pub(super) async fn matching_policy(
-        &self,
-        ctx: &Ctx,
-        facts: &crate::directory::AccountFacts,
-        c: &Case,
-    ) -> Result<Option<(String, String)>> {
-        // Policies are read as the service itself: a client opening a case
-        // may not read them, but its case still gets one.
-        let system = Ctx::system("cases", &ctx.request_id);
-        let policies: Vec<SlaPolicy> = self.store().list_all(&RULES, &system, "").await?;
-        let priority = CasePriority::try_from(c.priority)
-            .ok()
-            .filter(|p| *p != CasePriority::Unspecified)
-            .unwrap_or(CasePriority::Medium);
-        let facts = crate::policy::CaseFacts {
-            case_type: CaseType::try_from(c.r#type).unwrap_or(CaseType::Unspecified),
-            priority,
-            tier: facts.tier.clone(),
-        };
-        Ok(crate::policy::choose(&policies, &facts)
-            .map(|p| (p.name.clone(), p.revision_id.clone())))
-    }
-
     /// The case a note or list of notes belongs to, as the caller may see it.
     pub(super) async fn visible_case(&self, ctx: &Ctx, name: &str) -> Result<Case> {
         names::parse("parent", name, &["cases"])?;

@@ -38,6 +38,33 @@ pub(crate) async fn append_state(
     Ok(())
 }
 
+/// Writes a new case's first state, only while the SLA configuration is
+/// still at `generation` (what its policy was matched against:
+/// [`super::sla_policies::config_generation`]); false,
+/// writing nothing, when a policy or calendar changed since. The check rides
+/// on the insert, so a create spends no statement on it.
+pub(crate) async fn append_first_state(
+    conn: &mut Conn<'_>,
+    case: &Case,
+    now: i64,
+    actor: &str,
+    generation: i64,
+) -> Result<bool> {
+    let sql = "INSERT INTO case_states (case_name, seq, state, enter_time, reason, actor) \
+               SELECT $1, 1, $2, $3, $4, $5 FROM sla_config_generation WHERE id = 1 AND generation = $6";
+    let n = on_conn!(conn, c => sqlx::query(sql)
+        .bind(&case.name)
+        .bind(i64::from(case.state))
+        .bind(now)
+        .bind(&case.state_reason)
+        .bind(actor)
+        .bind(generation)
+        .execute(&mut **c)
+        .await?
+        .rows_affected());
+    Ok(n == 1)
+}
+
 /// The states each of `cases` entered, in order, in one query.
 pub(crate) async fn histories(
     conn: &mut Conn<'_>,

@@ -1,5 +1,6 @@
 //! SLA policy revisions: every revision a policy had, as written, which the
-//! cases pinned to it read their clocks by.
+//! cases pinned to it read their clocks by; and the SLA configuration's
+//! generation, which every policy or calendar change moves on.
 
 use concierge_common::error::{Error, Result};
 use concierge_common::on_conn;
@@ -53,4 +54,19 @@ pub(crate) async fn revisions(conn: &mut Conn<'_>, policy: &str) -> Result<Vec<S
         .iter()
         .map(|b| SlaPolicy::decode(b.as_slice()).map_err(Error::internal))
         .collect()
+}
+
+/// The SLA configuration's generation: moved on by every change of a policy
+/// or calendar ([`bump_config`]).
+pub(crate) async fn config_generation(conn: &mut Conn<'_>) -> Result<i64> {
+    let sql = "SELECT generation FROM sla_config_generation WHERE id = 1";
+    Ok(on_conn!(conn, c => sqlx::query_scalar(sql).fetch_one(&mut **c).await?))
+}
+
+/// Moves the SLA configuration on, in the transaction of a policy or
+/// calendar change: creates matched against the older one start over.
+pub(crate) async fn bump_config(conn: &mut Conn<'_>) -> Result<()> {
+    let sql = "UPDATE sla_config_generation SET generation = generation + 1 WHERE id = 1";
+    on_conn!(conn, c => sqlx::query(sql).execute(&mut **c).await?.rows_affected());
+    Ok(())
 }
