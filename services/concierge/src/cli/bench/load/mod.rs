@@ -63,7 +63,7 @@ pub struct Load {
     /// A PostgreSQL server URL whose user may create databases: pgbench runs
     /// a prepared point SELECT and a single-row INSERT there at the same
     /// connection counts, and GetCase and CreateCase are given as ratios to them.
-    #[arg(long, env = "CONCIERGE_BENCH_POSTGRES_URL")]
+    #[arg(long, env = "CONCIERGE_BENCH_POSTGRES_URL", hide_env_values = true)]
     postgres_url: Option<String>,
     /// Connection counts for pgbench (default: --connections).
     #[arg(long, value_delimiter = ',', requires = "postgres_url")]
