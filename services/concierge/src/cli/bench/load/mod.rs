@@ -469,9 +469,9 @@ fn check(args: &Load, cells: &[Cell]) -> anyhow::Result<()> {
             .context("--min-get-select-ratio needs pgbench at 1 client")?;
         anyhow::ensure!(
             ratio >= floor,
-            "GetCase at 1 connection from Python ran at {:.0} req/s, {ratio:.4} of pgbench's prepared SELECT: below the floor {floor} (p50 {:?} ms: a stall such as replies waiting for a delayed ACK?)",
+            "GetCase at 1 connection from Python ran at {:.0} req/s, {ratio:.4} of pgbench's prepared SELECT: below the floor {floor} (p50 {:.1} ms: a stall such as replies waiting for a delayed ACK?)",
             get.rps,
-            get.p50_ms
+            get.p50_ms.unwrap_or(f64::NAN)
         );
         eprintln!("GetCase ÷ SELECT at 1 connection: {ratio:.4} (floor {floor})");
     }

@@ -63,6 +63,8 @@ impl Target {
             // One access-log line per call would be a load of its own.
             .env("RUST_LOG", "warn")
             .env("CONCIERGE_TELEMETRY__LOG_FILTER", "warn")
+            // Its warnings are passed on to our stderr as plain text.
+            .env("NO_COLOR", "1")
             .env("CONCIERGE_LIMITS__REQUESTS_PER_SECOND", "1000000000")
             .env("CONCIERGE_LIMITS__BURST", "1000000000")
             .stdin(Stdio::null())
