@@ -339,6 +339,8 @@ pub struct DevOptions {
     /// As `serve` reads it (`CONCIERGE_TELEMETRY__*`), `--metrics-listen`
     /// included.
     pub telemetry: TelemetryConfig,
+    /// The gateway's limits, as `serve` reads them (`CONCIERGE_LIMITS__*`).
+    pub limits: Limits,
     /// Run on a controllable clock starting at this instant.
     pub test_clock: Option<jiff::Timestamp>,
 }
@@ -391,7 +393,7 @@ pub async fn dev(opts: DevOptions) -> anyhow::Result<()> {
         gateway_db.clone(),
         codec,
         clock.clone(),
-        Limits::default(),
+        opts.limits,
         None,
         backends,
     )

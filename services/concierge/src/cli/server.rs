@@ -82,13 +82,14 @@ pub async fn dev(
             serde_json::json!({ "metrics_listen": m.to_string() }),
         );
     }
-    let DevConfig { telemetry } =
+    let DevConfig { telemetry, limits } =
         concierge_common::config::load(None, serde_json::Value::Object(flags))?;
     let _lock = lock_data_dir(&data_dir)?;
     runtime::dev(DevOptions {
         data_dir,
         listen,
         telemetry,
+        limits,
         test_clock,
     })
     .await
@@ -100,6 +101,10 @@ pub async fn dev(
 #[serde(default)]
 struct DevConfig {
     telemetry: concierge_common::telemetry::TelemetryConfig,
+    /// The gateway's per-principal limits (`CONCIERGE_LIMITS__*`), so
+    /// `concierge bench load` can measure the services rather than the
+    /// limiter with its one admin key.
+    limits: concierge_gateway::Limits,
 }
 
 pub async fn serve(

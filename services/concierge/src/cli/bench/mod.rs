@@ -1,0 +1,65 @@
+//! `concierge bench …`: measurements run on purpose and reported as ratios
+//! against a baseline taken in the same run, never as timed test assertions.
+
+mod gateway;
+mod load;
+mod storage;
+
+use std::time::Duration;
+
+use clap::Subcommand;
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Keyset paging of ListCases at page 1 and deep in 1,000,000 cases, and
+    /// the timer sweep against a bare SKIP LOCKED claim loop, on PostgreSQL.
+    Storage {
+        /// A PostgreSQL server URL whose user may create databases.
+        #[arg(long, env = "CONCIERGE_BENCH_POSTGRES_URL")]
+        postgres_url: String,
+        #[arg(long, default_value_t = 1_000_000)]
+        cases: i64,
+        #[arg(long, default_value_t = 100_000)]
+        timers: i64,
+    },
+    /// GetAccount through the gateway against GetAccount straight to the
+    /// customers service, same process, same database, same run.
+    Gateway {
+        /// Concurrent callers, each on its own HTTP/2 connection.
+        #[arg(long, default_value_t = 8)]
+        connections: usize,
+        /// Seconds each side is measured (after one second of warm-up).
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        /// The customers database; a fresh SQLite file when absent.
+        #[arg(long)]
+        database_url: Option<String>,
+    },
+    /// CreateCase, GetCase, ListCases and a mix of them, closed loop through
+    /// a gateway from Python grpcio processes and from the SDK, at several
+    /// connection counts; with PostgreSQL, pgbench from the same run as the
+    /// baseline.
+    Load(Box<load::Load>),
+}
+
+pub async fn run(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Gateway {
+            connections,
+            seconds,
+            database_url,
+        } => gateway::run(connections, seconds, database_url).await,
+        Command::Storage {
+            postgres_url,
+            cases,
+            timers,
+        } => storage::run(&postgres_url, cases, timers).await,
+        Command::Load(load) => load::run(*load).await,
+    }
+}
+
+/// The `p` quantile (0..1) of `v`, nearest rank.
+fn percentile(mut v: Vec<Duration>, p: f64) -> Duration {
+    v.sort();
+    v[((v.len() as f64 * p) as usize).min(v.len() - 1)]
+}
