@@ -149,6 +149,10 @@ def main():
     ap.add_argument("--seconds", type=int, default=10)
     ap.add_argument("--count", type=int, default=100, help="sequential creates for the statement count")
     ap.add_argument("--clients", default="1,16")
+    ap.add_argument("--then", default="",
+                    help="a shell command run against the same stack once measured, with "
+                         "CONCIERGE_GATEWAY, CONCIERGE_API_KEY and CONCIERGE_SERVER_PIDS set "
+                         "(e.g. concierge bench load --gateway \"$CONCIERGE_GATEWAY\" ...)")
     a = ap.parse_args()
 
     for db in DBS.values():
@@ -189,6 +193,13 @@ def main():
         stubs = tempfile.mkdtemp()
         generate_stubs(stubs)
         run(a, key, stubs, ports, mports, procs)
+        if a.then:
+            # Sessions opened while statements were logged still log them.
+            restart(procs, ports, "customers", "cases")
+            pids = ",".join(str(p.pid) for k, p in procs.items() if k != "start")
+            subprocess.run(a.then, shell=True, check=True, env=dict(
+                os.environ, CONCIERGE_GATEWAY=f"http://127.0.0.1:{ports['gateway']}",
+                CONCIERGE_API_KEY=key, CONCIERGE_SERVER_PIDS=pids))
     finally:
         live = [p for k, p in procs.items() if k != "start"]
         for p in live:
