@@ -88,9 +88,18 @@ impl Injector for HeaderInjector<'_> {
             http::HeaderName::from_bytes(key.as_bytes()),
             http::HeaderValue::from_str(&value),
         ) {
-            self.0.insert(name, value);
+            self.0.insert(name, once_only(value));
         }
     }
+}
+
+/// `value` marked never to be indexed by HPACK. A value every call has a
+/// different one of (a request id, a trace context) would only push out of
+/// the connection's header table the values that repeat, such as the signed
+/// principal, which then travel whole on every call.
+pub fn once_only(mut value: http::HeaderValue) -> http::HeaderValue {
+    value.set_sensitive(true);
+    value
 }
 
 /// Writes the current span's trace context into `headers` (`traceparent`,
@@ -143,7 +152,7 @@ where
             && let Ok(Some(id)) = REQUEST_ID.try_with(Clone::clone)
             && let Ok(value) = http::HeaderValue::from_str(&id)
         {
-            headers.insert(REQUEST_ID_HEADER, value);
+            headers.insert(REQUEST_ID_HEADER, once_only(value));
         }
         self.inner.call(request)
     }

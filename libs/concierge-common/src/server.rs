@@ -97,7 +97,7 @@ const STANDARD_SERVICES: [&str; 3] = [
 /// a reply's trailers go out in their own small write, and without it they
 /// wait for the client's delayed ACK (about 40 ms per call for clients such
 /// as Python grpcio that do not set it themselves).
-fn incoming(listener: TcpListener) -> TcpIncoming {
+pub(crate) fn incoming(listener: TcpListener) -> TcpIncoming {
     TcpIncoming::from(listener).with_nodelay(Some(true))
 }
 

@@ -144,11 +144,15 @@ pub fn init(service_name: &str, cfg: &TelemetryConfig) -> Result<TelemetryGuard>
         // Histograms, not the exporter's default summaries: quantiles of a
         // summary cannot be aggregated across replicas, buckets can
         // (`histogram_quantile`).
-        metrics_exporter_prometheus::PrometheusBuilder::new()
-            .with_http_listener(addr)
+        let recorder = metrics_exporter_prometheus::PrometheusBuilder::new()
             .set_buckets(&LATENCY_BUCKETS)
-            .and_then(|b| b.install())
+            .and_then(|b| b.install_recorder())
             .map_err(|e| Error::invalid("telemetry.metrics_listen", e.to_string()))?;
+        let listener = std::net::TcpListener::bind(addr)
+            .and_then(|l| l.set_nonblocking(true).map(|()| l))
+            .and_then(tokio::net::TcpListener::from_std)
+            .map_err(|e| Error::invalid("telemetry.metrics_listen", format!("{addr}: {e}")))?;
+        tokio::spawn(serve_metrics(metrics_connections(listener), recorder));
         metrics::gauge!(
             "concierge_build_info",
             "version" => env!("CARGO_PKG_VERSION"),
@@ -160,4 +164,90 @@ pub fn init(service_name: &str, cfg: &TelemetryConfig) -> Result<TelemetryGuard>
     Ok(TelemetryGuard {
         tracer: tracer_provider,
     })
+}
+
+/// The connections Prometheus scrapes over, TCP_NODELAY like every other
+/// socket we accept: a scrape's reply is written in pieces, and Nagle would
+/// hold the last one for the scraper's delayed ACK.
+fn metrics_connections(listener: tokio::net::TcpListener) -> tonic::transport::server::TcpIncoming {
+    crate::server::incoming(listener)
+}
+
+/// Serves `/metrics` (everything else is 404) on `connections`, keeping the
+/// recorder's histograms drained as the exporter's own listener would.
+async fn serve_metrics(
+    mut connections: tonic::transport::server::TcpIncoming,
+    recorder: metrics_exporter_prometheus::PrometheusHandle,
+) {
+    use futures::StreamExt;
+    use http_body_util::Full;
+    use hyper::body::Bytes;
+
+    let upkeep = recorder.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(5));
+        loop {
+            tick.tick().await;
+            upkeep.run_upkeep();
+        }
+    });
+    while let Some(accepted) = connections.next().await {
+        let Ok(stream) = accepted else { continue };
+        let recorder = recorder.clone();
+        tokio::spawn(async move {
+            let answer =
+                hyper::service::service_fn(move |request: http::Request<hyper::body::Incoming>| {
+                    let response = if request.uri().path() == "/metrics" {
+                        http::Response::builder()
+                            .header(http::header::CONTENT_TYPE, "text/plain; version=0.0.4")
+                            .body(Full::new(Bytes::from(recorder.render())))
+                    } else {
+                        http::Response::builder()
+                            .status(http::StatusCode::NOT_FOUND)
+                            .body(Full::new(Bytes::new()))
+                    };
+                    std::future::ready(response)
+                });
+            let io = hyper_util::rt::TokioIo::new(stream);
+            // A scraper that hangs up mid-reply is not our error to report.
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(io, answer)
+                .await;
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures::StreamExt;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    #[tokio::test]
+    async fn metrics_are_scraped_over_tcp_nodelay() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mut accepted = metrics_connections(listener);
+        let client = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let socket = accepted.next().await.unwrap().unwrap();
+        assert!(socket.nodelay().unwrap(), "TCP_NODELAY on the scraped side");
+        drop((client, socket));
+
+        // And the same connections answer a scrape.
+        let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+        let handle = recorder.handle();
+        metrics::with_local_recorder(&recorder, || {
+            metrics::counter!("concierge_scrape_test_total").increment(3);
+        });
+        tokio::spawn(serve_metrics(accepted, handle));
+        let mut scraper = tokio::net::TcpStream::connect(addr).await.unwrap();
+        scraper
+            .write_all(b"GET /metrics HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        let mut reply = String::new();
+        scraper.read_to_string(&mut reply).await.unwrap();
+        assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+        assert!(reply.contains("concierge_scrape_test_total 3"), "{reply}");
+    }
 }

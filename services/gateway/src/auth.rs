@@ -2,19 +2,18 @@
 //! `authorization: Bearer <token>` (or `x-api-key: <key>`); anything else is
 //! UNAUTHENTICATED. Verified API keys are cached briefly so that the database
 //! is not asked on every call; a revoked key stops working within [`CACHE_TTL`].
+//! Verified OIDC tokens are cached for [`TOKEN_CACHE_TTL`], never past their
+//! `exp`, so a signature is checked once rather than on every call.
 //! Refused keys are cached too, for [`REFUSED_TTL`], so repeating a bad key
 //! costs no lookup, and each peer (IP address) has an allowance of
 //! authentications the cache cannot answer: past it, RESOURCE_EXHAUSTED with
 //! the time to wait, so no one can make the gateway query its key store (or
 //! guess keys) at the rate it can send.
 
-use std::borrow::Borrow;
-use std::collections::HashMap;
-use std::hash::Hash;
 use std::net::IpAddr;
 use std::num::NonZeroU32;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 use concierge_common::clock::SharedClock;
 use concierge_common::error::{Error, Result};
@@ -29,9 +28,14 @@ use crate::oidc::Oidc;
 
 /// How long a verified key is trusted without asking the database again.
 pub const CACHE_TTL: Duration = Duration::from_secs(30);
+/// How long a verified OIDC token is trusted without checking its
+/// signature again (never past its `exp`).
+pub const TOKEN_CACHE_TTL: Duration = Duration::from_secs(30);
+/// Tokens run to kilobytes; fewer of them are kept than of keys.
+const TOKEN_CACHE_MAX: u64 = 10_000;
 /// How long a refused key is refused without asking the database again.
 pub const REFUSED_TTL: Duration = Duration::from_secs(10);
-const CACHE_MAX: usize = 100_000;
+const CACHE_MAX: u64 = 100_000;
 
 /// How many failed authentications a peer may make.
 #[derive(Debug, Clone, Copy)]
@@ -42,60 +46,18 @@ pub struct FailureAllowance {
     pub burst: u32,
 }
 
-/// A map whose entries live `ttl` and that never holds more than
-/// [`CACHE_MAX`] of them.
-struct TtlCache<K, V> {
-    ttl: Duration,
-    entries: Mutex<HashMap<K, (Instant, V)>>,
-}
-
-impl<K: Eq + Hash, V: Clone> TtlCache<K, V> {
-    fn new(ttl: Duration) -> Self {
-        Self {
-            ttl,
-            entries: Mutex::default(),
-        }
-    }
-
-    fn get<Q>(&self, key: &Q) -> Option<V>
-    where
-        K: Borrow<Q>,
-        Q: Eq + Hash + ?Sized,
-    {
-        let entries = self
-            .entries
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        entries
-            .get(key)
-            .filter(|(at, _)| at.elapsed() < self.ttl)
-            .map(|(_, v)| v.clone())
-    }
-
-    fn insert(&self, key: K, value: V) {
-        let mut entries = self
-            .entries
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if entries.len() >= CACHE_MAX {
-            entries.retain(|_, (at, _)| at.elapsed() < self.ttl);
-            if entries.len() >= CACHE_MAX {
-                entries.clear();
-            }
-        }
-        entries.insert(key, (Instant::now(), value));
-    }
-}
-
 #[derive(Clone)]
 pub struct Authenticator {
     db: Db,
     clock: SharedClock,
     oidc: Option<Arc<Oidc>>,
-    verified: Arc<TtlCache<String, Principal>>,
+    verified: moka::sync::Cache<String, Principal>,
     /// Keyed by the key's digest: refused keys are the attacker's choice,
     /// and so is their length.
-    refused: Arc<TtlCache<[u8; 32], String>>,
+    refused: moka::sync::Cache<[u8; 32], String>,
+    /// Verified OIDC tokens with their `exp`: checking an RS256 signature
+    /// costs more than the rest of the hop.
+    tokens: moka::sync::Cache<String, (Principal, jiff::Timestamp)>,
     failures: Arc<DefaultKeyedRateLimiter<IpAddr>>,
 }
 
@@ -120,8 +82,18 @@ impl Authenticator {
             db,
             clock,
             oidc,
-            verified: Arc::new(TtlCache::new(CACHE_TTL)),
-            refused: Arc::new(TtlCache::new(REFUSED_TTL)),
+            verified: moka::sync::Cache::builder()
+                .max_capacity(CACHE_MAX)
+                .time_to_live(CACHE_TTL)
+                .build(),
+            refused: moka::sync::Cache::builder()
+                .max_capacity(CACHE_MAX)
+                .time_to_live(REFUSED_TTL)
+                .build(),
+            tokens: moka::sync::Cache::builder()
+                .max_capacity(TOKEN_CACHE_MAX)
+                .time_to_live(TOKEN_CACHE_TTL)
+                .build(),
             failures: Arc::new(RateLimiter::keyed(
                 Quota::per_second(rate).allow_burst(burst),
             )),
@@ -171,13 +143,29 @@ impl Authenticator {
         if keys::is_api_key(&token) {
             return self.api_key(&token, peer).await;
         }
-        let verified = match &self.oidc {
-            Some(oidc) => oidc.verify(&token, self.clock.now()).await,
-            None => Err(Error::Unauthenticated(
-                "not an API key, and OIDC is not configured on this gateway".into(),
-            )),
+        let Some(oidc) = &self.oidc else {
+            return Err(self.refuse(
+                peer,
+                Error::Unauthenticated(
+                    "not an API key, and OIDC is not configured on this gateway".into(),
+                ),
+            ));
         };
-        verified.map_err(|e| self.refuse(peer, e))
+        let now = self.clock.now();
+        if let Some((principal, expires)) = self.tokens.get(&token) {
+            if now < expires {
+                return Ok(principal);
+            }
+            // Past `exp`: the full check decides, leeway and all.
+            self.tokens.invalidate(&token);
+        }
+        match oidc.verify(&token, now).await {
+            Ok((principal, expires)) => {
+                self.tokens.insert(token, (principal.clone(), expires));
+                Ok(principal)
+            }
+            Err(e) => Err(self.refuse(peer, e)),
+        }
     }
 
     async fn api_key(&self, key: &str, peer: Option<IpAddr>) -> Result<Principal> {

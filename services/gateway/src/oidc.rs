@@ -159,8 +159,13 @@ impl Oidc {
             .ok_or_else(|| Error::Unauthenticated(format!("unknown signing key {kid:?}")))
     }
 
-    /// The principal of a valid token, or UNAUTHENTICATED saying why not.
-    pub async fn verify(&self, token: &str, _now: jiff::Timestamp) -> Result<Principal> {
+    /// The principal of a valid token and when the token expires (its
+    /// `exp`), or UNAUTHENTICATED saying why not.
+    pub async fn verify(
+        &self,
+        token: &str,
+        _now: jiff::Timestamp,
+    ) -> Result<(Principal, jiff::Timestamp)> {
         let bad =
             |why: String| Error::Unauthenticated(format!("the bearer token is not valid: {why}"));
         let header = jsonwebtoken::decode_header(token).map_err(|e| bad(e.to_string()))?;
@@ -199,12 +204,18 @@ impl Oidc {
                 self.config.account_claim
             )));
         }
-        Ok(Principal {
+        let expires = claims
+            .get("exp")
+            .and_then(serde_json::Value::as_i64)
+            .and_then(|exp| jiff::Timestamp::from_second(exp).ok())
+            .ok_or_else(|| bad("`exp` is not a time".into()))?;
+        let principal = Principal {
             subject: format!("oidc/{}", text("sub").unwrap_or_default()),
             role,
             account: if role == Role::Client { account } else { None },
             staff_member: text(&self.config.staff_member_claim).filter(|s| !s.is_empty()),
             display_name: text("name").or_else(|| text("email")).unwrap_or_default(),
-        })
+        };
+        Ok((principal, expires))
     }
 }

@@ -8,7 +8,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use concierge_common::error::Error;
-use concierge_common::principal::{PRINCIPAL_HEADER, PrincipalCodec, REQUEST_ID_HEADER};
+use concierge_common::principal::{
+    PRINCIPAL_HEADER, PRINCIPAL_LIFETIME, Principal, PrincipalCodec, REQUEST_ID_HEADER,
+};
+use concierge_common::rpc::once_only;
 use governor::clock::Clock as _;
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use http::HeaderValue;
@@ -23,7 +26,10 @@ pub use concierge_common::channel::{Backend, BoxError, local, remote};
 #[derive(Debug, Clone, serde::Deserialize)]
 #[serde(default)]
 pub struct Limits {
-    /// Sustained calls per second per principal.
+    /// Sustained calls per second per principal. The default (2,500, burst
+    /// 5,000) is what the README's capacity reasoning arrives at: a little
+    /// over half of what one replica serves, so one runaway integration
+    /// cannot take a deployment of two replicas.
     pub requests_per_second: u32,
     /// Calls a principal may make at once above the sustained rate.
     pub burst: u32,
@@ -43,8 +49,8 @@ pub struct Limits {
 impl Default for Limits {
     fn default() -> Self {
         Self {
-            requests_per_second: 200,
-            burst: 400,
+            requests_per_second: 2_500,
+            burst: 5_000,
             default_deadline: Duration::from_secs(30),
             max_deadline: Duration::from_secs(300),
             failed_authentications_per_second: 5,
@@ -62,9 +68,48 @@ impl Limits {
     }
 }
 
+/// How long a signed principal header is reused for calls of the same
+/// principal to the same service. It is good for [`PRINCIPAL_LIFETIME`]
+/// from signing, so a reused one still has most of its life left.
+pub const SIGNED_REUSE: Duration = Duration::from_secs(60);
+const _: () = assert!(SIGNED_REUSE.as_secs() * 2 < PRINCIPAL_LIFETIME.as_secs());
+
+/// Signs the principal header for a service, reusing a header it signed for
+/// the same principal and service within [`SIGNED_REUSE`]: otherwise every
+/// call pays an HMAC and a protobuf encoding. Keyed by the whole principal,
+/// so a key whose role or account changed gets a header that says so.
+pub(crate) struct Signer {
+    codec: PrincipalCodec,
+    reused: moka::sync::Cache<(Principal, &'static str), HeaderValue>,
+}
+
+impl Signer {
+    pub fn new(codec: PrincipalCodec) -> Self {
+        Self {
+            codec,
+            reused: moka::sync::Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(SIGNED_REUSE)
+                .build(),
+        }
+    }
+
+    /// `principal`'s header for `service`.
+    pub fn header(&self, principal: Principal, service: &'static str) -> HeaderValue {
+        let key = (principal, service);
+        if let Some(header) = self.reused.get(&key) {
+            return header;
+        }
+        let header = HeaderValue::from_str(&self.codec.encode(&key.0, service))
+            .expect("base64 is a valid header value");
+        self.reused.insert(key, header.clone());
+        header
+    }
+}
+
 pub(crate) struct Shared {
     pub auth: Authenticator,
-    pub principals: PrincipalCodec,
+    pub signer: Signer,
     pub limiter: DefaultKeyedRateLimiter<String>,
     pub limits: Limits,
 }
@@ -81,7 +126,7 @@ impl Shared {
             .ok_or_else(|| Error::invalid("limits.burst", "must be positive"))?;
         Ok(Self {
             auth,
-            principals,
+            signer: Signer::new(principals),
             limiter: RateLimiter::keyed(Quota::per_second(rate).allow_burst(burst)),
             limits,
         })
@@ -197,14 +242,10 @@ pub(crate) async fn forward(
     let headers = &mut parts.headers;
     headers.remove(http::header::AUTHORIZATION);
     headers.remove("x-api-key");
-    headers.insert(
-        PRINCIPAL_HEADER,
-        HeaderValue::from_str(&shared.principals.encode(&principal, service))
-            .expect("base64 is a valid header value"),
-    );
+    headers.insert(PRINCIPAL_HEADER, shared.signer.header(principal, service));
     headers.insert(
         REQUEST_ID_HEADER,
-        HeaderValue::from_str(&request_id).expect("checked above"),
+        once_only(HeaderValue::from_str(&request_id).expect("checked above")),
     );
     let asked = headers
         .get("grpc-timeout")
@@ -225,7 +266,7 @@ pub(crate) async fn forward(
         Ok(Ok(mut response)) => {
             response.headers_mut().insert(
                 REQUEST_ID_HEADER,
-                HeaderValue::from_str(&request_id).expect("checked above"),
+                once_only(HeaderValue::from_str(&request_id).expect("checked above")),
             );
             metrics::counter!("concierge_gateway_calls_total", "service" => service, "outcome" => "forwarded").increment(1);
             response
@@ -262,5 +303,45 @@ mod tests {
         assert_eq!(parse_grpc_timeout("2H"), Some(Duration::from_secs(7200)));
         assert_eq!(parse_grpc_timeout("x"), None);
         assert_eq!(parse_grpc_timeout(""), None);
+    }
+
+    #[test]
+    fn a_signed_header_is_reused_only_for_the_same_principal_and_service() {
+        let codec = PrincipalCodec::new("a shared secret of some length".to_string().into());
+        let signer = Signer::new(codec.clone());
+        let cases = "concierge.cases.v1.CasesService";
+        let customers = "concierge.customers.v1.CustomersService";
+        let agent = Principal {
+            subject: "apiKeys/k1".into(),
+            role: concierge_common::principal::Role::Agent,
+            account: None,
+            staff_member: None,
+            display_name: "Integration".into(),
+        };
+        let first = signer.header(agent.clone(), cases);
+        assert_eq!(signer.header(agent.clone(), cases), first, "reused");
+        let decoded = codec.decode(first.to_str().unwrap(), cases).unwrap();
+        assert_eq!(decoded, agent);
+
+        // Another service gets a header of its own, no use to the first.
+        let other = signer.header(agent.clone(), customers);
+        assert_ne!(other, first);
+        assert!(codec.decode(other.to_str().unwrap(), cases).is_err());
+        assert_eq!(
+            codec.decode(other.to_str().unwrap(), customers).unwrap(),
+            agent
+        );
+
+        // The same key with another role is another principal.
+        let promoted = Principal {
+            role: concierge_common::principal::Role::Manager,
+            ..agent.clone()
+        };
+        let header = signer.header(promoted.clone(), cases);
+        assert_ne!(header, first);
+        assert_eq!(
+            codec.decode(header.to_str().unwrap(), cases).unwrap(),
+            promoted
+        );
     }
 }
