@@ -87,6 +87,7 @@ async fn load(
 
 pub async fn run(
     connections: usize,
+    backend_connections: usize,
     seconds: u64,
     database_url: Option<String>,
 ) -> anyhow::Result<()> {
@@ -119,7 +120,7 @@ pub async fn run(
     .await?;
     let backends = BTreeMap::from([(
         concierge_customers::SERVICE_NAME,
-        concierge_gateway::remote(&direct_url, connections.min(8))?,
+        concierge_gateway::remote(&direct_url, backend_connections)?,
     )]);
     let limits = Limits {
         requests_per_second: 10_000_000,
@@ -187,7 +188,7 @@ pub async fn run(
         display_name: "bench".into(),
     };
     println!(
-        "GetAccount, {connections} connections, {seconds}s each, customers on {customers_url}"
+        "GetAccount, {connections} connections ({backend_connections} from the gateway to the service), {seconds}s each, customers on {customers_url}"
     );
     let d = load(
         direct_url,

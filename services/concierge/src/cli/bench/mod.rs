@@ -28,6 +28,10 @@ pub enum Command {
         /// Concurrent callers, each on its own HTTP/2 connection.
         #[arg(long, default_value_t = 8)]
         connections: usize,
+        /// HTTP/2 connections from the gateway to the service; 4 is what
+        /// `serve gateway` opens to each backend unless configured.
+        #[arg(long, default_value_t = 4)]
+        backend_connections: usize,
         /// Seconds each side is measured (after one second of warm-up).
         #[arg(long, default_value_t = 10)]
         seconds: u64,
@@ -46,9 +50,10 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Gateway {
             connections,
+            backend_connections,
             seconds,
             database_url,
-        } => gateway::run(connections, seconds, database_url).await,
+        } => gateway::run(connections, backend_connections, seconds, database_url).await,
         Command::Storage {
             postgres_url,
             cases,
