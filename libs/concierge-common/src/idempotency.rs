@@ -79,32 +79,18 @@ impl Key {
     }
 
     /// Stores the response; commits with the change. A concurrent duplicate
-    /// that got here first makes this one fail on the primary key and roll
-    /// back, and its retry then replays.
+    /// that got here first makes this one fail (REQUEST_IN_PROGRESS) and
+    /// roll back, and its retry then replays.
     pub async fn save<R: Message>(
         &self,
         conn: &mut Conn<'_>,
         response: &R,
         now_micros: i64,
     ) -> Result<()> {
-        let sql = "INSERT INTO idempotency_keys (scope, request_id, method, request_hash, response, create_time) VALUES ($1, $2, $3, $4, $5, $6)";
-        let body = response.encode_to_vec();
-        let result = on_conn!(conn, c => {
-            sqlx::query(sql)
-                .bind(&self.scope)
-                .bind(&self.request_id)
-                .bind(self.method)
-                .bind(&self.request_hash)
-                .bind(&body)
-                .bind(now_micros)
-                .execute(&mut **c)
-                .await
-                .map(drop)
-        });
-        match result {
-            Ok(_) => Ok(()),
-            Err(e) if crate::storage::is_unique_violation(&e) => Err(in_progress(self)),
-            Err(e) => Err(e.into()),
+        if self.save_first(conn, response, now_micros).await? {
+            Ok(())
+        } else {
+            Err(in_progress(self))
         }
     }
 

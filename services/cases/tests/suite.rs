@@ -2399,6 +2399,23 @@ async fn an_order_is_withheld_while_it_depends_on_an_open_case(h: Harness) {
 
 /// The us-central calendar and, on it, the "repairs" policy with the
 /// targets of `targets`.
+/// The repairs policy with only a restore target of `hours` in wall-clock
+/// time, and the clock at a Monday 09:00 in Chicago (15:00 UTC).
+async fn wall_clock_repairs(h: &Harness, hours: i64) {
+    us_central_repairs(
+        h,
+        SlaPolicy {
+            overall_delivery: Some(SlaTarget {
+                basis: TimeBasis::WallClock as i32,
+                ..target("restore", hours)
+            }),
+            ..Default::default()
+        },
+    )
+    .await;
+    h.clock.set("2026-11-30T15:00:00Z".parse().unwrap());
+}
+
 async fn us_central_repairs(h: &Harness, targets: SlaPolicy) -> SlaPolicy {
     create_calendar(h, "us-central", us_central())
         .await
@@ -2992,19 +3009,8 @@ async fn out_of_range_times_durations_and_filters_are_refused_and_change_nothing
 }
 
 async fn clocks_say_how_far_past_and_project_while_paused(h: Harness) {
-    us_central_repairs(
-        &h,
-        SlaPolicy {
-            overall_delivery: Some(SlaTarget {
-                basis: TimeBasis::WallClock as i32,
-                ..target("restore", 2)
-            }),
-            ..Default::default()
-        },
-    )
-    .await;
+    wall_clock_repairs(&h, 2).await;
     let a = agent();
-    h.clock.set("2026-11-30T15:00:00Z".parse().unwrap());
     let c = create_case(&h, &a, case("acme", "Down")).await.unwrap();
     let clock_name = format!("{}/slaClocks/restore", c.name);
     async fn get(h: &Harness, a: &Principal, name: &str) -> Result<SlaClock, Status> {
@@ -3444,18 +3450,7 @@ async fn other_replica(h: &Harness) -> Cases {
 /// change made on another replica reaches its very next create, which
 /// carries its clocks' summary from the start.
 async fn a_new_case_is_matched_against_a_policy_changed_on_another_replica(h: Harness) {
-    us_central_repairs(
-        &h,
-        SlaPolicy {
-            overall_delivery: Some(SlaTarget {
-                basis: TimeBasis::WallClock as i32,
-                ..target("restore", 8)
-            }),
-            ..Default::default()
-        },
-    )
-    .await;
-    h.clock.set("2026-11-30T15:00:00Z".parse().unwrap());
+    wall_clock_repairs(&h, 8).await;
     let a = agent();
     let first = create_case(&h, &a, case("acme", "Before the change"))
         .await
@@ -3526,18 +3521,7 @@ async fn refresh_marker(h: &Harness, case: &str) -> Option<i64> {
 }
 
 async fn a_change_whose_timers_fail_to_arm_is_finished_by_the_sweep(h: Harness) {
-    us_central_repairs(
-        &h,
-        SlaPolicy {
-            overall_delivery: Some(SlaTarget {
-                basis: TimeBasis::WallClock as i32,
-                ..target("restore", 2)
-            }),
-            ..Default::default()
-        },
-    )
-    .await;
-    h.clock.set("2026-11-30T15:00:00Z".parse().unwrap());
+    wall_clock_repairs(&h, 2).await;
     // Named per backend: failpoints are global to the test process.
     let id = format!("armless-{:?}", h.svc.db().dialect()).to_lowercase();
     let name = format!("cases/{id}");

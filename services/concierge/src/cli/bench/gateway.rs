@@ -85,6 +85,22 @@ async fn load(
     })
 }
 
+/// `routes` served on a free loopback port, ready at once.
+async fn on_loopback(routes: tonic::service::Routes) -> anyhow::Result<server::Running> {
+    Ok(server::start(
+        TcpListener::bind("127.0.0.1:0").await?,
+        routes,
+        Serve {
+            health_names: vec![],
+            grace_period: Duration::from_secs(1),
+            drain_delay: Duration::ZERO,
+        },
+        async { Ok(()) },
+        std::future::pending(),
+    )
+    .await?)
+}
+
 pub async fn run(
     connections: usize,
     backend_connections: usize,
@@ -99,18 +115,7 @@ pub async fn run(
         .unwrap_or_else(|| format!("sqlite://{}?mode=rwc", dir.join("customers.db").display()));
     let customers_db = Db::connect(&customers_url, 16).await?;
     let customers = Customers::open(customers_db.clone(), codec.clone(), clock.clone()).await?;
-    let direct = server::start(
-        TcpListener::bind("127.0.0.1:0").await?,
-        tonic::service::Routes::new(customers.server()),
-        Serve {
-            health_names: vec![],
-            grace_period: Duration::from_secs(1),
-            drain_delay: Duration::ZERO,
-        },
-        async { Ok(()) },
-        std::future::pending(),
-    )
-    .await?;
+    let direct = on_loopback(tonic::service::Routes::new(customers.server())).await?;
     let direct_url = format!("http://{}", direct.addr);
 
     let gateway_db = Db::connect(
@@ -136,18 +141,7 @@ pub async fn run(
         backends,
     )
     .await?;
-    let gateway = server::start(
-        TcpListener::bind("127.0.0.1:0").await?,
-        gw.routes(),
-        Serve {
-            health_names: vec![],
-            grace_period: Duration::from_secs(1),
-            drain_delay: Duration::ZERO,
-        },
-        async { Ok(()) },
-        std::future::pending(),
-    )
-    .await?;
+    let gateway = on_loopback(gw.routes()).await?;
     let gateway_url = format!("http://{}", gateway.addr);
     let key = keys::mint(
         &gateway_db,
