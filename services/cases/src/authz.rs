@@ -14,7 +14,7 @@ use concierge_common::crud::Authorize;
 use concierge_common::error::{Error, Result};
 use concierge_common::principal::{Principal, Role};
 use concierge_proto::concierge::cases::v1::{
-    Calendar, Case, CaseLink, CasePriority, HandOffCode, Note, SlaClock, SlaPolicy, note,
+    Calendar, Case, CaseLink, CasePriority, ChaseRule, HandOffCode, Note, SlaClock, SlaPolicy, note,
 };
 use concierge_proto::events::Visibility;
 
@@ -80,6 +80,7 @@ macro_rules! configuration {
 
 configuration!(Calendar, "business calendars");
 configuration!(HandOffCode, "hand-off codes");
+configuration!(ChaseRule, "chase rules");
 
 /// Cases: staff work every case; a client opens cases for its own account
 /// and follows them, and changes nothing else.

@@ -8,8 +8,8 @@ use concierge_common::crud::{Ctx, Lifecycle, Store};
 use concierge_common::error::{Error, Result};
 use concierge_common::storage::Conn;
 use concierge_proto::concierge::cases::v1::{
-    Calendar, Case, CaseLink, CasePriority, HandOffCode, Note, SlaClock, SlaPolicy, case,
-    case_link, note,
+    Calendar, Case, CaseLink, CasePriority, ChaseRule, HandOffCode, Note, SlaClock, SlaPolicy,
+    case, case_link, note,
 };
 
 use crate::{
@@ -38,13 +38,44 @@ impl Lifecycle<Calendar> for Rules {
     }
 }
 
+// A chase rule's calendar exists (and a delete of it waits for this write);
+// a built-in rule is disabled or edited, never deleted.
+impl Lifecycle<ChaseRule> for Rules {
+    async fn check_references(&self, conn: &mut Conn<'_>, r: &ChaseRule) -> Result<()> {
+        if !r.calendar.is_empty()
+            && concierge_common::resource::get_for_update(conn, &resources::CALENDARS, &r.calendar)
+                .await?
+                .is_none()
+        {
+            return Err(Error::invalid(
+                "chase_rule.calendar",
+                format!("{} does not exist", r.calendar),
+            ));
+        }
+        Ok(())
+    }
+    async fn check_delete(&self, _conn: &mut Conn<'_>, r: &ChaseRule) -> Result<()> {
+        if !r.built_in {
+            return Ok(());
+        }
+        Err(Error::FailedPrecondition {
+            reason: concierge_common::error::Reason::BuiltInRule,
+            subject: r.name.clone(),
+            description: format!(
+                "{} ships with Concierge: disable it (enabled = false) or edit it instead",
+                r.name
+            ),
+        })
+    }
+}
+
 /// Refuses to delete a calendar an SLA policy counts business time in,
-/// deleted policies included: the cases pinned to their revisions still
-/// read their clocks in it. Runs in the delete's transaction, which holds the
+/// deleted policies included (the cases pinned to their revisions still
+/// read their clocks in it), or a chase rule waits in. Runs in the delete's transaction, which holds the
 /// calendar's row; a policy naming it takes that row too (check_references),
 /// so a policy created at the same moment cannot slip past.
 async fn calendar_in_use(conn: &mut Conn<'_>, c: &Calendar) -> Result<()> {
-    let users = store::calendars::policies_counting_in(conn, &c.name).await?;
+    let users = store::calendars::counting_in(conn, &c.name).await?;
     if users.is_empty() {
         return Ok(());
     }

@@ -12,6 +12,7 @@
 
 mod api;
 pub mod authz;
+mod chase;
 mod dependencies;
 pub mod directory;
 pub mod engine;
@@ -85,12 +86,14 @@ impl Cases {
         let store =
             Store::open(db, &SQLITE, &POSTGRES, clock, EVENTS.package, EVENTS.source).await?;
         let directory = directory::Directory::new(customers, &principals);
-        Ok(Self {
+        let cases = Self {
             store,
             principals,
             directory,
             sla_config: Default::default(),
-        })
+        };
+        chase::install(&cases).await?;
+        Ok(cases)
     }
 
     pub(crate) fn sla_config_cache(&self) -> &new_case::SlaConfigCache {

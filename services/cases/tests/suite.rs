@@ -262,6 +262,9 @@ concierge_common::both_backends!(
     a_refusal_by_the_customers_service_keeps_its_meaning,
     a_jeopardy_reason_reaches_the_client_as_a_public_update,
     every_event_is_declared_in_the_catalogue,
+    chase_rules_ship_built_in_and_are_edited_not_deleted,
+    chase_rules_are_checked_field_by_field_and_nothing_is_stored,
+    chase_rules_are_applied_from_a_file_as_upserts,
 );
 
 async fn create_calendar(h: &Harness, id: &str, c: Calendar) -> Result<Calendar, Status> {
@@ -4020,5 +4023,454 @@ async fn every_event_is_declared_in_the_catalogue(h: Harness) {
         .await
         .unwrap();
 
+    // Chase rules: the built-ins were created at start; one is edited, and a
+    // rule of the company's own comes and goes.
+    let jp = h
+        .svc
+        .get_chase_rule(h.req(
+            &admin,
+            GetChaseRuleRequest {
+                name: "chaseRules/jeopardy-without-reason".into(),
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    upsert_chase_rule(
+        &h,
+        &admin,
+        ChaseRule {
+            enabled: false,
+            ..jp
+        },
+        &["enabled"],
+    )
+    .await
+    .unwrap();
+    let own = upsert_chase_rule(
+        &h,
+        &admin,
+        ChaseRule {
+            name: "chaseRules/own".into(),
+            ..chase_rule(chase_condition::Kind::SlaAtRisk, "")
+        },
+        &["*"],
+    )
+    .await
+    .unwrap();
+    h.svc
+        .delete_chase_rule(h.req(
+            &admin,
+            DeleteChaseRuleRequest {
+                name: own.name,
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap();
+
     testing::assert_events_match_catalogue::<EventType>("cases", &h.events().await);
+}
+
+fn chase_rule(kind: chase_condition::Kind, expression: &str) -> ChaseRule {
+    ChaseRule {
+        display_name: "Waiting on a site survey".into(),
+        condition: Some(ChaseCondition {
+            kind: kind as i32,
+            expression: expression.into(),
+            missing_description: "the site survey".into(),
+        }),
+        steps: vec![ChaseRuleStep {
+            wait: Some(hours(24)),
+            basis: TimeBasis::Business as i32,
+            actions: vec![ChaseAction {
+                action_type: Some(chase_action::ActionType::PostNote(PostNoteAction {
+                    visibility: note::Visibility::Internal as i32,
+                    body_template: "{{case.performing_team}}: {{missing}} for {{case.name}}?"
+                        .into(),
+                })),
+            }],
+        }],
+        enabled: true,
+        ..Default::default()
+    }
+}
+
+async fn list_chase_rules(
+    h: &Harness,
+    p: &Principal,
+    filter: &str,
+) -> Result<Vec<ChaseRule>, Status> {
+    h.svc
+        .list_chase_rules(h.req(
+            p,
+            ListChaseRulesRequest {
+                filter: filter.into(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .map(|r| r.into_inner().chase_rules)
+}
+
+async fn upsert_chase_rule(
+    h: &Harness,
+    p: &Principal,
+    rule: ChaseRule,
+    paths: &[&str],
+) -> Result<ChaseRule, Status> {
+    h.svc
+        .update_chase_rule(h.req(
+            p,
+            UpdateChaseRuleRequest {
+                chase_rule: Some(rule),
+                update_mask: Some(FieldMask {
+                    paths: paths.iter().map(|p| p.to_string()).collect(),
+                }),
+                allow_missing: true,
+                validate_only: false,
+            },
+        ))
+        .await
+        .map(|r| r.into_inner())
+}
+
+/// The three chases of DOMAIN.md come installed and on; they can be turned
+/// off and edited, never deleted, and a restart does not undo an edit.
+async fn chase_rules_ship_built_in_and_are_edited_not_deleted(h: Harness) {
+    let agent = who(Role::Agent);
+    let built_in = list_chase_rules(&h, &agent, "built_in = true")
+        .await
+        .unwrap();
+    assert_eq!(
+        built_in.iter().map(|r| r.name.as_str()).collect::<Vec<_>>(),
+        vec![
+            "chaseRules/construction-undefined",
+            "chaseRules/jeopardy-without-reason",
+            "chaseRules/not-presented-to-carrier",
+        ]
+    );
+    assert!(built_in.iter().all(|r| r.enabled && r.built_in));
+    let jp = &built_in[1];
+    assert_eq!(
+        jp.condition.as_ref().unwrap().kind,
+        chase_condition::Kind::JeopardyWithoutReason as i32
+    );
+    // Ask now; 48 wall-clock hours later ask again and escalate.
+    let waits: Vec<_> = jp
+        .steps
+        .iter()
+        .map(|s| (s.wait.as_ref().map_or(0, |w| w.seconds), s.basis))
+        .collect();
+    assert_eq!(
+        waits,
+        vec![
+            (0, TimeBasis::WallClock as i32),
+            (48 * 3600, TimeBasis::WallClock as i32)
+        ]
+    );
+    assert!(matches!(
+        jp.steps[1].actions[1].action_type,
+        Some(chase_action::ActionType::Escalate(_))
+    ));
+    let construction = &built_in[0];
+    assert_eq!(construction.steps[1].basis, TimeBasis::Business as i32);
+
+    let admin = who(Role::Admin);
+    let refused = h
+        .svc
+        .delete_chase_rule(h.req(
+            &admin,
+            DeleteChaseRuleRequest {
+                name: jp.name.clone(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::FailedPrecondition);
+    assert_eq!(
+        refused.get_error_details().error_info().unwrap().reason,
+        "BUILT_IN_RULE"
+    );
+
+    // An agent reads rules but does not change them.
+    let off = ChaseRule {
+        name: jp.name.clone(),
+        enabled: false,
+        etag: jp.etag.clone(),
+        built_in: false,
+        ..Default::default()
+    };
+    let denied = h
+        .svc
+        .update_chase_rule(h.req(
+            &agent,
+            UpdateChaseRuleRequest {
+                chase_rule: Some(off.clone()),
+                update_mask: Some(FieldMask {
+                    paths: vec!["enabled".into()],
+                }),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(denied.code(), Code::PermissionDenied);
+    let disabled = h
+        .svc
+        .update_chase_rule(h.req(
+            &who(Role::Manager),
+            UpdateChaseRuleRequest {
+                chase_rule: Some(off),
+                update_mask: Some(FieldMask {
+                    paths: vec!["enabled".into()],
+                }),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!disabled.enabled);
+    assert!(disabled.built_in, "still built in: built_in is output only");
+
+    // Another replica starting on the same database keeps the edit.
+    let other = other_replica(&h).await;
+    let again = other
+        .get_chase_rule(h.req(
+            &agent,
+            GetChaseRuleRequest {
+                name: jp.name.clone(),
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!again.enabled);
+    assert_eq!(again.etag, disabled.etag);
+    assert_eq!(
+        list_chase_rules(&h, &agent, "").await.unwrap().len(),
+        3,
+        "installed once"
+    );
+
+    // Clients never see chase rules.
+    let client = list_chase_rules(&h, &who(Role::Client), "")
+        .await
+        .unwrap_err();
+    assert_eq!(client.code(), Code::PermissionDenied);
+}
+
+async fn chase_rules_are_checked_field_by_field_and_nothing_is_stored(h: Harness) {
+    let admin = who(Role::Admin);
+    let create = |rule: ChaseRule| {
+        h.svc.create_chase_rule(h.req(
+            &admin,
+            CreateChaseRuleRequest {
+                chase_rule: Some(rule),
+                chase_rule_id: "survey".into(),
+                ..Default::default()
+            },
+        ))
+    };
+    let mut bad = chase_rule(chase_condition::Kind::Expression, "account_manager = ");
+    bad.display_name.clear();
+    bad.calendar = "teams/x".into();
+    bad.steps[0].wait = Some(Duration {
+        seconds: -60,
+        nanos: 0,
+    });
+    let note = |body: &str| ChaseAction {
+        action_type: Some(chase_action::ActionType::PostNote(PostNoteAction {
+            visibility: note::Visibility::Internal as i32,
+            body_template: body.into(),
+        })),
+    };
+    bad.steps.push(ChaseRuleStep {
+        wait: Some(hours(24 * 400)),
+        basis: TimeBasis::WallClock as i32,
+        actions: vec![
+            note("Dear {{case.account_manager}}"),
+            ChaseAction {
+                action_type: Some(chase_action::ActionType::Escalate(EscalateAction {
+                    level: 0,
+                    target: escalate_action::Target::Team as i32,
+                    ..Default::default()
+                })),
+            },
+            ChaseAction {
+                action_type: Some(chase_action::ActionType::Notify(NotifyAction {
+                    recipient: notify_action::Recipient::StaffMember as i32,
+                    staff_member: "zeki".into(),
+                    ..Default::default()
+                })),
+            },
+            ChaseAction { action_type: None },
+        ],
+    });
+    bad.steps.push(ChaseRuleStep::default());
+    let err = create(bad).await.unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert_eq!(
+        violations(&err),
+        vec![
+            "chase_rule.calendar",
+            "chase_rule.condition.expression",
+            "chase_rule.display_name",
+            "chase_rule.steps[0].wait",
+            "chase_rule.steps[1].actions[0].post_note.body_template",
+            "chase_rule.steps[1].actions[1].escalate.level",
+            "chase_rule.steps[1].actions[1].escalate.team",
+            "chase_rule.steps[1].actions[2].notify.staff_member",
+            "chase_rule.steps[1].actions[3]",
+            "chase_rule.steps[1].wait",
+            "chase_rule.steps[2].actions",
+        ]
+    );
+    // A filter field cases do not have, no steps, an unknown calendar.
+    let unknown_field = chase_rule(chase_condition::Kind::JeopardyWithoutReason, "colour = RED");
+    assert_eq!(
+        field_of(&create(unknown_field).await.unwrap_err()),
+        "chase_rule.condition.expression"
+    );
+    let no_steps = ChaseRule {
+        steps: vec![],
+        ..chase_rule(chase_condition::Kind::ConstructionUndefined, "")
+    };
+    assert_eq!(
+        field_of(&create(no_steps).await.unwrap_err()),
+        "chase_rule.steps"
+    );
+    let no_kind = chase_rule(chase_condition::Kind::Unspecified, "");
+    assert_eq!(
+        field_of(&create(no_kind).await.unwrap_err()),
+        "chase_rule.condition.kind"
+    );
+    let nowhere = ChaseRule {
+        calendar: "calendars/nowhere".into(),
+        ..chase_rule(chase_condition::Kind::ConstructionUndefined, "")
+    };
+    assert_eq!(
+        field_of(&create(nowhere).await.unwrap_err()),
+        "chase_rule.calendar"
+    );
+    assert_eq!(
+        list_chase_rules(&h, &admin, "built_in = false")
+            .await
+            .unwrap()
+            .len(),
+        0,
+        "nothing stored"
+    );
+
+    // A rule narrowed by an expression over case fields is taken.
+    let narrowed = create(chase_rule(
+        chase_condition::Kind::NotPresentedToCarrier,
+        "type = CASE_TYPE_ORDER_NEW AND priority = CASE_PRIORITY_HIGH",
+    ))
+    .await
+    .unwrap()
+    .into_inner();
+    assert_eq!(narrowed.name, "chaseRules/survey");
+    assert!(!narrowed.built_in);
+    let by_kind = list_chase_rules(&h, &admin, "condition.kind = NOT_PRESENTED_TO_CARRIER")
+        .await
+        .unwrap();
+    assert_eq!(by_kind.len(), 2, "the built-in one and this one");
+}
+
+/// `chase-rules apply -f` is a series of upserts: the first creates, the
+/// next updates by mask; a calendar a rule waits in is kept.
+async fn chase_rules_are_applied_from_a_file_as_upserts(h: Harness) {
+    let admin = who(Role::Admin);
+    create_calendar(&h, "us-central", us_central())
+        .await
+        .unwrap();
+    let rule = ChaseRule {
+        name: "chaseRules/survey".into(),
+        calendar: "calendars/us-central".into(),
+        ..chase_rule(chase_condition::Kind::ConstructionUndefined, "")
+    };
+    let created = upsert_chase_rule(&h, &admin, rule.clone(), &["display_name"])
+        .await
+        .unwrap();
+    assert_eq!(created.name, "chaseRules/survey");
+    assert_eq!(created.steps.len(), 1, "a create takes the whole rule");
+    assert_eq!(created.calendar, "calendars/us-central");
+
+    let renamed = upsert_chase_rule(
+        &h,
+        &admin,
+        ChaseRule {
+            display_name: "Site survey overdue".into(),
+            steps: vec![],
+            ..rule.clone()
+        },
+        &["display_name"],
+    )
+    .await
+    .unwrap();
+    assert_eq!(renamed.display_name, "Site survey overdue");
+    assert_eq!(renamed.steps.len(), 1, "fields outside the mask stay");
+    assert_ne!(renamed.etag, created.etag);
+
+    let in_use = h
+        .svc
+        .delete_calendar(h.req(
+            &admin,
+            DeleteCalendarRequest {
+                name: "calendars/us-central".into(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(in_use.code(), Code::FailedPrecondition);
+    assert!(
+        in_use.message().contains("chaseRules/survey"),
+        "{}",
+        in_use.message()
+    );
+
+    // Without allow_missing an unknown rule is NOT_FOUND, and nothing is made.
+    let missing = h
+        .svc
+        .update_chase_rule(h.req(
+            &admin,
+            UpdateChaseRuleRequest {
+                chase_rule: Some(ChaseRule {
+                    name: "chaseRules/other".into(),
+                    ..rule
+                }),
+                update_mask: Some(FieldMask {
+                    paths: vec!["display_name".into()],
+                }),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(missing.code(), Code::NotFound);
+
+    h.svc
+        .delete_chase_rule(h.req(
+            &admin,
+            DeleteChaseRuleRequest {
+                name: "chaseRules/survey".into(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap();
+    h.svc
+        .delete_calendar(h.req(
+            &admin,
+            DeleteCalendarRequest {
+                name: "calendars/us-central".into(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap();
 }

@@ -627,3 +627,94 @@ async fn an_unreachable_database_is_named_with_its_cause() {
         started.elapsed()
     );
 }
+
+/// `concierge cases chase-rules apply -f` makes the rules a file describes,
+/// replaces them when the file changes, and refuses a bad file naming the
+/// rule and the field, storing nothing of it.
+#[test]
+fn chase_rules_are_applied_from_a_toml_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let dev = start_dev(
+        dir.path(),
+        &["--listen", "127.0.0.1:0", "--data-dir", "data"],
+    );
+    let cli = |args: &[&str]| {
+        cli_in(
+            dir.path(),
+            &dev,
+            &args.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
+        )
+    };
+    let rules = |second_wait: &str, placeholder: &str| {
+        format!(
+            r#"
+[[rule]]
+id = "site-survey"
+display_name = "Site survey missing"
+condition = {{ kind = "construction_undefined", expression = 'type = ORDER_NEW', missing = "the site survey" }}
+
+[[rule.step]]
+wait = "0h"
+[[rule.step.action]]
+post_note = {{ visibility = "internal", body = "{{{{case.performing_team}}}}: please send {{{{{placeholder}}}}}." }}
+
+[[rule.step]]
+wait = "{second_wait}"
+basis = "wall_clock"
+[[rule.step.action]]
+escalate = {{ target = "account_manager_chain", reason = "{{{{missing}}}} still missing" }}
+"#
+        )
+    };
+    std::fs::write(dir.path().join("rules.toml"), rules("48h", "missing")).unwrap();
+    let applied = cli(&["cases", "chase-rules", "apply", "-f", "rules.toml"]);
+    assert!(applied.status.success(), "{}", text(&applied));
+    assert!(
+        text(&applied).contains("applied chaseRules/site-survey"),
+        "{}",
+        text(&applied)
+    );
+
+    std::fs::write(dir.path().join("rules.toml"), rules("72h", "missing")).unwrap();
+    let again = cli(&[
+        "cases",
+        "chase-rules",
+        "apply",
+        "-f",
+        "rules.toml",
+        "--json",
+    ]);
+    assert!(again.status.success(), "{}", text(&again));
+    let json: serde_json::Value = serde_json::from_slice(&again.stdout).unwrap();
+    assert_eq!(json["chaseRules"][0]["steps"][1]["wait"], "259200s");
+
+    std::fs::write(dir.path().join("rules.toml"), rules("96h", "case.colour")).unwrap();
+    let bad = cli(&["cases", "chase-rules", "apply", "-f", "rules.toml"]);
+    assert!(!bad.status.success());
+    let said = text(&bad);
+    assert!(said.contains("chaseRules/site-survey"), "{said}");
+    assert!(
+        said.contains("chase_rule.steps[0].actions[0].post_note.body_template"),
+        "{said}"
+    );
+
+    let list = cli(&["cases", "chase-rules", "list"]);
+    let listed = text(&list);
+    assert!(list.status.success(), "{listed}");
+    assert_eq!(
+        listed.lines().count(),
+        4,
+        "three built in and the file's: {listed}"
+    );
+    assert!(listed.contains("chaseRules/jeopardy-without-reason  JP without reason  jeopardy_without_reason  2 step(s)  built-in"), "{listed}");
+
+    let refused = cli(&["cases", "chase-rules", "delete", "jeopardy-without-reason"]);
+    assert!(!refused.status.success());
+    assert!(
+        text(&refused).contains("enabled = false"),
+        "{}",
+        text(&refused)
+    );
+    let deleted = cli(&["cases", "chase-rules", "delete", "site-survey"]);
+    assert!(deleted.status.success(), "{}", text(&deleted));
+}

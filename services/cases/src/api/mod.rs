@@ -7,6 +7,7 @@
 
 mod calendars;
 mod cases;
+mod chase_rules;
 mod clocks;
 mod hand_off_codes;
 mod links;
@@ -354,6 +355,35 @@ impl CasesService for Cases {
 
     async fn delete_calendar(&self, request: Request<DeleteCalendarRequest>) -> Reply<()> {
         calendars::delete_calendar(self, request).await
+    }
+
+    async fn create_chase_rule(
+        &self,
+        request: Request<CreateChaseRuleRequest>,
+    ) -> Reply<ChaseRule> {
+        chase_rules::create_chase_rule(self, request).await
+    }
+
+    async fn get_chase_rule(&self, request: Request<GetChaseRuleRequest>) -> Reply<ChaseRule> {
+        chase_rules::get_chase_rule(self, request).await
+    }
+
+    async fn list_chase_rules(
+        &self,
+        request: Request<ListChaseRulesRequest>,
+    ) -> Reply<ListChaseRulesResponse> {
+        chase_rules::list_chase_rules(self, request).await
+    }
+
+    async fn update_chase_rule(
+        &self,
+        request: Request<UpdateChaseRuleRequest>,
+    ) -> Reply<ChaseRule> {
+        chase_rules::update_chase_rule(self, request).await
+    }
+
+    async fn delete_chase_rule(&self, request: Request<DeleteChaseRuleRequest>) -> Reply<()> {
+        chase_rules::delete_chase_rule(self, request).await
     }
 
     async fn add_business_time(

@@ -4,6 +4,7 @@
 
 mod calendars;
 mod cases;
+mod chase_rules;
 mod clocks;
 mod hand_off_codes;
 mod links;
@@ -25,6 +26,7 @@ pub(super) fn time(t: &Option<prost_types::Timestamp>) -> Value {
 
 pub use calendars::CALENDARS;
 pub use cases::CASES;
+pub use chase_rules::CHASE_RULES;
 pub use clocks::SLA_CLOCKS;
 pub use hand_off_codes::HAND_OFF_CODES;
 pub use links::{CASE_LINKS, inverse_type};

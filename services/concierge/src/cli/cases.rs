@@ -245,6 +245,11 @@ pub enum Command {
         #[command(subcommand)]
         command: HandOffCodesCommand,
     },
+    /// Chase rules: list them, apply a TOML file of them, delete one.
+    ChaseRules {
+        #[command(subcommand)]
+        command: super::chase_rules::ChaseRulesCommand,
+    },
     /// SLA policies (targets in business time, versioned).
     Policies {
         #[command(subcommand)]
@@ -820,6 +825,7 @@ pub async fn run(command: Command, args: &ClientArgs) -> anyhow::Result<()> {
                 println!("merged {} into {}", case_name(&case), case_name(&into))
             })
         }
+        Command::ChaseRules { command } => super::chase_rules::run(command, args).await,
         Command::Calendars { command } => match command {
             CalendarsCommand::Create {
                 id,

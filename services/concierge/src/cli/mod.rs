@@ -3,6 +3,7 @@
 
 mod bench;
 mod cases;
+mod chase_rules;
 mod clock;
 mod customers;
 mod keys;
