@@ -204,16 +204,19 @@ fn catalogues(pool: &DescriptorPool) -> Result<String, Box<dyn std::error::Error
         }
         for d in &declared {
             let snake = snake_case(&d.payload[d.payload.rfind('.').map_or(0, |i| i + 1)..]);
-            for (verb, lifecycle) in [
-                ("CREATED", "Created"),
-                ("UPDATED", "Updated"),
-                ("DELETED", "Deleted"),
-                ("UNDELETED", "Undeleted"),
+            for (verb, lifecycle, constant) in [
+                ("CREATED", "Created", "CREATED"),
+                // An escalation is raised, not created: the event keeps the
+                // word the escalation channel subscribes to.
+                ("RAISED", "Created", "CREATED"),
+                ("UPDATED", "Updated", "UPDATED"),
+                ("DELETED", "Deleted", "DELETED"),
+                ("UNDELETED", "Undeleted", "UNDELETED"),
             ] {
                 if d.name == format!("{}_{verb}", snake.to_ascii_uppercase()) {
                     writeln!(
                         code,
-                        "    impl {lifecycle} for {} {{\n        const {verb}: EventOf<Self> = {};\n    }}",
+                        "    impl {lifecycle} for {} {{\n        const {constant}: EventOf<Self> = {};\n    }}",
                         d.payload_path, d.name
                     )?;
                 }

@@ -8,8 +8,8 @@ use concierge_common::crud::{Ctx, Lifecycle, Store};
 use concierge_common::error::{Error, Result};
 use concierge_common::storage::Conn;
 use concierge_proto::concierge::cases::v1::{
-    Calendar, Case, CaseLink, CasePriority, ChaseRule, HandOffCode, Note, SlaClock, SlaPolicy,
-    case, case_link, note,
+    Calendar, Case, CaseLink, CasePriority, ChaseRule, Escalation, EscalationDelivery, HandOffCode,
+    Note, SlaClock, SlaPolicy, case, case_link, escalation, escalation_delivery, note,
 };
 
 use crate::{
@@ -154,6 +154,19 @@ impl Lifecycle<Case> for Rules {
             Some(plan) => plan.write(conn, after, &ctx.principal.subject, now).await,
             None => store::cases::append_state(conn, after, now, &ctx.principal.subject).await,
         }
+    }
+}
+
+// A new escalation is RAISED by whoever raised it. No webhook channel
+// exists yet (the events issue brings it), so its delivery says so.
+impl Lifecycle<Escalation> for Rules {
+    fn on_create(&self, ctx: &Ctx, e: &mut Escalation, _now: i64) {
+        e.state = escalation::State::Raised as i32;
+        e.raiser = ctx.principal.subject.clone();
+        e.delivery = Some(EscalationDelivery {
+            state: escalation_delivery::State::NoChannel as i32,
+            ..Default::default()
+        });
     }
 }
 

@@ -265,6 +265,7 @@ concierge_common::both_backends!(
     chase_rules_ship_built_in_and_are_edited_not_deleted,
     chase_rules_are_checked_field_by_field_and_nothing_is_stored,
     chase_rules_are_applied_from_a_file_as_upserts,
+    escalations_are_raised_taken_and_closed_by_staff_only,
 );
 
 async fn create_calendar(h: &Harness, id: &str, c: Calendar) -> Result<Calendar, Status> {
@@ -4069,6 +4070,56 @@ async fn every_event_is_declared_in_the_catalogue(h: Harness) {
         .await
         .unwrap();
 
+    // Escalations: one raised, taken and resolved; another withdrawn.
+    let open_case = create_case(&h, &a, case("acme", "Escalated"))
+        .await
+        .unwrap();
+    for (i, settle) in ["resolve", "cancel"].into_iter().enumerate() {
+        let e = raise(
+            &h,
+            &a,
+            &open_case.name,
+            escalation_to("staff/ayse", &format!("reason {i}")),
+        )
+        .await
+        .unwrap();
+        if settle == "resolve" {
+            h.svc
+                .acknowledge_escalation(h.req(
+                    &a,
+                    AcknowledgeEscalationRequest {
+                        name: e.name.clone(),
+                        ..Default::default()
+                    },
+                ))
+                .await
+                .unwrap();
+            h.svc
+                .resolve_escalation(h.req(
+                    &a,
+                    ResolveEscalationRequest {
+                        name: e.name,
+                        outcome: "done".into(),
+                        ..Default::default()
+                    },
+                ))
+                .await
+                .unwrap();
+        } else {
+            h.svc
+                .cancel_escalation(h.req(
+                    &a,
+                    CancelEscalationRequest {
+                        name: e.name,
+                        reason: "in error".into(),
+                        ..Default::default()
+                    },
+                ))
+                .await
+                .unwrap();
+        }
+    }
+
     testing::assert_events_match_catalogue::<EventType>("cases", &h.events().await);
 }
 
@@ -4473,4 +4524,238 @@ async fn chase_rules_are_applied_from_a_file_as_upserts(h: Harness) {
         ))
         .await
         .unwrap();
+}
+
+fn escalation_to(staff: &str, reason: &str) -> Escalation {
+    Escalation {
+        level: 1,
+        target_staff_member: staff.into(),
+        reason: reason.into(),
+        ..Default::default()
+    }
+}
+
+async fn raise(
+    h: &Harness,
+    p: &Principal,
+    case: &str,
+    e: Escalation,
+) -> Result<Escalation, Status> {
+    h.svc
+        .create_escalation(h.req(
+            p,
+            CreateEscalationRequest {
+                parent: case.into(),
+                escalation: Some(e),
+                ..Default::default()
+            },
+        ))
+        .await
+        .map(|r| r.into_inner())
+}
+
+async fn escalations_are_raised_taken_and_closed_by_staff_only(h: Harness) {
+    let a = agent();
+    let c = create_case(&h, &a, case("acme", "Circuit down at HQ"))
+        .await
+        .unwrap();
+
+    let bad = Escalation {
+        level: 0,
+        target_team: "noc".into(),
+        target_staff_member: "staff/ayse".into(),
+        ..Default::default()
+    };
+    let refused = raise(&h, &a, &c.name, bad).await.unwrap_err();
+    assert_eq!(
+        violations(&refused),
+        vec![
+            "escalation.level",
+            "escalation.reason",
+            "escalation.target_staff_member"
+        ]
+    );
+    let client = who(Role::Client);
+    let denied = raise(&h, &client, &c.name, escalation_to("staff/ayse", "help"))
+        .await
+        .unwrap_err();
+    assert_eq!(denied.code(), Code::PermissionDenied);
+
+    let raised = raise(
+        &h,
+        &a,
+        &c.name,
+        escalation_to("staff/ayse", "JP reason still missing after 48 hours"),
+    )
+    .await
+    .unwrap();
+    assert!(raised.name.starts_with(&format!("{}/escalations/", c.name)));
+    assert_eq!(raised.state, escalation::State::Raised as i32);
+    assert_eq!(raised.raiser, a.subject);
+    assert_eq!(
+        raised.delivery.as_ref().unwrap().state,
+        escalation_delivery::State::NoChannel as i32,
+        "no escalation channel is configured"
+    );
+    // What a webhook consumer needs comes with it.
+    assert_eq!(raised.account, "accounts/acme");
+    assert_eq!(raised.case_title, "Circuit down at HQ");
+    assert_eq!(raised.case_priority, c.priority);
+
+    // A client does not learn that it exists.
+    let hidden = h
+        .svc
+        .get_escalation(h.req(
+            &client,
+            GetEscalationRequest {
+                name: raised.name.clone(),
+            },
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(hidden.code(), Code::PermissionDenied);
+
+    let manager = Principal {
+        staff_member: Some("staff/ayse".into()),
+        ..who(Role::Manager)
+    };
+    let ack = AcknowledgeEscalationRequest {
+        name: raised.name.clone(),
+        etag: raised.etag.clone(),
+        request_id: "ack-1".into(),
+    };
+    let taken = h
+        .svc
+        .acknowledge_escalation(h.req(&manager, ack.clone()))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(taken.state, escalation::State::Acknowledged as i32);
+    assert_eq!(taken.acknowledger, manager.subject);
+    assert!(taken.acknowledge_time.is_some());
+    // The same request again answers the same; another one is refused.
+    let retried = h
+        .svc
+        .acknowledge_escalation(h.req(&manager, ack))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(retried.etag, taken.etag);
+    let twice = h
+        .svc
+        .acknowledge_escalation(h.req(
+            &manager,
+            AcknowledgeEscalationRequest {
+                name: raised.name.clone(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(twice.code(), Code::FailedPrecondition);
+
+    let no_outcome = h
+        .svc
+        .resolve_escalation(h.req(
+            &manager,
+            ResolveEscalationRequest {
+                name: raised.name.clone(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(field_of(&no_outcome), "outcome");
+    let resolved = h
+        .svc
+        .resolve_escalation(h.req(
+            &manager,
+            ResolveEscalationRequest {
+                name: raised.name.clone(),
+                outcome: "Reason recorded by the NOC".into(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(resolved.state, escalation::State::Resolved as i32);
+    assert_eq!(resolved.outcome, "Reason recorded by the NOC");
+    assert!(resolved.close_time.is_some());
+    let late = h
+        .svc
+        .cancel_escalation(h.req(
+            &manager,
+            CancelEscalationRequest {
+                name: raised.name.clone(),
+                reason: "raised in error".into(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(late.code(), Code::FailedPrecondition);
+
+    // Another one, to a team, withdrawn; open ones listed across cases.
+    let second = raise(
+        &h,
+        &a,
+        &c.name,
+        Escalation {
+            level: 2,
+            target_team: "noc".into(),
+            reason: "no ETA".into(),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let open = h
+        .svc
+        .list_escalations(h.req(
+            &a,
+            ListEscalationsRequest {
+                parent: "cases/-".into(),
+                filter: "state = RAISED".into(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .escalations;
+    assert_eq!(
+        open.iter().map(|e| e.name.as_str()).collect::<Vec<_>>(),
+        vec![second.name.as_str()]
+    );
+    let cancelled = h
+        .svc
+        .cancel_escalation(h.req(
+            &a,
+            CancelEscalationRequest {
+                name: second.name.clone(),
+                reason: "raised in error".into(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(cancelled.state, escalation::State::Cancelled as i32);
+    assert_eq!(cancelled.outcome, "raised in error");
+    let on_case = h
+        .svc
+        .list_escalations(h.req(
+            &a,
+            ListEscalationsRequest {
+                parent: c.name.clone(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .escalations;
+    assert_eq!(on_case.len(), 2);
+    assert_eq!(on_case[0].name, second.name, "newest first");
 }

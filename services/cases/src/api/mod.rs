@@ -9,6 +9,7 @@ mod calendars;
 mod cases;
 mod chase_rules;
 mod clocks;
+mod escalations;
 mod hand_off_codes;
 mod links;
 mod notes;
@@ -384,6 +385,45 @@ impl CasesService for Cases {
 
     async fn delete_chase_rule(&self, request: Request<DeleteChaseRuleRequest>) -> Reply<()> {
         chase_rules::delete_chase_rule(self, request).await
+    }
+
+    async fn create_escalation(
+        &self,
+        request: Request<CreateEscalationRequest>,
+    ) -> Reply<Escalation> {
+        escalations::create_escalation(self, request).await
+    }
+
+    async fn get_escalation(&self, request: Request<GetEscalationRequest>) -> Reply<Escalation> {
+        escalations::get_escalation(self, request).await
+    }
+
+    async fn list_escalations(
+        &self,
+        request: Request<ListEscalationsRequest>,
+    ) -> Reply<ListEscalationsResponse> {
+        escalations::list_escalations(self, request).await
+    }
+
+    async fn acknowledge_escalation(
+        &self,
+        request: Request<AcknowledgeEscalationRequest>,
+    ) -> Reply<Escalation> {
+        escalations::acknowledge_escalation(self, request).await
+    }
+
+    async fn resolve_escalation(
+        &self,
+        request: Request<ResolveEscalationRequest>,
+    ) -> Reply<Escalation> {
+        escalations::resolve_escalation(self, request).await
+    }
+
+    async fn cancel_escalation(
+        &self,
+        request: Request<CancelEscalationRequest>,
+    ) -> Reply<Escalation> {
+        escalations::cancel_escalation(self, request).await
     }
 
     async fn add_business_time(
