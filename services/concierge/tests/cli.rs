@@ -718,3 +718,83 @@ escalate = {{ target = "account_manager_chain", reason = "{{{{missing}}}} still 
     let deleted = cli(&["cases", "chase-rules", "delete", "site-survey"]);
     assert!(deleted.status.success(), "{}", text(&deleted));
 }
+
+/// An escalation from the command line: raised on a case, listed among the
+/// open ones, taken and resolved.
+#[test]
+fn escalations_are_raised_and_worked_from_the_cli() {
+    let dir = tempfile::tempdir().unwrap();
+    let dev = start_dev(
+        dir.path(),
+        &["--listen", "127.0.0.1:0", "--data-dir", "data"],
+    );
+    let cli = |args: &[&str]| {
+        let out = cli_in(
+            dir.path(),
+            &dev,
+            &args.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
+        );
+        assert!(out.status.success(), "{args:?}: {}", text(&out));
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    cli(&[
+        "customers",
+        "create",
+        "--id",
+        "acme",
+        "--display-name",
+        "Acme Corp",
+        "--tier",
+        "enterprise",
+        "--time-zone",
+        "America/Chicago",
+        "--mrc",
+        "30000.00 USD",
+    ]);
+    cli(&[
+        "cases",
+        "create",
+        "--id",
+        "down",
+        "--account",
+        "acme",
+        "--type",
+        "repair",
+        "--title",
+        "Circuit down",
+    ]);
+    let raised = cli(&[
+        "cases",
+        "escalations",
+        "raise",
+        "down",
+        "--team",
+        "noc",
+        "--reason",
+        "no ETA after 4 hours",
+    ]);
+    assert!(
+        raised.contains("level 1  raised  to noc  no ETA after 4 hours"),
+        "{raised}"
+    );
+    let name = raised.split_whitespace().next().unwrap().to_string();
+    assert!(name.starts_with("cases/down/escalations/"), "{name}");
+
+    let open = cli(&["cases", "escalations", "list"]);
+    assert!(open.contains(&name), "{open}");
+    assert!(cli(&["cases", "escalations", "ack", &name]).contains("acknowledged"));
+    let resolved = cli(&[
+        "cases",
+        "escalations",
+        "resolve",
+        &name,
+        "--outcome",
+        "ETA given: 18:00",
+    ]);
+    assert!(resolved.contains("resolved"), "{resolved}");
+    assert!(
+        !cli(&["cases", "escalations", "list"]).contains(&name),
+        "no longer open"
+    );
+    assert!(cli(&["cases", "escalations", "list", "down"]).contains(&name));
+}

@@ -7,7 +7,7 @@ use super::ClientArgs;
 use super::customers::account_name;
 use crate::output::{self, Answer, ListArgs, paged, parse_enum, short};
 
-fn case_name(s: &str) -> String {
+pub(super) fn case_name(s: &str) -> String {
     if s.starts_with("cases/") {
         s.to_string()
     } else {
@@ -244,6 +244,11 @@ pub enum Command {
     HandOffCodes {
         #[command(subcommand)]
         command: HandOffCodesCommand,
+    },
+    /// Escalations: raise, list, acknowledge, resolve, cancel.
+    Escalations {
+        #[command(subcommand)]
+        command: super::escalations::EscalationsCommand,
     },
     /// Chase rules: list them, apply a TOML file of them, delete one.
     ChaseRules {
@@ -826,6 +831,7 @@ pub async fn run(command: Command, args: &ClientArgs) -> anyhow::Result<()> {
             })
         }
         Command::ChaseRules { command } => super::chase_rules::run(command, args).await,
+        Command::Escalations { command } => super::escalations::run(command, args).await,
         Command::Calendars { command } => match command {
             CalendarsCommand::Create {
                 id,

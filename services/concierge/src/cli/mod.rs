@@ -6,6 +6,7 @@ mod cases;
 mod chase_rules;
 mod clock;
 mod customers;
+mod escalations;
 mod keys;
 mod server;
 
