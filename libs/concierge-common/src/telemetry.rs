@@ -192,7 +192,15 @@ async fn serve_metrics(
         }
     });
     while let Some(accepted) = connections.next().await {
-        let Ok(stream) = accepted else { continue };
+        let stream = match accepted {
+            Ok(stream) => stream,
+            Err(e) => {
+                // Out of file descriptors, say: retrying at once would spin.
+                tracing::warn!(error = %e, "accepting a metrics scrape failed");
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                continue;
+            }
+        };
         let recorder = recorder.clone();
         tokio::spawn(async move {
             let answer =

@@ -7,7 +7,7 @@ use concierge_common::crud::Resource;
 use concierge_common::error::{Error, Violations};
 use concierge_common::filter::{Field, FieldType, Value};
 use concierge_common::resource::Kind;
-use concierge_common::{bounded, clock, filter, names};
+use concierge_common::{bounded, filter, names};
 use concierge_proto::concierge::cases::v1::*;
 
 use super::{CASES, CREATE_TIME, UPDATE_TIME};
@@ -233,20 +233,7 @@ impl Resource<Rules> for ChaseRule {
         "enabled",
     ];
 
-    fn name(&self) -> &str {
-        &self.name
-    }
-    fn etag(&self) -> &str {
-        &self.etag
-    }
-    fn set_name(&mut self, name: String) {
-        self.name = name;
-    }
-    fn set_meta(&mut self, create_time: i64, update_time: i64, etag: String) {
-        self.create_time = clock::micros_to_proto(create_time);
-        self.update_time = clock::micros_to_proto(update_time);
-        self.etag = etag;
-    }
+    standard_meta!();
     fn columns(&self) -> Vec<(&'static str, Value)> {
         vec![
             ("display_name", Value::Text(self.display_name.clone())),

@@ -4,8 +4,8 @@
 use concierge_common::crud::Resource;
 use concierge_common::error::Violations;
 use concierge_common::filter::{Field, FieldType, Value};
+use concierge_common::names;
 use concierge_common::resource::Kind;
-use concierge_common::{clock, names};
 use concierge_proto::concierge::cases::v1::*;
 
 use super::{CREATE_TIME, UPDATE_TIME};
@@ -61,20 +61,7 @@ impl Resource<Rules> for Escalation {
     const FIELD: &'static str = "escalation";
     const UPDATABLE: &'static [&'static str] = &[];
 
-    fn name(&self) -> &str {
-        &self.name
-    }
-    fn etag(&self) -> &str {
-        &self.etag
-    }
-    fn set_name(&mut self, name: String) {
-        self.name = name;
-    }
-    fn set_meta(&mut self, create_time: i64, update_time: i64, etag: String) {
-        self.create_time = clock::micros_to_proto(create_time);
-        self.update_time = clock::micros_to_proto(update_time);
-        self.etag = etag;
-    }
+    standard_meta!();
     fn account(&self) -> String {
         self.account.clone()
     }

@@ -1,6 +1,5 @@
 //! Hand-off codes.
 
-use concierge_common::clock;
 use concierge_common::crud::Resource;
 use concierge_common::error::{Error, Result, Violations};
 use concierge_common::filter::{Field, FieldType, Value};
@@ -61,20 +60,7 @@ impl Resource<Rules> for HandOffCode {
             ))
         }
     }
-    fn name(&self) -> &str {
-        &self.name
-    }
-    fn etag(&self) -> &str {
-        &self.etag
-    }
-    fn set_name(&mut self, name: String) {
-        self.name = name;
-    }
-    fn set_meta(&mut self, create_time: i64, update_time: i64, etag: String) {
-        self.create_time = clock::micros_to_proto(create_time);
-        self.update_time = clock::micros_to_proto(update_time);
-        self.etag = etag;
-    }
+    standard_meta!();
     fn columns(&self) -> Vec<(&'static str, Value)> {
         let types: Vec<&str> = self
             .case_types

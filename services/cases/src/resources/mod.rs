@@ -2,6 +2,27 @@
 //! its table and filter fields (`Kind`), and how the store checks, names,
 //! copies and indexes it (`Resource`).
 
+/// The name, etag and timestamps of a resource whose message has `name`,
+/// `etag`, `create_time` and `update_time`: most of them.
+macro_rules! standard_meta {
+    () => {
+        fn name(&self) -> &str {
+            &self.name
+        }
+        fn etag(&self) -> &str {
+            &self.etag
+        }
+        fn set_name(&mut self, name: String) {
+            self.name = name;
+        }
+        fn set_meta(&mut self, create_time: i64, update_time: i64, etag: String) {
+            self.create_time = concierge_common::clock::micros_to_proto(create_time);
+            self.update_time = concierge_common::clock::micros_to_proto(update_time);
+            self.etag = etag;
+        }
+    };
+}
+
 mod calendars;
 mod cases;
 mod chase_rules;
