@@ -146,12 +146,13 @@ pub trait Lifecycle<R>: Authorize<R> {
     ) -> impl Future<Output = Result<()>> + Send {
         async { Ok(()) }
     }
-    /// Writes that go with a delete, in its transaction (the other half of a
-    /// two-way link).
+    /// Writes that go with a delete at `now`, in its transaction (the other
+    /// half of a two-way link).
     fn after_delete(
         &self,
         _conn: &mut Conn<'_>,
         _r: &R,
+        _now: i64,
     ) -> impl Future<Output = Result<()>> + Send {
         async { Ok(()) }
     }
@@ -160,8 +161,14 @@ pub trait Lifecycle<R>: Authorize<R> {
     fn on_create(&self, _ctx: &Ctx, _r: &mut R, _now: i64) {}
     /// Output-only fields derived from other resources (a case withheld by
     /// an open dependency), set in a change's transaction just before it is
-    /// written, so the stored resource, the reply and the event agree.
-    fn derive(&self, _conn: &mut Conn<'_>, _r: &mut R) -> impl Future<Output = Result<()>> + Send {
+    /// written at `now`, so the stored resource, the reply and the event
+    /// agree; rows that follow from them may be written with it.
+    fn derive(
+        &self,
+        _conn: &mut Conn<'_>,
+        _r: &mut R,
+        _now: i64,
+    ) -> impl Future<Output = Result<()>> + Send {
         async { Ok(()) }
     }
     /// Writes that go with a change, in its transaction (a state history
@@ -893,8 +900,8 @@ impl Store {
         v.into_result()?;
         policy.may_write(&ctx.principal, &r, &facts)?;
         policy.check_references(&mut conn, &r).await?;
-        policy.derive(&mut conn, &mut r).await?;
         let now = self.now().max(stored.update_time);
+        policy.derive(&mut conn, &mut r, now).await?;
         let next = Stored {
             update_time: now,
             revision: stored.revision + 1,
@@ -989,7 +996,7 @@ impl Store {
             ..stored.clone()
         };
         change(&mut r, &mut next)?;
-        policy.derive(&mut conn, &mut r).await?;
+        policy.derive(&mut conn, &mut r, now).await?;
         next.body = strip_meta::<R, P>(&r);
         resource::update(&mut conn, R::KIND, &next, stored.revision, &r.columns()).await?;
         r.set_meta(next.create_time, next.update_time, next.etag());
@@ -1070,8 +1077,8 @@ impl Store {
         policy.may_write(&ctx.principal, &r, &facts)?;
         policy.check_delete(&mut conn, &r).await?;
         resource::delete(&mut conn, R::KIND, name).await?;
-        policy.after_delete(&mut conn, &r).await?;
         let now = self.now();
+        policy.after_delete(&mut conn, &r, now).await?;
         self.record(policy, &mut conn, ctx, R::DELETED, &r, now)
             .await?;
         tx.commit().await?;

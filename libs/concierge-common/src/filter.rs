@@ -461,6 +461,56 @@ impl Expr {
     }
 }
 
+impl Expr {
+    /// Whether a row whose columns `value` reads matches, with the meaning
+    /// [`Expr::to_sql`] gives the same filter (a column it cannot read
+    /// matches nothing): how a filter is checked against one resource in
+    /// memory, e.g. a chase rule's expression against the case a change
+    /// just wrote.
+    pub fn matches(&self, value: &impl Fn(&str) -> Option<Value>) -> bool {
+        match self {
+            Expr::And(terms) => terms.iter().all(|t| t.matches(value)),
+            Expr::Or(terms) => terms.iter().any(|t| t.matches(value)),
+            Expr::Not(inner) => !inner.matches(value),
+            Expr::Compare {
+                column,
+                op,
+                value: wanted,
+            } => {
+                let Some(have) = value(column) else {
+                    return false;
+                };
+                let ordering = match (&have, wanted) {
+                    (Value::Text(h), Value::Text(w)) => {
+                        if *op == "="
+                            && let Some(prefix) = w.strip_suffix('*')
+                        {
+                            return h.starts_with(prefix);
+                        }
+                        h.cmp(w)
+                    }
+                    (Value::Int(h), Value::Int(w)) => h.cmp(w),
+                    _ => return false,
+                };
+                use std::cmp::Ordering::*;
+                match *op {
+                    "=" => ordering == Equal,
+                    "!=" => ordering != Equal,
+                    "<" => ordering == Less,
+                    "<=" => ordering != Greater,
+                    ">" => ordering == Greater,
+                    ">=" => ordering != Less,
+                    _ => false,
+                }
+            }
+            Expr::Contains { column, needle } => match value(column) {
+                Some(Value::Text(h)) => h.contains(needle.as_str()),
+                _ => false,
+            },
+        }
+    }
+}
+
 fn escape_like(s: &str) -> String {
     s.replace('\\', "\\\\")
         .replace('%', "\\%")
@@ -508,6 +558,27 @@ mod tests {
             ty: FieldType::Bool,
         },
     ];
+
+    #[test]
+    fn a_filter_matches_in_memory_as_it_does_in_sql() {
+        let row = |c: &str| match c {
+            "display_name" => Some(Value::Text("Acme HQ".into())),
+            "tier" => Some(Value::Int(3)),
+            "mrc_minor_units" => Some(Value::Int(3_000_000)),
+            "monitored" => Some(Value::Int(1)),
+            _ => None,
+        };
+        let m = |f: &str| parse(f, FIELDS).unwrap().unwrap().matches(&row);
+        assert!(m("tier = ENTERPRISE AND mrc.minor_units >= 3000000"));
+        assert!(!m("tier = STANDARD OR mrc.minor_units > 3000000"));
+        assert!(m("display_name = \"Acme*\" AND NOT monitored = false"));
+        assert!(m("display_name:\"HQ\""));
+        assert!(!m("display_name:\"hq\""));
+        assert!(m("mrc.minor_units != 1 AND mrc.minor_units < 3000001"));
+        // A column the row does not have matches nothing, negated or not.
+        assert!(!m("update_time > \"2026-01-01T00:00:00Z\""));
+        assert!(m("NOT update_time > \"2026-01-01T00:00:00Z\""));
+    }
 
     fn sql(filter: &str) -> (String, Vec<Value>) {
         let mut s = String::new();

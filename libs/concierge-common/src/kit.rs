@@ -74,6 +74,8 @@ pub struct Deps {
     pub principals: PrincipalCodec,
     pub clock: SharedClock,
     pub peers: Peers,
+    /// Where the service's outgoing e-mail goes.
+    pub mail: std::sync::Arc<crate::mail::Mailer>,
 }
 
 /// How a process runs a service's background workers.
@@ -175,6 +177,7 @@ impl InProcess {
         mut db_for: impl AsyncFnMut(&Registration) -> Result<Db>,
         principals: &PrincipalCodec,
         clock: &SharedClock,
+        mail: &std::sync::Arc<crate::mail::Mailer>,
         supervisor: &Supervisor,
         workers: impl Fn(&Registration) -> Workers,
     ) -> Result<Self> {
@@ -207,6 +210,7 @@ impl InProcess {
                     principals: principals.clone(),
                     clock: clock.clone(),
                     peers: this.peers.clone(),
+                    mail: mail.clone(),
                 })
                 .await?;
             opened.supervise(supervisor, &workers(service));

@@ -11,6 +11,7 @@ pub mod error;
 pub mod filter;
 pub mod idempotency;
 pub mod kit;
+pub mod mail;
 pub mod money;
 pub mod names;
 pub mod outbox;

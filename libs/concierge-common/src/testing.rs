@@ -112,6 +112,74 @@ pub fn python(test: &str) -> Option<String> {
     )
 }
 
+/// A real SMTP server on loopback (Python's aiosmtpd, from the CI venv),
+/// keeping every message it receives as a file of a Maildir, with the
+/// envelope's recipients in `X-RcptTo`. Stopped when dropped.
+pub struct SmtpSink {
+    child: std::process::Child,
+    dir: tempfile::TempDir,
+    /// `smtp://127.0.0.1:{port}`, for [`crate::mail::Mailer::smtp`].
+    pub url: String,
+}
+
+impl SmtpSink {
+    /// Starts one and waits (a bounded number of tries) until it accepts
+    /// connections; `None` where Python is not configured (never under CI).
+    pub async fn start(test: &str) -> Option<Self> {
+        let python = python(test)?;
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free loopback port")
+            .port();
+        let child = std::process::Command::new(&python)
+            .args(["-m", "aiosmtpd", "-n", "-l"])
+            .arg(format!("127.0.0.1:{port}"))
+            .args(["-c", "aiosmtpd.handlers.Mailbox"])
+            .arg(dir.path().join("box"))
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting aiosmtpd with {python}: {e}"));
+        let sink = Self {
+            child,
+            dir,
+            url: format!("smtp://127.0.0.1:{port}"),
+        };
+        for _ in 0..200 {
+            if tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .is_ok()
+            {
+                return Some(sink);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!(
+            "aiosmtpd did not accept connections on port {port} within 10 s (is it installed in {python}'s venv?)"
+        );
+    }
+
+    /// The messages received so far, each as its raw text.
+    pub fn messages(&self) -> Vec<String> {
+        let Ok(entries) = std::fs::read_dir(self.dir.path().join("box").join("new")) else {
+            return Vec::new();
+        };
+        let mut files: Vec<_> = entries.filter_map(|e| e.ok()).map(|e| e.path()).collect();
+        files.sort();
+        files
+            .iter()
+            .filter_map(|f| std::fs::read_to_string(f).ok())
+            .collect()
+    }
+}
+
+impl Drop for SmtpSink {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// A URL to a new, empty database on the server behind `admin_url`.
 pub async fn create_postgres_database(admin_url: &str) -> (String, String) {
     use sqlx::Connection;
@@ -248,12 +316,26 @@ impl<S: Service> Harness<S> {
         clock: TestClock,
         peers: Peers,
     ) -> Option<Self> {
+        let off = std::sync::Arc::new(crate::mail::Mailer::Off);
+        Self::open_mailing(backend, test, codec, clock, peers, off).await
+    }
+
+    /// [`Harness::open`] with its e-mail going to `mail`.
+    pub async fn open_mailing(
+        backend: Backend,
+        test: &str,
+        codec: PrincipalCodec,
+        clock: TestClock,
+        peers: Peers,
+        mail: std::sync::Arc<crate::mail::Mailer>,
+    ) -> Option<Self> {
         let db = TestDb::new(backend, test).await?;
         let svc = S::open(Deps {
             db: db.db.clone(),
             principals: codec.clone(),
             clock: std::sync::Arc::new(clock.clone()),
             peers,
+            mail,
         })
         .await
         .unwrap_or_else(|e| panic!("opening the {} service: {e}", S::NAME));

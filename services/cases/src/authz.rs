@@ -14,8 +14,8 @@ use concierge_common::crud::Authorize;
 use concierge_common::error::{Error, Result};
 use concierge_common::principal::{Principal, Role};
 use concierge_proto::concierge::cases::v1::{
-    Calendar, Case, CaseLink, CasePriority, ChaseRule, Escalation, HandOffCode, Note, SlaClock,
-    SlaPolicy, note,
+    Calendar, Case, CaseLink, CasePriority, ChaseRule, ChaseRun, ChaseStep, Escalation,
+    HandOffCode, Note, SlaClock, SlaPolicy, note,
 };
 use concierge_proto::events::Visibility;
 
@@ -83,30 +83,38 @@ configuration!(Calendar, "business calendars");
 configuration!(HandOffCode, "hand-off codes");
 configuration!(ChaseRule, "chase rules");
 
-/// Escalations are the company's own business: every staff member raises,
-/// takes and closes them; a client never sees one, nor learns that one
-/// exists.
-impl Authorize<Escalation> for Rules {
-    type Facts = ();
-    fn visibility(&self, _r: &Escalation) -> Visibility {
-        Visibility::Internal
-    }
-    fn may_read(&self, p: &Principal, _name: &str) -> Result<()> {
-        staff_only(p, "escalations")
-    }
-    fn may_see(&self, p: &Principal, _r: &Escalation) -> Result<()> {
-        staff_only(p, "escalations")
-    }
-    fn may_attempt_write(&self, p: &Principal, _target: &str) -> Result<()> {
-        staff_only(p, "escalations")
-    }
-    fn may_write(&self, p: &Principal, _r: &Escalation, _: &()) -> Result<()> {
-        staff_only(p, "escalations")
-    }
-    fn list_account(&self, p: &Principal, _parent: &str) -> Result<Option<String>> {
-        staff_only(p, "escalations").map(|()| None)
-    }
+/// The company's own work on a case, which every staff member does and a
+/// client never sees, nor learns exists: escalations, and the chase runs and
+/// steps the chase rules take.
+macro_rules! internal_work {
+    ($ty:ty, $what:literal) => {
+        impl Authorize<$ty> for Rules {
+            type Facts = ();
+            fn visibility(&self, _r: &$ty) -> Visibility {
+                Visibility::Internal
+            }
+            fn may_read(&self, p: &Principal, _name: &str) -> Result<()> {
+                staff_only(p, $what)
+            }
+            fn may_see(&self, p: &Principal, _r: &$ty) -> Result<()> {
+                staff_only(p, $what)
+            }
+            fn may_attempt_write(&self, p: &Principal, _target: &str) -> Result<()> {
+                staff_only(p, $what)
+            }
+            fn may_write(&self, p: &Principal, _r: &$ty, _: &()) -> Result<()> {
+                staff_only(p, $what)
+            }
+            fn list_account(&self, p: &Principal, _parent: &str) -> Result<Option<String>> {
+                staff_only(p, $what).map(|()| None)
+            }
+        }
+    };
 }
+
+internal_work!(Escalation, "escalations");
+internal_work!(ChaseRun, "chase runs");
+internal_work!(ChaseStep, "chase steps");
 
 /// Cases: staff work every case; a client opens cases for its own account
 /// and follows them, and changes nothing else.

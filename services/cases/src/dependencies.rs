@@ -19,15 +19,30 @@ pub(crate) async fn withheld(conn: &mut Conn<'_>, c: &Case) -> Result<bool> {
     Ok(states.into_iter().any(lifecycle::is_open))
 }
 
-/// Re-derives the flag of a stored case, writing it when it moved.
-pub(crate) async fn refresh(conn: &mut Conn<'_>, case_name: &str) -> Result<()> {
-    store::cases::write_withheld(conn, case_name, async |conn, c| withheld(conn, c).await).await
+/// Re-derives the flag of a stored case, writing it when it moved: a chase
+/// rule may start or stop with it (an order no longer withheld must now be
+/// placed), at `now`, in the same transaction.
+pub(crate) async fn refresh(conn: &mut Conn<'_>, case_name: &str, now: i64) -> Result<()> {
+    store::cases::write_withheld(conn, case_name, async |conn, c| {
+        let flag = withheld(conn, c).await?;
+        if flag == c.withheld_by_dependency {
+            return Ok(false);
+        }
+        c.withheld_by_dependency = flag;
+        crate::chase::on_change(conn, c, now).await?;
+        Ok(true)
+    })
+    .await
 }
 
 /// After `case_name` opened or closed: the cases that depend on it.
-pub(crate) async fn refresh_dependents(conn: &mut Conn<'_>, case_name: &str) -> Result<()> {
+pub(crate) async fn refresh_dependents(
+    conn: &mut Conn<'_>,
+    case_name: &str,
+    now: i64,
+) -> Result<()> {
     for d in store::cases::dependents(conn, case_name).await? {
-        refresh(conn, &d).await?;
+        refresh(conn, &d, now).await?;
     }
     Ok(())
 }

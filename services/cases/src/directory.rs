@@ -12,7 +12,10 @@ use concierge_common::peer::Peer;
 use concierge_common::principal::PrincipalCodec;
 use concierge_proto::customers::customers_service_client::CustomersServiceClient;
 use concierge_proto::customers::customers_service_server::SERVICE_NAME as CUSTOMERS;
-use concierge_proto::customers::{GetAccountRequest, GetSiteRequest, ListContactsRequest, Tier};
+use concierge_proto::customers::{
+    GetAccountRequest, GetEscalationChainRequest, GetSiteRequest, GetStaffMemberRequest,
+    ListContactsRequest, ListStaffMembersRequest, StaffMember, Tier,
+};
 use tonic::Code;
 use tonic::transport::Channel;
 
@@ -131,6 +134,65 @@ impl Directory {
             recipients.push(case_contact.to_string());
         }
         Ok(recipients)
+    }
+
+    /// The managers above `staff_member`, nearest first (empty at the
+    /// top); a staff member the directory does not know has none either.
+    /// Not kept: an escalation goes to the chain as it is now.
+    pub async fn escalation_chain(&self, staff_member: &str) -> Result<Vec<StaffMember>> {
+        let request = GetEscalationChainRequest {
+            name: staff_member.to_string(),
+        };
+        match self
+            .customers
+            .read("", request, |mut c, r| async move {
+                c.get_escalation_chain(r).await
+            })
+            .await
+        {
+            Ok(chain) => Ok(chain.managers),
+            Err(refused) if refused.code() == Code::NotFound => Ok(Vec::new()),
+            Err(refused) => Err(refused.into()),
+        }
+    }
+
+    /// Who an escalation's e-mail goes to: the staff member it targets, or
+    /// the active members of the team it targets (at most 100). A staff
+    /// member the directory does not know reaches nobody.
+    pub async fn escalation_recipients(
+        &self,
+        team: &str,
+        staff_member: &str,
+    ) -> Result<Vec<StaffMember>> {
+        if !staff_member.is_empty() {
+            let request = GetStaffMemberRequest {
+                name: staff_member.to_string(),
+            };
+            return match self
+                .customers
+                .read("", request, |mut c, r| async move {
+                    c.get_staff_member(r).await
+                })
+                .await
+            {
+                Ok(member) => Ok(vec![member]),
+                Err(refused) if refused.code() == Code::NotFound => Ok(Vec::new()),
+                Err(refused) => Err(refused.into()),
+            };
+        }
+        let quoted = team.replace('\\', "\\\\").replace('"', "\\\"");
+        let request = ListStaffMembersRequest {
+            page_size: 100,
+            filter: format!("team = \"{quoted}\" AND active = true"),
+            ..Default::default()
+        };
+        let members = self
+            .customers
+            .read("", request, |mut c, r| async move {
+                c.list_staff_members(r).await
+            })
+            .await?;
+        Ok(members.staff_members)
     }
 
     /// The time zone of a site, in which its repairs count business time;

@@ -8,12 +8,13 @@ use concierge_common::crud::{Ctx, Lifecycle, Store};
 use concierge_common::error::{Error, Result};
 use concierge_common::storage::Conn;
 use concierge_proto::concierge::cases::v1::{
-    Calendar, Case, CaseLink, CasePriority, ChaseRule, Escalation, EscalationDelivery, HandOffCode,
-    Note, SlaClock, SlaPolicy, case, case_link, escalation, escalation_delivery, note,
+    Calendar, Case, CaseLink, CasePriority, ChaseRule, ChaseRun, ChaseStep, Escalation,
+    EscalationDelivery, HandOffCode, Note, SlaClock, SlaPolicy, case, case_link, escalation,
+    escalation_delivery, note,
 };
 
 use crate::{
-    Rules, dependencies, lifecycle, link_source, post_public_update, rearm, resources, store,
+    Rules, chase, dependencies, lifecycle, link_source, post_public_update, rearm, resources, store,
 };
 
 // A calendar change re-arms open cases' timers in the background; a
@@ -33,7 +34,7 @@ impl Lifecycle<Calendar> for Rules {
     async fn check_delete(&self, conn: &mut Conn<'_>, c: &Calendar) -> Result<()> {
         calendar_in_use(conn, c).await
     }
-    async fn after_delete(&self, conn: &mut Conn<'_>, _c: &Calendar) -> Result<()> {
+    async fn after_delete(&self, conn: &mut Conn<'_>, _c: &Calendar, _now: i64) -> Result<()> {
         store::sla_policies::bump_config(conn).await
     }
 }
@@ -52,6 +53,29 @@ impl Lifecycle<ChaseRule> for Rules {
                 format!("{} does not exist", r.calendar),
             ));
         }
+        Ok(())
+    }
+    /// New cases are matched against the rules snapshot of the SLA
+    /// configuration generation, which every rule change moves on. A rule
+    /// that stops starting runs brings its active runs' timers forward: the
+    /// sweep cancels them, case by case.
+    async fn after_write(
+        &self,
+        conn: &mut Conn<'_>,
+        _ctx: &Ctx,
+        before: Option<&ChaseRule>,
+        after: &ChaseRule,
+        _now: i64,
+    ) -> Result<()> {
+        store::sla_policies::bump_config(conn).await?;
+        if before.is_some_and(|b| b.enabled) && !after.enabled {
+            store::chase::hurry_runs_of(conn, &after.name).await?;
+        }
+        Ok(())
+    }
+    async fn after_delete(&self, conn: &mut Conn<'_>, r: &ChaseRule, _now: i64) -> Result<()> {
+        store::sla_policies::bump_config(conn).await?;
+        store::chase::hurry_runs_of(conn, &r.name).await?;
         Ok(())
     }
     async fn check_delete(&self, _conn: &mut Conn<'_>, r: &ChaseRule) -> Result<()> {
@@ -92,6 +116,11 @@ async fn calendar_in_use(conn: &mut Conn<'_>, c: &Calendar) -> Result<()> {
 
 impl Lifecycle<HandOffCode> for Rules {}
 
+// Runs and steps are written by the chase engine itself (`chase`), never
+// through the store's generic writes.
+impl Lifecycle<ChaseRun> for Rules {}
+impl Lifecycle<ChaseStep> for Rules {}
+
 impl Lifecycle<Case> for Rules {
     fn on_create(&self, ctx: &Ctx, c: &mut Case, now: i64) {
         c.state = case::State::New as i32;
@@ -102,11 +131,14 @@ impl Lifecycle<Case> for Rules {
         }
         if let Some(plan) = &self.new_case {
             plan.compute(c, now);
+            plan.begin_chase(c, now);
         }
     }
-    async fn derive(&self, conn: &mut Conn<'_>, c: &mut Case) -> Result<()> {
+    /// A change that makes a chase rule's condition hold starts its run, and
+    /// one that clears it ends the run, in the change's transaction.
+    async fn derive(&self, conn: &mut Conn<'_>, c: &mut Case, now: i64) -> Result<()> {
         c.withheld_by_dependency = dependencies::withheld(conn, c).await?;
-        Ok(())
+        chase::on_change(conn, c, now).await
     }
     /// Every state the case enters is kept, in order: SLA clocks are read
     /// from it. A case closing (or reopening) releases (or again withholds)
@@ -148,17 +180,21 @@ impl Lifecycle<Case> for Rules {
             lifecycle::is_open(case::State::try_from(c.state).unwrap_or(case::State::Unspecified))
         };
         if before.is_some_and(|b| open(b) != open(after)) {
-            dependencies::refresh_dependents(conn, &after.name).await?;
+            dependencies::refresh_dependents(conn, &after.name, now).await?;
         }
         match planned {
-            Some(plan) => plan.write(conn, after, &ctx.principal.subject, now).await,
+            Some(plan) => {
+                plan.write(conn, after, &ctx.principal.subject, now).await?;
+                plan.write_chase(conn, after, now).await
+            }
             None => store::cases::append_state(conn, after, now, &ctx.principal.subject).await,
         }
     }
 }
 
-// A new escalation is RAISED by whoever raised it. No webhook channel
-// exists yet (the events issue brings it), so its delivery says so.
+// A new escalation is RAISED by whoever raised it, and its target's e-mail
+// is queued with it. No webhook channel exists yet (the events issue brings
+// it), so its delivery says so.
 impl Lifecycle<Escalation> for Rules {
     fn on_create(&self, ctx: &Ctx, e: &mut Escalation, _now: i64) {
         e.state = escalation::State::Raised as i32;
@@ -167,6 +203,19 @@ impl Lifecycle<Escalation> for Rules {
             state: escalation_delivery::State::NoChannel as i32,
             ..Default::default()
         });
+    }
+    async fn after_write(
+        &self,
+        conn: &mut Conn<'_>,
+        _ctx: &Ctx,
+        before: Option<&Escalation>,
+        after: &Escalation,
+        now: i64,
+    ) -> Result<()> {
+        if before.is_none() {
+            crate::mail::queue_escalation(conn, after, now).await?;
+        }
+        Ok(())
     }
 }
 
@@ -211,7 +260,7 @@ impl Lifecycle<SlaPolicy> for Rules {
         store::sla_policies::insert_revision(conn, after, now).await?;
         Ok(())
     }
-    async fn after_delete(&self, conn: &mut Conn<'_>, _p: &SlaPolicy) -> Result<()> {
+    async fn after_delete(&self, conn: &mut Conn<'_>, _p: &SlaPolicy, _now: i64) -> Result<()> {
         store::sla_policies::bump_config(conn).await
     }
 }
@@ -276,12 +325,12 @@ impl Lifecycle<CaseLink> for Rules {
         };
         let columns = <CaseLink as concierge_common::crud::Resource<Rules>>::columns(&inverse);
         concierge_common::resource::insert(conn, &resources::CASE_LINKS, &stored, &columns).await?;
-        dependencies::refresh(conn, &inverse.target).await?;
-        dependencies::refresh(conn, &after.target).await
+        dependencies::refresh(conn, &inverse.target, now).await?;
+        dependencies::refresh(conn, &after.target, now).await
     }
-    async fn after_delete(&self, conn: &mut Conn<'_>, l: &CaseLink) -> Result<()> {
+    async fn after_delete(&self, conn: &mut Conn<'_>, l: &CaseLink, now: i64) -> Result<()> {
         concierge_common::resource::delete(conn, &resources::CASE_LINKS, &l.inverse).await?;
-        dependencies::refresh(conn, &l.target).await?;
-        dependencies::refresh(conn, link_source(&l.name)).await
+        dependencies::refresh(conn, &l.target, now).await?;
+        dependencies::refresh(conn, link_source(&l.name), now).await
     }
 }

@@ -17,6 +17,7 @@ mod dependencies;
 pub mod directory;
 pub mod engine;
 mod hooks;
+mod mail;
 mod new_case;
 mod reading;
 mod rearm;
@@ -50,6 +51,7 @@ pub struct Cases {
     principals: PrincipalCodec,
     directory: directory::Directory,
     sla_config: std::sync::Arc<new_case::SlaConfigCache>,
+    mail: std::sync::Arc<concierge_common::mail::Mailer>,
 }
 
 /// The cases service's rules: who may do what with each kind
@@ -91,9 +93,19 @@ impl Cases {
             principals,
             directory,
             sla_config: Default::default(),
+            mail: std::sync::Arc::new(concierge_common::mail::Mailer::Off),
         };
         chase::install(&cases).await?;
         Ok(cases)
+    }
+
+    /// The service sending its e-mail (escalations) through `mail`.
+    pub fn with_mail(self, mail: std::sync::Arc<concierge_common::mail::Mailer>) -> Self {
+        Self { mail, ..self }
+    }
+
+    pub(crate) fn mail(&self) -> &concierge_common::mail::Mailer {
+        &self.mail
     }
 
     pub(crate) fn sla_config_cache(&self) -> &new_case::SlaConfigCache {
@@ -141,7 +153,9 @@ impl kit::Service for Cases {
 
     async fn open(deps: kit::Deps) -> Result<Self> {
         let customers = deps.peers.channel("customers")?;
-        Self::open(deps.db, deps.principals, deps.clock, customers).await
+        Self::open(deps.db, deps.principals, deps.clock, customers)
+            .await
+            .map(|cases| cases.with_mail(deps.mail))
     }
 
     fn routes(&self) -> tonic::service::Routes {

@@ -18,11 +18,13 @@ use concierge_common::clock;
 use concierge_common::crud::Ctx;
 use concierge_common::error::{Error, Reason, Result};
 use concierge_proto::concierge::cases::v1::{
-    Calendar, Case, CasePriority, CaseType, SlaClock, SlaPolicy, case,
+    Calendar, Case, CasePriority, CaseType, ChaseRule, ChaseRun, ChaseStep, SlaClock, SlaPolicy,
+    case,
 };
 
+use crate::chase::LiveRules;
 use crate::directory::AccountFacts;
-use crate::{Cases, RULES, calendar, store};
+use crate::{Cases, RULES, calendar, chase, store};
 
 /// The live SLA policies and the calendars, as of one generation.
 pub(crate) struct SlaConfig {
@@ -32,6 +34,9 @@ pub(crate) struct SlaConfig {
     /// counting in it fails the create as an internal error, as reading its
     /// clocks always has.
     calendars: HashMap<String, calendar::BusinessCalendar>,
+    /// The enabled chase rules: a new case whose condition holds starts its
+    /// runs in its create (every rule change moves the generation on too).
+    chase: Arc<LiveRules>,
 }
 
 /// The snapshot shared by a service's requests.
@@ -53,6 +58,10 @@ pub(crate) struct NewCase {
     clocks: Mutex<Vec<SlaClock>>,
     /// Set when the generation moved before the first state was written.
     stale: AtomicBool,
+    chase: Arc<LiveRules>,
+    /// The runs the case starts, worked out with its fields (`on_create`)
+    /// and written with it (`after_write`).
+    begun: Mutex<Vec<(ChaseRun, ChaseStep, jiff::Timestamp)>>,
 }
 
 struct Sla {
@@ -115,6 +124,37 @@ impl NewCase {
         store::clocks::index_clocks(conn, c, &refs, now).await?;
         crate::timers::arm_new(conn, &c.name, &clocks).await
     }
+
+    /// Starts the runs of the rules that hold on the new case as it is about
+    /// to be written, and puts them in its chase summary.
+    pub(crate) fn begin_chase(&self, c: &mut Case, now: i64) {
+        let turn = chase::settle(&self.chase, c);
+        let begun: Vec<_> = turn
+            .started
+            .iter()
+            .filter_map(|name| self.chase.get(name))
+            .map(|live| chase::begin(&live.rule, c, now))
+            .collect();
+        if !begun.is_empty() {
+            let runs: Vec<&ChaseRun> = begun.iter().map(|(run, ..)| run).collect();
+            chase::summarise(c.chase.get_or_insert_with(Default::default), &runs);
+        }
+        *self.begun.lock().unwrap_or_else(|p| p.into_inner()) = begun;
+    }
+
+    /// Writes the runs [`NewCase::begin_chase`] started.
+    pub(crate) async fn write_chase(
+        &self,
+        conn: &mut concierge_common::storage::Conn<'_>,
+        c: &Case,
+        now: i64,
+    ) -> Result<()> {
+        let begun = std::mem::take(&mut *self.begun.lock().unwrap_or_else(|p| p.into_inner()));
+        for (run, step, due) in &begun {
+            chase::insert_begun(conn, c, run, step, *due, now).await?;
+        }
+        Ok(())
+    }
 }
 
 impl Cases {
@@ -140,6 +180,10 @@ impl Cases {
         let system = Ctx::system("cases", "");
         let policies: Vec<SlaPolicy> = self.store().list_all(&RULES, &system, "").await?;
         let calendars: Vec<Calendar> = self.store().list_all(&RULES, &system, "").await?;
+        let rules: Vec<ChaseRule> = self
+            .store()
+            .list_all(&RULES, &system, "enabled = true")
+            .await?;
         let calendars = calendars
             .iter()
             .filter_map(|c| Some((c.name.clone(), calendar::from_proto(c).ok()?)))
@@ -148,6 +192,7 @@ impl Cases {
             generation,
             policies,
             calendars,
+            chase: Arc::new(LiveRules::new(rules)),
         });
         *self
             .sla_config_cache()
@@ -188,6 +233,8 @@ impl Cases {
             sla,
             clocks: Mutex::default(),
             stale: AtomicBool::new(false),
+            chase: config.chase.clone(),
+            begun: Mutex::default(),
         }))
     }
 

@@ -191,8 +191,14 @@ impl Cases {
                 .map_or(i64::MAX, clock::to_micros);
             let all: Vec<&SlaClock> = clocks.iter().collect();
             store::clocks::write(&mut tx.conn(), &case, &all, self.store().now()).await?;
-            store::cases::write_summary(&mut tx.conn(), case, revision, summarise(clocks.iter()))
-                .await?;
+            crate::chase::write_summary(
+                &mut tx.conn(),
+                case,
+                revision,
+                summarise(clocks.iter()),
+                self.store().now(),
+            )
+            .await?;
             let names: Vec<&str> = clocks.iter().map(|c| c.name.as_str()).collect();
             let done = store::timers::fired(&mut tx.conn(), &names).await?;
             let mut arm = Vec::new();
@@ -231,8 +237,9 @@ impl Cases {
         }
     }
 
-    /// Fires every timer due at `now`, batch by batch; returns how many
-    /// events it recorded.
+    /// Fires every timer due at `now`, batch by batch: SLA events, and the
+    /// chase steps that fell due. Returns how many events and steps it
+    /// recorded.
     pub async fn sweep_timers(&self, owner: &str, now: Timestamp) -> Result<usize> {
         let worker = || async {
             let mut fired = 0;
@@ -289,10 +296,28 @@ impl Cases {
                 tracing::warn!(case = %marker.subject, error = %e, "could not re-arm SLA timers");
             }
         }
+        let (steps, claimed): (Vec<_>, Vec<_>) = claimed
+            .into_iter()
+            .partition(|t| t.kind == store::chase::STEP);
+        let taken = if steps.is_empty() {
+            0
+        } else {
+            self.take_chase_steps(owner, &steps).await
+        };
+        let (mails, claimed): (Vec<_>, Vec<_>) = claimed
+            .into_iter()
+            .partition(|t| t.kind == crate::mail::ESCALATION_MAIL);
+        let taken = taken
+            + if mails.is_empty() {
+                0
+            } else {
+                self.mail_escalations(owner, &mails).await
+            };
+        let others = refreshes.len() + steps.len() + mails.len();
         if claimed.is_empty() {
-            return Ok((refreshes.len(), 0));
+            return Ok((others, taken));
         }
-        let claimed_count = claimed.len() + refreshes.len();
+        let claimed_count = claimed.len() + others;
         let mut names: Vec<&str> = claimed.iter().map(|t| t.subject.as_str()).collect();
         names.sort_unstable();
         names.dedup();
@@ -407,11 +432,12 @@ impl Cases {
                     .collect();
                 store::clocks::index_clocks(&mut tx.conn(), case, &fired, clock::to_micros(now))
                     .await?;
-                store::cases::write_summary(
+                crate::chase::write_summary(
                     &mut tx.conn(),
                     case.clone(),
                     *revision,
                     summarise(clocks.iter()),
+                    clock::to_micros(now),
                 )
                 .await?;
             }
@@ -421,7 +447,7 @@ impl Cases {
         for kind in fired_kinds {
             metrics::counter!("concierge_sla_events_fired_total", "kind" => kind).increment(1);
         }
-        Ok((claimed_count, fired))
+        Ok((claimed_count, fired + taken))
     }
 
     /// The clocks of many cases read now, with three queries for all of

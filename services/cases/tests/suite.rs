@@ -64,7 +64,12 @@ async fn seed_customers(customers: &testing::Harness<Customers>) {
     use concierge_proto::customers::customers_service_server::CustomersService as _;
     use concierge_proto::customers::*;
     let admin = who(Role::Admin);
-    for id in ["ayse", "bob"] {
+    // Ayse's escalations go to Cem, her manager; Bob has nobody above him.
+    for (id, role, manager) in [
+        ("cem", StaffRole::Manager, ""),
+        ("ayse", StaffRole::AccountManager, "staff/cem"),
+        ("bob", StaffRole::AccountManager, ""),
+    ] {
         customers
             .svc
             .create_staff_member(customers.req(
@@ -73,7 +78,8 @@ async fn seed_customers(customers: &testing::Harness<Customers>) {
                     staff_member: Some(StaffMember {
                         display_name: id.into(),
                         email: format!("{id}@example.com"),
-                        role: StaffRole::AccountManager as i32,
+                        role: role as i32,
+                        manager: manager.into(),
                         active: true,
                         ..Default::default()
                     }),
@@ -266,6 +272,10 @@ concierge_common::both_backends!(
     chase_rules_are_checked_field_by_field_and_nothing_is_stored,
     chase_rules_are_applied_from_a_file_as_upserts,
     escalations_are_raised_taken_and_closed_by_staff_only,
+    the_jeopardy_chase_asks_then_escalates_after_48_hours_unless_cleared,
+    the_construction_chase_waits_five_business_days_across_a_holiday,
+    chase_runs_are_cancelled_by_staff_and_by_disabling_their_rule,
+    escalations_are_e_mailed_to_their_target_in_its_language,
 );
 
 async fn create_calendar(h: &Harness, id: &str, c: Calendar) -> Result<Calendar, Status> {
@@ -4120,6 +4130,55 @@ async fn every_event_is_declared_in_the_catalogue(h: Harness) {
         }
     }
 
+    // Chase runs: one taken to its end, one cleared by the change that
+    // clears its condition, one stopped by a person.
+    upsert_chase_rule(&h, &admin, owned_by_zed_rule(), &["*"])
+        .await
+        .unwrap();
+    let zeds = |title: &str| Case {
+        owner: "staff/zed".into(),
+        ..case("acme", title)
+    };
+    let taken = create_case(&h, &a, zeds("Chased to the end"))
+        .await
+        .unwrap();
+    let cleared = create_case(&h, &a, zeds("Cleared")).await.unwrap();
+    let stopped = create_case(&h, &a, zeds("Stopped")).await.unwrap();
+    h.svc
+        .update_case(h.req(
+            &a,
+            UpdateCaseRequest {
+                case: Some(Case {
+                    name: cleared.name.clone(),
+                    owner: "staff/ayse".into(),
+                    ..Default::default()
+                }),
+                update_mask: mask("owner"),
+            },
+        ))
+        .await
+        .unwrap();
+    let run = chase_runs_of(&h, &stopped.name).await.remove(0);
+    h.svc
+        .cancel_chase_run(h.req(
+            &a,
+            CancelChaseRunRequest {
+                name: run.name,
+                reason: "not needed".into(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap();
+    let now = h.clock.advance(jiff::SignedDuration::ZERO);
+    h.svc.sweep_timers("replica-a", now).await.unwrap();
+    let later = h.clock.advance(jiff::SignedDuration::from_hours(24));
+    h.svc.sweep_timers("replica-a", later).await.unwrap();
+    assert_eq!(
+        chase_runs_of(&h, &taken.name).await[0].state(),
+        chase_run::State::Exhausted
+    );
+
     testing::assert_events_match_catalogue::<EventType>("cases", &h.events().await);
 }
 
@@ -4758,4 +4817,644 @@ async fn escalations_are_raised_taken_and_closed_by_staff_only(h: Harness) {
         .escalations;
     assert_eq!(on_case.len(), 2);
     assert_eq!(on_case[0].name, second.name, "newest first");
+}
+
+async fn chase_runs_of(h: &Harness, case: &str) -> Vec<ChaseRun> {
+    h.svc
+        .list_chase_runs(h.req(
+            &agent(),
+            ListChaseRunsRequest {
+                parent: case.into(),
+                order_by: "start_time".into(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .chase_runs
+}
+
+async fn chase_steps_of(h: &Harness, case: &str) -> Vec<ChaseStep> {
+    h.svc
+        .list_chase_steps(h.req(
+            &agent(),
+            ListChaseStepsRequest {
+                parent: case.into(),
+                order_by: "step_number".into(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .chase_steps
+}
+
+async fn escalations_of(h: &Harness, case: &str) -> Vec<Escalation> {
+    h.svc
+        .list_escalations(h.req(
+            &agent(),
+            ListEscalationsRequest {
+                parent: case.into(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .escalations
+}
+
+async fn get_note(h: &Harness, name: &str) -> Note {
+    h.svc
+        .get_note(h.req(&agent(), GetNoteRequest { name: name.into() }))
+        .await
+        .unwrap()
+        .into_inner()
+}
+
+async fn get_case(h: &Harness, name: &str) -> Case {
+    h.svc
+        .get_case(h.req(&agent(), GetCaseRequest { name: name.into() }))
+        .await
+        .unwrap()
+        .into_inner()
+}
+
+async fn mark_jeopardy(h: &Harness, name: &str, reason: &str, eta: Option<Timestamp>) -> Case {
+    h.svc
+        .mark_case_jeopardy(h.req(
+            &agent(),
+            MarkCaseJeopardyRequest {
+                name: name.into(),
+                reason: reason.into(),
+                revised_eta_time: eta,
+                etag: String::new(),
+                request_id: String::new(),
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+}
+
+/// A case in jeopardy, worked, then marked without a reason.
+async fn jeopardy_case(h: &Harness, title: &str) -> Case {
+    let a = agent();
+    let c = create_case(
+        h,
+        &a,
+        Case {
+            performing_team: "provisioning".into(),
+            ..case("acme", title)
+        },
+    )
+    .await
+    .unwrap();
+    h.svc
+        .start_case_work(h.req(
+            &a,
+            StartCaseWorkRequest {
+                name: c.name.clone(),
+                etag: String::new(),
+                request_id: String::new(),
+            },
+        ))
+        .await
+        .unwrap();
+    mark_jeopardy(h, &c.name, "", None).await
+}
+
+fn step_states(steps: &[ChaseStep]) -> Vec<(i32, chase_step::State)> {
+    steps.iter().map(|s| (s.step_number, s.state())).collect()
+}
+
+/// The built-in JP chase end to end: the run starts in the change that puts
+/// the case in jeopardy without a reason; its first note asks the performing
+/// team at once; 48 wall-clock hours later (not one hour sooner) a second
+/// note and an escalation to the account manager's manager, taken once
+/// although two replicas sweep at the same instant. On a second case the
+/// reason arrives in between: that change clears the run, and nothing more
+/// happens.
+async fn the_jeopardy_chase_asks_then_escalates_after_48_hours_unless_cleared(h: Harness) {
+    let jp_rule = "chaseRules/jeopardy-without-reason";
+    h.clock.set("2026-11-30T15:00:00Z".parse().unwrap());
+    let chased = jeopardy_case(&h, "Fibre to HQ").await;
+    let summary = chased.chase.clone().unwrap();
+    assert_eq!(summary.active_rules, vec![jp_rule.to_string()]);
+    assert_eq!(summary.active_run_count, 1);
+    let runs = chase_runs_of(&h, &chased.name).await;
+    assert_eq!(runs.len(), 1);
+    assert_eq!(runs[0].state(), chase_run::State::Active);
+    assert_eq!(
+        runs[0].missing_description,
+        "the reason for the jeopardy and a revised ETA"
+    );
+    let cleared = jeopardy_case(&h, "Fibre to the depot").await;
+
+    // The first step is due at once.
+    h.svc
+        .sweep_timers("replica-a", "2026-11-30T15:00:00Z".parse().unwrap())
+        .await
+        .unwrap();
+    let steps = chase_steps_of(&h, &chased.name).await;
+    assert_eq!(
+        step_states(&steps),
+        vec![
+            (1, chase_step::State::Done),
+            (2, chase_step::State::Scheduled)
+        ]
+    );
+    assert_eq!(steps[1].schedule_time, Some(ts("2026-12-02T15:00:00Z")));
+    let asked = get_note(&h, &steps[0].outcomes[0].note).await;
+    assert_eq!(asked.visibility(), note::Visibility::Internal);
+    assert_eq!(asked.origin(), note::Origin::ChaseRule);
+    assert_eq!(asked.chase_step, steps[0].name);
+    assert_eq!(
+        asked.body,
+        format!(
+            "provisioning: please give us the reason for the jeopardy and a revised ETA for {} (Fibre to HQ).",
+            chased.name
+        )
+    );
+    assert_eq!(asked.author, "system/chase-rules");
+
+    // The reason and ETA reach the second case: its run clears in that
+    // change, and its second request is skipped.
+    let explained = mark_jeopardy(
+        &h,
+        &cleared.name,
+        "Permit pending",
+        Some(ts("2026-12-20T17:00:00Z")),
+    )
+    .await;
+    let summary = explained.chase.unwrap_or_default();
+    assert!(summary.active_rules.is_empty() && summary.holding_rules.is_empty());
+    let runs = chase_runs_of(&h, &cleared.name).await;
+    assert_eq!(runs[0].state(), chase_run::State::Cleared);
+    assert_eq!(runs[0].steps_taken, 1);
+    assert_eq!(
+        step_states(&chase_steps_of(&h, &cleared.name).await),
+        vec![
+            (1, chase_step::State::Done),
+            (2, chase_step::State::Skipped)
+        ]
+    );
+
+    // 47 hours on, nothing is due yet.
+    h.svc
+        .sweep_timers("replica-a", "2026-12-02T14:00:00Z".parse().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(
+        chase_steps_of(&h, &chased.name).await[1].state(),
+        chase_step::State::Scheduled
+    );
+
+    // At 48 hours two replicas sweep at once: the step runs once, and its
+    // escalation is e-mailed once.
+    let at: jiff::Timestamp = "2026-12-02T15:00:00Z".parse().unwrap();
+    h.clock.set(at);
+    let sink = testing::SmtpSink::start("the chase's escalation e-mail").await;
+    let replica = async || match &sink {
+        Some(sink) => mailing_replica(&h, &sink.url).await,
+        None => other_replica(&h).await,
+    };
+    let (one, other) = (replica().await, replica().await);
+    let (a, b) = tokio::join!(
+        one.sweep_timers("replica-a", at),
+        other.sweep_timers("replica-b", at)
+    );
+    a.unwrap();
+    b.unwrap();
+    // The e-mail queued by the step goes with the next sweep, if not this one.
+    one.sweep_timers("replica-a", at).await.unwrap();
+    if let Some(sink) = &sink {
+        let received = sink.messages();
+        assert_eq!(received.len(), 1, "{received:?}");
+        let m = mail_parser::MessageParser::default()
+            .parse(received[0].as_bytes())
+            .unwrap();
+        assert_eq!(header(&received[0], "X-RcptTo"), vec!["cem@example.com"]);
+        assert_eq!(m.subject(), Some("Escalation (level 1): Fibre to HQ"));
+        let body = m.body_text(0).unwrap();
+        assert!(body.starts_with("Hello cem,"), "{body}");
+        assert!(body.contains("by a chase rule"), "{body}");
+    }
+    let steps = chase_steps_of(&h, &chased.name).await;
+    assert_eq!(
+        step_states(&steps),
+        vec![(1, chase_step::State::Done), (2, chase_step::State::Done)]
+    );
+    let second = &steps[1];
+    assert_eq!(second.outcomes.len(), 2, "{second:?}");
+    let again = get_note(&h, &second.outcomes[0].note).await;
+    assert!(
+        again.body.starts_with("Second request, provisioning:"),
+        "{}",
+        again.body
+    );
+    let escalations = escalations_of(&h, &chased.name).await;
+    assert_eq!(
+        escalations.len(),
+        1,
+        "one escalation, whatever the replicas"
+    );
+    let e = &escalations[0];
+    assert_eq!(e.name, second.outcomes[1].escalation);
+    assert_eq!(
+        (
+            e.target_staff_member.as_str(),
+            e.level,
+            e.chase_step.as_str()
+        ),
+        ("staff/cem", 1, second.name.as_str()),
+        "the account manager's (ayse's) manager"
+    );
+    assert_eq!(e.raiser, "system/chase-rules");
+    assert_eq!(e.account, "accounts/acme");
+    let run = &chase_runs_of(&h, &chased.name).await[0];
+    assert_eq!(
+        (run.state(), run.steps_taken, run.next_step_number),
+        (chase_run::State::Exhausted, 2, 0)
+    );
+    let summary = get_case(&h, &chased.name).await.chase.unwrap();
+    assert!(summary.active_rules.is_empty());
+    assert_eq!(summary.holding_rules, vec![jp_rule.to_string()]);
+
+    // Still in jeopardy without a reason: the rule keeps holding, no new run.
+    mark_jeopardy(&h, &chased.name, "", None).await;
+    assert_eq!(chase_runs_of(&h, &chased.name).await.len(), 1);
+    assert!(escalations_of(&h, &cleared.name).await.is_empty());
+
+    // Nothing of it reaches a client.
+    let client = who(Role::Client);
+    let refused = h
+        .svc
+        .list_chase_runs(h.req(
+            &client,
+            ListChaseRunsRequest {
+                parent: chased.name.clone(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::PermissionDenied);
+    let refused = h
+        .svc
+        .get_chase_step(h.req(
+            &client,
+            GetChaseStepRequest {
+                name: second.name.clone(),
+            },
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::PermissionDenied);
+}
+
+/// The built-in construction chase waits 5 business days in the case's SLA
+/// calendar: from Wednesday 09:00 before Thanksgiving (a holiday, then a
+/// half day) to the next Thursday 13:00 in Chicago.
+async fn the_construction_chase_waits_five_business_days_across_a_holiday(h: Harness) {
+    us_central_repairs(
+        &h,
+        SlaPolicy {
+            overall_delivery: Some(target("restore", 80)),
+            ..Default::default()
+        },
+    )
+    .await;
+    let start: jiff::Timestamp = "2026-11-25T15:00:00Z".parse().unwrap();
+    h.clock.set(start);
+    let c = create_case(
+        &h,
+        &agent(),
+        Case {
+            construction: Some(Construction {
+                required: true,
+                ..Default::default()
+            }),
+            ..case("acme", "New duct to HQ")
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        c.chase.unwrap().active_rules,
+        vec!["chaseRules/construction-undefined".to_string()],
+        "the run starts with the create"
+    );
+    h.svc.sweep_timers("replica-a", start).await.unwrap();
+    let steps = chase_steps_of(&h, &c.name).await;
+    assert_eq!(steps[0].state(), chase_step::State::Done);
+    assert_eq!(
+        steps[1].schedule_time,
+        Some(ts("2026-12-03T19:00:00Z")),
+        "8 h Wed + 0 Thanksgiving + 4 h Fri + 8 h Mon, Tue, Wed + 4 h Thu"
+    );
+    h.svc
+        .sweep_timers("replica-a", "2026-12-03T18:59:00Z".parse().unwrap())
+        .await
+        .unwrap();
+    assert!(escalations_of(&h, &c.name).await.is_empty());
+    h.clock.set("2026-12-03T19:00:00Z".parse().unwrap());
+    h.svc
+        .sweep_timers("replica-a", "2026-12-03T19:00:00Z".parse().unwrap())
+        .await
+        .unwrap();
+    let escalations = escalations_of(&h, &c.name).await;
+    assert_eq!(escalations.len(), 1);
+    assert_eq!(escalations[0].target_staff_member, "staff/cem");
+}
+
+fn owned_by_zed_rule() -> ChaseRule {
+    ChaseRule {
+        name: "chaseRules/zed".into(),
+        display_name: "Zed's cases".into(),
+        condition: Some(ChaseCondition {
+            kind: chase_condition::Kind::Expression as i32,
+            expression: "owner = \"staff/zed\"".into(),
+            missing_description: "an update from Zed".into(),
+        }),
+        steps: vec![
+            ChaseRuleStep {
+                wait: Some(hours(0)),
+                basis: TimeBasis::WallClock as i32,
+                actions: vec![ChaseAction {
+                    action_type: Some(chase_action::ActionType::PostNote(PostNoteAction {
+                        visibility: note::Visibility::Internal as i32,
+                        body_template: "{{rule}}, step {{step}}: {{missing}}".into(),
+                    })),
+                }],
+            },
+            ChaseRuleStep {
+                wait: Some(hours(24)),
+                basis: TimeBasis::WallClock as i32,
+                actions: vec![ChaseAction {
+                    action_type: Some(chase_action::ActionType::Notify(NotifyAction {
+                        recipient: notify_action::Recipient::Owner as i32,
+                        ..Default::default()
+                    })),
+                }],
+            },
+        ],
+        enabled: true,
+        ..Default::default()
+    }
+}
+
+/// A person stops a run (idempotently, staff only, with a reason), which
+/// skips its next step and starts no new run while its condition holds;
+/// disabling a rule stops its active runs through the sweep.
+async fn chase_runs_are_cancelled_by_staff_and_by_disabling_their_rule(h: Harness) {
+    let admin = who(Role::Admin);
+    upsert_chase_rule(&h, &admin, owned_by_zed_rule(), &["*"])
+        .await
+        .unwrap();
+    let a = agent();
+    let zeds = |title: &str| Case {
+        owner: "staff/zed".into(),
+        ..case("acme", title)
+    };
+    let first = create_case(&h, &a, zeds("Zed's first")).await.unwrap();
+    assert_eq!(
+        first.chase.unwrap().active_rules,
+        vec!["chaseRules/zed".to_string()]
+    );
+    let run = chase_runs_of(&h, &first.name).await.remove(0);
+
+    let cancel = |p: &Principal, reason: &str, request_id: &str| {
+        h.svc.cancel_chase_run(h.req(
+            p,
+            CancelChaseRunRequest {
+                name: run.name.clone(),
+                reason: reason.into(),
+                etag: String::new(),
+                request_id: request_id.into(),
+            },
+        ))
+    };
+    assert_eq!(
+        cancel(&who(Role::Client), "no", "")
+            .await
+            .unwrap_err()
+            .code(),
+        Code::PermissionDenied
+    );
+    let refused = cancel(&a, " ", "").await.unwrap_err();
+    assert_eq!(violations(&refused), vec!["reason"]);
+    let cancelled = cancel(&a, "Zed answered by phone", "r-1")
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(cancelled.state(), chase_run::State::Cancelled);
+    assert!(
+        cancelled.cancel_reason.starts_with("Zed answered by phone"),
+        "{}",
+        cancelled.cancel_reason
+    );
+    let retried = cancel(&a, "Zed answered by phone", "r-1")
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        retried, cancelled,
+        "a retry answers what the first call did"
+    );
+    let again = cancel(&a, "again", "r-2").await.unwrap_err();
+    assert_eq!(again.code(), Code::FailedPrecondition);
+    assert_eq!(
+        step_states(&chase_steps_of(&h, &first.name).await),
+        vec![(1, chase_step::State::Skipped)]
+    );
+    h.svc
+        .sweep_timers("replica-a", testing::TEST_EPOCH.parse().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(
+        step_states(&chase_steps_of(&h, &first.name).await),
+        vec![(1, chase_step::State::Skipped)],
+        "the cancelled run's timer is gone"
+    );
+    let summary = get_case(&h, &first.name).await.chase.unwrap();
+    assert!(summary.active_rules.is_empty());
+    assert_eq!(summary.holding_rules, vec!["chaseRules/zed".to_string()]);
+    // Still Zed's: no new run.
+    h.svc
+        .update_case(h.req(
+            &a,
+            UpdateCaseRequest {
+                case: Some(Case {
+                    name: first.name.clone(),
+                    title: "Zed's first, renamed".into(),
+                    ..Default::default()
+                }),
+                update_mask: Some(FieldMask {
+                    paths: vec!["title".into()],
+                }),
+            },
+        ))
+        .await
+        .unwrap();
+    assert_eq!(chase_runs_of(&h, &first.name).await.len(), 1);
+
+    // Disabling the rule stops the runs it started.
+    let second = create_case(&h, &a, zeds("Zed's second")).await.unwrap();
+    upsert_chase_rule(
+        &h,
+        &admin,
+        ChaseRule {
+            enabled: false,
+            ..owned_by_zed_rule()
+        },
+        &["enabled"],
+    )
+    .await
+    .unwrap();
+    h.svc
+        .sweep_timers("replica-a", testing::TEST_EPOCH.parse().unwrap())
+        .await
+        .unwrap();
+    let run = chase_runs_of(&h, &second.name).await.remove(0);
+    assert_eq!(run.state(), chase_run::State::Cancelled);
+    assert_eq!(run.cancel_reason, "the rule was disabled or deleted");
+    let summary = get_case(&h, &second.name).await.chase.unwrap_or_default();
+    assert!(summary.active_rules.is_empty() && summary.holding_rules.is_empty());
+    assert!(
+        step_states(&chase_steps_of(&h, &second.name).await)
+            == vec![(1, chase_step::State::Skipped)]
+    );
+}
+
+/// A replica of the harness's cases service whose e-mail goes to `sink`
+/// (or to `url`, a server that may be down).
+async fn mailing_replica(h: &Harness, url: &str) -> Cases {
+    let mailer =
+        concierge_common::mail::Mailer::smtp(url, "Concierge <concierge@example.com>").unwrap();
+    other_replica(h).await.with_mail(Arc::new(mailer))
+}
+
+async fn staff_member(h: &Harness, id: &str, team: &str, language: &str, active: bool) {
+    use concierge_proto::customers::customers_service_server::CustomersService as _;
+    use concierge_proto::customers::*;
+    let customers = &h._customers.0;
+    customers
+        .svc
+        .create_staff_member(customers.req(
+            &who(Role::Admin),
+            CreateStaffMemberRequest {
+                staff_member: Some(StaffMember {
+                    display_name: id.into(),
+                    email: format!("{id}@example.com"),
+                    role: StaffRole::SeniorAgent as i32,
+                    team: team.into(),
+                    language_code: language.into(),
+                    active,
+                    ..Default::default()
+                }),
+                staff_member_id: id.into(),
+                request_id: String::new(),
+            },
+        ))
+        .await
+        .unwrap();
+}
+
+fn header<'a>(message: &'a str, name: &str) -> Vec<&'a str> {
+    message
+        .lines()
+        .take_while(|l| !l.is_empty())
+        .filter_map(|l| l.strip_prefix(&format!("{name}: ")))
+        .collect()
+}
+
+/// An escalation e-mails its target once it is raised, in the target's
+/// language; one to a team reaches its active members, one message per
+/// language; a mail server that is down delays the e-mail, never loses it.
+async fn escalations_are_e_mailed_to_their_target_in_its_language(h: Harness) {
+    let Some(sink) = testing::SmtpSink::start("escalation e-mail").await else {
+        return;
+    };
+    staff_member(&h, "nil", "noc", "tr-TR", true).await;
+    staff_member(&h, "sam", "noc", "en", true).await;
+    staff_member(&h, "old", "noc", "en", false).await;
+    let a = agent();
+    let c = create_case(&h, &a, case("acme", "Circuit down"))
+        .await
+        .unwrap();
+
+    // The mail server is down when the first one is raised.
+    let down = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("smtp://{}", l.local_addr().unwrap())
+    };
+    let to_nil = raise(
+        &h,
+        &a,
+        &c.name,
+        escalation_to("staff/nil", "No ETA after 4 hours"),
+    )
+    .await
+    .unwrap();
+    let now = h.clock.advance(jiff::SignedDuration::ZERO);
+    mailing_replica(&h, &down)
+        .await
+        .sweep_timers("replica-down", now)
+        .await
+        .unwrap();
+    assert!(sink.messages().is_empty());
+    let mailer = mailing_replica(&h, &sink.url).await;
+    mailer.sweep_timers("replica-a", now).await.unwrap();
+    assert!(
+        sink.messages().is_empty(),
+        "the failed attempt waits before the next"
+    );
+    let later = h.clock.advance(jiff::SignedDuration::from_secs(30));
+    mailer.sweep_timers("replica-a", later).await.unwrap();
+    let received = sink.messages();
+    assert_eq!(received.len(), 1, "{received:?}");
+    let m = &received[0];
+    assert_eq!(header(m, "X-RcptTo"), vec!["nil@example.com"]);
+    assert_eq!(header(m, "Content-Language"), vec!["tr"]);
+    let parsed = mail_parser::MessageParser::default()
+        .parse(m.as_bytes())
+        .unwrap();
+    assert_eq!(
+        parsed.subject(),
+        Some("Eskalasyon (1. seviye): Circuit down")
+    );
+    let body = parsed.body_text(0).unwrap();
+    assert!(body.starts_with("Merhaba nil,"), "{body}");
+    assert!(body.contains("Gerekçe: No ETA after 4 hours"), "{body}");
+    assert!(body.contains(&to_nil.name), "{body}");
+
+    // Sent once: later sweeps find nothing more to send.
+    let later = h.clock.advance(jiff::SignedDuration::from_hours(2));
+    mailer.sweep_timers("replica-a", later).await.unwrap();
+    assert_eq!(sink.messages().len(), 1);
+
+    // To a team: its active members, each in their language.
+    let mut to_team = escalation_to("staff/nil", "Fibre cut at HQ");
+    to_team.target_staff_member.clear();
+    to_team.target_team = "noc".into();
+    raise(&h, &a, &c.name, to_team).await.unwrap();
+    mailer.sweep_timers("replica-a", later).await.unwrap();
+    let received = sink.messages();
+    assert_eq!(received.len(), 3, "{received:?}");
+    let mut rcpts: Vec<(Vec<&str>, Vec<&str>)> = received[1..]
+        .iter()
+        .map(|m| (header(m, "X-RcptTo"), header(m, "Content-Language")))
+        .collect();
+    rcpts.sort();
+    assert_eq!(
+        rcpts,
+        vec![
+            (vec!["nil@example.com"], vec!["tr"]),
+            (vec!["sam@example.com"], vec!["en"]),
+        ],
+        "the inactive member gets nothing"
+    );
 }

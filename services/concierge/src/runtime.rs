@@ -82,6 +82,9 @@ pub struct ServeConfig {
     pub oidc: Option<concierge_gateway::oidc::OidcConfig>,
     /// Gateway only: service ("customers", …) → where it runs.
     pub backends: BTreeMap<String, BackendConfig>,
+    /// Where outgoing e-mail goes (`CONCIERGE_MAIL__*`); without an SMTP
+    /// server it is not sent.
+    pub mail: concierge_common::mail::MailConfig,
 }
 
 /// Every service this binary runs, each one line: `dev`, `serve`,
@@ -200,12 +203,15 @@ pub async fn serve(which: ServiceName, cfg: ServeConfig) -> anyhow::Result<()> {
     let supervisor = Supervisor::default();
     let (routes, names) = match which.registration() {
         Some(service) => {
+            let mail = concierge_common::mail::Mailer::from_config(&cfg.mail, None)?;
+            tracing::info!("{}", mail.describe());
             let opened = service
                 .open(Deps {
                     db: db.clone(),
                     principals: codec,
                     clock,
                     peers: peer_channels(&service, &cfg.backends)?,
+                    mail: Arc::new(mail),
                 })
                 .await?;
             opened.supervise(
@@ -343,6 +349,9 @@ pub struct DevOptions {
     pub limits: Limits,
     /// Run on a controllable clock starting at this instant.
     pub test_clock: Option<jiff::Timestamp>,
+    /// As `serve` reads it (`CONCIERGE_MAIL__*`); without an SMTP server,
+    /// mail is written under the data directory.
+    pub mail: concierge_common::mail::MailConfig,
 }
 
 /// `concierge dev`: the gateway and every service in one process on SQLite
@@ -364,11 +373,16 @@ pub async fn dev(opts: DevOptions) -> anyhow::Result<()> {
     // subscribe to it.
     let (bus, _) = tokio::sync::broadcast::channel(1024);
     let supervisor = Supervisor::default();
+    let mail =
+        concierge_common::mail::Mailer::from_config(&opts.mail, Some(dir.join("outbox-mail")))?;
+    let mail_goes = mail.describe();
+    tracing::info!("{mail_goes}");
     let suite = InProcess::start(
         &services(),
         async |service| Db::connect(&sqlite_url(&dir, &format!("{}.db", service.name)), 8).await,
         &codec,
         &clock,
+        &Arc::new(mail),
         &supervisor,
         |service| Workers {
             instance: format!("{}-dev", service.name),
@@ -452,7 +466,7 @@ pub async fn dev(opts: DevOptions) -> anyhow::Result<()> {
     supervisor.report_health(running.health(), running.draining());
     let url = format!("http://{}", running.addr);
     let mut banner = format!(
-        "Concierge dev is running.\n  gateway listening on {url}\n  admin API key: {admin_key}\n  data directory: {}\n",
+        "Concierge dev is running.\n  gateway listening on {url}\n  admin API key: {admin_key}\n  data directory: {}\n  mail: {mail_goes}\n",
         dir.display()
     );
     if let Some(c) = &test_clock {

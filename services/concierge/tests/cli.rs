@@ -798,3 +798,99 @@ fn escalations_are_raised_and_worked_from_the_cli() {
     );
     assert!(cli(&["cases", "escalations", "list", "down"]).contains(&name));
 }
+
+#[test]
+fn chase_runs_are_followed_and_cancelled_from_the_cli() {
+    let dir = tempfile::tempdir().unwrap();
+    let dev = start_dev(
+        dir.path(),
+        &["--listen", "127.0.0.1:0", "--data-dir", "data"],
+    );
+    let cli = |args: &[&str]| {
+        let out = cli_in(
+            dir.path(),
+            &dev,
+            &args.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
+        );
+        assert!(out.status.success(), "{args:?}: {}", text(&out));
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    std::fs::write(
+        dir.path().join("rules.toml"),
+        r#"
+[[rule]]
+id = "repairs-need-an-owner"
+display_name = "Repair without an owner"
+condition = { kind = "expression", expression = 'type = REPAIR AND owner = ""', missing = "an owner" }
+
+[[rule.step]]
+wait = "0h"
+[[rule.step.action]]
+post_note = { visibility = "internal", body = "{{case.name}} needs {{missing}}." }
+
+[[rule.step]]
+wait = "48h"
+[[rule.step.action]]
+escalate = { target = "team", team = "noc", reason = "still no owner" }
+"#,
+    )
+    .unwrap();
+    cli(&["cases", "chase-rules", "apply", "-f", "rules.toml"]);
+    cli(&[
+        "customers",
+        "create",
+        "--id",
+        "acme",
+        "--display-name",
+        "Acme Corp",
+        "--tier",
+        "enterprise",
+        "--time-zone",
+        "America/Chicago",
+    ]);
+    cli(&[
+        "cases",
+        "create",
+        "--id",
+        "down",
+        "--account",
+        "acme",
+        "--type",
+        "repair",
+        "--title",
+        "Circuit down",
+    ]);
+    let runs = cli(&["cases", "chase-runs", "list", "down"]);
+    assert!(
+        runs.contains("active  Repair without an owner  0 step(s) taken  step 1 due"),
+        "the run starts with the create: {runs}"
+    );
+    // The dev server's sweep takes the first step within its poll.
+    let mut steps = String::new();
+    for _ in 0..200 {
+        steps = cli(&["cases", "chase-runs", "steps", "down"]);
+        if steps.contains("step 1  done") {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(steps.contains("step 1  done"), "{steps}");
+    assert!(steps.contains("note cases/down/notes/"), "{steps}");
+    assert!(steps.contains("step 2  scheduled  due"), "{steps}");
+
+    let active = cli(&["cases", "chase-runs", "list"]);
+    let run = active.split_whitespace().next().unwrap().to_string();
+    assert!(run.starts_with("cases/down/chaseRuns/"), "{active}");
+    let cancelled = cli(&[
+        "cases",
+        "chase-runs",
+        "cancel",
+        &run,
+        "--reason",
+        "the NOC owns it",
+    ]);
+    assert!(cancelled.contains("cancelled"), "{cancelled}");
+    assert!(cli(&["cases", "chase-runs", "list"]).trim().is_empty());
+    let steps = cli(&["cases", "chase-runs", "steps", "down"]);
+    assert!(steps.contains("step 2  skipped"), "{steps}");
+}

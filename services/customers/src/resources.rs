@@ -741,8 +741,15 @@ impl Resource<crate::Rules> for StaffMember {
     const KIND: &'static Kind = &STAFF_MEMBERS;
     const COLLECTIONS: &'static [&'static str] = &["staff"];
     const FIELD: &'static str = "staff_member";
-    const UPDATABLE: &'static [&'static str] =
-        &["display_name", "email", "role", "manager", "team", "active"];
+    const UPDATABLE: &'static [&'static str] = &[
+        "display_name",
+        "email",
+        "role",
+        "manager",
+        "team",
+        "active",
+        "language_code",
+    ];
 
     bookkeeping!();
     fn columns(&self) -> Vec<(&'static str, Value)> {
@@ -763,11 +770,13 @@ impl Resource<crate::Rules> for StaffMember {
             "manager" => self.manager = from.manager.clone(),
             "team" => self.team = from.team.clone(),
             "active" => self.active = from.active,
+            "language_code" => self.language_code = from.language_code.clone(),
             _ => {}
         }
     }
     fn check(&self, v: &mut Violations) {
         required(v, "staff_member.display_name".into(), &self.display_name);
+        language(v, "staff_member.language_code".into(), &self.language_code);
         if !self.email.contains('@') {
             v.add("staff_member.email", "required: an e-mail address");
         }

@@ -136,6 +136,7 @@ async fn a_registered_service_is_migrated_supervised_served_and_routed() {
         },
         &codec,
         &clock,
+        &Arc::new(concierge_common::mail::Mailer::Off),
         &supervisor,
         |service| Workers {
             instance: format!("{}-test", service.name),

@@ -8,6 +8,7 @@
 mod calendars;
 mod cases;
 mod chase_rules;
+mod chase_runs;
 mod clocks;
 mod escalations;
 mod hand_off_codes;
@@ -385,6 +386,32 @@ impl CasesService for Cases {
 
     async fn delete_chase_rule(&self, request: Request<DeleteChaseRuleRequest>) -> Reply<()> {
         chase_rules::delete_chase_rule(self, request).await
+    }
+
+    async fn get_chase_run(&self, request: Request<GetChaseRunRequest>) -> Reply<ChaseRun> {
+        chase_runs::get_chase_run(self, request).await
+    }
+
+    async fn list_chase_runs(
+        &self,
+        request: Request<ListChaseRunsRequest>,
+    ) -> Reply<ListChaseRunsResponse> {
+        chase_runs::list_chase_runs(self, request).await
+    }
+
+    async fn cancel_chase_run(&self, request: Request<CancelChaseRunRequest>) -> Reply<ChaseRun> {
+        chase_runs::cancel_chase_run(self, request).await
+    }
+
+    async fn get_chase_step(&self, request: Request<GetChaseStepRequest>) -> Reply<ChaseStep> {
+        chase_runs::get_chase_step(self, request).await
+    }
+
+    async fn list_chase_steps(
+        &self,
+        request: Request<ListChaseStepsRequest>,
+    ) -> Reply<ListChaseStepsResponse> {
+        chase_runs::list_chase_steps(self, request).await
     }
 
     async fn create_escalation(

@@ -53,9 +53,7 @@ pub const MAX_ACTIONS: usize = 5;
 /// The longest wait between two steps: a year of wall-clock time (or of
 /// business time, which is longer still).
 pub const MAX_WAIT: jiff::SignedDuration = jiff::SignedDuration::from_hours(366 * 24);
-/// Escalation levels: the first is the next manager up, each further one
-/// goes a step higher.
-pub const MAX_LEVEL: i32 = 5;
+use super::escalations::MAX_LEVEL;
 const MAX_TEMPLATE: usize = 4_000;
 const MAX_TEXT: usize = 500;
 

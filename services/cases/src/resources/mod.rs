@@ -26,6 +26,7 @@ macro_rules! standard_meta {
 mod calendars;
 mod cases;
 mod chase_rules;
+mod chase_runs;
 mod clocks;
 mod escalations;
 mod hand_off_codes;
@@ -37,7 +38,7 @@ use concierge_common::clock;
 use concierge_common::filter::{Field, FieldType, Value};
 
 /// An instant as a filter column (µs; 0 when unset).
-pub(super) fn time(t: &Option<prost_types::Timestamp>) -> Value {
+pub(crate) fn time(t: &Option<prost_types::Timestamp>) -> Value {
     Value::Int(
         t.as_ref()
             .and_then(clock::from_proto)
@@ -49,8 +50,9 @@ pub(super) fn time(t: &Option<prost_types::Timestamp>) -> Value {
 pub use calendars::CALENDARS;
 pub use cases::CASES;
 pub use chase_rules::CHASE_RULES;
+pub use chase_runs::{CHASE_RUNS, CHASE_STEPS};
 pub use clocks::SLA_CLOCKS;
-pub use escalations::ESCALATIONS;
+pub use escalations::{ESCALATIONS, MAX_LEVEL as MAX_ESCALATION_LEVEL};
 pub use hand_off_codes::HAND_OFF_CODES;
 pub use links::{CASE_LINKS, inverse_type};
 pub use notes::NOTES;
@@ -72,7 +74,8 @@ mod declared_columns {
     use concierge_common::kit::Service as _;
     use concierge_common::testing::{Backend, TestDb, assert_columns_agree};
     use concierge_proto::concierge::cases::v1::{
-        Calendar, Case, CaseLink, HandOffCode, Note, SlaClock, SlaPolicy,
+        Calendar, Case, CaseLink, ChaseRun, ChaseStep, Escalation, HandOffCode, Note, SlaClock,
+        SlaPolicy,
     };
 
     use crate::{Cases, Rules};
@@ -92,6 +95,9 @@ mod declared_columns {
         assert_columns_agree::<SlaPolicy, Rules>(&db.db).await;
         assert_columns_agree::<CaseLink, Rules>(&db.db).await;
         assert_columns_agree::<SlaClock, Rules>(&db.db).await;
+        assert_columns_agree::<Escalation, Rules>(&db.db).await;
+        assert_columns_agree::<ChaseRun, Rules>(&db.db).await;
+        assert_columns_agree::<ChaseStep, Rules>(&db.db).await;
     }
 
     concierge_common::both_backends!(

@@ -5,12 +5,11 @@
 use std::collections::HashMap;
 
 use concierge_common::clock;
-use concierge_common::error::{Error, Result};
+use concierge_common::error::Result;
 use concierge_common::on_conn;
 use concierge_common::resource;
 use concierge_common::storage::Conn;
 use concierge_proto::concierge::cases::v1::{Case, CaseSlaSummary, case, case_link};
-use prost::Message;
 
 use crate::resources::CASES;
 use crate::sla::StateChange;
@@ -144,27 +143,39 @@ pub(crate) async fn dependents(conn: &mut Conn<'_>, case: &str) -> Result<Vec<St
     Ok(dependents)
 }
 
-/// Writes a derived flag into a stored case (locked for the transaction)
-/// without a new revision: nothing about the case itself changed.
+/// Writes what `derive` changes in a stored case (locked for the
+/// transaction) when it reports a change: a derived flag and what follows
+/// from it. It is a new revision, so that a concurrent derived write read
+/// before it (the SLA summary's) cannot write over it.
 pub(crate) async fn write_withheld(
     conn: &mut Conn<'_>,
     case_name: &str,
-    withheld: impl AsyncFnOnce(&mut Conn<'_>, &Case) -> Result<bool>,
+    derive: impl AsyncFnOnce(&mut Conn<'_>, &mut Case) -> Result<bool>,
 ) -> Result<()> {
     let Some(stored) = resource::get_for_update(conn, &CASES, case_name).await? else {
         return Ok(());
     };
-    let mut c = Case::decode(stored.body.as_slice()).map_err(Error::internal)?;
-    let now = withheld(conn, &c).await?;
-    if now == c.withheld_by_dependency {
+    let mut c: Case = concierge_common::crud::Store::decode::<Case, crate::Rules>(&stored)?;
+    if !derive(conn, &mut c).await? {
         return Ok(());
     }
-    c.withheld_by_dependency = now;
+    write_locked(conn, &stored, &c).await
+}
+
+/// Writes `c` over its row `stored`, read and locked in this transaction,
+/// as its next revision (its update time is the last change's: nothing a
+/// person did).
+pub(crate) async fn write_locked(
+    conn: &mut Conn<'_>,
+    stored: &resource::Stored,
+    c: &Case,
+) -> Result<()> {
     let next = resource::Stored {
-        body: c.encode_to_vec(),
+        body: concierge_common::crud::strip_meta::<Case, crate::Rules>(c),
+        revision: stored.revision + 1,
         ..stored.clone()
     };
-    let columns = <Case as concierge_common::crud::Resource<crate::Rules>>::columns(&c);
+    let columns = <Case as concierge_common::crud::Resource<crate::Rules>>::columns(c);
     resource::update(conn, &CASES, &next, stored.revision, &columns).await
 }
 

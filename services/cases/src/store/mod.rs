@@ -9,6 +9,7 @@
 
 pub(crate) mod calendars;
 pub(crate) mod cases;
+pub(crate) mod chase;
 pub(crate) mod clocks;
 pub(crate) mod rearms;
 pub(crate) mod sla_policies;

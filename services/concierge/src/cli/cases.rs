@@ -255,6 +255,11 @@ pub enum Command {
         #[command(subcommand)]
         command: super::chase_rules::ChaseRulesCommand,
     },
+    /// Chase runs at work: list them, their steps, cancel one.
+    ChaseRuns {
+        #[command(subcommand)]
+        command: super::chase_runs::ChaseRunsCommand,
+    },
     /// SLA policies (targets in business time, versioned).
     Policies {
         #[command(subcommand)]
@@ -831,6 +836,7 @@ pub async fn run(command: Command, args: &ClientArgs) -> anyhow::Result<()> {
             })
         }
         Command::ChaseRules { command } => super::chase_rules::run(command, args).await,
+        Command::ChaseRuns { command } => super::chase_runs::run(command, args).await,
         Command::Escalations { command } => super::escalations::run(command, args).await,
         Command::Calendars { command } => match command {
             CalendarsCommand::Create {

@@ -4,6 +4,7 @@
 mod bench;
 mod cases;
 mod chase_rules;
+mod chase_runs;
 mod clock;
 mod customers;
 mod escalations;

@@ -82,8 +82,11 @@ pub async fn dev(
             serde_json::json!({ "metrics_listen": m.to_string() }),
         );
     }
-    let DevConfig { telemetry, limits } =
-        concierge_common::config::load(None, serde_json::Value::Object(flags))?;
+    let DevConfig {
+        telemetry,
+        limits,
+        mail,
+    } = concierge_common::config::load(None, serde_json::Value::Object(flags))?;
     let _lock = lock_data_dir(&data_dir)?;
     runtime::dev(DevOptions {
         data_dir,
@@ -91,6 +94,7 @@ pub async fn dev(
         telemetry,
         limits,
         test_clock,
+        mail,
     })
     .await
 }
@@ -105,6 +109,9 @@ struct DevConfig {
     /// `concierge bench load` can measure the services rather than the
     /// limiter with its one admin key.
     limits: concierge_gateway::Limits,
+    /// `CONCIERGE_MAIL__*`: an SMTP server instead of .eml files under the
+    /// data directory.
+    mail: concierge_common::mail::MailConfig,
 }
 
 pub async fn serve(

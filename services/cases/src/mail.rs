@@ -1,0 +1,253 @@
+//! The e-mail an escalation sends its target: queued in the transaction that
+//! raises it (a timer, so a crash loses none), sent after the commit by
+//! whichever replica's sweep claims it, in each recipient's language
+//! (English or Turkish), and retried with a growing wait while the staff
+//! directory or the mail server cannot be reached.
+
+use std::collections::BTreeMap;
+use std::sync::LazyLock;
+
+use concierge_common::clock;
+use concierge_common::crud::Store;
+use concierge_common::error::{Error, Result};
+use concierge_common::mail::{ContentLanguage, SendError, mailbox};
+use concierge_common::resource;
+use concierge_common::storage::Conn;
+use concierge_common::timers::{self, Claimed};
+use concierge_proto::concierge::cases::v1::{CasePriority, Escalation};
+use concierge_proto::customers::StaffMember;
+use jiff::{SignedDuration, Timestamp};
+use lettre::Message;
+use lettre::message::header::ContentType;
+
+use crate::resources::ESCALATIONS;
+use crate::{Cases, Rules};
+
+/// The timer kind of an escalation's e-mail.
+pub(crate) const ESCALATION_MAIL: &str = "escalation_mail";
+
+/// The longest wait between two attempts at one message.
+const MAX_BACKOFF: SignedDuration = SignedDuration::from_hours(1);
+
+/// The languages mail is written in; anything else reads English.
+const LANGUAGES: &[&str] = &["en", "tr"];
+
+static TEMPLATES: LazyLock<minijinja::Environment<'static>> = LazyLock::new(|| {
+    let mut env = minijinja::Environment::new();
+    env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
+    for (name, source) in [
+        (
+            "escalation.en",
+            include_str!("../templates/mail/escalation.en.txt"),
+        ),
+        (
+            "escalation.tr",
+            include_str!("../templates/mail/escalation.tr.txt"),
+        ),
+    ] {
+        env.add_template(name, source)
+            .expect("the mail templates are checked by their unit test");
+    }
+    env
+});
+
+/// Queues `e`'s e-mail in the transaction that raises it, due at once.
+pub(crate) async fn queue_escalation(conn: &mut Conn<'_>, e: &Escalation, now: i64) -> Result<()> {
+    timers::arm(
+        conn,
+        &format!("{}:mail", e.name),
+        ESCALATION_MAIL,
+        &e.name,
+        clock::from_micros(now),
+        b"",
+    )
+    .await
+}
+
+/// The language of `member`'s mail: the first part of its tag, if written.
+fn language_of(member: &StaffMember) -> &'static str {
+    let primary = member
+        .language_code
+        .split('-')
+        .next()
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    LANGUAGES
+        .iter()
+        .find(|l| **l == primary)
+        .copied()
+        .unwrap_or("en")
+}
+
+/// The subject and body of `e`'s e-mail to `name` in `language`.
+pub(crate) fn render(e: &Escalation, name: &str, language: &str) -> Result<(String, String)> {
+    let template = TEMPLATES
+        .get_template(&format!("escalation.{language}"))
+        .map_err(Error::internal)?;
+    let priority = CasePriority::try_from(e.case_priority)
+        .map(|p| {
+            p.as_str_name()
+                .trim_start_matches("CASE_PRIORITY_")
+                .to_lowercase()
+        })
+        .unwrap_or_default();
+    let raised = e
+        .create_time
+        .as_ref()
+        .and_then(clock::from_proto)
+        .map(|t| t.strftime("%Y-%m-%d %H:%M").to_string())
+        .unwrap_or_default();
+    let case = e.name.split("/escalations/").next().unwrap_or_default();
+    let text = template
+        .render(minijinja::context! {
+            name,
+            case,
+            case_title => e.case_title,
+            account => e.account,
+            priority,
+            level => e.level,
+            reason => e.reason,
+            raiser => e.raiser,
+            raised,
+            chase_step => e.chase_step,
+            escalation => e.name,
+        })
+        .map_err(Error::internal)?;
+    let (subject, body) = text.split_once('\n').unwrap_or((&text, ""));
+    Ok((subject.trim().to_string(), body.to_string()))
+}
+
+impl Cases {
+    /// Sends the escalation e-mails of `claimed`; returns how many went.
+    pub(crate) async fn mail_escalations(&self, owner: &str, claimed: &[Claimed]) -> usize {
+        let mut sent = 0;
+        for timer in claimed {
+            match self.mail_escalation(owner, timer).await {
+                Ok(n) => sent += n,
+                Err(e) => {
+                    tracing::warn!(escalation = %timer.subject, error = %e, "escalation e-mail not sent; retrying later");
+                    if let Err(e) = self.retry_later(owner, timer).await {
+                        tracing::warn!(escalation = %timer.subject, error = %e, "could not reschedule an escalation e-mail");
+                    }
+                }
+            }
+        }
+        sent
+    }
+
+    /// One escalation's e-mail: to its target in its language, or to each
+    /// active member of its team, one message per language. Returns how
+    /// many messages went.
+    async fn mail_escalation(&self, owner: &str, timer: &Claimed) -> Result<usize> {
+        let stored = {
+            let mut pooled = self.store().db().acquire().await?;
+            resource::get(&mut pooled.conn(), &ESCALATIONS, &timer.subject).await?
+        };
+        let mut sent = 0;
+        if let (Some(stored), true) = (stored, self.mail().is_on()) {
+            let e: Escalation = Store::decode::<Escalation, Rules>(&stored)?;
+            let members = self
+                .directory()
+                .escalation_recipients(&e.target_team, &e.target_staff_member)
+                .await?;
+            let mut by_language: BTreeMap<&str, Vec<&StaffMember>> = BTreeMap::new();
+            for m in members.iter().filter(|m| !m.email.is_empty()) {
+                by_language.entry(language_of(m)).or_default().push(m);
+            }
+            if by_language.is_empty() {
+                tracing::warn!(escalation = %e.name, "nobody to e-mail the escalation to");
+            }
+            for (language, members) in by_language {
+                // One reader is greeted by name; a team, as a team.
+                let name = match members.as_slice() {
+                    [one] => one.display_name.clone(),
+                    _ => e.target_team.clone(),
+                };
+                let (subject, body) = render(&e, &name, language)?;
+                let from = self.mail().from().cloned().ok_or_else(|| {
+                    Error::Unavailable("mail was switched off while sending".into())
+                })?;
+                let mut builder = Message::builder()
+                    .from(from)
+                    .subject(subject)
+                    .header(ContentType::TEXT_PLAIN)
+                    .header(ContentLanguage(language.to_string()));
+                for m in &members {
+                    builder = builder.to(mailbox(&m.display_name, &m.email)?);
+                }
+                let message = builder.body(body).map_err(Error::internal)?;
+                match self.mail().send(message).await {
+                    Ok(_) => sent += 1,
+                    Err(SendError::Retry(why)) => return Err(Error::Unavailable(why)),
+                    Err(SendError::Refused(why)) => {
+                        tracing::warn!(escalation = %e.name, error = %why, "the mail server refused the escalation e-mail for good");
+                    }
+                }
+            }
+        }
+        let mut tx = self.store().db().begin().await?;
+        timers::complete(&mut tx, owner, timer).await?;
+        tx.commit().await?;
+        Ok(sent)
+    }
+
+    /// Moves a message that could not go to a later attempt: 30 s after the
+    /// first, doubling up to an hour.
+    async fn retry_later(&self, owner: &str, timer: &Claimed) -> Result<()> {
+        let doublings = u32::try_from(timer.attempts.clamp(1, 8) - 1).unwrap_or(7);
+        let wait = SignedDuration::from_secs(30_i64 << doublings).min(MAX_BACKOFF);
+        let now = clock::from_micros(self.store().now());
+        let due: Timestamp = now.checked_add(wait).unwrap_or(now);
+        let mut tx = self.store().db().begin().await?;
+        if timers::complete(&mut tx, owner, timer).await? {
+            timers::arm(
+                &mut tx.conn(),
+                &timer.id,
+                &timer.kind,
+                &timer.subject,
+                due,
+                &timer.payload,
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escalation_mail_reads_in_english_and_in_turkish() {
+        let e = Escalation {
+            name: "cases/c1/escalations/e1".into(),
+            level: 2,
+            reason: "No ETA after 48 hours".into(),
+            raiser: "system/chase-rules".into(),
+            chase_step: "cases/c1/chaseSteps/r-2".into(),
+            account: "accounts/acme".into(),
+            case_title: "Fibre to HQ".into(),
+            case_priority: CasePriority::High as i32,
+            ..Default::default()
+        };
+        let (subject, body) = render(&e, "Cem", "en").unwrap();
+        assert_eq!(subject, "Escalation (level 2): Fibre to HQ");
+        assert!(body.starts_with("Hello Cem,"), "{body}");
+        assert!(body.contains("priority high"), "{body}");
+        assert!(body.contains("concierge cases escalations ack cases/c1/escalations/e1"));
+        let (subject, body) = render(&e, "Cem", "tr").unwrap();
+        assert_eq!(subject, "Eskalasyon (2. seviye): Fibre to HQ");
+        assert!(body.starts_with("Merhaba Cem,"), "{body}");
+        assert!(body.contains("Gerekçe: No ETA after 48 hours"), "{body}");
+        let member = |tag: &str| StaffMember {
+            language_code: tag.into(),
+            ..Default::default()
+        };
+        assert_eq!(language_of(&member("tr-TR")), "tr");
+        assert_eq!(language_of(&member("TR")), "tr");
+        assert_eq!(language_of(&member("de")), "en");
+        assert_eq!(language_of(&member("")), "en");
+    }
+}
