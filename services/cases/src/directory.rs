@@ -14,7 +14,8 @@ use concierge_proto::customers::customers_service_client::CustomersServiceClient
 use concierge_proto::customers::customers_service_server::SERVICE_NAME as CUSTOMERS;
 use concierge_proto::customers::{
     GetAccountRequest, GetEscalationChainRequest, GetSiteRequest, GetStaffMemberRequest,
-    ListContactsRequest, ListStaffMembersRequest, StaffMember, Tier,
+    InventoryItem, ListContactsRequest, ListInventoryItemsRequest, ListStaffMembersRequest, Site,
+    StaffMember, Tier,
 };
 use tonic::Code;
 use tonic::transport::Channel;
@@ -37,6 +38,9 @@ pub const FACTS_TTL: std::time::Duration = std::time::Duration::from_secs(5);
 /// Accounts (and sites) whose facts are kept at once; the least used go
 /// first.
 const FACTS_KEPT: u64 = 100_000;
+
+/// The most inventory items one site's triage reads.
+pub const MAX_SITE_INVENTORY: usize = 5_000;
 
 /// A client of the customers service acting as the cases service itself.
 #[derive(Clone)]
@@ -193,6 +197,56 @@ impl Directory {
             })
             .await?;
         Ok(members.staff_members)
+    }
+
+    /// A site and its whole inventory (at most [`MAX_SITE_INVENTORY`]
+    /// items), for a repair's triage; FAILED_PRECONDITION when the site is
+    /// gone.
+    pub async fn site_with_inventory(
+        &self,
+        request_id: &str,
+        site: &str,
+    ) -> Result<(Site, Vec<InventoryItem>)> {
+        let request = GetSiteRequest {
+            name: site.to_string(),
+        };
+        let s = self
+            .customers
+            .read(request_id, request, |mut c, r| async move {
+                c.get_site(r).await
+            })
+            .await
+            .map_err(|refused| match refused.code() {
+                Code::NotFound => Error::FailedPrecondition {
+                    reason: Reason::SiteGone,
+                    subject: site.to_string(),
+                    description: format!("{site} no longer exists"),
+                },
+                _ => refused.into(),
+            })?;
+        let mut items = Vec::new();
+        let mut page_token = String::new();
+        loop {
+            let request = ListInventoryItemsRequest {
+                parent: site.to_string(),
+                page_size: 1000,
+                page_token: page_token.clone(),
+                ..Default::default()
+            };
+            let page = self
+                .customers
+                .read(request_id, request, |mut c, r| async move {
+                    c.list_inventory_items(r).await
+                })
+                .await?;
+            items.extend(page.inventory_items);
+            if page.next_page_token.is_empty() || items.len() >= MAX_SITE_INVENTORY {
+                break;
+            }
+            page_token = page.next_page_token;
+        }
+        items.truncate(MAX_SITE_INVENTORY);
+        Ok((s, items))
     }
 
     /// The time zone of a site, in which its repairs count business time;

@@ -4,7 +4,7 @@
 //! a link, the timers' re-arm marker). Nothing here decides who may: that is
 //! [`crate::authz`].
 
-use concierge_common::crud::{Ctx, Lifecycle, Store};
+use concierge_common::crud::{Ctx, Lifecycle, Resource, Store};
 use concierge_common::error::{Error, Result};
 use concierge_common::storage::Conn;
 use concierge_proto::concierge::cases::v1::{
@@ -182,6 +182,9 @@ impl Lifecycle<Case> for Rules {
         if before.is_some_and(|b| open(b) != open(after)) {
             dependencies::refresh_dependents(conn, &after.name, now).await?;
         }
+        if before.is_some_and(open) && !open(after) {
+            cancel_open_escalations(conn, ctx, after, now).await?;
+        }
         match planned {
             Some(plan) => {
                 plan.write(conn, after, &ctx.principal.subject, now).await?;
@@ -217,6 +220,41 @@ impl Lifecycle<Escalation> for Rules {
         }
         Ok(())
     }
+}
+
+/// A case that closes (resolved, closed or cancelled) withdraws its open
+/// escalations, each an `escalation_cancelled` by whoever closed it.
+async fn cancel_open_escalations(conn: &mut Conn<'_>, ctx: &Ctx, c: &Case, now: i64) -> Result<()> {
+    for row in store::chase::open_escalations(conn, &c.name).await? {
+        let mut e: Escalation = Store::decode::<Escalation, Rules>(&row)?;
+        e.state = escalation::State::Cancelled as i32;
+        e.outcome = format!(
+            "the case is {}",
+            case::State::try_from(c.state)
+                .unwrap_or_default()
+                .as_str_name()
+                .trim_start_matches("STATE_")
+                .to_lowercase()
+        );
+        e.close_time = concierge_common::clock::micros_to_proto(now);
+        chase::save(conn, &resources::ESCALATIONS, &c.name, &e, Some(&row), now).await?;
+        e.set_meta(
+            row.create_time,
+            now,
+            concierge_common::resource::etag(row.revision + 1),
+        );
+        concierge_common::crud::record_event(
+            conn,
+            &crate::RULES,
+            ctx,
+            crate::EVENTS,
+            concierge_proto::catalogue::cases::ESCALATION_CANCELLED,
+            &e,
+            now,
+        )
+        .await?;
+    }
+    Ok(())
 }
 
 impl Lifecycle<Note> for Rules {

@@ -23,6 +23,7 @@ mod reading;
 mod rearm;
 pub mod resources;
 mod store;
+mod triage;
 
 // The engines under their old paths, which callers and tests use.
 pub use engine::{calendar, clocks, lifecycle, policy, sla};

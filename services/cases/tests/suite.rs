@@ -276,6 +276,7 @@ concierge_common::both_backends!(
     the_construction_chase_waits_five_business_days_across_a_holiday,
     chase_runs_are_cancelled_by_staff_and_by_disabling_their_rule,
     escalations_are_e_mailed_to_their_target_in_its_language,
+    a_repair_is_triaged_with_its_sites_failover_paths,
 );
 
 async fn create_calendar(h: &Harness, id: &str, c: Calendar) -> Result<Calendar, Status> {
@@ -5088,6 +5089,29 @@ async fn the_jeopardy_chase_asks_then_escalates_after_48_hours_unless_cleared(h:
     assert_eq!(chase_runs_of(&h, &chased.name).await.len(), 1);
     assert!(escalations_of(&h, &cleared.name).await.is_empty());
 
+    // The case is cancelled: its escalation is withdrawn with it.
+    h.svc
+        .cancel_case(h.req(
+            &agent(),
+            CancelCaseRequest {
+                name: chased.name.clone(),
+                reason: "Client withdrew the order".into(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap();
+    let withdrawn = &escalations_of(&h, &chased.name).await[0];
+    assert_eq!(
+        (withdrawn.state(), withdrawn.outcome.as_str()),
+        (escalation::State::Cancelled, "the case is cancelled")
+    );
+    let summary = get_case(&h, &chased.name).await.chase.unwrap_or_default();
+    assert!(
+        summary.holding_rules.is_empty(),
+        "a closed case holds no rule"
+    );
+
     // Nothing of it reaches a client.
     let client = who(Role::Client);
     let refused = h
@@ -5457,4 +5481,183 @@ async fn escalations_are_e_mailed_to_their_target_in_its_language(h: Harness) {
         ],
         "the inactive member gets nothing"
     );
+}
+
+async fn inventory_item(h: &Harness, id: &str, item: concierge_proto::customers::InventoryItem) {
+    use concierge_proto::customers::customers_service_server::CustomersService as _;
+    use concierge_proto::customers::*;
+    let customers = &h._customers.0;
+    customers
+        .svc
+        .create_inventory_item(customers.req(
+            &who(Role::Admin),
+            CreateInventoryItemRequest {
+                parent: "accounts/acme/sites/hq".into(),
+                inventory_item: Some(item),
+                inventory_item_id: id.into(),
+                request_id: String::new(),
+            },
+        ))
+        .await
+        .unwrap();
+}
+
+/// Triage of a repair at a site with a primary, a secondary and a backup
+/// circuit behind an SD-WAN edge: the impacted circuit first, the other
+/// case on it, monitoring, and the failover paths (the suspended backup
+/// named but not offered), recorded once as an internal note.
+async fn a_repair_is_triaged_with_its_sites_failover_paths(h: Harness) {
+    use concierge_proto::customers::{InventoryItem, InventoryKind, InventoryRole, inventory_item};
+    let data = |product: &str, role: InventoryRole, carrier: &str, kbps: i64| InventoryItem {
+        kind: InventoryKind::Data as i32,
+        product: product.into(),
+        role: role as i32,
+        carrier: carrier.into(),
+        bandwidth_kbps: kbps,
+        state: inventory_item::State::Active as i32,
+        ..Default::default()
+    };
+    inventory_item(
+        &h,
+        "dia",
+        InventoryItem {
+            monitored: true,
+            monitoring_tool: "Intermapper".into(),
+            circuit_id: "LUM-1".into(),
+            ..data(
+                "Dedicated Internet",
+                InventoryRole::Primary,
+                "Lumen",
+                10_000,
+            )
+        },
+    )
+    .await;
+    inventory_item(
+        &h,
+        "cable",
+        data("Broadband", InventoryRole::Secondary, "Comcast", 100_000),
+    )
+    .await;
+    inventory_item(
+        &h,
+        "lte",
+        InventoryItem {
+            state: inventory_item::State::Suspended as i32,
+            ..data("4G", InventoryRole::Backup, "Verizon", 20_000)
+        },
+    )
+    .await;
+    inventory_item(
+        &h,
+        "edge",
+        InventoryItem {
+            kind: InventoryKind::Hardware as i32,
+            product: "SD-WAN edge".into(),
+            hardware_model: "Meraki MX68".into(),
+            state: inventory_item::State::Active as i32,
+            ..Default::default()
+        },
+    )
+    .await;
+    let dia = "accounts/acme/sites/hq/inventoryItems/dia".to_string();
+    let a = agent();
+    let down = create_case(
+        &h,
+        &a,
+        Case {
+            inventory_items: vec![dia.clone()],
+            ..case("acme", "Internet down at HQ")
+        },
+    )
+    .await
+    .unwrap();
+    let slow = create_case(
+        &h,
+        &a,
+        Case {
+            inventory_items: vec![dia.clone()],
+            ..case("acme", "Slow internet at HQ")
+        },
+    )
+    .await
+    .unwrap();
+
+    let ask = |p: &Principal, name: &str, record: bool, request_id: &str| {
+        h.svc.triage_repair_case(h.req(
+            p,
+            TriageRepairCaseRequest {
+                name: name.into(),
+                record_note: record,
+                request_id: request_id.into(),
+            },
+        ))
+    };
+    let t = ask(&a, &down.name, true, "triage-1")
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(t.site.as_ref().unwrap().display_name, "HQ");
+    assert_eq!(t.inventory.len(), 4);
+    assert_eq!(t.inventory[0].name, dia, "the impacted item first");
+    assert!(t.inventory[0].impacted);
+    assert_eq!(t.inventory[0].open_cases, vec![slow.name.clone()]);
+    assert_eq!(t.impacted_items, vec![dia.clone()]);
+    assert_eq!(
+        t.hardware_items,
+        vec!["accounts/acme/sites/hq/inventoryItems/edge".to_string()]
+    );
+    let m = t.monitoring.clone().unwrap();
+    assert!(m.impacted_monitored);
+    assert_eq!(m.tools, vec!["Intermapper".to_string()]);
+    let options: Vec<(&str, bool, &str)> = t
+        .reroute_options
+        .iter()
+        .map(|r| {
+            (
+                r.to_item.rsplit('/').next().unwrap(),
+                r.available,
+                r.unavailable_reason.as_str(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        options,
+        vec![("cable", true, ""), ("lte", false, "it is suspended")]
+    );
+    assert_eq!(
+        t.reroute_options[0].description,
+        "fail over from the primary Dedicated Internet (Lumen, 10 Mb/s) to the secondary Broadband (Comcast, 100 Mb/s) on the SD-WAN edge (Meraki MX68)"
+    );
+    assert_eq!(
+        t.relief_options[0].source(),
+        relief_option::Source::ExistingNetwork
+    );
+    let noted = get_note(&h, &t.note).await;
+    assert_eq!(noted.visibility(), note::Visibility::Internal);
+    assert!(noted.body.contains("Re-route options:"), "{}", noted.body);
+    let again = ask(&a, &down.name, true, "triage-1")
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(again.note, t.note, "a retry records no second note");
+
+    let order = create_case(
+        &h,
+        &a,
+        Case {
+            r#type: CaseType::OrderNew as i32,
+            ..case("acme", "New line")
+        },
+    )
+    .await
+    .unwrap();
+    let refused = ask(&a, &order.name, false, "").await.unwrap_err();
+    assert_eq!(refused.code(), Code::FailedPrecondition);
+    let refused = ask(&who(Role::Client), &down.name, false, "")
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::PermissionDenied);
+    let refused = ask(&a, "cases", false, "").await.unwrap_err();
+    assert_eq!(violations(&refused), vec!["name"]);
 }

@@ -894,3 +894,115 @@ escalate = { target = "team", team = "noc", reason = "still no owner" }
     let steps = cli(&["cases", "chase-runs", "steps", "down"]);
     assert!(steps.contains("step 2  skipped"), "{steps}");
 }
+
+#[test]
+fn a_repair_is_triaged_from_the_cli() {
+    let dir = tempfile::tempdir().unwrap();
+    let dev = start_dev(
+        dir.path(),
+        &["--listen", "127.0.0.1:0", "--data-dir", "data"],
+    );
+    let cli = |args: &[&str]| {
+        let out = cli_in(
+            dir.path(),
+            &dev,
+            &args.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
+        );
+        assert!(out.status.success(), "{args:?}: {}", text(&out));
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    cli(&[
+        "customers",
+        "create",
+        "--id",
+        "acme",
+        "--display-name",
+        "Acme Corp",
+        "--tier",
+        "enterprise",
+        "--time-zone",
+        "America/Chicago",
+    ]);
+    cli(&[
+        "customers",
+        "sites",
+        "create",
+        "acme",
+        "--id",
+        "hq",
+        "--display-name",
+        "HQ",
+        "--time-zone",
+        "America/Chicago",
+    ]);
+    let site = "accounts/acme/sites/hq";
+    cli(&[
+        "customers",
+        "inventory",
+        "create",
+        site,
+        "--id",
+        "dia",
+        "--kind",
+        "data",
+        "--product",
+        "Dedicated Internet",
+        "--role",
+        "primary",
+        "--carrier",
+        "Lumen",
+        "--bandwidth-kbps",
+        "10000",
+        "--monitoring-tool",
+        "Intermapper",
+    ]);
+    cli(&[
+        "customers",
+        "inventory",
+        "create",
+        site,
+        "--id",
+        "cable",
+        "--kind",
+        "data",
+        "--product",
+        "Broadband",
+        "--role",
+        "secondary",
+        "--carrier",
+        "Comcast",
+        "--bandwidth-kbps",
+        "100000",
+    ]);
+    cli(&[
+        "cases",
+        "create",
+        "--id",
+        "down",
+        "--account",
+        "acme",
+        "--type",
+        "repair",
+        "--title",
+        "Internet down",
+        "--site",
+        "hq",
+        "--item",
+        "dia",
+    ]);
+    let triage = cli(&["cases", "triage", "down", "--record"]);
+    assert!(
+        triage.starts_with("HQ (accounts/acme/sites/hq)"),
+        "{triage}"
+    );
+    let impacted: Vec<&str> = triage.lines().filter(|l| l.starts_with('!')).collect();
+    assert_eq!(impacted.len(), 1, "{triage}");
+    assert!(impacted[0].contains("Dedicated Internet"), "{triage}");
+    assert!(
+        triage.contains(
+            "fail over from the primary Dedicated Internet (Lumen, 10 Mb/s) to the secondary Broadband (Comcast, 100 Mb/s)"
+        ),
+        "{triage}"
+    );
+    assert!(triage.contains("recorded as cases/down/notes/"), "{triage}");
+}

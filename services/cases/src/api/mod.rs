@@ -15,6 +15,7 @@ mod hand_off_codes;
 mod links;
 mod notes;
 mod sla_policies;
+mod triage;
 
 use concierge_common::crud::Reply;
 use concierge_common::error::{Error, Result};
@@ -412,6 +413,13 @@ impl CasesService for Cases {
         request: Request<ListChaseStepsRequest>,
     ) -> Reply<ListChaseStepsResponse> {
         chase_runs::list_chase_steps(self, request).await
+    }
+
+    async fn triage_repair_case(
+        &self,
+        request: Request<TriageRepairCaseRequest>,
+    ) -> Reply<RepairTriage> {
+        triage::triage_repair_case(self, request).await
     }
 
     async fn create_escalation(

@@ -179,6 +179,27 @@ pub(crate) async fn write_locked(
     resource::update(conn, &CASES, &next, stored.revision, &columns).await
 }
 
+/// Up to `limit` open cases at `site`, for a triage.
+pub(crate) async fn open_at_site(conn: &mut Conn<'_>, site: &str, limit: i64) -> Result<Vec<Case>> {
+    let bodies: Vec<Vec<u8>> = on_conn!(conn, c => sqlx::query_scalar(
+        "SELECT body FROM cases WHERE site = $1 AND delete_time = 0 AND state NOT IN ($2, $3, $4) \
+         ORDER BY name LIMIT $5")
+        .bind(site)
+        .bind(case::State::Resolved as i64)
+        .bind(case::State::Closed as i64)
+        .bind(case::State::Cancelled as i64)
+        .bind(limit)
+        .fetch_all(&mut **c)
+        .await?);
+    bodies
+        .iter()
+        .map(|b| {
+            <Case as prost::Message>::decode(b.as_slice())
+                .map_err(concierge_common::error::Error::internal)
+        })
+        .collect()
+}
+
 /// Up to `limit` open cases named after `after`, in name order: a keyset
 /// page of the cases a calendar change re-arms.
 pub(crate) async fn open_after(

@@ -6,9 +6,9 @@ use concierge_common::error::{Error, Result};
 use concierge_common::on_conn;
 use concierge_common::resource::{self, Stored};
 
-use crate::resources::CHASE_RUNS;
+use crate::resources::{CHASE_RUNS, ESCALATIONS};
 use concierge_common::storage::Conn;
-use concierge_proto::concierge::cases::v1::{ChaseRule, ChaseRun, chase_run};
+use concierge_proto::concierge::cases::v1::{ChaseRule, ChaseRun, chase_run, escalation};
 use prost::Message;
 
 /// The timer kind of a run's next step.
@@ -52,6 +52,24 @@ pub(crate) async fn active_runs(
             Ok((run, row))
         })
         .collect()
+}
+
+/// The open (raised or acknowledged) escalations of `case`, locked.
+pub(crate) async fn open_escalations(conn: &mut Conn<'_>, case: &str) -> Result<Vec<Stored>> {
+    let names: Vec<String> = on_conn!(conn, c => sqlx::query_scalar(
+        "SELECT name FROM escalations WHERE parent = $1 AND state IN ($2, $3) ORDER BY name")
+        .bind(case)
+        .bind(escalation::State::Raised as i64)
+        .bind(escalation::State::Acknowledged as i64)
+        .fetch_all(&mut **c)
+        .await?);
+    let mut rows = Vec::with_capacity(names.len());
+    for name in names {
+        if let Some(row) = resource::get_for_update(conn, &ESCALATIONS, &name).await? {
+            rows.push(row);
+        }
+    }
+    Ok(rows)
 }
 
 /// Makes the step timers of `rule`'s active runs due at once: the

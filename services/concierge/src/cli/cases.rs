@@ -101,11 +101,23 @@ pub enum Command {
         /// The site's id within the account.
         #[arg(long)]
         site: Option<String>,
+        /// An inventory item the case concerns, by its id at the site
+        /// (repeat for several).
+        #[arg(long = "item", requires = "site")]
+        items: Vec<String>,
         #[arg(long)]
         id: Option<String>,
     },
     Get {
         case: String,
+    },
+    /// Triage a repair: the site's inventory, what is impacted, monitoring
+    /// and the failover paths.
+    Triage {
+        case: String,
+        /// Also record the triage as an internal note on the case.
+        #[arg(long)]
+        record: bool,
     },
     /// List cases.
     ///
@@ -449,9 +461,18 @@ pub async fn run(command: Command, args: &ClientArgs) -> anyhow::Result<()> {
             description,
             priority,
             site,
+            items,
             id,
         } => {
             let account = account_name(&account);
+            let site = site.map(|s| format!("{account}/sites/{s}"));
+            let inventory_items = match &site {
+                Some(site) => items
+                    .iter()
+                    .map(|i| format!("{site}/inventoryItems/{i}"))
+                    .collect(),
+                None => Vec::new(),
+            };
             let case = Case {
                 title,
                 description,
@@ -470,9 +491,8 @@ pub async fn run(command: Command, args: &ClientArgs) -> anyhow::Result<()> {
                     )?,
                     None => 0,
                 },
-                site: site
-                    .map(|s| format!("{account}/sites/{s}"))
-                    .unwrap_or_default(),
+                site: site.unwrap_or_default(),
+                inventory_items,
                 account,
                 ..Default::default()
             };
@@ -485,6 +505,17 @@ pub async fn run(command: Command, args: &ClientArgs) -> anyhow::Result<()> {
                 .await
                 .answer()?;
             print(created)
+        }
+        Command::Triage { case, record } => {
+            let t = c
+                .triage_repair_case(TriageRepairCaseRequest {
+                    name: case_name(&case),
+                    record_note: record,
+                    request_id: uuid::Uuid::new_v4().to_string(),
+                })
+                .await
+                .answer()?;
+            output::emit(json, &t, print_triage)
         }
         Command::Get { case } => print(
             c.get_case(GetCaseRequest {
@@ -1072,5 +1103,62 @@ pub async fn run(command: Command, args: &ClientArgs) -> anyhow::Result<()> {
                 }
             })
         }
+    }
+}
+
+/// A triage as a person reads it: the inventory as a table, then the paths.
+fn print_triage(t: &RepairTriage) {
+    use concierge_proto::concierge::cases::v1::inventory_item_snapshot::{Kind, Role, State};
+    let word = |s: &str, prefix: &str| s.trim_start_matches(prefix).to_lowercase();
+    if let Some(site) = &t.site {
+        println!("{} ({})", site.display_name, site.name);
+    }
+    for i in &t.inventory {
+        println!(
+            "{} {:<9} {:<9} {:<10} {:<28} {:<12} {}{}",
+            if i.impacted { "!" } else { " " },
+            word(
+                Kind::try_from(i.kind).unwrap_or_default().as_str_name(),
+                "KIND_"
+            ),
+            word(
+                Role::try_from(i.role).unwrap_or_default().as_str_name(),
+                "ROLE_"
+            ),
+            word(
+                State::try_from(i.state).unwrap_or_default().as_str_name(),
+                "STATE_"
+            ),
+            i.product,
+            i.carrier,
+            if i.monitored {
+                format!("monitored ({})", i.monitoring_tool)
+            } else {
+                String::new()
+            },
+            if i.open_cases.is_empty() {
+                String::new()
+            } else {
+                format!("  also in {}", i.open_cases.join(", "))
+            }
+        );
+    }
+    if let Some(m) = &t.monitoring {
+        println!("\nmonitoring: {}", m.obligations);
+    }
+    println!("re-route:");
+    for r in &t.reroute_options {
+        if r.available {
+            println!("  {}", r.description);
+        } else {
+            println!("  {} (not now: {})", r.description, r.unavailable_reason);
+        }
+    }
+    println!("relief:");
+    for r in &t.relief_options {
+        println!("  {}", r.description);
+    }
+    if !t.note.is_empty() {
+        println!("recorded as {}", t.note);
     }
 }
