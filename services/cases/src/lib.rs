@@ -22,6 +22,7 @@ mod new_case;
 mod reading;
 mod rearm;
 pub mod resources;
+mod review;
 mod store;
 mod triage;
 

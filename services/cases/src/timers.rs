@@ -39,7 +39,16 @@ pub(crate) fn summarise<'a>(clocks: impl Iterator<Item = &'a SlaClock>) -> Optio
             summary.state = c.state;
         }
         match SlaState::try_from(c.state).unwrap_or(SlaState::Unspecified) {
-            SlaState::Breached => summary.breached_clock_keys.push(c.key.clone()),
+            SlaState::Breached => {
+                summary.breached_clock_keys.push(c.key.clone());
+                if let Some(t) = c.target_time
+                    && summary
+                        .breached_target_time
+                        .is_none_or(|b| (t.seconds, t.nanos) < (b.seconds, b.nanos))
+                {
+                    summary.breached_target_time = Some(t);
+                }
+            }
             SlaState::AtRisk => summary.at_risk_clock_keys.push(c.key.clone()),
             _ => {}
         }
@@ -517,6 +526,20 @@ impl Cases {
             let (this, owner) = (this.clone(), owner.clone());
             async move {
                 this.sweep_forever(owner, poll).await;
+                Ok(())
+            }
+        });
+        let this = self.clone();
+        supervisor.spawn("cases-review-backfill", Need::Optional, move || {
+            let this = this.clone();
+            async move {
+                let written = this.backfill_review_columns().await?;
+                if written > 0 {
+                    tracing::info!(cases = written, "review columns filled in");
+                }
+                // Done for the life of the process: every later write keeps
+                // the columns itself.
+                std::future::pending::<()>().await;
                 Ok(())
             }
         });

@@ -277,6 +277,7 @@ concierge_common::both_backends!(
     chase_runs_are_cancelled_by_staff_and_by_disabling_their_rule,
     escalations_are_e_mailed_to_their_target_in_its_language,
     a_repair_is_triaged_with_its_sites_failover_paths,
+    a_portfolio_lists_its_cases_that_need_action_most_severe_first,
 );
 
 async fn create_calendar(h: &Harness, id: &str, c: Calendar) -> Result<Calendar, Status> {
@@ -5660,4 +5661,179 @@ async fn a_repair_is_triaged_with_its_sites_failover_paths(h: Harness) {
     assert_eq!(refused.code(), Code::PermissionDenied);
     let refused = ask(&a, "cases", false, "").await.unwrap_err();
     assert_eq!(violations(&refused), vec!["name"]);
+}
+
+async fn findings_of(h: &Harness, manager: &str, page_size: i32) -> Vec<CaseWithFindings> {
+    let mut all = Vec::new();
+    let mut page_token = String::new();
+    loop {
+        let page = h
+            .svc
+            .list_case_findings(h.req(
+                &agent(),
+                ListCaseFindingsRequest {
+                    account_manager: manager.into(),
+                    page_size,
+                    page_token,
+                },
+            ))
+            .await
+            .unwrap()
+            .into_inner();
+        all.extend(page.cases);
+        if page.next_page_token.is_empty() {
+            return all;
+        }
+        page_token = page.next_page_token;
+    }
+}
+
+/// A seeded portfolio's cases that need action, most severe first, each
+/// with why; the cases that need nothing, and another manager's, are not
+/// there; pages of two give the same list as one page.
+async fn a_portfolio_lists_its_cases_that_need_action_most_severe_first(h: Harness) {
+    wall_clock_repairs(&h, 4).await; // clock at 2026-11-30T15:00Z
+    create_hand_off_codes(&h, &[CaseType::OrderNew]).await;
+    let a = agent();
+    let breached = create_case(&h, &a, case("acme", "Breached")).await.unwrap();
+    h.clock.advance(jiff::SignedDuration::from_mins(90));
+    let at_risk = create_case(&h, &a, case("acme", "At risk")).await.unwrap();
+    h.clock.advance(jiff::SignedDuration::from_mins(180)); // 19:30Z
+    let jp = jeopardy_case(&h, "JP").await;
+    let order = create_case(
+        &h,
+        &a,
+        Case {
+            r#type: CaseType::OrderNew as i32,
+            ..case("acme", "Not placed")
+        },
+    )
+    .await
+    .unwrap();
+    h.svc
+        .set_case_hand_off_code(h.req(
+            &a,
+            SetCaseHandOffCodeRequest {
+                name: order.name.clone(),
+                hand_off_code: "NR".into(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap();
+    let construction = create_case(
+        &h,
+        &a,
+        Case {
+            r#type: CaseType::OrderNew as i32,
+            construction: Some(Construction {
+                required: true,
+                ..Default::default()
+            }),
+            ..case("acme", "Duct needed")
+        },
+    )
+    .await
+    .unwrap();
+    let placed = create_case(
+        &h,
+        &a,
+        Case {
+            r#type: CaseType::OrderNew as i32,
+            ..case("acme", "Placed")
+        },
+    )
+    .await
+    .unwrap();
+    h.svc
+        .set_case_hand_off_code(h.req(
+            &a,
+            SetCaseHandOffCodeRequest {
+                name: placed.name.clone(),
+                hand_off_code: "PE".into(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap();
+    create_case(&h, &a, case("globex", "Bob's breach"))
+        .await
+        .unwrap();
+    // 19:45Z: past 80% of the at-risk case's 4 hours (19:42Z).
+    let now = h.clock.advance(jiff::SignedDuration::from_mins(15));
+    h.svc.sweep_timers("replica-a", now).await.unwrap();
+
+    let review = findings_of(&h, "staff/ayse", 0).await;
+    let order_of: Vec<(&str, case_finding::Reason)> = review
+        .iter()
+        .map(|c| {
+            (
+                c.case.as_ref().unwrap().title.as_str(),
+                c.findings[0].reason(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        order_of,
+        vec![
+            ("Breached", case_finding::Reason::SlaBreached),
+            ("JP", case_finding::Reason::JeopardyWithoutReason),
+            ("Not placed", case_finding::Reason::NotPresentedToCarrier),
+            ("Duct needed", case_finding::Reason::ConstructionUndefined),
+            ("At risk", case_finding::Reason::SlaAtRisk),
+        ]
+    );
+    let b = &review[0].findings[0];
+    assert_eq!(b.detail, "restore breached");
+    assert_eq!(b.resource, format!("{}/slaClocks/restore", breached.name));
+    assert_eq!(b.due_time, Some(ts("2026-11-30T19:00:00Z")));
+    assert_eq!(
+        review[1].findings[0].detail,
+        "in jeopardy without a reason and a revised ETA"
+    );
+    assert_eq!(review[1].case.as_ref().unwrap().name, jp.name);
+    assert_eq!(review[2].case.as_ref().unwrap().name, order.name);
+    assert_eq!(review[3].case.as_ref().unwrap().name, construction.name);
+    assert_eq!(review[4].case.as_ref().unwrap().name, at_risk.name);
+    assert_eq!(
+        review[4].findings[0].due_time,
+        Some(ts("2026-11-30T20:30:00Z"))
+    );
+    let paged = findings_of(&h, "staff/ayse", 2).await;
+    assert_eq!(paged, review, "pages of two read the same review");
+
+    // The JP gets its reason: it needs nothing more.
+    mark_jeopardy(&h, &jp.name, "Permit", Some(ts("2026-12-20T17:00:00Z"))).await;
+    let names: Vec<String> = findings_of(&h, "staff/ayse", 0)
+        .await
+        .into_iter()
+        .map(|c| c.case.unwrap().name)
+        .collect();
+    assert!(!names.contains(&jp.name));
+    assert_eq!(names.len(), 4);
+
+    let refused = h
+        .svc
+        .list_case_findings(h.req(
+            &who(Role::Client),
+            ListCaseFindingsRequest {
+                account_manager: "staff/ayse".into(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::PermissionDenied);
+    let refused = h
+        .svc
+        .list_case_findings(h.req(
+            &a,
+            ListCaseFindingsRequest {
+                account_manager: "ayse".into(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(violations(&refused), vec!["account_manager"]);
 }

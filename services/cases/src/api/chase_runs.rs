@@ -147,13 +147,7 @@ pub(super) async fn cancel_chase_run(
         )
         .await?;
         run.set_meta(0, 0, resource::etag(run_row.revision + 1));
-        let active: Vec<ChaseRun> = store::chase::active_runs(&mut conn, &c.name)
-            .await?
-            .into_iter()
-            .map(|(r, _)| r)
-            .collect();
-        let refs: Vec<&ChaseRun> = active.iter().collect();
-        chase::summarise(c.chase.get_or_insert_with(Default::default), &refs);
+        chase::resummarise(&mut conn, &mut c).await?;
         store::cases::write_locked(&mut conn, &case_row, &c).await?;
         if let Some(key) = &key {
             key.save(&mut conn, &run, now).await?;

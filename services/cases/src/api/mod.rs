@@ -11,6 +11,7 @@ mod chase_rules;
 mod chase_runs;
 mod clocks;
 mod escalations;
+mod findings;
 mod hand_off_codes;
 mod links;
 mod notes;
@@ -413,6 +414,13 @@ impl CasesService for Cases {
         request: Request<ListChaseStepsRequest>,
     ) -> Reply<ListChaseStepsResponse> {
         chase_runs::list_chase_steps(self, request).await
+    }
+
+    async fn list_case_findings(
+        &self,
+        request: Request<ListCaseFindingsRequest>,
+    ) -> Reply<ListCaseFindingsResponse> {
+        findings::list_case_findings(self, request).await
     }
 
     async fn triage_repair_case(

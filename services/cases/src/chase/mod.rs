@@ -11,7 +11,7 @@ mod steps;
 
 pub(crate) use built_in::install;
 pub(crate) use rules::LiveRules;
-pub(crate) use runs::{begin, end, insert_begun, save, settle, summarise};
+pub(crate) use runs::{begin, end, insert_begun, resummarise, save, settle, summarise};
 
 use concierge_common::error::Result;
 use concierge_common::resource;

@@ -5,8 +5,8 @@
 use concierge_common::filter::{self, Expr, Value};
 use concierge_proto::concierge::cases::v1::*;
 
-use crate::lifecycle;
 use crate::resources::CASES;
+use crate::review;
 
 /// An enabled rule, its expression parsed.
 pub(crate) struct LiveRule {
@@ -65,9 +65,7 @@ impl LiveRules {
     }
 }
 
-pub(crate) fn is_open(c: &Case) -> bool {
-    lifecycle::is_open(case::State::try_from(c.state).unwrap_or(case::State::Unspecified))
-}
+pub(crate) use crate::review::is_open;
 
 impl LiveRule {
     /// Whether the rule's condition holds on `c`: its kind's situation, and
@@ -79,34 +77,12 @@ impl LiveRule {
         use chase_condition::Kind;
         let situation = match Kind::try_from(condition.kind).unwrap_or(Kind::Unspecified) {
             Kind::Unspecified => false,
-            Kind::JeopardyWithoutReason => {
-                c.state == case::State::Jeopardy as i32
-                    && c.jeopardy
-                        .as_ref()
-                        .is_some_and(|j| j.reason.trim().is_empty() || j.revised_eta_time.is_none())
-            }
-            Kind::ConstructionUndefined => c
-                .construction
-                .as_ref()
-                .is_some_and(|k| k.required && k.definition.trim().is_empty()),
-            Kind::NotPresentedToCarrier => {
-                is_order(c)
-                    && !c.hand_off_code.is_empty()
-                    && !c.presented_to_carrier
-                    && !c.withheld_by_dependency
-            }
-            Kind::SlaAtRisk => c
-                .sla
-                .as_ref()
-                .is_some_and(|s| s.state == SlaState::AtRisk as i32),
-            Kind::SlaBreached => c
-                .sla
-                .as_ref()
-                .is_some_and(|s| s.state == SlaState::Breached as i32),
-            Kind::ClientDeliverableOverdue => c
-                .construction
-                .as_ref()
-                .is_some_and(|k| k.deliverables.iter().any(|d| d.overdue)),
+            Kind::JeopardyWithoutReason => review::jeopardy_without_reason(c),
+            Kind::ConstructionUndefined => review::construction_undefined(c),
+            Kind::NotPresentedToCarrier => review::not_presented_to_carrier(c),
+            Kind::SlaAtRisk => review::sla_state(c) == SlaState::AtRisk,
+            Kind::SlaBreached => review::sla_state(c) == SlaState::Breached,
+            Kind::ClientDeliverableOverdue => review::overdue_deliverables(c).next().is_some(),
             Kind::Expression => self.expression.is_some(),
         };
         situation
@@ -115,13 +91,6 @@ impl LiveRule {
                 .as_ref()
                 .is_none_or(|e| e.matches(&|column| case_column(c, column)))
     }
-}
-
-fn is_order(c: &Case) -> bool {
-    matches!(
-        CaseType::try_from(c.r#type).unwrap_or(CaseType::Unspecified),
-        CaseType::OrderNew | CaseType::OrderMove | CaseType::OrderDisconnect
-    )
 }
 
 /// A case's filter column as ListCases reads it from the row.

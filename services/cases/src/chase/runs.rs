@@ -138,10 +138,32 @@ pub(crate) fn scheduled(step: &ChaseRuleStep, from: Timestamp) -> Option<Timesta
     Some(from.checked_add(wait).unwrap_or(from))
 }
 
-/// The case's chase summary from its active runs.
-pub(crate) fn summarise(summary: &mut CaseChaseSummary, active: &[&ChaseRun]) {
+/// The case's chase summary from its runs that are active or exhausted (its
+/// holding rules already settled): an exhausted run still counts for the
+/// stage reached while its rule holds, its latest one only.
+pub(crate) fn summarise(summary: &mut CaseChaseSummary, runs: &[&ChaseRun]) {
+    let active: Vec<&ChaseRun> = runs
+        .iter()
+        .filter(|r| r.state == chase_run::State::Active as i32)
+        .copied()
+        .collect();
+    let exhausted = summary.holding_rules.iter().filter_map(|rule| {
+        if active.iter().any(|r| r.rule == *rule) {
+            return None;
+        }
+        runs.iter()
+            .filter(|r| r.rule == *rule && r.state == chase_run::State::Exhausted as i32)
+            .max_by_key(|r| r.start_time.map(|t| (t.seconds, t.nanos)))
+            .copied()
+    });
     summary.active_run_count = i32::try_from(active.len()).unwrap_or(i32::MAX);
-    summary.highest_step_reached = active.iter().map(|r| r.steps_taken).max().unwrap_or(0);
+    summary.highest_step_reached = active
+        .iter()
+        .copied()
+        .chain(exhausted)
+        .map(|r| r.steps_taken)
+        .max()
+        .unwrap_or(0);
     summary.next_step_time = active
         .iter()
         .filter_map(|r| r.next_step_time)
@@ -322,24 +344,33 @@ pub(crate) async fn apply(
                 .iter()
                 .map(|(r, why)| (r, chase_run::State::Cancelled, why.as_str())),
         );
-    let mut ended = Vec::new();
     for (rule, state, why) in ending {
         if let Some(i) = active.iter().position(|(run, _)| run.rule == *rule) {
             let (mut run, stored) = active.swap_remove(i);
             end(conn, c, &mut run, &stored, state, why, now).await?;
-            ended.push(run);
         }
     }
-    let mut begun = Vec::new();
     for rule in &turn.started {
         let Some(live) = rules.get(rule) else {
             continue;
         };
         let (run, step, due) = begin(&live.rule, c, now);
         insert_begun(conn, c, &run, &step, due, now).await?;
-        begun.push(run);
     }
-    let runs: Vec<&ChaseRun> = active.iter().map(|(r, _)| r).chain(begun.iter()).collect();
-    summarise(c.chase.get_or_insert_with(Default::default), &runs);
+    resummarise(conn, c).await
+}
+
+/// Brings `c`'s chase summary up to date with its runs as this transaction
+/// sees them.
+pub(crate) async fn resummarise(conn: &mut Conn<'_>, c: &mut Case) -> Result<()> {
+    let runs = crate::store::chase::current_runs(conn, &c.name).await?;
+    let refs: Vec<&ChaseRun> = runs.iter().collect();
+    summarise(c.chase.get_or_insert_with(Default::default), &refs);
+    if c.chase
+        .as_ref()
+        .is_some_and(|s| *s == CaseChaseSummary::default())
+    {
+        c.chase = None;
+    }
     Ok(())
 }

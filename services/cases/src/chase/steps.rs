@@ -18,7 +18,7 @@ use concierge_proto::concierge::cases::v1::*;
 use jiff::{SignedDuration, Timestamp};
 
 use super::rules::{LiveRule, LiveRules, is_open, render};
-use super::runs::{self, end, engine, save, scheduled, step_name, summarise};
+use super::runs::{self, end, engine, save, scheduled, step_name};
 use crate::resources::{CASES, CHASE_RULES, CHASE_RUNS, CHASE_STEPS};
 use crate::store::chase::{STEP, step_of, step_payload, step_timer};
 use crate::{Cases, EVENTS, RULES, Rules, calendar, store};
@@ -149,13 +149,7 @@ impl Cases {
                 ran = take(&mut conn, &c, live, &mut run, &run_row, n, &prepared, now).await?;
             }
         }
-        let active: Vec<ChaseRun> = store::chase::active_runs(&mut conn, &c.name)
-            .await?
-            .into_iter()
-            .map(|(r, _)| r)
-            .collect();
-        let refs: Vec<&ChaseRun> = active.iter().collect();
-        summarise(c.chase.get_or_insert_with(Default::default), &refs);
+        runs::resummarise(&mut conn, &mut c).await?;
         store::cases::write_locked(&mut conn, &case_row, &c).await?;
         tx.commit().await?;
         self.store().nudge();

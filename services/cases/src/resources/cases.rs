@@ -110,6 +110,24 @@ pub static CASES: Kind = Kind {
             column: "construction_required",
             ty: FieldType::Bool,
         },
+        Field {
+            name: "chase.highest_step_reached",
+            column: "chase_highest_step",
+            ty: FieldType::Int,
+        },
+        Field {
+            name: "finding.reason",
+            column: "finding_reason",
+            ty: FieldType::Enum {
+                parse: |s| case_finding::Reason::from_str_name(s).map(|v| v as i32),
+                prefix: "REASON_",
+            },
+        },
+        Field {
+            name: "finding.due_time",
+            column: "finding_due_time",
+            ty: FieldType::Timestamp,
+        },
         CREATE_TIME,
         UPDATE_TIME,
         Field {
@@ -175,6 +193,7 @@ impl Resource<Rules> for Case {
     fn columns(&self) -> Vec<(&'static str, Value)> {
         let sla = self.sla.clone().unwrap_or_default();
         let construction = self.construction.clone().unwrap_or_default();
+        let (finding_reason, finding_due_time) = crate::review::columns(self);
         // `account` is a bookkeeping column already (see `account()`).
         vec![
             ("account_manager", Value::Text(self.account_manager.clone())),
@@ -209,6 +228,14 @@ impl Resource<Rules> for Case {
                 Value::Int(i64::from(construction.required)),
             ),
             ("resolve_time", time(&self.resolve_time)),
+            (
+                "chase_highest_step",
+                Value::Int(i64::from(
+                    self.chase.as_ref().map_or(0, |k| k.highest_step_reached),
+                )),
+            ),
+            ("finding_reason", Value::Int(finding_reason)),
+            ("finding_due_time", Value::Int(finding_due_time)),
         ]
     }
     fn copy_field(&mut self, from: &Self, path: &str) {

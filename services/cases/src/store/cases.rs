@@ -179,6 +179,85 @@ pub(crate) async fn write_locked(
     resource::update(conn, &CASES, &next, stored.revision, &columns).await
 }
 
+/// Where a page of a portfolio's findings resumes: after this (reason,
+/// deadline, name).
+pub(crate) type FindingsAfter = (i64, i64, String);
+
+/// Up to `limit` cases of `account_manager`'s portfolio that need action,
+/// after `after`, in review order (most severe finding, its deadline,
+/// name), read from the partial index of the cases with a finding: never a
+/// scan of the portfolio, let alone of every case.
+pub(crate) async fn with_findings(
+    conn: &mut Conn<'_>,
+    account_manager: &str,
+    after: &FindingsAfter,
+    limit: i64,
+) -> Result<Vec<Case>> {
+    type Row = (i64, i64, i64, i64, Vec<u8>);
+    let rows: Vec<Row> = on_conn!(conn, c => sqlx::query_as(
+        "SELECT create_time, update_time, revision, delete_time, body FROM cases \
+         WHERE account_manager = $1 AND finding_reason > 0 AND delete_time = 0 \
+           AND (finding_reason, finding_due_time, name) > ($2, $3, $4) \
+         ORDER BY finding_reason, finding_due_time, name LIMIT $5")
+        .bind(account_manager)
+        .bind(after.0)
+        .bind(after.1)
+        .bind(&after.2)
+        .bind(limit)
+        .fetch_all(&mut **c)
+        .await?);
+    rows.into_iter()
+        .map(|(create_time, update_time, revision, _, body)| {
+            let mut case = <Case as prost::Message>::decode(body.as_slice())
+                .map_err(concierge_common::error::Error::internal)?;
+            <Case as concierge_common::crud::Resource<crate::Rules>>::set_meta(
+                &mut case,
+                create_time,
+                update_time,
+                resource::etag(revision),
+            );
+            Ok(case)
+        })
+        .collect()
+}
+
+/// Up to `limit` cases written before their review columns existed, named
+/// after `after`: a keyset page of the background pass that fills them in.
+pub(crate) async fn without_review_columns(
+    conn: &mut Conn<'_>,
+    after: &str,
+    limit: i64,
+) -> Result<Vec<(String, i64, Vec<u8>)>> {
+    let rows: Vec<(String, i64, Vec<u8>)> = on_conn!(conn, c => sqlx::query_as(
+        "SELECT name, revision, body FROM cases WHERE name > $1 AND finding_reason = -1 \
+         ORDER BY name LIMIT $2")
+        .bind(after)
+        .bind(limit)
+        .fetch_all(&mut **c)
+        .await?);
+    Ok(rows)
+}
+
+/// Fills in the review columns of a case as read at `revision` (a change
+/// since wrote them itself).
+pub(crate) async fn write_review_columns(
+    conn: &mut Conn<'_>,
+    name: &str,
+    revision: i64,
+    (reason, due): (i64, i64),
+) -> Result<()> {
+    on_conn!(conn, c => sqlx::query(
+        "UPDATE cases SET finding_reason = $1, finding_due_time = $2 WHERE name = $3 AND revision = $4")
+        .bind(reason)
+        .bind(due)
+        .bind(name)
+        .bind(revision)
+        .execute(&mut **c)
+        .await?
+        .rows_affected());
+    Ok(())
+}
+
 /// Up to `limit` open cases at `site`, for a triage.
 pub(crate) async fn open_at_site(conn: &mut Conn<'_>, site: &str, limit: i64) -> Result<Vec<Case>> {
     let bodies: Vec<Vec<u8>> = on_conn!(conn, c => sqlx::query_scalar(
