@@ -299,6 +299,16 @@ impl Client {
         ))
     }
 
+    /// The gateway's own service: who the caller is, the portfolio review.
+    pub fn gateway(
+        &self,
+    ) -> concierge_proto::concierge::gateway::v1::gateway_service_client::GatewayServiceClient<Authed>
+    {
+        concierge_proto::concierge::gateway::v1::gateway_service_client::GatewayServiceClient::new(
+            InterceptedService::new(self.channel.clone(), self.credentials.clone()),
+        )
+    }
+
     /// The controllable clock of `concierge dev --test-clock` (admins only).
     pub fn test_clock(&self) -> TestClockServiceClient<Authed> {
         TestClockServiceClient::new(InterceptedService::new(

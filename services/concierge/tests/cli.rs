@@ -1006,3 +1006,123 @@ fn a_repair_is_triaged_from_the_cli() {
     );
     assert!(triage.contains("recorded as cases/down/notes/"), "{triage}");
 }
+
+#[test]
+fn the_portfolio_review_is_read_from_the_cli() {
+    let dir = tempfile::tempdir().unwrap();
+    let dev = start_dev(
+        dir.path(),
+        &["--listen", "127.0.0.1:0", "--data-dir", "data"],
+    );
+    let run = |args: &[&str], key: &str| {
+        Command::new(BIN)
+            .args(args)
+            .current_dir(dir.path())
+            .env("CONCIERGE_GATEWAY", &dev.url)
+            .env("CONCIERGE_API_KEY", key)
+            .output()
+            .unwrap()
+    };
+    let admin = |args: &[&str]| {
+        let out = run(args, &dev.key);
+        assert!(out.status.success(), "{args:?}: {}", text(&out));
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    admin(&[
+        "customers",
+        "staff",
+        "create",
+        "--id",
+        "ayse",
+        "--display-name",
+        "Ayse",
+        "--email",
+        "ayse@example.com",
+        "--role",
+        "account_manager",
+    ]);
+    admin(&[
+        "customers",
+        "create",
+        "--id",
+        "acme",
+        "--display-name",
+        "Acme Corp",
+        "--tier",
+        "enterprise",
+        "--time-zone",
+        "America/Chicago",
+        "--account-manager",
+        "staff/ayse",
+    ]);
+    for (id, title) in [("late", "Fibre late"), ("fine", "All good")] {
+        admin(&[
+            "cases",
+            "create",
+            "--id",
+            id,
+            "--account",
+            "acme",
+            "--type",
+            "repair",
+            "--title",
+            title,
+        ]);
+        admin(&["cases", "start", id]);
+    }
+    admin(&["cases", "jeopardy", "late"]);
+
+    // Ayse's own key: her portfolio by default.
+    let minted = Command::new(BIN)
+        .args([
+            "keys",
+            "create",
+            "--role",
+            "account_manager",
+            "--staff-member",
+            "staff/ayse",
+            "--data-dir",
+            "data",
+            "--json",
+        ])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(minted.status.success(), "{}", text(&minted));
+    let minted: serde_json::Value = serde_json::from_slice(&minted.stdout).unwrap();
+    let ayse = minted["key"].as_str().unwrap().to_string();
+    let me = run(&["whoami"], &ayse);
+    assert!(me.status.success(), "{}", text(&me));
+    assert!(text(&me).contains("account manager"), "{}", text(&me));
+    assert!(
+        text(&me).contains("staff member: staff/ayse"),
+        "{}",
+        text(&me)
+    );
+
+    let review = run(&["review"], &ayse);
+    let said = text(&review);
+    assert!(review.status.success(), "{said}");
+    assert!(
+        said.starts_with("staff/ayse needs action on 1 item(s) (1 jeopardy without reason)"),
+        "{said}"
+    );
+    let rows: Vec<&str> = said.lines().skip(2).collect();
+    assert_eq!(rows.len(), 1, "{said}");
+    assert!(rows[0].contains("cases/late"), "{said}");
+    assert!(rows[0].contains("Acme Corp"), "{said}");
+    assert!(
+        rows[0].contains("Ask the performing team for the jeopardy reason and a revised ETA"),
+        "{said}"
+    );
+
+    // Another's portfolio is for managers: the admin may, Ayse may not.
+    assert!(admin(&["review", "--manager", "ayse"]).contains("cases/late"));
+    let refused = run(&["review", "--manager", "bob"], &ayse);
+    assert!(!refused.status.success());
+    assert!(
+        text(&refused).contains("only managers"),
+        "{}",
+        text(&refused)
+    );
+}

@@ -3,10 +3,12 @@
 //! public v1 service to its backend with a verified principal and a request
 //! id. It never decides what a principal may do: every service does that.
 
+pub mod api;
 pub mod auth;
 pub mod keys;
 pub mod oidc;
 pub mod proxy;
+pub mod review;
 mod store;
 
 use std::collections::{BTreeMap, HashSet};
@@ -72,10 +74,22 @@ impl Gateway {
         clock: SharedClock,
         limits: Limits,
         oidc: Option<oidc::OidcConfig>,
-        backends: BTreeMap<&'static str, Backend>,
+        mut backends: BTreeMap<&'static str, Backend>,
     ) -> Result<Self> {
         migrate(&db).await?;
         let oidc = oidc.map(oidc::Oidc::new).transpose()?;
+        // The gateway's own service sits behind its own front door, reading
+        // the other services on the caller's behalf.
+        let review = review::Review::new(
+            review::sources(&backends, &principals),
+            review::customers(&backends),
+            principals.clone(),
+            clock.clone(),
+        );
+        backends.insert(
+            api::SERVICE_NAME,
+            local(api::Api::new(principals.clone(), review).server()),
+        );
         let auth = auth::Authenticator::new(db.clone(), clock, oidc, limits.failure_allowance())?;
         let shared = Arc::new(proxy::Shared::new(auth, principals, limits)?);
         Ok(Self {

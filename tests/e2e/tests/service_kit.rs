@@ -190,6 +190,7 @@ async fn a_registered_service_is_migrated_supervised_served_and_routed() {
         gateway.service_names(),
         vec![
             "concierge.customers.v1.CustomersService".to_string(),
+            "concierge.gateway.v1.GatewayService".to_string(),
             "concierge.testing.v1.TestClockService".to_string()
         ]
     );

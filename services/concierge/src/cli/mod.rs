@@ -9,6 +9,7 @@ mod clock;
 mod customers;
 mod escalations;
 mod keys;
+mod review;
 mod server;
 
 use std::path::PathBuf;
@@ -93,6 +94,23 @@ enum Command {
         #[command(flatten)]
         client: ClientArgs,
     },
+    /// The account manager's morning: every case of the portfolio that needs
+    /// action, most urgent first, with what to do next.
+    ///
+    /// Example: another's breached SLAs (managers and admins),
+    ///   --manager staff/ayse --filter 'reason = SLA_BREACHED'
+    #[command(verbatim_doc_comment)]
+    Review {
+        #[command(flatten)]
+        review: review::ReviewArgs,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Who the gateway takes you for (your key's role, staff member, account).
+    Whoami {
+        #[command(flatten)]
+        client: ClientArgs,
+    },
     /// Read or move the test clock of `concierge dev --test-clock`.
     Clock {
         #[command(subcommand)]
@@ -116,6 +134,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Customers { command, client } => customers::run(command, &client).await,
         Command::Cases { command, client } => cases::run(command, &client).await,
         Command::Clock { command, client } => clock::run(command, &client).await,
+        Command::Review { review, client } => review::review(review, &client).await,
+        Command::Whoami { client } => review::whoami(&client).await,
         Command::Bench { command } => bench::run(command).await,
     }
 }
