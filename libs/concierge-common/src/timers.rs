@@ -56,6 +56,30 @@ pub async fn arm(
     Ok(())
 }
 
+/// Sets a timer that is not set yet, leaving one that is (with its due time
+/// and any claim) alone: a recurring job armed by every replica at start.
+pub async fn arm_if_absent(
+    conn: &mut Conn<'_>,
+    id: &str,
+    kind: &str,
+    subject: &str,
+    due: Timestamp,
+    payload: &[u8],
+) -> Result<()> {
+    let sql = "INSERT INTO timers (id, kind, subject, due_time, payload) VALUES ($1, $2, $3, $4, $5) \
+               ON CONFLICT (id) DO NOTHING";
+    on_conn!(conn, c => sqlx::query(sql)
+        .bind(id)
+        .bind(kind)
+        .bind(subject)
+        .bind(to_micros(due))
+        .bind(payload)
+        .execute(&mut **c)
+        .await?
+        .rows_affected());
+    Ok(())
+}
+
 /// One timer to arm with [`arm_many`].
 #[derive(Debug, Clone)]
 pub struct Arm<'a> {

@@ -14,8 +14,8 @@ use concierge_common::crud::Authorize;
 use concierge_common::error::{Error, Result};
 use concierge_common::principal::{Principal, Role};
 use concierge_proto::concierge::cases::v1::{
-    Calendar, Case, CaseLink, CasePriority, ChaseRule, ChaseRun, ChaseStep, Escalation,
-    HandOffCode, Note, SlaClock, SlaPolicy, note,
+    Calendar, Case, CaseLink, CasePriority, ChaseRule, ChaseRun, ChaseStep, ControlDocument,
+    ControlDocumentSettings, Escalation, HandOffCode, Note, SlaClock, SlaPolicy, note,
 };
 use concierge_proto::events::Visibility;
 
@@ -82,6 +82,37 @@ macro_rules! configuration {
 configuration!(Calendar, "business calendars");
 configuration!(HandOffCode, "hand-off codes");
 configuration!(ChaseRule, "chase rules");
+configuration!(ControlDocumentSettings, "control document settings");
+
+/// Control documents: staff issue and send them; a client reads its own
+/// account's issued documents (and learns nothing of another's).
+impl Authorize<ControlDocument> for Rules {
+    type Facts = ();
+    fn visibility(&self, _r: &ControlDocument) -> Visibility {
+        Visibility::Public
+    }
+    fn may_read(&self, p: &Principal, name: &str) -> Result<()> {
+        let account = concierge_common::crud::account_of(name).unwrap_or_default();
+        own_account(p, "ControlDocument", name, &account)
+    }
+    fn may_see(&self, p: &Principal, r: &ControlDocument) -> Result<()> {
+        let account = concierge_common::crud::account_of(&r.name).unwrap_or_default();
+        own_account(p, "ControlDocument", &r.name, &account)
+    }
+    fn may_attempt_write(&self, p: &Principal, _target: &str) -> Result<()> {
+        staff_only(p, "control documents issued")
+    }
+    fn may_write(&self, p: &Principal, _r: &ControlDocument, _: &()) -> Result<()> {
+        staff_only(p, "control documents issued")
+    }
+    fn list_account(&self, p: &Principal, _parent: &str) -> Result<Option<String>> {
+        Ok(if p.role == Role::Client {
+            p.account.clone()
+        } else {
+            None
+        })
+    }
+}
 
 /// The company's own work on a case, which every staff member does and a
 /// client never sees, nor learns exists: escalations, and the chase runs and

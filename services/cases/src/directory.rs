@@ -13,9 +13,9 @@ use concierge_common::principal::PrincipalCodec;
 use concierge_proto::customers::customers_service_client::CustomersServiceClient;
 use concierge_proto::customers::customers_service_server::SERVICE_NAME as CUSTOMERS;
 use concierge_proto::customers::{
-    GetAccountRequest, GetEscalationChainRequest, GetSiteRequest, GetStaffMemberRequest,
-    InventoryItem, ListContactsRequest, ListInventoryItemsRequest, ListStaffMembersRequest, Site,
-    StaffMember, Tier,
+    Account, Contact, GetAccountRequest, GetContactRequest, GetEscalationChainRequest,
+    GetSiteRequest, GetStaffMemberRequest, InventoryItem, ListAccountsRequest, ListContactsRequest,
+    ListInventoryItemsRequest, ListSitesRequest, ListStaffMembersRequest, Site, StaffMember, Tier,
 };
 use tonic::Code;
 use tonic::transport::Channel;
@@ -197,6 +197,145 @@ impl Directory {
             })
             .await?;
         Ok(members.staff_members)
+    }
+
+    /// What an account's control document prints about it: the account, its
+    /// client delegates (who receive it) and its sites by name.
+    pub async fn control_document_facts(
+        &self,
+        request_id: &str,
+        account: &str,
+    ) -> Result<(Account, Vec<Contact>, Vec<Site>)> {
+        let request = GetAccountRequest {
+            name: account.to_string(),
+        };
+        let a = self
+            .customers
+            .read(request_id, request, |mut c, r| async move {
+                c.get_account(r).await
+            })
+            .await
+            .map_err(|refused| match refused.code() {
+                Code::NotFound => Error::invalid("parent", format!("{account} does not exist")),
+                _ => refused.into(),
+            })?;
+        let request = ListContactsRequest {
+            parent: account.to_string(),
+            filter: "client_delegate = true".into(),
+            page_size: 10,
+            ..Default::default()
+        };
+        let delegates = self
+            .customers
+            .read(request_id, request, |mut c, r| async move {
+                c.list_contacts(r).await
+            })
+            .await?
+            .contacts;
+        let mut sites = Vec::new();
+        let mut page_token = String::new();
+        loop {
+            let request = ListSitesRequest {
+                parent: account.to_string(),
+                page_size: 1000,
+                page_token: page_token.clone(),
+                ..Default::default()
+            };
+            let page = self
+                .customers
+                .read(request_id, request, |mut c, r| async move {
+                    c.list_sites(r).await
+                })
+                .await?;
+            sites.extend(page.sites);
+            if page.next_page_token.is_empty() || sites.len() >= MAX_SITE_INVENTORY {
+                break;
+            }
+            page_token = page.next_page_token;
+        }
+        Ok((a, delegates, sites))
+    }
+
+    /// The accounts whose MRC is at least `threshold` (in its currency),
+    /// at most `limit` of them, for the weekly control documents.
+    pub async fn accounts_at_or_over(
+        &self,
+        threshold: &concierge_proto::types::Money,
+        limit: usize,
+    ) -> Result<Vec<Account>> {
+        let mut accounts = Vec::new();
+        let mut page_token = String::new();
+        loop {
+            let request = ListAccountsRequest {
+                page_size: 1000,
+                page_token: page_token.clone(),
+                filter: format!(
+                    "mrc.currency_code = \"{}\" AND mrc.minor_units >= {} AND state = ACTIVE",
+                    threshold.currency_code, threshold.minor_units
+                ),
+                ..Default::default()
+            };
+            let page = self
+                .customers
+                .read(
+                    "",
+                    request,
+                    |mut c, r| async move { c.list_accounts(r).await },
+                )
+                .await?;
+            accounts.extend(page.accounts);
+            if page.next_page_token.is_empty() || accounts.len() >= limit {
+                accounts.truncate(limit);
+                return Ok(accounts);
+            }
+            page_token = page.next_page_token;
+        }
+    }
+
+    /// Display names of staff members, by name; one the directory does not
+    /// know keeps its name.
+    pub async fn staff_names(
+        &self,
+        names: &[String],
+    ) -> Result<std::collections::HashMap<String, String>> {
+        let mut out = std::collections::HashMap::new();
+        for name in names {
+            let request = GetStaffMemberRequest { name: name.clone() };
+            match self
+                .customers
+                .read("", request, |mut c, r| async move {
+                    c.get_staff_member(r).await
+                })
+                .await
+            {
+                Ok(m) => {
+                    out.insert(name.clone(), m.display_name);
+                }
+                Err(refused) if refused.code() == Code::NotFound => {}
+                Err(refused) => return Err(refused.into()),
+            }
+        }
+        Ok(out)
+    }
+
+    /// A contact, for the language of the mail it receives; None when gone.
+    pub async fn contact(&self, name: &str) -> Result<Option<Contact>> {
+        let request = GetContactRequest {
+            name: name.to_string(),
+        };
+        match self
+            .customers
+            .read(
+                "",
+                request,
+                |mut c, r| async move { c.get_contact(r).await },
+            )
+            .await
+        {
+            Ok(c) => Ok(Some(c)),
+            Err(refused) if refused.code() == Code::NotFound => Ok(None),
+            Err(refused) => Err(refused.into()),
+        }
     }
 
     /// A site and its whole inventory (at most [`MAX_SITE_INVENTORY`]

@@ -8,9 +8,9 @@ use concierge_common::crud::{Ctx, Lifecycle, Resource, Store};
 use concierge_common::error::{Error, Result};
 use concierge_common::storage::Conn;
 use concierge_proto::concierge::cases::v1::{
-    Calendar, Case, CaseLink, CasePriority, ChaseRule, ChaseRun, ChaseStep, Escalation,
-    EscalationDelivery, HandOffCode, Note, SlaClock, SlaPolicy, case, case_link, escalation,
-    escalation_delivery, note,
+    Calendar, Case, CaseLink, CasePriority, ChaseRule, ChaseRun, ChaseStep, ControlDocument,
+    ControlDocumentSettings, Escalation, EscalationDelivery, HandOffCode, Note, SlaClock,
+    SlaPolicy, case, case_link, escalation, escalation_delivery, note,
 };
 
 use crate::{
@@ -119,6 +119,9 @@ impl Lifecycle<HandOffCode> for Rules {}
 // Runs and steps are written by the chase engine itself (`chase`), never
 // through the store's generic writes.
 impl Lifecycle<ChaseRun> for Rules {}
+// Control documents and their settings are written by `control` itself.
+impl Lifecycle<ControlDocument> for Rules {}
+impl Lifecycle<ControlDocumentSettings> for Rules {}
 impl Lifecycle<ChaseStep> for Rules {}
 
 impl Lifecycle<Case> for Rules {

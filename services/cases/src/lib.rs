@@ -13,6 +13,7 @@
 mod api;
 pub mod authz;
 mod chase;
+mod control;
 mod dependencies;
 pub mod directory;
 pub mod engine;
@@ -98,6 +99,11 @@ impl Cases {
             mail: std::sync::Arc::new(concierge_common::mail::Mailer::Off),
         };
         chase::install(&cases).await?;
+        {
+            let mut pooled = cases.store.db().acquire().await?;
+            let now = concierge_common::clock::from_micros(cases.store.now());
+            control::arm_tick(&mut pooled.conn(), now).await?;
+        }
         Ok(cases)
     }
 

@@ -193,7 +193,7 @@ impl Cases {
 
     /// Moves a message that could not go to a later attempt: 30 s after the
     /// first, doubling up to an hour.
-    async fn retry_later(&self, owner: &str, timer: &Claimed) -> Result<()> {
+    pub(crate) async fn retry_later(&self, owner: &str, timer: &Claimed) -> Result<()> {
         let doublings = u32::try_from(timer.attempts.clamp(1, 8) - 1).unwrap_or(7);
         let wait = SignedDuration::from_secs(30_i64 << doublings).min(MAX_BACKOFF);
         let now = clock::from_micros(self.store().now());

@@ -305,28 +305,11 @@ impl Cases {
                 tracing::warn!(case = %marker.subject, error = %e, "could not re-arm SLA timers");
             }
         }
-        let (steps, claimed): (Vec<_>, Vec<_>) = claimed
-            .into_iter()
-            .partition(|t| t.kind == store::chase::STEP);
-        let taken = if steps.is_empty() {
-            0
-        } else {
-            self.take_chase_steps(owner, &steps).await
-        };
-        let (mails, claimed): (Vec<_>, Vec<_>) = claimed
-            .into_iter()
-            .partition(|t| t.kind == crate::mail::ESCALATION_MAIL);
-        let taken = taken
-            + if mails.is_empty() {
-                0
-            } else {
-                self.mail_escalations(owner, &mails).await
-            };
-        let others = refreshes.len() + steps.len() + mails.len();
+        let (claimed, others, taken) = self.take_other_timers(owner, claimed).await;
         if claimed.is_empty() {
-            return Ok((others, taken));
+            return Ok((refreshes.len() + others, taken));
         }
-        let claimed_count = claimed.len() + others;
+        let claimed_count = claimed.len() + refreshes.len() + others;
         let mut names: Vec<&str> = claimed.iter().map(|t| t.subject.as_str()).collect();
         names.sort_unstable();
         names.dedup();
@@ -457,6 +440,46 @@ impl Cases {
             metrics::counter!("concierge_sla_events_fired_total", "kind" => kind).increment(1);
         }
         Ok((claimed_count, fired + taken))
+    }
+
+    /// Works the claimed timers that are not SLA events: chase steps, the
+    /// e-mails of escalations and control documents, and the weekly run's
+    /// tick. Returns the SLA timers left, how many others there were, and
+    /// how many steps, documents and messages they made.
+    async fn take_other_timers(
+        &self,
+        owner: &str,
+        claimed: Vec<timers::Claimed>,
+    ) -> (Vec<timers::Claimed>, usize, usize) {
+        let (mut sla, mut steps, mut mails, mut documents, mut ticks) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        for t in claimed {
+            match t.kind.as_str() {
+                store::chase::STEP => steps.push(t),
+                crate::mail::ESCALATION_MAIL => mails.push(t),
+                crate::control::CONTROL_DOC_MAIL => documents.push(t),
+                crate::control::TICK => ticks.push(t),
+                _ => sla.push(t),
+            }
+        }
+        let mut made = 0;
+        if !steps.is_empty() {
+            made += self.take_chase_steps(owner, &steps).await;
+        }
+        if !mails.is_empty() {
+            made += self.mail_escalations(owner, &mails).await;
+        }
+        for t in &ticks {
+            match self.weekly_control_documents(owner, t).await {
+                Ok(n) => made += n,
+                Err(e) => tracing::warn!(error = %e, "the weekly control document run failed"),
+            }
+        }
+        if !documents.is_empty() {
+            made += self.mail_control_documents(owner, &documents).await;
+        }
+        let others = steps.len() + mails.len() + documents.len() + ticks.len();
+        (sla, others, made)
     }
 
     /// The clocks of many cases read now, with three queries for all of

@@ -278,6 +278,9 @@ concierge_common::both_backends!(
     escalations_are_e_mailed_to_their_target_in_its_language,
     a_repair_is_triaged_with_its_sites_failover_paths,
     a_portfolio_lists_its_cases_that_need_action_most_severe_first,
+    a_control_document_lists_open_requests_and_is_archived_as_sent,
+    the_weekly_run_mails_each_big_account_once_in_its_own_time_zone,
+    control_document_settings_default_and_are_changed_by_managers,
 );
 
 async fn create_calendar(h: &Harness, id: &str, c: Calendar) -> Result<Calendar, Status> {
@@ -4132,6 +4135,33 @@ async fn every_event_is_declared_in_the_catalogue(h: Harness) {
         }
     }
 
+    // A control document issued, and the weekly run's settings changed.
+    h.svc
+        .update_control_document_settings(h.req(
+            &admin,
+            UpdateControlDocumentSettingsRequest {
+                control_document_settings: Some(ControlDocumentSettings {
+                    name: "controlDocumentSettings".into(),
+                    send_minute: 540,
+                    ..Default::default()
+                }),
+                update_mask: mask("send_minute"),
+            },
+        ))
+        .await
+        .unwrap();
+    h.svc
+        .generate_control_document(h.req(
+            &a,
+            GenerateControlDocumentRequest {
+                parent: "accounts/acme".into(),
+                archive: true,
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap();
+
     // Chase runs: one taken to its end, one cleared by the change that
     // clears its condition, one stopped by a person.
     upsert_chase_rule(&h, &admin, owned_by_zed_rule(), &["*"])
@@ -5836,4 +5866,470 @@ async fn a_portfolio_lists_its_cases_that_need_action_most_severe_first(h: Harne
         .await
         .unwrap_err();
     assert_eq!(violations(&refused), vec!["account_manager"]);
+}
+
+/// An account with a monthly charge, a time zone and a client delegate who
+/// reads `language`.
+async fn big_client(h: &Harness, id: &str, mrc: i64, zone: &str, language: &str) {
+    use concierge_proto::customers::customers_service_server::CustomersService as _;
+    use concierge_proto::customers::*;
+    let admin = who(Role::Admin);
+    let c = &h._customers.0;
+    c.svc
+        .create_account(c.req(
+            &admin,
+            CreateAccountRequest {
+                account: Some(Account {
+                    display_name: format!("{id} Corp"),
+                    tier: Tier::Enterprise as i32,
+                    account_manager: "staff/ayse".into(),
+                    time_zone: zone.into(),
+                    mrc: Some(concierge_proto::types::Money {
+                        currency_code: "USD".into(),
+                        minor_units: mrc,
+                    }),
+                    ..Default::default()
+                }),
+                account_id: id.into(),
+                request_id: String::new(),
+            },
+        ))
+        .await
+        .unwrap();
+    c.svc
+        .create_contact(c.req(
+            &admin,
+            CreateContactRequest {
+                parent: format!("accounts/{id}"),
+                contact: Some(Contact {
+                    display_name: format!("{id} delegate"),
+                    email: format!("delegate@{id}.example"),
+                    roles: vec![ContactRole::Primary as i32],
+                    client_delegate: true,
+                    language_code: language.into(),
+                    ..Default::default()
+                }),
+                contact_id: "delegate".into(),
+                request_id: String::new(),
+            },
+        ))
+        .await
+        .unwrap();
+}
+
+fn attachment_names(m: &mail_parser::Message<'_>) -> Vec<String> {
+    use mail_parser::MimeHeaders as _;
+    m.attachments()
+        .filter_map(|a| a.attachment_name().map(str::to_string))
+        .collect()
+}
+
+/// An account's control document lists its open orders, repairs and
+/// billing requests (not its inquiries, not what is closed), says what is
+/// missing, previews without archiving, archives exactly what it e-mails,
+/// refuses a second send the same week unless forced, and is read by the
+/// account's client only.
+async fn a_control_document_lists_open_requests_and_is_archived_as_sent(h: Harness) {
+    let Some(sink) = testing::SmtpSink::start("control document e-mail").await else {
+        return;
+    };
+    big_client(&h, "initech", 4_000_000, "Europe/Istanbul", "tr").await;
+    let a = agent();
+    let initech = |title: &str, t: CaseType| Case {
+        title: title.into(),
+        r#type: t as i32,
+        account: "accounts/initech".into(),
+        ..Default::default()
+    };
+    let order = create_case(&h, &a, initech("Fibre <HQ> & co", CaseType::OrderNew))
+        .await
+        .unwrap();
+    h.svc
+        .start_case_work(h.req(
+            &a,
+            StartCaseWorkRequest {
+                name: order.name.clone(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap();
+    mark_jeopardy(&h, &order.name, "", None).await;
+    create_case(&h, &a, initech("Line down", CaseType::Repair))
+        .await
+        .unwrap();
+    create_case(&h, &a, initech("Wrong rate", CaseType::Billing))
+        .await
+        .unwrap();
+    create_case(&h, &a, initech("Question", CaseType::Inquiry))
+        .await
+        .unwrap();
+    let gone = create_case(&h, &a, initech("Withdrawn", CaseType::Repair))
+        .await
+        .unwrap();
+    h.svc
+        .cancel_case(h.req(
+            &a,
+            CancelCaseRequest {
+                name: gone.name,
+                reason: "duplicate".into(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap();
+
+    let generate = |archive: bool, send: bool, force: bool, request_id: &str| {
+        h.svc.generate_control_document(h.req(
+            &a,
+            GenerateControlDocumentRequest {
+                parent: "accounts/initech".into(),
+                archive,
+                send,
+                extra_recipients: vec![],
+                request_id: request_id.into(),
+                force,
+            },
+        ))
+    };
+    let preview = generate(false, false, false, "")
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(preview.name.is_empty(), "a preview is not archived");
+    assert_eq!(preview.row_count, 3);
+    assert_eq!(preview.incomplete_row_count, 1);
+    let categories: Vec<control_document_row::Category> =
+        preview.rows.iter().map(|r| r.category()).collect();
+    assert_eq!(
+        categories,
+        vec![
+            control_document_row::Category::Order,
+            control_document_row::Category::Repair,
+            control_document_row::Category::Billing
+        ]
+    );
+    assert_eq!(
+        preview.rows[0].missing_fields,
+        vec!["requested_time", "eta_time", "jeopardy_reason"]
+    );
+    assert!(
+        preview
+            .csv_content
+            .starts_with("category,request,type,title,"),
+        "{}",
+        preview.csv_content
+    );
+    assert!(
+        preview.html_content.contains("Fibre &lt;HQ&gt; &amp; co"),
+        "what a person typed is escaped"
+    );
+    assert!(
+        preview.html_content.contains("Siparişler"),
+        "in the delegate's language"
+    );
+    let listed = |p: Principal| {
+        h.svc.list_control_documents(h.req(
+            &p,
+            ListControlDocumentsRequest {
+                parent: "accounts/initech".into(),
+                ..Default::default()
+            },
+        ))
+    };
+    assert!(
+        listed(a.clone())
+            .await
+            .unwrap()
+            .into_inner()
+            .control_documents
+            .is_empty()
+    );
+
+    let sent = generate(true, true, false, "send-1")
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(sent.name.starts_with("accounts/initech/controlDocuments/"));
+    assert_eq!(
+        sent.deliveries
+            .iter()
+            .map(|d| (d.email.as_str(), d.state()))
+            .collect::<Vec<_>>(),
+        vec![(
+            "delegate@initech.example",
+            control_document_delivery::State::Pending
+        )]
+    );
+    let retried = generate(true, true, false, "send-1")
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(retried.name, sent.name, "a retry archives nothing more");
+    let now = h.clock.advance(jiff::SignedDuration::ZERO);
+    mailing_replica(&h, &sink.url)
+        .await
+        .sweep_timers("replica-m", now)
+        .await
+        .unwrap();
+    let received = sink.messages();
+    assert_eq!(received.len(), 1, "{received:?}");
+    let m = mail_parser::MessageParser::default()
+        .parse(received[0].as_bytes())
+        .unwrap();
+    assert_eq!(
+        header(&received[0], "X-RcptTo"),
+        vec!["delegate@initech.example"]
+    );
+    assert_eq!(header(&received[0], "Content-Language"), vec!["tr"]);
+    assert!(
+        m.body_text(0)
+            .unwrap()
+            .starts_with("Merhaba initech delegate,")
+    );
+    let names = attachment_names(&m);
+    assert_eq!(names.len(), 2, "{names:?}");
+    assert!(
+        names[0].ends_with(".html") && names[1].ends_with(".csv"),
+        "{names:?}"
+    );
+    let archived = h
+        .svc
+        .get_control_document(h.req(
+            &a,
+            GetControlDocumentRequest {
+                name: sent.name.clone(),
+                view: ControlDocumentView::Full as i32,
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    use mail_parser::MimeHeaders as _;
+    let attached_html = m
+        .attachments()
+        .find(|a| a.attachment_name().is_some_and(|n| n.ends_with(".html")))
+        .and_then(|a| a.text_contents().map(str::to_string))
+        .unwrap();
+    assert_eq!(
+        attached_html, archived.html_content,
+        "the archive is what was sent"
+    );
+    assert_eq!(
+        archived.deliveries[0].state(),
+        control_document_delivery::State::Sent
+    );
+
+    let again = generate(true, true, false, "send-2").await.unwrap_err();
+    assert_eq!(again.code(), Code::FailedPrecondition);
+    assert!(again.message().contains("this week"), "{}", again.message());
+    generate(true, true, true, "send-3").await.unwrap();
+
+    // The account's client reads its documents; another's sees none.
+    let client = Principal {
+        account: Some("accounts/initech".into()),
+        ..who(Role::Client)
+    };
+    let theirs = listed(client.clone()).await.unwrap().into_inner();
+    assert_eq!(theirs.control_documents.len(), 2);
+    assert!(
+        theirs.control_documents[0].html_content.is_empty(),
+        "BASIC view"
+    );
+    let other = h
+        .svc
+        .get_control_document(h.req(
+            &who(Role::Client),
+            GetControlDocumentRequest {
+                name: sent.name.clone(),
+                view: 0,
+            },
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(other.code(), Code::NotFound);
+    let refused = h
+        .svc
+        .generate_control_document(h.req(
+            &client,
+            GenerateControlDocumentRequest {
+                parent: "accounts/initech".into(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::PermissionDenied);
+}
+
+/// The weekly run sends every account at or over the MRC threshold its
+/// document once, at Monday 08:00 in the account's own time zone; an
+/// account one cent under gets none.
+async fn the_weekly_run_mails_each_big_account_once_in_its_own_time_zone(h: Harness) {
+    let Some(sink) = testing::SmtpSink::start("weekly control documents").await else {
+        return;
+    };
+    big_client(&h, "initech", 4_000_000, "Europe/Istanbul", "tr").await;
+    big_client(&h, "umbrella", 3_000_000, "America/Chicago", "en").await;
+    big_client(&h, "hooli", 2_999_999, "America/Chicago", "en").await;
+    let mailer = mailing_replica(&h, &sink.url).await;
+    let sweep = async |at: &str| {
+        let at: jiff::Timestamp = at.parse().unwrap();
+        h.clock.set(at);
+        // The tick, then the e-mail it queued.
+        mailer.sweep_timers("replica-m", at).await.unwrap();
+        mailer.sweep_timers("replica-m", at).await.unwrap();
+    };
+    let rcpts = || -> Vec<String> {
+        sink.messages()
+            .iter()
+            .flat_map(|m| {
+                header(m, "X-RcptTo")
+                    .into_iter()
+                    .map(str::to_string)
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    };
+    // The run is switched on on Sunday night: last week's documents are
+    // not sent late.
+    let switch = async |enabled: bool| {
+        h.svc
+            .update_control_document_settings(h.req(
+                &who(Role::Manager),
+                UpdateControlDocumentSettingsRequest {
+                    control_document_settings: Some(ControlDocumentSettings {
+                        name: "controlDocumentSettings".into(),
+                        enabled,
+                        ..Default::default()
+                    }),
+                    update_mask: Some(FieldMask {
+                        paths: vec!["enabled".into()],
+                    }),
+                },
+            ))
+            .await
+            .unwrap();
+    };
+    switch(false).await;
+    sweep("2026-11-29T23:00:00Z").await;
+    switch(true).await;
+    // Monday 2026-11-30, 07:59 in Istanbul: nothing yet.
+    sweep("2026-11-30T04:59:00Z").await;
+    assert!(rcpts().is_empty());
+    // 08:00 in Istanbul: initech.
+    sweep("2026-11-30T05:15:00Z").await;
+    assert_eq!(rcpts(), vec!["delegate@initech.example"]);
+    // 08:00 in Chicago: umbrella, at exactly the threshold; never hooli.
+    sweep("2026-11-30T14:15:00Z").await;
+    sweep("2026-11-30T20:00:00Z").await;
+    sweep("2026-12-01T09:00:00Z").await;
+    assert_eq!(
+        rcpts(),
+        vec!["delegate@initech.example", "delegate@umbrella.example"]
+    );
+    let docs = h
+        .svc
+        .list_control_documents(h.req(
+            &agent(),
+            ListControlDocumentsRequest {
+                parent: "accounts/-".into(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .control_documents;
+    assert_eq!(docs.len(), 2);
+    assert!(
+        docs.iter()
+            .all(|d| d.trigger() == control_document::Trigger::Scheduled)
+    );
+    assert!(docs.iter().all(|d| d.generator == "system/scheduler"));
+    // Next Monday, again, once.
+    sweep("2026-12-07T05:15:00Z").await;
+    sweep("2026-12-07T05:45:00Z").await;
+    assert_eq!(rcpts().len(), 3);
+}
+
+/// The settings read their defaults until changed; managers change them,
+/// checked field by field.
+async fn control_document_settings_default_and_are_changed_by_managers(h: Harness) {
+    let settings = h
+        .svc
+        .get_control_document_settings(h.req(
+            &agent(),
+            GetControlDocumentSettingsRequest {
+                name: "controlDocumentSettings".into(),
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(settings.enabled);
+    assert_eq!(settings.send_weekday(), Weekday::Monday);
+    assert_eq!(settings.send_minute, 480);
+    assert_eq!(settings.mrc_thresholds[0].minor_units, 3_000_000);
+    let update = |p: Principal, s: ControlDocumentSettings, path: &str| {
+        h.svc.update_control_document_settings(h.req(
+            &p,
+            UpdateControlDocumentSettingsRequest {
+                control_document_settings: Some(s),
+                update_mask: Some(FieldMask {
+                    paths: vec![path.into()],
+                }),
+            },
+        ))
+    };
+    let refused = update(
+        agent(),
+        ControlDocumentSettings {
+            send_minute: 540,
+            ..settings.clone()
+        },
+        "send_minute",
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(refused.code(), Code::PermissionDenied);
+    let bad = update(
+        who(Role::Manager),
+        ControlDocumentSettings {
+            send_minute: 1500,
+            ..settings.clone()
+        },
+        "send_minute",
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(
+        violations(&bad),
+        vec!["control_document_settings.send_minute"]
+    );
+    let changed = update(
+        who(Role::Manager),
+        ControlDocumentSettings {
+            send_minute: 540,
+            ..settings.clone()
+        },
+        "send_minute",
+    )
+    .await
+    .unwrap()
+    .into_inner();
+    assert_eq!(changed.send_minute, 540);
+    assert!(changed.enabled);
+    let stale = update(
+        who(Role::Manager),
+        // The etag read before the change.
+        ControlDocumentSettings {
+            send_minute: 600,
+            ..settings
+        },
+        "send_minute",
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(stale.code(), Code::Aborted);
 }

@@ -1126,3 +1126,108 @@ fn the_portfolio_review_is_read_from_the_cli() {
         text(&refused)
     );
 }
+
+#[test]
+fn a_control_document_is_generated_sent_and_opened_from_the_cli() {
+    let dir = tempfile::tempdir().unwrap();
+    let dev = start_dev(
+        dir.path(),
+        &["--listen", "127.0.0.1:0", "--data-dir", "data"],
+    );
+    let cli = |args: &[&str]| {
+        let out = cli_in(
+            dir.path(),
+            &dev,
+            &args.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
+        );
+        assert!(out.status.success(), "{args:?}: {}", text(&out));
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    cli(&[
+        "customers",
+        "create",
+        "--id",
+        "acme",
+        "--display-name",
+        "Acme Corp",
+        "--tier",
+        "enterprise",
+        "--time-zone",
+        "America/Chicago",
+        "--mrc",
+        "30000.00 USD",
+    ]);
+    cli(&[
+        "customers",
+        "contacts",
+        "create",
+        "acme",
+        "--id",
+        "deniz",
+        "--display-name",
+        "Deniz",
+        "--email",
+        "deniz@acme.example",
+        "--role",
+        "primary",
+        "--client-delegate",
+    ]);
+    cli(&[
+        "cases",
+        "create",
+        "--id",
+        "down",
+        "--account",
+        "acme",
+        "--type",
+        "repair",
+        "--title",
+        "Circuit down",
+    ]);
+    let preview = cli(&["control-doc", "generate", "acme", "--html", "preview.html"]);
+    assert!(
+        preview.starts_with("(preview)  on_demand  as of"),
+        "{preview}"
+    );
+    assert!(preview.contains("1 request(s), 0 incomplete"), "{preview}");
+    let page = std::fs::read_to_string(dir.path().join("preview.html")).unwrap();
+    assert!(
+        page.contains("Circuit down") && page.contains("Acme Corp"),
+        "{page}"
+    );
+
+    let sent = cli(&["control-doc", "generate", "acme", "--send"]);
+    assert!(sent.contains("to deniz@acme.example pending"), "{sent}");
+    let name = sent.split_whitespace().next().unwrap().to_string();
+    // Without SMTP, dev writes the message under its data directory.
+    let outbox = dir.path().join("data").join("outbox-mail");
+    let mut written = Vec::new();
+    for _ in 0..200 {
+        written = std::fs::read_dir(&outbox)
+            .map(|d| d.filter_map(|e| e.ok()).map(|e| e.path()).collect())
+            .unwrap_or_default();
+        if !written.is_empty() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert_eq!(written.len(), 1, "one .eml in {}", outbox.display());
+    let eml = std::fs::read_to_string(&written[0]).unwrap();
+    assert!(eml.contains("To: Deniz <deniz@acme.example>"), "{eml}");
+    assert!(eml.contains(".csv"), "{eml}");
+
+    let again = cli_in(
+        dir.path(),
+        &dev,
+        &["control-doc", "generate", "acme", "--send"].map(String::from),
+    );
+    assert!(!again.status.success());
+    assert!(text(&again).contains("this week"), "{}", text(&again));
+
+    let listed = cli(&["control-doc", "list", "acme"]);
+    assert!(listed.contains(&name), "{listed}");
+    let opened = cli(&["control-doc", "open", &name, "--out", "sent.html"]);
+    assert!(opened.trim().ends_with("sent.html"), "{opened}");
+    let archived = std::fs::read_to_string(dir.path().join("sent.html")).unwrap();
+    assert!(archived.contains("Circuit down"));
+}

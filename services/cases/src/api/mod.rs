@@ -10,6 +10,7 @@ mod cases;
 mod chase_rules;
 mod chase_runs;
 mod clocks;
+mod control_documents;
 mod escalations;
 mod findings;
 mod hand_off_codes;
@@ -421,6 +422,48 @@ impl CasesService for Cases {
         request: Request<ListCaseFindingsRequest>,
     ) -> Reply<ListCaseFindingsResponse> {
         findings::list_case_findings(self, request).await
+    }
+
+    async fn generate_control_document(
+        &self,
+        request: Request<GenerateControlDocumentRequest>,
+    ) -> Reply<ControlDocument> {
+        control_documents::generate_control_document(self, request).await
+    }
+
+    async fn get_control_document(
+        &self,
+        request: Request<GetControlDocumentRequest>,
+    ) -> Reply<ControlDocument> {
+        control_documents::get_control_document(self, request).await
+    }
+
+    async fn list_control_documents(
+        &self,
+        request: Request<ListControlDocumentsRequest>,
+    ) -> Reply<ListControlDocumentsResponse> {
+        control_documents::list_control_documents(self, request).await
+    }
+
+    async fn send_control_document(
+        &self,
+        request: Request<SendControlDocumentRequest>,
+    ) -> Reply<ControlDocument> {
+        control_documents::send_control_document(self, request).await
+    }
+
+    async fn get_control_document_settings(
+        &self,
+        request: Request<GetControlDocumentSettingsRequest>,
+    ) -> Reply<ControlDocumentSettings> {
+        control_documents::get_control_document_settings(self, request).await
+    }
+
+    async fn update_control_document_settings(
+        &self,
+        request: Request<UpdateControlDocumentSettingsRequest>,
+    ) -> Reply<ControlDocumentSettings> {
+        control_documents::update_control_document_settings(self, request).await
     }
 
     async fn triage_repair_case(

@@ -28,6 +28,7 @@ mod cases;
 mod chase_rules;
 mod chase_runs;
 mod clocks;
+mod control_documents;
 mod escalations;
 mod hand_off_codes;
 mod links;
@@ -52,6 +53,9 @@ pub use cases::CASES;
 pub use chase_rules::CHASE_RULES;
 pub use chase_runs::{CHASE_RUNS, CHASE_STEPS};
 pub use clocks::SLA_CLOCKS;
+pub use control_documents::{
+    CONTROL_DOCUMENT_SETTINGS, CONTROL_DOCUMENTS, SETTINGS_NAME, SentWeek, default_settings,
+};
 pub use escalations::{ESCALATIONS, MAX_LEVEL as MAX_ESCALATION_LEVEL};
 pub use hand_off_codes::HAND_OFF_CODES;
 pub use links::{CASE_LINKS, inverse_type};

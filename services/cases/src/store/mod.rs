@@ -11,6 +11,7 @@ pub(crate) mod calendars;
 pub(crate) mod cases;
 pub(crate) mod chase;
 pub(crate) mod clocks;
+pub(crate) mod control;
 pub(crate) mod rearms;
 pub(crate) mod sla_policies;
 pub(crate) mod timers;

@@ -6,6 +6,7 @@ mod cases;
 mod chase_rules;
 mod chase_runs;
 mod clock;
+mod control_doc;
 mod customers;
 mod escalations;
 mod keys;
@@ -106,6 +107,13 @@ enum Command {
         #[command(flatten)]
         client: ClientArgs,
     },
+    /// A client's control document: generate, send, list, open.
+    ControlDoc {
+        #[command(subcommand)]
+        command: control_doc::Command,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
     /// Who the gateway takes you for (your key's role, staff member, account).
     Whoami {
         #[command(flatten)]
@@ -136,6 +144,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Clock { command, client } => clock::run(command, &client).await,
         Command::Review { review, client } => review::review(review, &client).await,
         Command::Whoami { client } => review::whoami(&client).await,
+        Command::ControlDoc { command, client } => control_doc::run(command, &client).await,
         Command::Bench { command } => bench::run(command).await,
     }
 }
