@@ -12,6 +12,7 @@
 
 mod api;
 pub mod authz;
+pub mod bench;
 mod chase;
 mod control;
 mod dependencies;

@@ -3,6 +3,7 @@
 
 mod gateway;
 mod load;
+mod review;
 mod storage;
 
 use std::time::Duration;
@@ -44,6 +45,36 @@ pub enum Command {
     /// connection counts; with PostgreSQL, pgbench from the same run as the
     /// baseline.
     Load(Box<load::Load>),
+    /// The portfolio review of a manager with 5,000 cases that need action
+    /// among 1,000,000, against the bare SQL read of the same rows.
+    Review {
+        #[arg(long, env = "CONCIERGE_BENCH_POSTGRES_URL")]
+        postgres_url: String,
+        #[arg(long, default_value_t = 1_000_000)]
+        cases: i64,
+        #[arg(long, default_value_t = 5_000)]
+        portfolio: i64,
+        #[arg(long, default_value_t = 50)]
+        rounds: usize,
+    },
+    /// Chase steps taken by the sweep for cases whose condition just became
+    /// true, against a hand-written loop of the same writes.
+    Chase {
+        #[arg(long, env = "CONCIERGE_BENCH_POSTGRES_URL")]
+        postgres_url: String,
+        #[arg(long, default_value_t = 100_000)]
+        cases: usize,
+    },
+    /// An account's control document with 2,000 open requests: rows, CSV
+    /// and HTML, against reading the cases.
+    ControlDoc {
+        #[arg(long, env = "CONCIERGE_BENCH_POSTGRES_URL")]
+        postgres_url: String,
+        #[arg(long, default_value_t = 2_000)]
+        requests: usize,
+        #[arg(long, default_value_t = 30)]
+        rounds: usize,
+    },
 }
 
 pub async fn run(command: Command) -> anyhow::Result<()> {
@@ -60,6 +91,21 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
             timers,
         } => storage::run(&postgres_url, cases, timers).await,
         Command::Load(load) => load::run(*load).await,
+        Command::Review {
+            postgres_url,
+            cases,
+            portfolio,
+            rounds,
+        } => review::review(&postgres_url, cases, portfolio, rounds).await,
+        Command::Chase {
+            postgres_url,
+            cases,
+        } => review::chase(&postgres_url, cases).await,
+        Command::ControlDoc {
+            postgres_url,
+            requests,
+            rounds,
+        } => review::control_doc(&postgres_url, requests, rounds).await,
     }
 }
 
