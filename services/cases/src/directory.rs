@@ -39,6 +39,36 @@ pub const FACTS_TTL: std::time::Duration = std::time::Duration::from_secs(5);
 /// first.
 const FACTS_KEPT: u64 = 100_000;
 
+/// A refusal of NOT_FOUND as nothing found; any other as the error it is.
+fn found<T>(
+    answer: std::result::Result<T, concierge_common::peer::PeerError>,
+) -> Result<Option<T>> {
+    match answer {
+        Ok(t) => Ok(Some(t)),
+        Err(refused) if refused.code() == Code::NotFound => Ok(None),
+        Err(refused) => Err(refused.into()),
+    }
+}
+
+/// Every page of a list, up to `limit` items: `page` reads the page of a
+/// token and answers its items and the next token.
+async fn all_pages<T, Fut>(limit: usize, mut page: impl FnMut(String) -> Fut) -> Result<Vec<T>>
+where
+    Fut: std::future::Future<Output = Result<(Vec<T>, String)>>,
+{
+    let mut all = Vec::new();
+    let mut token = String::new();
+    loop {
+        let (items, next) = page(token).await?;
+        all.extend(items);
+        if next.is_empty() || all.len() >= limit {
+            all.truncate(limit);
+            return Ok(all);
+        }
+        token = next;
+    }
+}
+
 /// The most inventory items one site's triage reads.
 pub const MAX_SITE_INVENTORY: usize = 5_000;
 
@@ -147,17 +177,14 @@ impl Directory {
         let request = GetEscalationChainRequest {
             name: staff_member.to_string(),
         };
-        match self
-            .customers
-            .read("", request, |mut c, r| async move {
-                c.get_escalation_chain(r).await
-            })
-            .await
-        {
-            Ok(chain) => Ok(chain.managers),
-            Err(refused) if refused.code() == Code::NotFound => Ok(Vec::new()),
-            Err(refused) => Err(refused.into()),
-        }
+        let chain = found(
+            self.customers
+                .read("", request, |mut c, r| async move {
+                    c.get_escalation_chain(r).await
+                })
+                .await,
+        )?;
+        Ok(chain.map(|c| c.managers).unwrap_or_default())
     }
 
     /// Who an escalation's e-mail goes to: the staff member it targets, or
@@ -172,17 +199,14 @@ impl Directory {
             let request = GetStaffMemberRequest {
                 name: staff_member.to_string(),
             };
-            return match self
-                .customers
-                .read("", request, |mut c, r| async move {
-                    c.get_staff_member(r).await
-                })
-                .await
-            {
-                Ok(member) => Ok(vec![member]),
-                Err(refused) if refused.code() == Code::NotFound => Ok(Vec::new()),
-                Err(refused) => Err(refused.into()),
-            };
+            let member = found(
+                self.customers
+                    .read("", request, |mut c, r| async move {
+                        c.get_staff_member(r).await
+                    })
+                    .await,
+            )?;
+            return Ok(member.into_iter().collect());
         }
         let quoted = team.replace('\\', "\\\\").replace('"', "\\\"");
         let request = ListStaffMembersRequest {
@@ -232,27 +256,24 @@ impl Directory {
             })
             .await?
             .contacts;
-        let mut sites = Vec::new();
-        let mut page_token = String::new();
-        loop {
+        let sites = all_pages(MAX_SITE_INVENTORY, |page_token| {
             let request = ListSitesRequest {
                 parent: account.to_string(),
                 page_size: 1000,
-                page_token: page_token.clone(),
+                page_token,
                 ..Default::default()
             };
-            let page = self
-                .customers
-                .read(request_id, request, |mut c, r| async move {
-                    c.list_sites(r).await
-                })
-                .await?;
-            sites.extend(page.sites);
-            if page.next_page_token.is_empty() || sites.len() >= MAX_SITE_INVENTORY {
-                break;
+            async move {
+                let page = self
+                    .customers
+                    .read(request_id, request, |mut c, r| async move {
+                        c.list_sites(r).await
+                    })
+                    .await?;
+                Ok((page.sites, page.next_page_token))
             }
-            page_token = page.next_page_token;
-        }
+        })
+        .await?;
         Ok((a, delegates, sites))
     }
 
@@ -263,33 +284,30 @@ impl Directory {
         threshold: &concierge_proto::types::Money,
         limit: usize,
     ) -> Result<Vec<Account>> {
-        let mut accounts = Vec::new();
-        let mut page_token = String::new();
-        loop {
+        let filter = format!(
+            "mrc.currency_code = \"{}\" AND mrc.minor_units >= {} AND state = ACTIVE",
+            threshold.currency_code, threshold.minor_units
+        );
+        all_pages(limit, |page_token| {
             let request = ListAccountsRequest {
                 page_size: 1000,
-                page_token: page_token.clone(),
-                filter: format!(
-                    "mrc.currency_code = \"{}\" AND mrc.minor_units >= {} AND state = ACTIVE",
-                    threshold.currency_code, threshold.minor_units
-                ),
+                page_token,
+                filter: filter.clone(),
                 ..Default::default()
             };
-            let page = self
-                .customers
-                .read(
-                    "",
-                    request,
-                    |mut c, r| async move { c.list_accounts(r).await },
-                )
-                .await?;
-            accounts.extend(page.accounts);
-            if page.next_page_token.is_empty() || accounts.len() >= limit {
-                accounts.truncate(limit);
-                return Ok(accounts);
+            async move {
+                let page = self
+                    .customers
+                    .read(
+                        "",
+                        request,
+                        |mut c, r| async move { c.list_accounts(r).await },
+                    )
+                    .await?;
+                Ok((page.accounts, page.next_page_token))
             }
-            page_token = page.next_page_token;
-        }
+        })
+        .await
     }
 
     /// Display names of staff members, by name; one the directory does not
@@ -301,18 +319,15 @@ impl Directory {
         let mut out = std::collections::HashMap::new();
         for name in names {
             let request = GetStaffMemberRequest { name: name.clone() };
-            match self
-                .customers
-                .read("", request, |mut c, r| async move {
-                    c.get_staff_member(r).await
-                })
-                .await
-            {
-                Ok(m) => {
-                    out.insert(name.clone(), m.display_name);
-                }
-                Err(refused) if refused.code() == Code::NotFound => {}
-                Err(refused) => return Err(refused.into()),
+            let member = found(
+                self.customers
+                    .read("", request, |mut c, r| async move {
+                        c.get_staff_member(r).await
+                    })
+                    .await,
+            )?;
+            if let Some(m) = member {
+                out.insert(name.clone(), m.display_name);
             }
         }
         Ok(out)
@@ -323,19 +338,15 @@ impl Directory {
         let request = GetContactRequest {
             name: name.to_string(),
         };
-        match self
-            .customers
-            .read(
-                "",
-                request,
-                |mut c, r| async move { c.get_contact(r).await },
-            )
-            .await
-        {
-            Ok(c) => Ok(Some(c)),
-            Err(refused) if refused.code() == Code::NotFound => Ok(None),
-            Err(refused) => Err(refused.into()),
-        }
+        found(
+            self.customers
+                .read(
+                    "",
+                    request,
+                    |mut c, r| async move { c.get_contact(r).await },
+                )
+                .await,
+        )
     }
 
     /// A site and its whole inventory (at most [`MAX_SITE_INVENTORY`]
@@ -363,28 +374,24 @@ impl Directory {
                 },
                 _ => refused.into(),
             })?;
-        let mut items = Vec::new();
-        let mut page_token = String::new();
-        loop {
+        let items = all_pages(MAX_SITE_INVENTORY, |page_token| {
             let request = ListInventoryItemsRequest {
                 parent: site.to_string(),
                 page_size: 1000,
-                page_token: page_token.clone(),
+                page_token,
                 ..Default::default()
             };
-            let page = self
-                .customers
-                .read(request_id, request, |mut c, r| async move {
-                    c.list_inventory_items(r).await
-                })
-                .await?;
-            items.extend(page.inventory_items);
-            if page.next_page_token.is_empty() || items.len() >= MAX_SITE_INVENTORY {
-                break;
+            async move {
+                let page = self
+                    .customers
+                    .read(request_id, request, |mut c, r| async move {
+                        c.list_inventory_items(r).await
+                    })
+                    .await?;
+                Ok((page.inventory_items, page.next_page_token))
             }
-            page_token = page.next_page_token;
-        }
-        items.truncate(MAX_SITE_INVENTORY);
+        })
+        .await?;
         Ok((s, items))
     }
 

@@ -5114,6 +5114,18 @@ async fn the_jeopardy_chase_asks_then_escalates_after_48_hours_unless_cleared(h:
     let summary = get_case(&h, &chased.name).await.chase.unwrap();
     assert!(summary.active_rules.is_empty());
     assert_eq!(summary.holding_rules, vec![jp_rule.to_string()]);
+    let as_client = h
+        .svc
+        .get_case(h.req(
+            &who(Role::Client),
+            GetCaseRequest {
+                name: chased.name.clone(),
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(as_client.chase, None, "a client sees no chasing");
 
     // Still in jeopardy without a reason: the rule keeps holding, no new run.
     mark_jeopardy(&h, &chased.name, "", None).await;

@@ -86,12 +86,22 @@ pub(super) async fn create_case(svc: &Cases, request: Request<CreateCaseRequest>
             return created;
         }
     };
-    reply(result.await)
+    reply(result.await.map(|c| shown_to(&ctx.principal, c)))
+}
+
+/// A case as `p` reads it: the chasing behind it is the company's own
+/// business, so a client sees no chase summary.
+fn shown_to(p: &concierge_common::principal::Principal, mut c: Case) -> Case {
+    if p.role == Role::Client {
+        c.chase = None;
+    }
+    c
 }
 
 pub(super) async fn get_case(svc: &Cases, request: Request<GetCaseRequest>) -> Reply<Case> {
     let ctx = svc.ctx(&request)?;
-    reply(svc.store().get(&RULES, &ctx, &request.get_ref().name).await)
+    let found = svc.store().get(&RULES, &ctx, &request.get_ref().name).await;
+    reply(found.map(|c| shown_to(&ctx.principal, c)))
 }
 
 pub(super) async fn list_cases(
@@ -108,7 +118,10 @@ pub(super) async fn list_cases(
         .list_counted(&RULES, &ctx, page_query!(req))
         .await?;
     Ok(Response::new(ListCasesResponse {
-        cases,
+        cases: cases
+            .into_iter()
+            .map(|c| shown_to(&ctx.principal, c))
+            .collect(),
         next_page_token,
         total_size,
     }))

@@ -71,15 +71,12 @@ pub(super) async fn list_case_findings(
         let more = found.len() > size as usize;
         found.truncate(size as usize);
         let next_page_token = match (more, found.last()) {
-            (true, Some(last)) => {
-                let (reason, due) = review::columns(last);
-                token(&(reason, due, last.name.clone()))
-            }
+            (true, Some((_, position))) => token(position),
             _ => String::new(),
         };
         let cases = found
             .into_iter()
-            .map(|c| CaseWithFindings {
+            .map(|(c, _)| CaseWithFindings {
                 findings: review::findings(&c),
                 case: Some(c),
             })

@@ -186,16 +186,17 @@ pub(crate) type FindingsAfter = (i64, i64, String);
 /// Up to `limit` cases of `account_manager`'s portfolio that need action,
 /// after `after`, in review order (most severe finding, its deadline,
 /// name), read from the partial index of the cases with a finding: never a
-/// scan of the portfolio, let alone of every case.
+/// scan of the portfolio, let alone of every case. Each comes with its
+/// position in that order, as stored.
 pub(crate) async fn with_findings(
     conn: &mut Conn<'_>,
     account_manager: &str,
     after: &FindingsAfter,
     limit: i64,
-) -> Result<Vec<Case>> {
-    type Row = (i64, i64, i64, i64, Vec<u8>);
+) -> Result<Vec<(Case, FindingsAfter)>> {
+    type Row = (i64, i64, i64, i64, i64, String, Vec<u8>);
     let rows: Vec<Row> = on_conn!(conn, c => sqlx::query_as(
-        "SELECT create_time, update_time, revision, delete_time, body FROM cases \
+        "SELECT create_time, update_time, revision, finding_reason, finding_due_time, name, body FROM cases \
          WHERE account_manager = $1 AND finding_reason > 0 AND delete_time = 0 \
            AND (finding_reason, finding_due_time, name) > ($2, $3, $4) \
          ORDER BY finding_reason, finding_due_time, name LIMIT $5")
@@ -207,17 +208,19 @@ pub(crate) async fn with_findings(
         .fetch_all(&mut **c)
         .await?);
     rows.into_iter()
-        .map(|(create_time, update_time, revision, _, body)| {
-            let mut case = <Case as prost::Message>::decode(body.as_slice())
-                .map_err(concierge_common::error::Error::internal)?;
-            <Case as concierge_common::crud::Resource<crate::Rules>>::set_meta(
-                &mut case,
-                create_time,
-                update_time,
-                resource::etag(revision),
-            );
-            Ok(case)
-        })
+        .map(
+            |(create_time, update_time, revision, reason, due, name, body)| {
+                let mut case = <Case as prost::Message>::decode(body.as_slice())
+                    .map_err(concierge_common::error::Error::internal)?;
+                <Case as concierge_common::crud::Resource<crate::Rules>>::set_meta(
+                    &mut case,
+                    create_time,
+                    update_time,
+                    resource::etag(revision),
+                );
+                Ok((case, (reason, due, name)))
+            },
+        )
         .collect()
 }
 

@@ -109,6 +109,56 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
     }
 }
 
+/// A fresh database on the server behind `admin_url`, and a cases service
+/// on it (its customers service unreachable: nothing measured asks it).
+pub(super) async fn fresh(
+    admin_url: &str,
+) -> anyhow::Result<(
+    String,
+    concierge_common::storage::Db,
+    concierge_cases::Cases,
+    concierge_common::principal::PrincipalCodec,
+)> {
+    let name = format!("concierge_bench_{}", uuid::Uuid::new_v4().simple());
+    let mut admin = <sqlx::PgConnection as sqlx::Connection>::connect(admin_url).await?;
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&mut admin)
+        .await?;
+    let url = format!(
+        "{}/{name}",
+        admin_url
+            .rsplit_once('/')
+            .map(|(b, _)| b)
+            .unwrap_or(admin_url)
+    );
+    println!("database {name}");
+    let db = concierge_common::storage::Db::connect(&url, 8).await?;
+    let codec =
+        concierge_common::principal::PrincipalCodec::new("bench-secret-bench-secret".into());
+    let nowhere = tonic::transport::Endpoint::from_static("http://127.0.0.1:9").connect_lazy();
+    let svc = concierge_cases::Cases::open(
+        db.clone(),
+        codec.clone(),
+        std::sync::Arc::new(concierge_common::clock::SystemClock),
+        nowhere,
+    )
+    .await?;
+    Ok((name, db, svc, codec))
+}
+
+pub(super) async fn drop_database(
+    admin_url: &str,
+    db: concierge_common::storage::Db,
+    name: &str,
+) -> anyhow::Result<()> {
+    db.close().await;
+    let mut admin = <sqlx::PgConnection as sqlx::Connection>::connect(admin_url).await?;
+    sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        .execute(&mut admin)
+        .await?;
+    Ok(())
+}
+
 /// The `p` quantile (0..1) of `v`, nearest rank.
 fn percentile(mut v: Vec<Duration>, p: f64) -> Duration {
     v.sort();

@@ -6,47 +6,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use concierge_common::clock::SystemClock;
-use concierge_common::principal::{Principal, PrincipalCodec, Role};
+use concierge_common::principal::{Principal, Role};
 use concierge_common::storage::Db;
 use concierge_proto::concierge::cases::v1::*;
 
-use super::percentile;
-
-/// A fresh database on the server behind `admin_url`, and a cases service
-/// on it (its customers service unreachable: nothing measured asks it).
-async fn fresh(
-    admin_url: &str,
-) -> anyhow::Result<(String, Db, concierge_cases::Cases, PrincipalCodec)> {
-    let name = format!("concierge_bench_{}", uuid::Uuid::new_v4().simple());
-    let mut admin = <sqlx::PgConnection as sqlx::Connection>::connect(admin_url).await?;
-    sqlx::query(&format!("CREATE DATABASE {name}"))
-        .execute(&mut admin)
-        .await?;
-    let url = format!(
-        "{}/{name}",
-        admin_url
-            .rsplit_once('/')
-            .map(|(b, _)| b)
-            .unwrap_or(admin_url)
-    );
-    println!("database {name}");
-    let db = Db::connect(&url, 8).await?;
-    let codec = PrincipalCodec::new("bench-secret-bench-secret".into());
-    let nowhere = tonic::transport::Endpoint::from_static("http://127.0.0.1:9").connect_lazy();
-    let svc =
-        concierge_cases::Cases::open(db.clone(), codec.clone(), Arc::new(SystemClock), nowhere)
-            .await?;
-    Ok((name, db, svc, codec))
-}
-
-async fn drop_database(admin_url: &str, db: Db, name: &str) -> anyhow::Result<()> {
-    db.close().await;
-    let mut admin = <sqlx::PgConnection as sqlx::Connection>::connect(admin_url).await?;
-    sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-        .execute(&mut admin)
-        .await?;
-    Ok(())
-}
+use super::{drop_database, fresh, percentile};
 
 fn report(label: &str, lat: &[Duration]) -> Duration {
     let (p50, p99) = (

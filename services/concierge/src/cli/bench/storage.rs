@@ -1,10 +1,8 @@
 //! `concierge bench storage`: keyset paging of ListCases and the SLA timer
 //! sweep on PostgreSQL, each against a bare SQL baseline.
 
-use std::sync::Arc;
 use std::time::Instant;
 
-use concierge_common::clock::SystemClock;
 use concierge_common::principal::{PRINCIPAL_HEADER, Principal, PrincipalCodec};
 use concierge_common::storage::Db;
 
@@ -16,25 +14,7 @@ pub async fn run(admin_url: &str, cases: i64, timer_count: i64) -> anyhow::Resul
     use concierge_common::resource::{self, ListQuery, Scope};
     use concierge_common::storage::Conn;
 
-    let name = format!("concierge_bench_{}", uuid::Uuid::new_v4().simple());
-    let mut admin = <sqlx::PgConnection as sqlx::Connection>::connect(admin_url).await?;
-    sqlx::query(&format!("CREATE DATABASE {name}"))
-        .execute(&mut admin)
-        .await?;
-    let url = format!(
-        "{}/{name}",
-        admin_url
-            .rsplit_once('/')
-            .map(|(b, _)| b)
-            .unwrap_or(admin_url)
-    );
-    println!("database {name}");
-    let db = Db::connect(&url, 8).await?;
-    let codec = PrincipalCodec::new("bench-secret-bench-secret".into());
-    let nowhere = tonic::transport::Endpoint::from_static("http://127.0.0.1:9").connect_lazy();
-    let svc =
-        concierge_cases::Cases::open(db.clone(), codec.clone(), Arc::new(SystemClock), nowhere)
-            .await?;
+    let (name, db, svc, codec) = super::fresh(admin_url).await?;
     let Db::Postgres(pool) = &db else {
         anyhow::bail!("PostgreSQL only")
     };
@@ -159,12 +139,7 @@ pub async fn run(admin_url: &str, cases: i64, timer_count: i64) -> anyhow::Resul
         "the SLA sweeper, breaches:       {breach_rate:>9.0} events/s  ratio {:.2}",
         breach_rate / bare_rate
     );
-    db.close().await;
-    let mut admin = <sqlx::PgConnection as sqlx::Connection>::connect(admin_url).await?;
-    sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-        .execute(&mut admin)
-        .await?;
-    Ok(())
+    super::drop_database(admin_url, db, &name).await
 }
 
 /// The service's own sweeper over `count` repair cases whose first-response
