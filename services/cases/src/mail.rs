@@ -26,6 +26,9 @@ use crate::{Cases, Rules};
 /// The timer kind of an escalation's e-mail.
 pub(crate) const ESCALATION_MAIL: &str = "escalation_mail";
 
+/// The timer kind of a chase step's notification e-mail.
+pub(crate) const NOTIFY_MAIL: &str = "chase_notify_mail";
+
 /// The longest wait between two attempts at one message.
 const MAX_BACKOFF: SignedDuration = SignedDuration::from_hours(1);
 
@@ -60,6 +63,27 @@ pub(crate) async fn queue_escalation(conn: &mut Conn<'_>, e: &Escalation, now: i
         &e.name,
         clock::from_micros(now),
         b"",
+    )
+    .await
+}
+
+/// Queues the e-mail of the `action`-th action (a notify) of the chase
+/// step `step`, with its text as the step wrote it, in the step's
+/// transaction.
+pub(crate) async fn queue_notification(
+    conn: &mut Conn<'_>,
+    step: &str,
+    action: usize,
+    text: &str,
+    now: i64,
+) -> Result<()> {
+    timers::arm(
+        conn,
+        &format!("{step}:notify:{action}"),
+        NOTIFY_MAIL,
+        step,
+        clock::from_micros(now),
+        text.as_bytes(),
     )
     .await
 }
@@ -133,6 +157,95 @@ impl Cases {
             }
         }
         sent
+    }
+
+    /// Sends the chase notifications of `claimed`; returns how many went.
+    pub(crate) async fn mail_notifications(&self, owner: &str, claimed: &[Claimed]) -> usize {
+        let mut sent = 0;
+        for timer in claimed {
+            match self.mail_notification(owner, timer).await {
+                Ok(n) => sent += n,
+                Err(e) => {
+                    tracing::warn!(step = %timer.subject, error = %e, "chase notification not sent; retrying later");
+                    if let Err(e) = self.retry_later(owner, timer).await {
+                        tracing::warn!(step = %timer.subject, error = %e, "could not reschedule a chase notification");
+                    }
+                }
+            }
+        }
+        sent
+    }
+
+    /// One notify action's e-mail: to each staff member it named, and to
+    /// the active members of each team, the text its step wrote.
+    async fn mail_notification(&self, owner: &str, timer: &Claimed) -> Result<usize> {
+        use concierge_proto::concierge::cases::v1::ChaseStep;
+        let action: usize = timer
+            .id
+            .rsplit(':')
+            .next()
+            .and_then(|i| i.parse().ok())
+            .unwrap_or(usize::MAX);
+        let (step, case) = {
+            let mut pooled = self.store().db().acquire().await?;
+            let mut conn = pooled.conn();
+            let step =
+                resource::get(&mut conn, &crate::resources::CHASE_STEPS, &timer.subject).await?;
+            let case_name = timer
+                .subject
+                .split("/chaseSteps/")
+                .next()
+                .unwrap_or_default();
+            let case = resource::get(&mut conn, &crate::resources::CASES, case_name).await?;
+            (step, case)
+        };
+        let mut sent = 0;
+        if let (Some(step), Some(case), true) = (step, case, self.mail().is_on()) {
+            let step: ChaseStep = Store::decode::<ChaseStep, Rules>(&step)?;
+            let case: concierge_proto::concierge::cases::v1::Case =
+                Store::decode::<_, Rules>(&case)?;
+            let recipients = step
+                .outcomes
+                .get(action)
+                .map(|o| o.recipients.clone())
+                .unwrap_or_default();
+            let text = String::from_utf8_lossy(&timer.payload).to_string();
+            let from =
+                self.mail().from().cloned().ok_or_else(|| {
+                    Error::Unavailable("mail was switched off while sending".into())
+                })?;
+            for who in recipients {
+                let (team, staff) = if who.starts_with("staff/") {
+                    (String::new(), who)
+                } else {
+                    (who, String::new())
+                };
+                let members = self
+                    .directory()
+                    .escalation_recipients(&team, &staff)
+                    .await?;
+                for m in members.iter().filter(|m| !m.email.is_empty()) {
+                    let message = Message::builder()
+                        .from(from.clone())
+                        .to(mailbox(&m.display_name, &m.email)?)
+                        .subject(format!("[{}] {}", case.name, case.title))
+                        .header(ContentType::TEXT_PLAIN)
+                        .body(format!("{text}\n\n-- \nConcierge, {}\n", step.name))
+                        .map_err(Error::internal)?;
+                    match self.mail().send(message).await {
+                        Ok(_) => sent += 1,
+                        Err(SendError::Retry(why)) => return Err(Error::Unavailable(why)),
+                        Err(SendError::Refused(why)) => {
+                            tracing::warn!(step = %step.name, error = %why, "the mail server refused a chase notification for good");
+                        }
+                    }
+                }
+            }
+        }
+        let mut tx = self.store().db().begin().await?;
+        timers::complete(&mut tx, owner, timer).await?;
+        tx.commit().await?;
+        Ok(sent)
     }
 
     /// One escalation's e-mail: to its target in its language, or to each

@@ -456,7 +456,7 @@ impl Cases {
         for t in claimed {
             match t.kind.as_str() {
                 store::chase::STEP => steps.push(t),
-                crate::mail::ESCALATION_MAIL => mails.push(t),
+                crate::mail::ESCALATION_MAIL | crate::mail::NOTIFY_MAIL => mails.push(t),
                 crate::control::CONTROL_DOC_MAIL => documents.push(t),
                 crate::control::TICK => ticks.push(t),
                 _ => sla.push(t),
@@ -467,7 +467,12 @@ impl Cases {
             made += self.take_chase_steps(owner, &steps).await;
         }
         if !mails.is_empty() {
-            made += self.mail_escalations(owner, &mails).await;
+            let (escalations, notifications): (Vec<_>, Vec<_>) = mails
+                .iter()
+                .cloned()
+                .partition(|t| t.kind == crate::mail::ESCALATION_MAIL);
+            made += self.mail_escalations(owner, &escalations).await;
+            made += self.mail_notifications(owner, &notifications).await;
         }
         for t in &ticks {
             match self.weekly_control_documents(owner, t).await {

@@ -281,6 +281,7 @@ concierge_common::both_backends!(
     a_control_document_lists_open_requests_and_is_archived_as_sent,
     the_weekly_run_mails_each_big_account_once_in_its_own_time_zone,
     control_document_settings_default_and_are_changed_by_managers,
+    a_chase_notification_is_e_mailed_to_the_staff_member_it_names,
 );
 
 async fn create_calendar(h: &Harness, id: &str, c: Calendar) -> Result<Calendar, Status> {
@@ -6344,4 +6345,74 @@ async fn control_document_settings_default_and_are_changed_by_managers(h: Harnes
     .await
     .unwrap_err();
     assert_eq!(stale.code(), Code::Aborted);
+}
+
+/// A notify step e-mails the staff member it names, with the text its
+/// template wrote when the step ran.
+async fn a_chase_notification_is_e_mailed_to_the_staff_member_it_names(h: Harness) {
+    let Some(sink) = testing::SmtpSink::start("chase notification e-mail").await else {
+        return;
+    };
+    staff_member(&h, "nil", "noc", "tr", true).await;
+    upsert_chase_rule(
+        &h,
+        &who(Role::Admin),
+        ChaseRule {
+            name: "chaseRules/tell-nil".into(),
+            display_name: "Tell Nil".into(),
+            condition: Some(ChaseCondition {
+                kind: chase_condition::Kind::Expression as i32,
+                expression: "priority = CASE_PRIORITY_CRITICAL".into(),
+                missing_description: "a first look".into(),
+            }),
+            steps: vec![ChaseRuleStep {
+                wait: Some(hours(0)),
+                basis: TimeBasis::WallClock as i32,
+                actions: vec![ChaseAction {
+                    action_type: Some(chase_action::ActionType::Notify(NotifyAction {
+                        recipient: notify_action::Recipient::StaffMember as i32,
+                        staff_member: "staff/nil".into(),
+                        message_template: "{{case.title}} needs {{missing}} ({{rule}})".into(),
+                    })),
+                }],
+            }],
+            enabled: true,
+            ..Default::default()
+        },
+        &["*"],
+    )
+    .await
+    .unwrap();
+    let c = create_case(
+        &h,
+        &agent(),
+        Case {
+            priority: CasePriority::Critical as i32,
+            ..case("acme", "Core switch down")
+        },
+    )
+    .await
+    .unwrap();
+    let now = h.clock.advance(jiff::SignedDuration::ZERO);
+    let mailer = mailing_replica(&h, &sink.url).await;
+    mailer.sweep_timers("replica-m", now).await.unwrap();
+    mailer.sweep_timers("replica-m", now).await.unwrap();
+    let steps = chase_steps_of(&h, &c.name).await;
+    assert_eq!(
+        steps[0].outcomes[0].recipients,
+        vec!["staff/nil".to_string()]
+    );
+    let received = sink.messages();
+    assert_eq!(received.len(), 1, "{received:?}");
+    assert_eq!(header(&received[0], "X-RcptTo"), vec!["nil@example.com"]);
+    let m = mail_parser::MessageParser::default()
+        .parse(received[0].as_bytes())
+        .unwrap();
+    assert!(
+        m.body_text(0)
+            .unwrap()
+            .starts_with("Core switch down needs a first look (Tell Nil)"),
+        "{:?}",
+        m.body_text(0)
+    );
 }

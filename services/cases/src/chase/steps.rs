@@ -439,7 +439,16 @@ async fn take(
             Some(chase_action::ActionType::Notify(nf)) => {
                 outcome.action_kind = ActionKind::Notify as i32;
                 match recipients(c, nf) {
-                    Ok(who) => outcome.recipients = who,
+                    Ok(who) => {
+                        let template = if nf.message_template.trim().is_empty() {
+                            "{{rule}}: {{missing}} on {{case.name}} ({{case.title}}), step {{step}}"
+                        } else {
+                            nf.message_template.as_str()
+                        };
+                        let text = render(template, c, &live.rule, run, n);
+                        crate::mail::queue_notification(conn, &name, i, &text, now_us).await?;
+                        outcome.recipients = who;
+                    }
                     Err(why) => outcome.error = why,
                 }
             }
