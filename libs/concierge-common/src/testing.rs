@@ -159,13 +159,28 @@ impl SmtpSink {
         );
     }
 
-    /// The messages received so far, each as its raw text.
+    /// The messages received so far, in the order they arrived, each as its
+    /// raw text.
     pub fn messages(&self) -> Vec<String> {
         let Ok(entries) = std::fs::read_dir(self.dir.path().join("box").join("new")) else {
             return Vec::new();
         };
+        // Maildir names start "{seconds}.M{microseconds}", whose digits vary
+        // in number: the order is theirs as numbers, not as text.
+        let arrival = |p: &std::path::PathBuf| -> (u64, u64) {
+            let name = p.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+            let mut parts = name.split('.');
+            let secs = parts.next().and_then(|s| s.parse().ok()).unwrap_or(0);
+            let micros = parts
+                .next()
+                .and_then(|m| m.strip_prefix('M'))
+                .and_then(|m| m.split(|c: char| !c.is_ascii_digit()).next())
+                .and_then(|m| m.parse().ok())
+                .unwrap_or(0);
+            (secs, micros)
+        };
         let mut files: Vec<_> = entries.filter_map(|e| e.ok()).map(|e| e.path()).collect();
-        files.sort();
+        files.sort_by_key(|p| (arrival(p), p.clone()));
         files
             .iter()
             .filter_map(|f| std::fs::read_to_string(f).ok())

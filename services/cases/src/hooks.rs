@@ -43,17 +43,10 @@ impl Lifecycle<Calendar> for Rules {
 // a built-in rule is disabled or edited, never deleted.
 impl Lifecycle<ChaseRule> for Rules {
     async fn check_references(&self, conn: &mut Conn<'_>, r: &ChaseRule) -> Result<()> {
-        if !r.calendar.is_empty()
-            && concierge_common::resource::get_for_update(conn, &resources::CALENDARS, &r.calendar)
-                .await?
-                .is_none()
-        {
-            return Err(Error::invalid(
-                "chase_rule.calendar",
-                format!("{} does not exist", r.calendar),
-            ));
+        if r.calendar.is_empty() {
+            return Ok(());
         }
-        Ok(())
+        calendar_exists(conn, "chase_rule.calendar", &r.calendar).await
     }
     /// New cases are matched against the rules snapshot of the SLA
     /// configuration generation, which every rule change moves on. A rule
@@ -91,6 +84,19 @@ impl Lifecycle<ChaseRule> for Rules {
             ),
         })
     }
+}
+
+/// INVALID_ARGUMENT on `field` unless the calendar `name` exists. Its row is
+/// taken for update: a delete of the calendar waits for this write, then
+/// sees what now counts in it.
+async fn calendar_exists(conn: &mut Conn<'_>, field: &str, name: &str) -> Result<()> {
+    if concierge_common::resource::get_for_update(conn, &resources::CALENDARS, name)
+        .await?
+        .is_none()
+    {
+        return Err(Error::invalid(field, format!("{name} does not exist")));
+    }
+    Ok(())
 }
 
 /// Refuses to delete a calendar an SLA policy counts business time in,
@@ -276,18 +282,7 @@ impl Lifecycle<Note> for Rules {
 
 impl Lifecycle<SlaPolicy> for Rules {
     async fn check_references(&self, conn: &mut Conn<'_>, r: &SlaPolicy) -> Result<()> {
-        // Taken for update: a delete of the calendar waits for this write,
-        // then sees the policy that now counts in it.
-        if concierge_common::resource::get_for_update(conn, &resources::CALENDARS, &r.calendar)
-            .await?
-            .is_none()
-        {
-            return Err(Error::invalid(
-                "sla_policy.calendar",
-                format!("{} does not exist", r.calendar),
-            ));
-        }
-        Ok(())
+        calendar_exists(conn, "sla_policy.calendar", &r.calendar).await
     }
     async fn after_write(
         &self,

@@ -87,6 +87,9 @@ pub(super) async fn cancel_chase_run(
         authz::staff_only(&ctx.principal, "chase runs")?;
         names::parse("name", &req.name, ChaseRun::COLLECTIONS)?;
         required("reason", &req.reason)?;
+        if req.reason.len() > 4_000 {
+            return Err(Error::invalid("reason", "at most 4,000 bytes"));
+        }
         let key = once(
             &ctx,
             &req.request_id,

@@ -57,7 +57,16 @@ pub(crate) fn basic(doc: &ControlDocument) -> ControlDocument {
     }
 }
 
+/// The most extra addresses one send names.
+const MAX_EXTRA_RECIPIENTS: usize = 20;
+
 fn deliveries_to(extra: &[String]) -> Result<Vec<ControlDocumentDelivery>> {
+    if extra.len() > MAX_EXTRA_RECIPIENTS {
+        return Err(Error::invalid(
+            "extra_recipients",
+            format!("at most {MAX_EXTRA_RECIPIENTS} addresses"),
+        ));
+    }
     extra
         .iter()
         .enumerate()
