@@ -14,7 +14,8 @@ use concierge_proto::concierge::cases::v1::{
 };
 
 use crate::{
-    Rules, chase, dependencies, lifecycle, link_source, post_public_update, rearm, resources, store,
+    Rules, chase, deliverables, dependencies, lifecycle, link_source, post_public_update, rearm,
+    resources, store,
 };
 
 // A calendar change re-arms open cases' timers in the background; a
@@ -140,6 +141,7 @@ impl Lifecycle<Case> for Rules {
         }
         if let Some(plan) = &self.new_case {
             plan.compute(c, now);
+            deliverables::derive_overdue(c, now);
             plan.begin_chase(c, now);
         }
     }
@@ -147,6 +149,7 @@ impl Lifecycle<Case> for Rules {
     /// one that clears it ends the run, in the change's transaction.
     async fn derive(&self, conn: &mut Conn<'_>, c: &mut Case, now: i64) -> Result<()> {
         c.withheld_by_dependency = dependencies::withheld(conn, c).await?;
+        deliverables::derive_overdue(c, now);
         chase::on_change(conn, c, now).await
     }
     /// Every state the case enters is kept, in order: SLA clocks are read
@@ -160,6 +163,7 @@ impl Lifecycle<Case> for Rules {
         after: &Case,
         now: i64,
     ) -> Result<()> {
+        deliverables::arm(conn, before, after, now).await?;
         // A new case's clocks were worked out before it was written: they,
         // its timers and its first state go in with it.
         let planned = before.is_none().then_some(self.new_case.as_ref()).flatten();

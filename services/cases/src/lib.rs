@@ -15,6 +15,7 @@ pub mod authz;
 pub mod bench;
 mod chase;
 mod control;
+mod deliverables;
 mod dependencies;
 pub mod directory;
 pub mod engine;

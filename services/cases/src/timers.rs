@@ -451,14 +451,21 @@ impl Cases {
         owner: &str,
         claimed: Vec<timers::Claimed>,
     ) -> (Vec<timers::Claimed>, usize, usize) {
-        let (mut sla, mut steps, mut mails, mut documents, mut ticks) =
-            (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let (mut sla, mut steps, mut mails, mut documents, mut ticks, mut due) = (
+            Vec::new(),
+            Vec::new(),
+            Vec::new(),
+            Vec::new(),
+            Vec::new(),
+            Vec::new(),
+        );
         for t in claimed {
             match t.kind.as_str() {
                 store::chase::STEP => steps.push(t),
                 crate::mail::ESCALATION_MAIL | crate::mail::NOTIFY_MAIL => mails.push(t),
                 crate::control::CONTROL_DOC_MAIL => documents.push(t),
                 crate::control::TICK => ticks.push(t),
+                crate::deliverables::DUE => due.push(t),
                 _ => sla.push(t),
             }
         }
@@ -483,7 +490,12 @@ impl Cases {
         if !documents.is_empty() {
             made += self.mail_control_documents(owner, &documents).await;
         }
-        let others = steps.len() + mails.len() + documents.len() + ticks.len();
+        for t in &due {
+            if let Err(e) = self.deliverable_due(owner, t).await {
+                tracing::warn!(case = %t.subject, error = %e, "an overdue deliverable not marked yet");
+            }
+        }
+        let others = steps.len() + mails.len() + documents.len() + ticks.len() + due.len();
         (sla, others, made)
     }
 

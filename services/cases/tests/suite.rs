@@ -282,6 +282,7 @@ concierge_common::both_backends!(
     the_weekly_run_mails_each_big_account_once_in_its_own_time_zone,
     control_document_settings_default_and_are_changed_by_managers,
     a_chase_notification_is_e_mailed_to_the_staff_member_it_names,
+    a_deliverable_falls_overdue_at_its_due_time,
 );
 
 async fn create_calendar(h: &Harness, id: &str, c: Calendar) -> Result<Calendar, Status> {
@@ -6415,4 +6416,67 @@ async fn a_chase_notification_is_e_mailed_to_the_staff_member_it_names(h: Harnes
         "{:?}",
         m.body_text(0)
     );
+}
+
+/// A client's deliverable falls due with no change to its case: at its due
+/// time the case shows it overdue, the portfolio review lists it, and a
+/// chase rule on overdue deliverables starts its run.
+async fn a_deliverable_falls_overdue_at_its_due_time(h: Harness) {
+    upsert_chase_rule(
+        &h,
+        &who(Role::Admin),
+        ChaseRule {
+            name: "chaseRules/roe".into(),
+            ..chase_rule(chase_condition::Kind::ClientDeliverableOverdue, "")
+        },
+        &["*"],
+    )
+    .await
+    .unwrap();
+    h.clock.set("2026-11-30T15:00:00Z".parse().unwrap());
+    let c = create_case(
+        &h,
+        &agent(),
+        Case {
+            r#type: CaseType::OrderNew as i32,
+            construction: Some(Construction {
+                required: true,
+                definition: "Trench 20 m to the building".into(),
+                deliverables: vec![ConstructionDeliverable {
+                    kind: construction_deliverable::Kind::RightOfEntry as i32,
+                    state: construction_deliverable::State::Requested as i32,
+                    due_time: Some(ts("2026-12-01T15:00:00Z")),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }),
+            ..case("acme", "New duct")
+        },
+    )
+    .await
+    .unwrap();
+    assert!(findings_of(&h, "staff/ayse", 0).await.is_empty());
+    for at in ["2026-12-01T14:59:00Z", "2026-12-01T15:00:00Z"] {
+        let at: jiff::Timestamp = at.parse().unwrap();
+        h.clock.set(at);
+        h.svc.sweep_timers("replica-a", at).await.unwrap();
+        if at < "2026-12-01T15:00:00Z".parse().unwrap() {
+            assert!(findings_of(&h, "staff/ayse", 0).await.is_empty(), "not yet");
+        }
+    }
+    let now = get_case(&h, &c.name).await;
+    assert!(now.construction.unwrap().deliverables[0].overdue);
+    let review = findings_of(&h, "staff/ayse", 0).await;
+    assert_eq!(review.len(), 1);
+    assert_eq!(
+        review[0].findings[0].reason(),
+        case_finding::Reason::ClientDeliverableOverdue
+    );
+    assert_eq!(
+        review[0].findings[0].due_time,
+        Some(ts("2026-12-01T15:00:00Z"))
+    );
+    let runs = chase_runs_of(&h, &c.name).await;
+    assert_eq!(runs.len(), 1);
+    assert_eq!(runs[0].rule, "chaseRules/roe");
 }
