@@ -5128,6 +5128,23 @@ async fn the_jeopardy_chase_asks_then_escalates_after_48_hours_unless_cleared(h:
         .unwrap()
         .into_inner();
     assert_eq!(as_client.chase, None, "a client sees no chasing");
+    for probe in [
+        "chase.highest_step_reached >= 2",
+        "finding.reason = REASON_CHASE_STAGE_REACHED",
+    ] {
+        let refused = h
+            .svc
+            .list_cases(h.req(
+                &who(Role::Client),
+                ListCasesRequest {
+                    filter: probe.into(),
+                    ..Default::default()
+                },
+            ))
+            .await
+            .unwrap_err();
+        assert_eq!(violations(&refused), vec!["filter"], "{probe}");
+    }
 
     // Still in jeopardy without a reason: the rule keeps holding, no new run.
     mark_jeopardy(&h, &chased.name, "", None).await;

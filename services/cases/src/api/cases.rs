@@ -89,6 +89,13 @@ pub(super) async fn create_case(svc: &Cases, request: Request<CreateCaseRequest>
     reply(result.await.map(|c| shown_to(&ctx.principal, c)))
 }
 
+/// ListCases fields a client may not filter or order on.
+const INTERNAL_FIELDS: &[&str] = &[
+    "finding.reason",
+    "finding.due_time",
+    "chase.highest_step_reached",
+];
+
 /// A case as `p` reads it: the chasing behind it is the company's own
 /// business, so a client sees no chase summary.
 fn shown_to(p: &concierge_common::principal::Principal, mut c: Case) -> Case {
@@ -112,6 +119,19 @@ pub(super) async fn list_cases(
     let mut req = request.into_inner();
     if req.order_by.is_empty() {
         req.order_by = "create_time desc".into();
+    }
+    if ctx.principal.role == Role::Client {
+        // The company's own view of a case (its findings, how far it was
+        // chased) is no filter for a client, nor a way to learn of it: those
+        // fields are unknown to a client, as any unknown field is.
+        let fields: Vec<concierge_common::filter::Field> = crate::resources::CASES
+            .fields
+            .iter()
+            .filter(|f| !INTERNAL_FIELDS.contains(&f.name))
+            .copied()
+            .collect();
+        concierge_common::filter::parse(&req.filter, &fields)?;
+        concierge_common::resource::parse_order_by(&req.order_by, &fields)?;
     }
     let (cases, next_page_token, total_size) = svc
         .store()
