@@ -5986,9 +5986,32 @@ async fn a_control_document_lists_open_requests_and_is_archived_as_sent(h: Harne
         .await
         .unwrap();
     mark_jeopardy(&h, &order.name, "", None).await;
-    create_case(&h, &a, initech("Line down", CaseType::Repair))
+    let repair = create_case(&h, &a, initech("Line down", CaseType::Repair))
         .await
         .unwrap();
+    for (body, at) in [
+        ("Technician booked", "2026-11-02T10:00:00Z"),
+        ("Technician on site", "2026-11-02T11:00:00Z"),
+    ] {
+        h.clock.set(at.parse().unwrap());
+        h.svc
+            .create_note(h.req(
+                &a,
+                CreateNoteRequest {
+                    parent: repair.name.clone(),
+                    note: Some(Note {
+                        visibility: note::Visibility::Public as i32,
+                        body: body.into(),
+                        ..Default::default()
+                    }),
+                    note_id: String::new(),
+                    notify_client: false,
+                    request_id: String::new(),
+                },
+            ))
+            .await
+            .unwrap();
+    }
     create_case(&h, &a, initech("Wrong rate", CaseType::Billing))
         .await
         .unwrap();
@@ -6043,6 +6066,10 @@ async fn a_control_document_lists_open_requests_and_is_archived_as_sent(h: Harne
     assert_eq!(
         preview.rows[0].missing_fields,
         vec!["requested_time", "eta_time", "jeopardy_reason"]
+    );
+    assert_eq!(
+        preview.rows[1].last_public_update, "Technician on site",
+        "the latest public update"
     );
     assert!(
         preview

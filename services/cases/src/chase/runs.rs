@@ -334,7 +334,11 @@ pub(crate) async fn apply(
     if turn.is_empty() {
         return Ok(());
     }
-    let mut active = crate::store::chase::active_runs(conn, &c.name).await?;
+    let mut active: Vec<_> = crate::store::chase::current_runs(conn, &c.name)
+        .await?
+        .into_iter()
+        .filter(|(r, _)| r.state == chase_run::State::Active as i32)
+        .collect();
     let ending = turn
         .cleared
         .iter()
@@ -364,7 +368,7 @@ pub(crate) async fn apply(
 /// sees them.
 pub(crate) async fn resummarise(conn: &mut Conn<'_>, c: &mut Case) -> Result<()> {
     let runs = crate::store::chase::current_runs(conn, &c.name).await?;
-    let refs: Vec<&ChaseRun> = runs.iter().collect();
+    let refs: Vec<&ChaseRun> = runs.iter().map(|(r, _)| r).collect();
     summarise(c.chase.get_or_insert_with(Default::default), &refs);
     if c.chase
         .as_ref()

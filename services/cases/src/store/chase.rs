@@ -32,15 +32,18 @@ pub(crate) async fn live_rules(conn: &mut Conn<'_>) -> Result<Vec<ChaseRule>> {
         .collect()
 }
 
-/// The active runs of `case`, with their rows (to update them).
-pub(crate) async fn active_runs(
+/// The runs of `case` that are active or exhausted, with their rows (to
+/// update them): what its chase summary is made of, and the runs a change
+/// may end.
+pub(crate) async fn current_runs(
     conn: &mut Conn<'_>,
     case: &str,
 ) -> Result<Vec<(ChaseRun, Stored)>> {
     let names: Vec<String> = on_conn!(conn, c => sqlx::query_scalar(
-        "SELECT name FROM chase_runs WHERE parent = $1 AND state = $2")
+        "SELECT name FROM chase_runs WHERE parent = $1 AND state IN ($2, $3)")
         .bind(case)
         .bind(chase_run::State::Active as i64)
+        .bind(chase_run::State::Exhausted as i64)
         .fetch_all(&mut **c)
         .await?);
     let names: Vec<&str> = names.iter().map(String::as_str).collect();
@@ -51,24 +54,6 @@ pub(crate) async fn active_runs(
             let run = ChaseRun::decode(row.body.as_slice()).map_err(Error::internal)?;
             Ok((run, row))
         })
-        .collect()
-}
-
-/// The runs of `case` that are active or exhausted, what its chase summary
-/// is made of.
-pub(crate) async fn current_runs(conn: &mut Conn<'_>, case: &str) -> Result<Vec<ChaseRun>> {
-    let names: Vec<String> = on_conn!(conn, c => sqlx::query_scalar(
-        "SELECT name FROM chase_runs WHERE parent = $1 AND state IN ($2, $3)")
-        .bind(case)
-        .bind(chase_run::State::Active as i64)
-        .bind(chase_run::State::Exhausted as i64)
-        .fetch_all(&mut **c)
-        .await?);
-    let names: Vec<&str> = names.iter().map(String::as_str).collect();
-    resource::get_many(conn, &CHASE_RUNS, &names)
-        .await?
-        .iter()
-        .map(|row| ChaseRun::decode(row.body.as_slice()).map_err(Error::internal))
         .collect()
 }
 

@@ -51,16 +51,24 @@ pub(crate) async fn open_cases_of(
         .collect()
 }
 
-/// The latest public update of each case of `account`: (body, µs).
+/// The latest public update of each open case of `account`: (body, µs).
+/// One note per case is read (two at a tie), never the account's whole
+/// history.
 pub(crate) async fn latest_public_updates(
     conn: &mut Conn<'_>,
     account: &str,
 ) -> Result<HashMap<String, (String, i64)>> {
     let rows: Vec<(String, Vec<u8>, i64)> = on_conn!(conn, c => sqlx::query_as(
-        "SELECT parent, body, create_time FROM notes WHERE account = $1 AND visibility = $2 \
-         ORDER BY parent, create_time DESC")
+        "SELECT n.parent, n.body, n.create_time FROM cases c JOIN notes n ON n.parent = c.name \
+         WHERE c.account = $1 AND c.delete_time = 0 AND c.state NOT IN ($3, $4, $5) \
+           AND n.visibility = $2 AND n.create_time = \
+             (SELECT MAX(m.create_time) FROM notes m WHERE m.parent = c.name AND m.visibility = $2) \
+         ORDER BY n.parent, n.create_time DESC")
         .bind(account)
         .bind(note::Visibility::Public as i64)
+        .bind(case::State::Resolved as i64)
+        .bind(case::State::Closed as i64)
+        .bind(case::State::Cancelled as i64)
         .fetch_all(&mut **c)
         .await?);
     let mut latest = HashMap::new();
