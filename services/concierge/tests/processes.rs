@@ -200,11 +200,18 @@ async fn dev_keeps_an_acknowledged_create_across_kill_9() {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    let [port] = free_ports();
+    port
+}
+
+/// `N` distinct free ports, all chosen while each is still held: a port let
+/// go before the next is chosen can come back as the next, and two processes
+/// would then race for it.
+fn free_ports<const N: usize>() -> [u16; N] {
+    let held: Vec<std::net::TcpListener> = (0..N)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
+        .collect();
+    std::array::from_fn(|i| held[i].local_addr().unwrap().port())
 }
 
 async fn wait_serving(url: &str, service: &str) {
@@ -254,7 +261,7 @@ async fn gateway_and_customers_as_separate_processes_on_postgres() {
 
     let key = mint_key(&gateway_db, &["--role", "admin", "--display-name", "e2e"]);
 
-    let customers_port = free_port();
+    let [customers_port, gateway_port] = free_ports();
     let customers = serve(
         "customers",
         customers_port,
@@ -263,7 +270,6 @@ async fn gateway_and_customers_as_separate_processes_on_postgres() {
         &[],
         &[("CONCIERGE_TELEMETRY__LOG_FORMAT", "json".into())],
     );
-    let gateway_port = free_port();
     let gateway = serve(
         "gateway",
         gateway_port,
@@ -893,13 +899,11 @@ async fn cases_behind_the_gateway_as_two_replicas_on_postgres() {
         "the JetStream half of cases_behind_the_gateway_as_two_replicas_on_postgres",
     );
 
-    let customers_port = free_port();
+    let [customers_port, first_port, second_port, gateway_port] = free_ports();
     let customers = serve("customers", customers_port, &customers_db, secret, &[], &[]);
     // Both replicas start at once on the one database, as a Deployment's do.
-    let (first_port, second_port) = (free_port(), free_port());
     let first = CasesReplica::start(first_port, &cases_db, secret, customers_port);
     let second = CasesReplica::start(second_port, &cases_db, secret, customers_port);
-    let gateway_port = free_port();
     let gateway = serve(
         "gateway",
         gateway_port,
