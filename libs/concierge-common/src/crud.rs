@@ -365,6 +365,18 @@ pub async fn insert_new<R: Resource<P> + Created, P: Policy<R>>(
     Ok(r)
 }
 
+/// A singleton's one name is its collection, e.g. "disputeSettings".
+fn singleton_name<R: Resource<P>, P>(field: &str, name: &str) -> Result<()> {
+    let only = R::COLLECTIONS[0];
+    if name != only {
+        return Err(Error::invalid(
+            field,
+            format!("the settings are one resource, {only:?}"),
+        ));
+    }
+    Ok(())
+}
+
 fn not_found<R: Resource<P>, P>(name: &str) -> Error {
     Error::NotFound {
         resource_type: R::KIND.resource_type,
@@ -814,6 +826,113 @@ impl Store {
             }
             token = next;
         }
+    }
+
+    /// A singleton resource (a service's settings): the one row named by
+    /// `R::COLLECTIONS[0]`, or `default` with the etag of revision 0 while
+    /// nobody has written it. Reading it is the policy's to allow.
+    pub async fn get_singleton<R: Resource<P>, P: Policy<R>>(
+        &self,
+        policy: &P,
+        ctx: &Ctx,
+        name: &str,
+        default: impl FnOnce() -> R,
+    ) -> Result<R> {
+        singleton_name::<R, P>("name", name)?;
+        policy.may_read(&ctx.principal, name)?;
+        let mut pooled = self.inner.db.acquire().await?;
+        Ok(match resource::get(&mut pooled.conn(), R::KIND, name).await? {
+            Some(row) => Self::decode::<R, P>(&row)?,
+            None => {
+                let mut r = default();
+                r.set_meta(0, 0, resource::etag(0));
+                r
+            }
+        })
+    }
+
+    /// AIP-134 update of a singleton by mask, guarded by the etag; the first
+    /// update writes `default` with the change. Announced by `R::UPDATED`.
+    pub async fn update_singleton<R: Resource<P> + Updated, P: Policy<R>>(
+        &self,
+        policy: &P,
+        ctx: &Ctx,
+        patch: Option<R>,
+        mask: Option<prost_types::FieldMask>,
+        default: impl FnOnce() -> R + Send,
+    ) -> Result<R> {
+        let patch = patch.ok_or_else(|| Error::invalid(R::FIELD, "required"))?;
+        let name = patch.name().to_string();
+        singleton_name::<R, P>(&format!("{}.name", R::FIELD), &name)?;
+        policy.may_attempt_write(&ctx.principal, &name)?;
+        // A singleton's writers do not depend on facts: refused before the
+        // request is looked at further.
+        policy.may_write(&ctx.principal, &patch, &P::Facts::default())?;
+        let paths = mask.map(|m| m.paths).unwrap_or_default();
+        if paths.is_empty() {
+            return Err(Error::invalid(
+                "update_mask",
+                "name the fields to change, or \"*\" for all",
+            ));
+        }
+        let paths: Vec<String> = if paths.iter().any(|p| p == "*") {
+            R::UPDATABLE.iter().map(|p| p.to_string()).collect()
+        } else {
+            let mut v = Violations::new();
+            for p in &paths {
+                if !R::UPDATABLE.contains(&p.as_str()) {
+                    v.add(
+                        "update_mask",
+                        format!(
+                            "`{p}` cannot be updated; updatable: {}",
+                            R::UPDATABLE.join(", ")
+                        ),
+                    );
+                }
+            }
+            v.into_result()?;
+            paths
+        };
+        let mut tx = self.inner.db.begin().await?;
+        let mut conn = tx.conn();
+        let row = resource::get_for_update(&mut conn, R::KIND, &name).await?;
+        let mut r = match &row {
+            Some(row) => Self::decode::<R, P>(row)?,
+            None => default(),
+        };
+        let current = row.as_ref().map_or(resource::etag(0), |r| r.etag());
+        if !patch.etag().is_empty() && patch.etag() != current {
+            return Err(Error::EtagMismatch { name, current });
+        }
+        let facts = policy.facts(&mut conn, &ctx.principal, &r).await?;
+        policy.may_write(&ctx.principal, &r, &facts)?;
+        for p in &paths {
+            r.copy_field(&patch, p);
+        }
+        let mut v = Violations::new();
+        r.check(&mut v);
+        v.into_result()?;
+        let now = self.now().max(row.as_ref().map_or(0, |r| r.update_time));
+        let next = Stored {
+            name: name.clone(),
+            parent: String::new(),
+            account: String::new(),
+            create_time: row.as_ref().map_or(now, |r| r.create_time),
+            update_time: now,
+            delete_time: 0,
+            revision: row.as_ref().map_or(1, |r| r.revision + 1),
+            body: strip_meta::<R, P>(&r),
+        };
+        match &row {
+            Some(old) => resource::update(&mut conn, R::KIND, &next, old.revision, &[]).await?,
+            None => resource::insert(&mut conn, R::KIND, &next, &[]).await?,
+        }
+        r.set_meta(next.create_time, now, next.etag());
+        self.record(policy, &mut conn, ctx, R::UPDATED, &r, now)
+            .await?;
+        tx.commit().await?;
+        self.nudge();
+        Ok(r)
     }
 
     /// AIP-134 update with a field mask, guarded by the etag.

@@ -20,6 +20,7 @@ mod generated {
 pub use generated::*;
 
 pub use generated::concierge::customers::v1 as customers;
+pub use generated::concierge::disputes::v1 as disputes;
 pub use generated::concierge::events::v1 as events;
 pub use generated::concierge::types::v1 as types;
 

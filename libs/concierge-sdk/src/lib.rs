@@ -31,6 +31,7 @@ pub use concierge_proto as proto;
 use concierge_proto::concierge::cases::v1::cases_service_client::CasesServiceClient;
 use concierge_proto::concierge::testing::v1::test_clock_service_client::TestClockServiceClient;
 use concierge_proto::customers::customers_service_client::CustomersServiceClient;
+use concierge_proto::disputes::disputes_service_client::DisputesServiceClient;
 
 /// A failed call, with the server's `google.rpc` details decoded.
 #[derive(Debug, thiserror::Error)]
@@ -294,6 +295,15 @@ impl Client {
     /// Cases, calendars and business time, hand-off codes.
     pub fn cases(&self) -> CasesServiceClient<Authed> {
         CasesServiceClient::new(InterceptedService::new(
+            self.channel.clone(),
+            self.credentials.clone(),
+        ))
+    }
+
+    /// Billing disputes: claims, their credits with the working, approvals,
+    /// the client's confirmation.
+    pub fn disputes(&self) -> DisputesServiceClient<Authed> {
+        DisputesServiceClient::new(InterceptedService::new(
             self.channel.clone(),
             self.credentials.clone(),
         ))

@@ -148,3 +148,78 @@ pub(crate) fn read_clocks(
         })
         .collect()
 }
+
+/// `o` read at `now`: its down time so far (or in total once restored) and
+/// the part of it during which the case waited on the client, from the
+/// states it entered.
+pub(crate) fn read_outage(
+    o: &mut concierge_proto::concierge::cases::v1::Outage,
+    history: &[crate::sla::StateChange<case::State>],
+    now: jiff::Timestamp,
+) {
+    use jiff::SignedDuration;
+    let instant = |t: &Option<prost_types::Timestamp>| t.as_ref().and_then(clock::from_proto);
+    let Some(start) = instant(&o.start_time) else {
+        o.duration = None;
+        o.client_hold_duration = None;
+        return;
+    };
+    let end = instant(&o.restore_time).unwrap_or(now).max(start);
+    let mut held = SignedDuration::ZERO;
+    for (i, change) in history.iter().enumerate() {
+        if change.state != case::State::PendingClient {
+            continue;
+        }
+        let left = history.get(i + 1).map_or(now, |next| next.at);
+        let (from, to) = (change.at.max(start), left.min(end));
+        if to > from {
+            held += to.duration_since(from);
+        }
+    }
+    let proto = concierge_common::bounded::Duration::to_proto;
+    o.duration = Some(proto(end.duration_since(start)));
+    o.client_hold_duration = Some(proto(held));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sla::StateChange;
+    use concierge_proto::concierge::cases::v1::Outage;
+
+    fn at(s: &str) -> jiff::Timestamp {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn an_outage_leaves_out_only_the_wait_on_the_client_within_it() {
+        let history = [
+            StateChange { at: at("2026-11-02T08:00:00Z"), state: case::State::New },
+            StateChange { at: at("2026-11-02T09:00:00Z"), state: case::State::InProgress },
+            StateChange { at: at("2026-11-02T10:00:00Z"), state: case::State::PendingClient },
+            StateChange { at: at("2026-11-02T11:30:00Z"), state: case::State::InProgress },
+            // Waiting on the client again after the service came back.
+            StateChange { at: at("2026-11-02T18:00:00Z"), state: case::State::PendingClient },
+        ];
+        let mut o = Outage {
+            start_time: Some(clock::to_proto(at("2026-11-02T08:30:00Z"))),
+            restore_time: Some(clock::to_proto(at("2026-11-02T16:00:00Z"))),
+            ..Default::default()
+        };
+        read_outage(&mut o, &history, at("2026-11-03T00:00:00Z"));
+        assert_eq!(o.duration.unwrap().seconds, 7 * 3600 + 1800);
+        assert_eq!(o.client_hold_duration.unwrap().seconds, 5400);
+    }
+
+    #[test]
+    fn an_outage_still_running_counts_to_now() {
+        let history = [StateChange { at: at("2026-11-02T08:00:00Z"), state: case::State::PendingClient }];
+        let mut o = Outage {
+            start_time: Some(clock::to_proto(at("2026-11-02T09:00:00Z"))),
+            ..Default::default()
+        };
+        read_outage(&mut o, &history, at("2026-11-02T10:00:00Z"));
+        assert_eq!(o.duration.unwrap().seconds, 3600);
+        assert_eq!(o.client_hold_duration.unwrap().seconds, 3600);
+    }
+}

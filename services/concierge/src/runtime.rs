@@ -20,6 +20,7 @@ use concierge_common::storage::Db;
 use concierge_common::supervise::Supervisor;
 use concierge_common::telemetry::{self, TelemetryConfig};
 use concierge_customers::Customers;
+use concierge_disputes::Disputes;
 use concierge_gateway::{Gateway, Limits, keys};
 use rand::RngCore;
 use secrecy::{ExposeSecret, SecretString};
@@ -90,7 +91,11 @@ pub struct ServeConfig {
 /// Every service this binary runs, each one line: `dev`, `serve`,
 /// `migrate`, the gateway's routing and health loop over this list.
 pub fn services() -> Vec<Registration> {
-    vec![Registration::of::<Customers>(), Registration::of::<Cases>()]
+    vec![
+        Registration::of::<Customers>(),
+        Registration::of::<Cases>(),
+        Registration::of::<Disputes>(),
+    ]
 }
 
 /// The gateway is the front door, not a registered service: it routes to

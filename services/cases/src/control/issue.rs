@@ -23,7 +23,7 @@ use lettre::message::{Attachment, MultiPart, SinglePart};
 
 use super::{Inputs, csv, default_types, html, language, rows, week_key, zone};
 use crate::resources::{
-    CONTROL_DOCUMENT_SETTINGS, CONTROL_DOCUMENTS, SETTINGS_NAME, SentWeek, default_settings,
+    CONTROL_DOCUMENTS, SETTINGS_NAME, SentWeek, default_settings,
 };
 use crate::{Cases, Rules, store};
 
@@ -90,23 +90,16 @@ fn deliveries_to(extra: &[String]) -> Result<Vec<ControlDocumentDelivery>> {
 impl Cases {
     /// The weekly run's settings: as changed, else the defaults.
     pub(crate) async fn control_settings(&self) -> Result<ControlDocumentSettings> {
-        let mut pooled = self.store().db().acquire().await?;
-        Ok(
-            match resource::get(
-                &mut pooled.conn(),
-                &CONTROL_DOCUMENT_SETTINGS,
+        self.store()
+            .get_singleton(
+                &crate::RULES,
+                &Ctx::system("cases", ""),
                 SETTINGS_NAME,
+                default_settings,
             )
-            .await?
-            {
-                Some(row) => Store::decode::<ControlDocumentSettings, Rules>(&row)?,
-                None => ControlDocumentSettings {
-                    etag: resource::etag(0),
-                    ..default_settings()
-                },
-            },
-        )
+            .await
     }
+
 
     /// Writes `account`'s control document now; archives it, and queues its
     /// e-mail, when asked.

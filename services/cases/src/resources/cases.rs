@@ -381,6 +381,7 @@ impl Resource<Rules> for Case {
             }),
             outage: self.outage.take().map(|mut o| {
                 o.duration = None;
+                o.client_hold_duration = None;
                 o
             }),
             labels: std::mem::take(&mut self.labels),
