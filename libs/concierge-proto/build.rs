@@ -193,13 +193,14 @@ fn catalogues(pool: &DescriptorPool) -> Result<String, Box<dyn std::error::Error
         for d in &declared {
             writeln!(
                 code,
-                "    /// `{}`: a [`{}`] ({} audience).\n    pub const {}: EventOf<{}> = EventOf::declared({:?});",
+                "    /// `{}`: a [`{}`] ({} audience).\n    pub const {}: EventOf<{}> = EventOf::declared({:?}, Visibility::{});",
                 d.event_type,
                 d.payload_path,
                 d.audience.to_ascii_lowercase(),
                 d.name,
                 d.payload_path,
-                d.event_type
+                d.event_type,
+                d.audience
             )?;
         }
         for d in &declared {

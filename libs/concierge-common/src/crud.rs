@@ -323,7 +323,11 @@ pub async fn record_event<R: Resource<P>, P: Policy<R>>(
             source: events.source,
             subject: r.name(),
             account: &account,
-            visibility: policy.visibility(r),
+            // A staff-only event type stays internal whatever its payload.
+            visibility: match event.audience() {
+                Visibility::Internal => Visibility::Internal,
+                _ => policy.visibility(r),
+            },
             actor: &ctx.principal,
             request_id: &ctx.request_id,
             occur_time: from_micros(now),
@@ -841,14 +845,16 @@ impl Store {
         singleton_name::<R, P>("name", name)?;
         policy.may_read(&ctx.principal, name)?;
         let mut pooled = self.inner.db.acquire().await?;
-        Ok(match resource::get(&mut pooled.conn(), R::KIND, name).await? {
-            Some(row) => Self::decode::<R, P>(&row)?,
-            None => {
-                let mut r = default();
-                r.set_meta(0, 0, resource::etag(0));
-                r
-            }
-        })
+        Ok(
+            match resource::get(&mut pooled.conn(), R::KIND, name).await? {
+                Some(row) => Self::decode::<R, P>(&row)?,
+                None => {
+                    let mut r = default();
+                    r.set_meta(0, 0, resource::etag(0));
+                    r
+                }
+            },
+        )
     }
 
     /// AIP-134 update of a singleton by mask, guarded by the etag; the first

@@ -40,15 +40,23 @@ pub mod catalogue {
     /// the generated constants make one: a service cannot invent a type.
     pub struct EventOf<P> {
         event_type: &'static str,
+        audience: Visibility,
         payload: PhantomData<fn(&P)>,
     }
 
     impl<P> EventOf<P> {
-        const fn declared(event_type: &'static str) -> Self {
+        const fn declared(event_type: &'static str, audience: Visibility) -> Self {
             Self {
                 event_type,
+                audience,
                 payload: PhantomData,
             }
+        }
+
+        /// The widest audience the catalogue allows events of this type: a
+        /// staff-only type's events are internal whatever their payload.
+        pub const fn audience(&self) -> Visibility {
+            self.audience
         }
 
         /// The dotted type, e.g. "concierge.cases.v1.case_resolved": the

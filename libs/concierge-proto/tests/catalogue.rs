@@ -18,6 +18,7 @@ fn declared() -> BTreeSet<(String, String, Visibility)> {
     }
     of(cases::EventType::DECLARED)
         .chain(of(customers::EventType::DECLARED))
+        .chain(of(concierge_proto::disputes::EventType::DECLARED))
         .collect()
 }
 
@@ -117,6 +118,7 @@ fn every_type_parses_back_to_its_value_and_names_a_real_payload() {
     }
     check(cases::EventType::DECLARED);
     check(customers::EventType::DECLARED);
+    check(concierge_proto::disputes::EventType::DECLARED);
 }
 
 /// The typed constants and the lifecycle events generic code records agree

@@ -194,12 +194,27 @@ mod tests {
     #[test]
     fn an_outage_leaves_out_only_the_wait_on_the_client_within_it() {
         let history = [
-            StateChange { at: at("2026-11-02T08:00:00Z"), state: case::State::New },
-            StateChange { at: at("2026-11-02T09:00:00Z"), state: case::State::InProgress },
-            StateChange { at: at("2026-11-02T10:00:00Z"), state: case::State::PendingClient },
-            StateChange { at: at("2026-11-02T11:30:00Z"), state: case::State::InProgress },
+            StateChange {
+                at: at("2026-11-02T08:00:00Z"),
+                state: case::State::New,
+            },
+            StateChange {
+                at: at("2026-11-02T09:00:00Z"),
+                state: case::State::InProgress,
+            },
+            StateChange {
+                at: at("2026-11-02T10:00:00Z"),
+                state: case::State::PendingClient,
+            },
+            StateChange {
+                at: at("2026-11-02T11:30:00Z"),
+                state: case::State::InProgress,
+            },
             // Waiting on the client again after the service came back.
-            StateChange { at: at("2026-11-02T18:00:00Z"), state: case::State::PendingClient },
+            StateChange {
+                at: at("2026-11-02T18:00:00Z"),
+                state: case::State::PendingClient,
+            },
         ];
         let mut o = Outage {
             start_time: Some(clock::to_proto(at("2026-11-02T08:30:00Z"))),
@@ -213,7 +228,10 @@ mod tests {
 
     #[test]
     fn an_outage_still_running_counts_to_now() {
-        let history = [StateChange { at: at("2026-11-02T08:00:00Z"), state: case::State::PendingClient }];
+        let history = [StateChange {
+            at: at("2026-11-02T08:00:00Z"),
+            state: case::State::PendingClient,
+        }];
         let mut o = Outage {
             start_time: Some(clock::to_proto(at("2026-11-02T09:00:00Z"))),
             ..Default::default()

@@ -209,10 +209,7 @@ impl Disputes {
         if given.disputed_amount.is_none() {
             given.disputed_amount = line.disputed_amount.clone();
         }
-        let uses_outage = matches!(
-            method,
-            CreditMethod::ProratedOutage | CreditMethod::SlaTier
-        );
+        let uses_outage = matches!(method, CreditMethod::ProratedOutage | CreditMethod::SlaTier);
         if uses_outage && given.mrc.is_none() && !line.inventory_item.is_empty() {
             let item = self
                 .peers()
@@ -228,7 +225,11 @@ impl Disputes {
         if uses_outage && given.outage_duration.is_none() && !d.related_case.is_empty() {
             let case = self
                 .peers()
-                .case(&ctx.request_id, &format!("{field}.outage_case"), &d.related_case)
+                .case(
+                    &ctx.request_id,
+                    &format!("{field}.outage_case"),
+                    &d.related_case,
+                )
                 .await?;
             let outage = case.outage.unwrap_or_default();
             let start = outage.start_time.as_ref().and_then(clock::from_proto);
@@ -249,9 +250,8 @@ impl Disputes {
                 .map(bounded::Duration::get)
                 .unwrap_or(SignedDuration::ZERO);
             let down = restore.duration_since(start) - held;
-            given.outage_duration = Some(bounded::Duration::to_proto(
-                down.max(SignedDuration::ZERO),
-            ));
+            given.outage_duration =
+                Some(bounded::Duration::to_proto(down.max(SignedDuration::ZERO)));
             given.outage_case = d.related_case.clone();
         }
         if method == CreditMethod::ProratedOutage
@@ -269,7 +269,11 @@ impl Disputes {
         Ok(given)
     }
 
-    async fn calculate_credit_inner(&self, ctx: &Ctx, req: CalculateCreditRequest) -> Result<CreditCalculation> {
+    async fn calculate_credit_inner(
+        &self,
+        ctx: &Ctx,
+        req: CalculateCreditRequest,
+    ) -> Result<CreditCalculation> {
         authz::staff_only(&ctx.principal, "credit calculations")?;
         let method = CreditMethod::try_from(req.method).unwrap_or(CreditMethod::Unspecified);
         let rounding = RoundingMode::try_from(req.rounding_mode)
@@ -283,13 +287,19 @@ impl Disputes {
                 .iter()
                 .find(|l| l.id == req.line_id)
                 .ok_or_else(|| {
-                    Error::invalid("line_id", format!("{} has no line {:?}", d.name, req.line_id))
+                    Error::invalid(
+                        "line_id",
+                        format!("{} has no line {:?}", d.name, req.line_id),
+                    )
                 })?;
             inputs = self
                 .resolve_inputs(ctx, "inputs", method, &d, line, inputs)
                 .await?;
         } else if !req.line_id.is_empty() {
-            return Err(Error::invalid("line_id", "names a line of `dispute`, which is empty"));
+            return Err(Error::invalid(
+                "line_id",
+                "names a line of `dispute`, which is empty",
+            ));
         }
         let rounding = match rounding {
             RoundingMode::Unspecified => RoundingMode::try_from(settings.default_rounding_mode)
@@ -381,9 +391,8 @@ impl Disputes {
             })?;
             calculations.push(calc);
         }
-        let total = sum(calculations.iter().filter_map(|c| c.result.as_ref())).ok_or_else(|| {
-            Error::invalid("lines", "the credits are too large to add up")
-        })?;
+        let total = sum(calculations.iter().filter_map(|c| c.result.as_ref()))
+            .ok_or_else(|| Error::invalid("lines", "the credits are too large to add up"))?;
         if total.minor_units == 0 {
             return Err(Error::invalid(
                 "lines",
@@ -697,7 +706,13 @@ impl DisputesService for Disputes {
             authz::client_may(&ctx.principal, Action::Submit)?;
             let now = clock::from_micros(self.store().now());
             let due = self.vetting_due(&ctx, now).await?;
-            let change = change!(&ctx, req, Action::Submit, events::DISPUTE_STATE_CHANGED, String::new());
+            let change = change!(
+                &ctx,
+                req,
+                Action::Submit,
+                events::DISPUTE_STATE_CHANGED,
+                String::new()
+            );
             let name = req.name.clone();
             self.transition(&ctx, &req.name, change, move |d, at| {
                 if d.lines.is_empty() {
@@ -731,10 +746,19 @@ impl DisputesService for Disputes {
                     .staff_member(&ctx.request_id, &req.owner)
                     .await?
                     .ok_or_else(|| {
-                        Error::invalid("owner", format!("{} is not in the staff directory", req.owner))
+                        Error::invalid(
+                            "owner",
+                            format!("{} is not in the staff directory", req.owner),
+                        )
                     })?;
             }
-            let change = change!(&ctx, req, Action::StartVetting, events::DISPUTE_STATE_CHANGED, String::new());
+            let change = change!(
+                &ctx,
+                req,
+                Action::StartVetting,
+                events::DISPUTE_STATE_CHANGED,
+                String::new()
+            );
             let (owner, caller) = (req.owner.clone(), ctx.principal.staff_member.clone());
             self.transition(&ctx, &req.name, change, move |d, _| {
                 if !owner.is_empty() {
@@ -758,7 +782,13 @@ impl DisputesService for Disputes {
         let req = request.into_inner();
         let result = async {
             text("question", &req.question, true)?;
-            let change = change!(&ctx, req, Action::RequestInformation, events::DISPUTE_STATE_CHANGED, req.question.clone());
+            let change = change!(
+                &ctx,
+                req,
+                Action::RequestInformation,
+                events::DISPUTE_STATE_CHANGED,
+                req.question.clone()
+            );
             let question = req.question.clone();
             self.transition(&ctx, &req.name, change, move |d, now| {
                 d.information_request = Some(InformationRequest {
@@ -808,7 +838,13 @@ impl DisputesService for Disputes {
                 }
                 _ => None,
             };
-            let change = change!(&ctx, req, Action::ProvideInformation, events::DISPUTE_STATE_CHANGED, req.answer.clone());
+            let change = change!(
+                &ctx,
+                req,
+                Action::ProvideInformation,
+                events::DISPUTE_STATE_CHANGED,
+                req.answer.clone()
+            );
             let answer = req.answer.clone();
             self.transition(&ctx, &req.name, change, move |d, now| {
                 if let Some(i) = &mut d.information_request {
@@ -849,7 +885,13 @@ impl DisputesService for Disputes {
             authz::client_may(&ctx.principal, Action::ApproveCredit)?;
             text("comment", &req.comment, false)?;
             let approver = self.approver(&ctx).await?;
-            let mut change = change!(&ctx, req, Action::ApproveCredit, events::DISPUTE_STATE_CHANGED, req.comment.clone());
+            let mut change = change!(
+                &ctx,
+                req,
+                Action::ApproveCredit,
+                events::DISPUTE_STATE_CHANGED,
+                req.comment.clone()
+            );
             let d = self.read(&ctx, &req.name).await?;
             change.amount = d.credit_proposal.and_then(|p| p.total);
             let comment = req.comment.clone();
@@ -877,7 +919,13 @@ impl DisputesService for Disputes {
             authz::client_may(&ctx.principal, Action::RejectCredit)?;
             text("comment", &req.comment, true)?;
             let approver = self.approver(&ctx).await?;
-            let change = change!(&ctx, req, Action::RejectCredit, events::CREDIT_REJECTED, req.comment.clone());
+            let change = change!(
+                &ctx,
+                req,
+                Action::RejectCredit,
+                events::CREDIT_REJECTED,
+                req.comment.clone()
+            );
             let comment = req.comment.clone();
             self.transition(&ctx, &req.name, change, move |d, now| {
                 four_eyes(d, &approver)?;
@@ -900,7 +948,13 @@ impl DisputesService for Disputes {
         let req = request.into_inner();
         let result = async {
             text("reason", &req.reason, true)?;
-            let change = change!(&ctx, req, Action::Deny, events::DISPUTE_STATE_CHANGED, req.reason.clone());
+            let change = change!(
+                &ctx,
+                req,
+                Action::Deny,
+                events::DISPUTE_STATE_CHANGED,
+                req.reason.clone()
+            );
             let reason = req.reason.clone();
             self.transition(&ctx, &req.name, change, move |d, _| {
                 d.approved_credit = zero(d);
@@ -932,16 +986,27 @@ impl DisputesService for Disputes {
                 );
             }
             if issue.credit_reference.len() > 200 || issue.invoice_number.len() > 100 {
-                v.add("credit_issue", "the reference is at most 200 bytes, the invoice number 100");
+                v.add(
+                    "credit_issue",
+                    "the reference is at most 200 bytes, the invoice number 100",
+                );
             }
             if issue.amount.is_none() {
                 v.add("credit_issue.amount", "required: the amount issued");
             }
             v.into_result()?;
-            if let Some(at) = bounded::Instant::optional("credit_issue.issue_time", &issue.issue_time)? {
+            if let Some(at) =
+                bounded::Instant::optional("credit_issue.issue_time", &issue.issue_time)?
+            {
                 issue.issue_time = Some(clock::to_proto(at));
             }
-            let mut change = change!(&ctx, req, Action::IssueCredit, events::CREDIT_ISSUED, issue.credit_reference.clone());
+            let mut change = change!(
+                &ctx,
+                req,
+                Action::IssueCredit,
+                events::CREDIT_ISSUED,
+                issue.credit_reference.clone()
+            );
             change.amount = issue.amount.clone();
             issue.issuer = actor(&ctx);
             self.transition(&ctx, &req.name, change, move |d, now| {
@@ -950,8 +1015,15 @@ impl DisputesService for Disputes {
                         "credit_issue.amount",
                         format!(
                             "{} differs from the approved credit {}",
-                            issue.amount.as_ref().map(concierge_common::money::format).unwrap_or_default(),
-                            d.approved_credit.as_ref().map(concierge_common::money::format).unwrap_or_default()
+                            issue
+                                .amount
+                                .as_ref()
+                                .map(concierge_common::money::format)
+                                .unwrap_or_default(),
+                            d.approved_credit
+                                .as_ref()
+                                .map(concierge_common::money::format)
+                                .unwrap_or_default()
                         ),
                     ));
                 }
@@ -984,7 +1056,13 @@ impl DisputesService for Disputes {
             if !d.contact.is_empty() && !notified.contains(&d.contact) {
                 notified.push(d.contact.clone());
             }
-            let change = change!(&ctx, req, Action::PublishPosition, events::DISPUTE_POSITION_PUBLISHED, req.message.clone());
+            let change = change!(
+                &ctx,
+                req,
+                Action::PublishPosition,
+                events::DISPUTE_POSITION_PUBLISHED,
+                req.message.clone()
+            );
             let (message, publisher) = (req.message.clone(), actor(&ctx));
             self.transition(&ctx, &req.name, change, move |d, now| {
                 d.position = Some(CompanyPosition {
@@ -1006,7 +1084,13 @@ impl DisputesService for Disputes {
         let result = async {
             text("comment", &req.comment, false)?;
             let responder = self.responder(&ctx, &req.name, &req.contact).await?;
-            let change = change!(&ctx, req, Action::ConfirmOutcome, events::DISPUTE_STATE_CHANGED, req.comment.clone());
+            let change = change!(
+                &ctx,
+                req,
+                Action::ConfirmOutcome,
+                events::DISPUTE_STATE_CHANGED,
+                req.comment.clone()
+            );
             let comment = req.comment.clone();
             let name = req.name.clone();
             self.transition(&ctx, &req.name, change, move |d, now| {
@@ -1033,7 +1117,13 @@ impl DisputesService for Disputes {
             let responder = self.responder(&ctx, &req.name, &req.contact).await?;
             let now = clock::from_micros(self.store().now());
             let due = self.vetting_due(&ctx, now).await?;
-            let change = change!(&ctx, req, Action::RejectOutcome, events::DISPUTE_STATE_CHANGED, req.comment.clone());
+            let change = change!(
+                &ctx,
+                req,
+                Action::RejectOutcome,
+                events::DISPUTE_STATE_CHANGED,
+                req.comment.clone()
+            );
             let comment = req.comment.clone();
             let name = req.name.clone();
             self.transition(&ctx, &req.name, change, move |d, now| {
@@ -1069,7 +1159,13 @@ impl DisputesService for Disputes {
         let req = request.into_inner();
         let result = async {
             text("reason", &req.reason, false)?;
-            let change = change!(&ctx, req, Action::Close, events::DISPUTE_STATE_CHANGED, req.reason.clone());
+            let change = change!(
+                &ctx,
+                req,
+                Action::Close,
+                events::DISPUTE_STATE_CHANGED,
+                req.reason.clone()
+            );
             let reason = req.reason.clone();
             self.transition(&ctx, &req.name, change, move |d, now| {
                 d.close_time = clock::micros_to_proto(now);
@@ -1177,13 +1273,17 @@ impl Disputes {
             ));
         }
         let d = self.read(ctx, name).await?;
-        let in_account = concierge_common::names::parse("contact", contact, &["accounts", "contacts"])
-            .map(|ids| format!("accounts/{}", ids[0]) == d.account)
-            .unwrap_or(false);
+        let in_account =
+            concierge_common::names::parse("contact", contact, &["accounts", "contacts"])
+                .map(|ids| format!("accounts/{}", ids[0]) == d.account)
+                .unwrap_or(false);
         if !in_account {
             return Err(Error::invalid(
                 "contact",
-                format!("must be a contact of {}, \"accounts/{{account}}/contacts/{{contact}}\"", d.account),
+                format!(
+                    "must be a contact of {}, \"accounts/{{account}}/contacts/{{contact}}\"",
+                    d.account
+                ),
             ));
         }
         self.peers()

@@ -263,10 +263,16 @@ pub fn calculate(field: &str, c: Calculate<'_>) -> Result<CreditCalculation> {
     };
     let i = &c.inputs;
     let mut currency = None;
-    positive(&mut v, &f("disputed_amount"), &i.disputed_amount, &mut currency);
+    positive(
+        &mut v,
+        &f("disputed_amount"),
+        &i.disputed_amount,
+        &mut currency,
+    );
     positive(&mut v, &f("billed_amount"), &i.billed_amount, &mut currency);
     if let (Some(b), Some(d)) = (&i.billed_amount, &i.disputed_amount)
         && b.currency_code == d.currency_code
+        && b.minor_units > 0
         && d.minor_units > b.minor_units
     {
         v.add(
@@ -278,10 +284,7 @@ pub fn calculate(field: &str, c: Calculate<'_>) -> Result<CreditCalculation> {
             ),
         );
     }
-    let needs_outage = matches!(
-        method,
-        CreditMethod::ProratedOutage | CreditMethod::SlaTier
-    );
+    let needs_outage = matches!(method, CreditMethod::ProratedOutage | CreditMethod::SlaTier);
     let mut outage = SignedDuration::ZERO;
     if needs_outage {
         positive(&mut v, &f("mrc"), &i.mrc, &mut currency);
@@ -334,7 +337,10 @@ pub fn calculate(field: &str, c: Calculate<'_>) -> Result<CreditCalculation> {
         let source = if i.outage_case.is_empty() {
             "as given".to_string()
         } else {
-            format!("down time of {}, time waiting on the client left out", i.outage_case)
+            format!(
+                "down time of {}, time waiting on the client left out",
+                i.outage_case
+            )
         };
         steps.push(step(
             "Outage duration",
@@ -376,7 +382,11 @@ pub fn calculate(field: &str, c: Calculate<'_>) -> Result<CreditCalculation> {
             let before = decimal(num, p, exp);
             steps.push(step(
                 "Credit before rounding",
-                format!("{} × {} = {before} {code}", show(mrc.into()), decimal(o, p, 0)),
+                format!(
+                    "{} × {} = {before} {code}",
+                    show(mrc.into()),
+                    decimal(o, p, 0)
+                ),
                 Value::Decimal(before),
             ));
             Exact { num, den: p }
@@ -408,7 +418,11 @@ pub fn calculate(field: &str, c: Calculate<'_>) -> Result<CreditCalculation> {
                 ),
             };
             let share = decimal(bp.into(), 10_000, 0);
-            steps.push(step("SLA credit band", band_text, Value::Decimal(share.clone())));
+            steps.push(step(
+                "SLA credit band",
+                band_text,
+                Value::Decimal(share.clone()),
+            ));
             let num = i128::from(mrc) * i128::from(bp);
             let before = decimal(num, 10_000, exp);
             steps.push(step(
@@ -433,7 +447,10 @@ pub fn calculate(field: &str, c: Calculate<'_>) -> Result<CreditCalculation> {
     if exact.den != 1 {
         steps.push(step(
             "Rounded",
-            format!("{} {code} rounded {description}", decimal(exact.num, exact.den, exp)),
+            format!(
+                "{} {code} rounded {description}",
+                decimal(exact.num, exact.den, exp)
+            ),
             Value::Amount(money_of(&code, rounded)),
         ));
     }
@@ -471,7 +488,10 @@ mod tests {
 
     #[test]
     fn rounding_modes_at_the_half() {
-        let half = |n: i128| Exact { num: 2 * n + 1, den: 2 };
+        let half = |n: i128| Exact {
+            num: 2 * n + 1,
+            den: 2,
+        };
         assert_eq!(half(0).round(RoundingMode::HalfEven), 0);
         assert_eq!(half(1).round(RoundingMode::HalfEven), 2);
         assert_eq!(half(0).round(RoundingMode::HalfUp), 1);

@@ -103,7 +103,9 @@ pub static DISPUTES: Kind = Kind {
 
 /// A calendar date that exists.
 pub fn date(d: &CalendarDate) -> Option<jiff::civil::Date> {
-    let year = i16::try_from(d.year).ok().filter(|y| (1970..=2199).contains(y))?;
+    let year = i16::try_from(d.year)
+        .ok()
+        .filter(|y| (1970..=2199).contains(y))?;
     let month = i8::try_from(d.month).ok()?;
     let day = i8::try_from(d.day).ok()?;
     jiff::civil::Date::new(year, month, day).ok()
@@ -196,6 +198,7 @@ fn check_line(v: &mut Violations, i: usize, l: &DisputeLine, currency: &mut Opti
     amount(v, &f("disputed_amount"), &l.disputed_amount, currency);
     if let (Some(b), Some(d)) = (&l.billed_amount, &l.disputed_amount)
         && b.currency_code == d.currency_code
+        && b.minor_units > 0
         && d.minor_units > b.minor_units
     {
         v.add(
@@ -322,7 +325,12 @@ impl Resource<Rules> for Dispute {
         if self.invoice_number.trim().is_empty() {
             v.add("dispute.invoice_number", "required");
         }
-        max_len(v, "dispute.invoice_number".into(), &self.invoice_number, 100);
+        max_len(
+            v,
+            "dispute.invoice_number".into(),
+            &self.invoice_number,
+            100,
+        );
         check_period(v, "dispute.invoice_period", &self.invoice_period);
         max_len(v, "dispute.description".into(), &self.description, 20_000);
         if self.lines.len() > MAX_LINES {
@@ -539,8 +547,7 @@ impl Resource<Rules> for DisputeSettings {
         let mut seen = std::collections::HashSet::new();
         for (i, t) in self.approval_thresholds.iter().enumerate() {
             let f = format!("dispute_settings.approval_thresholds[{i}]");
-            if let Err(concierge_common::Error::InvalidArgument(bad)) = money::check(&f, t, false)
-            {
+            if let Err(concierge_common::Error::InvalidArgument(bad)) = money::check(&f, t, false) {
                 for b in bad {
                     v.add(b.field, b.description);
                 }
@@ -587,9 +594,8 @@ impl Resource<Rules> for DisputeSettings {
                 && m.split_once('/').is_some_and(|(a, b)| {
                     !a.is_empty()
                         && !b.is_empty()
-                        && m.chars().all(|c| {
-                            c.is_ascii_alphanumeric() || "/.+-".contains(c)
-                        })
+                        && m.chars()
+                            .all(|c| c.is_ascii_alphanumeric() || "/.+-".contains(c))
                 });
             if !ok {
                 v.add(

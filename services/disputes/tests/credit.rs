@@ -99,7 +99,11 @@ fn a_7h30_outage_on_a_1200_usd_circuit_in_a_30_day_month_is_12_50() {
         Some(Value::Decimal("0.0104166666666666666666…".into()))
     );
     assert_eq!(c.steps[3].value, Some(Value::Decimal("12.5".into())));
-    assert!(c.steps[1].formula.ends_with("= 720h"), "{}", c.steps[1].formula);
+    assert!(
+        c.steps[1].formula.ends_with("= 720h"),
+        "{}",
+        c.steps[1].formula
+    );
 }
 
 #[test]
@@ -178,7 +182,11 @@ fn sla_tiers_apply_at_their_band_edges() {
     assert_eq!(at_outage(3599), 0, "under an hour earns nothing");
     assert_eq!(at_outage(3600), 6_000, "1h exactly is in the 5 % band");
     assert_eq!(at_outage(4 * 3600 - 1), 6_000);
-    assert_eq!(at_outage(4 * 3600), 12_000, "4h exactly is in the 10 % band");
+    assert_eq!(
+        at_outage(4 * 3600),
+        12_000,
+        "4h exactly is in the 10 % band"
+    );
     assert_eq!(at_outage(HALF_DAY), 12_000);
     assert_eq!(at_outage(8 * 3600), 30_000);
     assert_eq!(at_outage(24 * 3600 - 1), 60_000);
@@ -293,10 +301,7 @@ fn bad_inputs_name_their_field() {
         refused(CreditMethod::Manual, no_reason),
         ["inputs.manual_reason"]
     );
-    assert_eq!(
-        refused(CreditMethod::Unspecified, ok()),
-        ["method"]
-    );
+    assert_eq!(refused(CreditMethod::Unspecified, ok()), ["method"]);
     let mut bad_tier = ok();
     bad_tier.sla_credit_tiers = vec![SlaCreditTier {
         min_outage: secs(3600),

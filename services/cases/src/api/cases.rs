@@ -108,11 +108,17 @@ fn shown_to(p: &concierge_common::principal::Principal, mut c: Case) -> Case {
 pub(super) async fn get_case(svc: &Cases, request: Request<GetCaseRequest>) -> Reply<Case> {
     let ctx = svc.ctx(&request)?;
     let found = async {
-        let mut c: Case = svc.store().get(&RULES, &ctx, &request.get_ref().name).await?;
+        let mut c: Case = svc
+            .store()
+            .get(&RULES, &ctx, &request.get_ref().name)
+            .await?;
         // Only a case with an outage pays for reading its state history.
         if let Some(outage) = c.outage.as_mut().filter(|o| o.start_time.is_some()) {
             let histories = svc.case_histories(&[c.name.as_str()]).await?;
-            let history = histories.get(&c.name).map(Vec::as_slice).unwrap_or_default();
+            let history = histories
+                .get(&c.name)
+                .map(Vec::as_slice)
+                .unwrap_or_default();
             let now = concierge_common::clock::from_micros(svc.store().now());
             crate::reading::read_outage(outage, history, now);
         }

@@ -22,9 +22,7 @@ use lettre::message::header::ContentType;
 use lettre::message::{Attachment, MultiPart, SinglePart};
 
 use super::{Inputs, csv, default_types, html, language, rows, week_key, zone};
-use crate::resources::{
-    CONTROL_DOCUMENTS, SETTINGS_NAME, SentWeek, default_settings,
-};
+use crate::resources::{CONTROL_DOCUMENTS, SETTINGS_NAME, SentWeek, default_settings};
 use crate::{Cases, Rules, store};
 
 /// The timer kind of a document's e-mail.
@@ -99,7 +97,6 @@ impl Cases {
             )
             .await
     }
-
 
     /// Writes `account`'s control document now; archives it, and queues its
     /// e-mail, when asked.
