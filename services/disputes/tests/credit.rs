@@ -407,10 +407,11 @@ proptest! {
         let results: Vec<Money> = lines
             .into_iter()
             .map(|(mut i, m, r)| {
-                for amount in [&mut i.billed_amount, &mut i.disputed_amount, &mut i.mrc, &mut i.manual_amount] {
-                    if let Some(a) = amount {
-                        a.currency_code = code.clone();
-                    }
+                for a in [&mut i.billed_amount, &mut i.disputed_amount, &mut i.mrc, &mut i.manual_amount]
+                    .into_iter()
+                    .flatten()
+                {
+                    a.currency_code = code.clone();
                 }
                 run(m, i, r).result.unwrap()
             })
