@@ -76,6 +76,8 @@ pub struct Deps {
     pub peers: Peers,
     /// Where the service's outgoing e-mail goes.
     pub mail: std::sync::Arc<crate::mail::Mailer>,
+    /// Where the service keeps files its database points at.
+    pub files: crate::files::Files,
 }
 
 /// How a process runs a service's background workers.
@@ -158,6 +160,16 @@ impl Registration {
     }
 }
 
+/// What every service of one process is opened with besides its own
+/// database.
+#[derive(Clone)]
+pub struct Shared {
+    pub principals: PrincipalCodec,
+    pub clock: SharedClock,
+    pub mail: std::sync::Arc<crate::mail::Mailer>,
+    pub files: crate::files::Files,
+}
+
 /// Every service of a list opened in one process, as `concierge dev` runs
 /// them: each on its own database, each also listening on a loopback port so
 /// that the others reach it over gRPC exactly as across processes.
@@ -175,12 +187,16 @@ impl InProcess {
     pub async fn start(
         services: &[Registration],
         mut db_for: impl AsyncFnMut(&Registration) -> Result<Db>,
-        principals: &PrincipalCodec,
-        clock: &SharedClock,
-        mail: &std::sync::Arc<crate::mail::Mailer>,
+        shared: &Shared,
         supervisor: &Supervisor,
         workers: impl Fn(&Registration) -> Workers,
     ) -> Result<Self> {
+        let Shared {
+            principals,
+            clock,
+            mail,
+            files,
+        } = shared;
         let mut listeners = Vec::new();
         let mut peers = Peers::default();
         for service in services {
@@ -211,6 +227,7 @@ impl InProcess {
                     clock: clock.clone(),
                     peers: this.peers.clone(),
                     mail: mail.clone(),
+                    files: files.clone(),
                 })
                 .await?;
             opened.supervise(supervisor, &workers(service));

@@ -8,6 +8,7 @@ pub mod clock;
 pub mod config;
 pub mod crud;
 pub mod error;
+pub mod files;
 pub mod filter;
 pub mod idempotency;
 pub mod kit;

@@ -319,6 +319,9 @@ pub struct Harness<S> {
     pub codec: PrincipalCodec,
     pub clock: TestClock,
     pub db: TestDb,
+    /// The service's files, in a directory removed with the harness.
+    pub files: crate::files::Files,
+    _files_dir: tempfile::TempDir,
 }
 
 impl<S: Service> Harness<S> {
@@ -345,12 +348,15 @@ impl<S: Service> Harness<S> {
         mail: std::sync::Arc<crate::mail::Mailer>,
     ) -> Option<Self> {
         let db = TestDb::new(backend, test).await?;
+        let files_dir = tempfile::tempdir().expect("a directory for the service's files");
+        let files = crate::files::Files::local(files_dir.path()).expect("a local file store");
         let svc = S::open(Deps {
             db: db.db.clone(),
             principals: codec.clone(),
             clock: std::sync::Arc::new(clock.clone()),
             peers,
             mail,
+            files: files.clone(),
         })
         .await
         .unwrap_or_else(|e| panic!("opening the {} service: {e}", S::NAME));
@@ -359,6 +365,8 @@ impl<S: Service> Harness<S> {
             codec,
             clock,
             db,
+            files,
+            _files_dir: files_dir,
         })
     }
 

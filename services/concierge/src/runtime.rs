@@ -86,6 +86,9 @@ pub struct ServeConfig {
     /// Where outgoing e-mail goes (`CONCIERGE_MAIL__*`); without an SMTP
     /// server it is not sent.
     pub mail: concierge_common::mail::MailConfig,
+    /// Where files (dispute documents) go (`CONCIERGE_FILES__URL`); without
+    /// it, a `concierge-files` directory where the process runs.
+    pub files: concierge_common::files::FilesConfig,
 }
 
 /// Every service this binary runs, each one line: `dev`, `serve`,
@@ -210,6 +213,18 @@ pub async fn serve(which: ServiceName, cfg: ServeConfig) -> anyhow::Result<()> {
         Some(service) => {
             let mail = concierge_common::mail::Mailer::from_config(&cfg.mail, None)?;
             tracing::info!("{}", mail.describe());
+            let files = match &cfg.files.url {
+                Some(url) => concierge_common::files::Files::open(url)?,
+                None => {
+                    let dir = std::env::current_dir()?.join("concierge-files");
+                    tracing::warn!(
+                        "files.url is not set: files are kept in {}, on this replica's disk only",
+                        dir.display()
+                    );
+                    concierge_common::files::Files::local(&dir)?
+                }
+            };
+            tracing::info!("{}", files.describe());
             let opened = service
                 .open(Deps {
                     db: db.clone(),
@@ -217,6 +232,7 @@ pub async fn serve(which: ServiceName, cfg: ServeConfig) -> anyhow::Result<()> {
                     clock,
                     peers: peer_channels(&service, &cfg.backends)?,
                     mail: Arc::new(mail),
+                    files,
                 })
                 .await?;
             opened.supervise(
@@ -382,12 +398,16 @@ pub async fn dev(opts: DevOptions) -> anyhow::Result<()> {
         concierge_common::mail::Mailer::from_config(&opts.mail, Some(dir.join("outbox-mail")))?;
     let mail_goes = mail.describe();
     tracing::info!("{mail_goes}");
+    let files = concierge_common::files::Files::local(&dir.join("files"))?;
     let suite = InProcess::start(
         &services(),
         async |service| Db::connect(&sqlite_url(&dir, &format!("{}.db", service.name)), 8).await,
-        &codec,
-        &clock,
-        &Arc::new(mail),
+        &concierge_common::kit::Shared {
+            principals: codec.clone(),
+            clock: clock.clone(),
+            mail: Arc::new(mail),
+            files,
+        },
         &supervisor,
         |service| Workers {
             instance: format!("{}-dev", service.name),

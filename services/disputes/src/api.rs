@@ -1207,6 +1207,56 @@ impl DisputesService for Disputes {
         }))
     }
 
+    async fn upload_dispute_document(
+        &self,
+        request: Request<tonic::Streaming<UploadDisputeDocumentRequest>>,
+    ) -> Reply<DisputeDocument> {
+        let ctx = self.ctx(&request)?;
+        reply(self.upload(&ctx, request.into_inner()).await)
+    }
+
+    async fn download_dispute_document(
+        &self,
+        request: Request<DownloadDisputeDocumentRequest>,
+    ) -> Reply<crate::documents::DownloadStream> {
+        let ctx = self.ctx(&request)?;
+        reply(self.download(&ctx, &request.get_ref().name).await)
+    }
+
+    async fn get_dispute_document(
+        &self,
+        request: Request<GetDisputeDocumentRequest>,
+    ) -> Reply<DisputeDocument> {
+        let ctx = self.ctx(&request)?;
+        reply(self.document(&ctx, &request.get_ref().name).await)
+    }
+
+    async fn list_dispute_documents(
+        &self,
+        request: Request<ListDisputeDocumentsRequest>,
+    ) -> Reply<ListDisputeDocumentsResponse> {
+        let ctx = self.ctx(&request)?;
+        let req = request.into_inner();
+        let _dispute = self.read(&ctx, &req.parent).await?;
+        let (dispute_documents, next_page_token) = self
+            .store()
+            .list::<DisputeDocument, _>(&RULES, &ctx, page_query!(req, &req.parent))
+            .await?;
+        Ok(Response::new(ListDisputeDocumentsResponse {
+            dispute_documents,
+            next_page_token,
+        }))
+    }
+
+    async fn delete_dispute_document(
+        &self,
+        request: Request<DeleteDisputeDocumentRequest>,
+    ) -> Reply<()> {
+        let ctx = self.ctx(&request)?;
+        let req = request.into_inner();
+        reply(self.delete_document(&ctx, &req.name, &req.etag).await)
+    }
+
     async fn get_dispute_settings(
         &self,
         request: Request<GetDisputeSettingsRequest>,

@@ -13,7 +13,7 @@
 use concierge_common::crud::Authorize;
 use concierge_common::error::{Error, Result};
 use concierge_common::principal::{Principal, Role};
-use concierge_proto::disputes::{Dispute, DisputeHistoryEntry, DisputeSettings};
+use concierge_proto::disputes::{Dispute, DisputeDocument, DisputeHistoryEntry, DisputeSettings};
 use concierge_proto::events::Visibility;
 
 use crate::Rules;
@@ -140,5 +140,30 @@ impl Authorize<DisputeSettings> for Rules {
     fn list_account(&self, p: &Principal, _parent: &str) -> Result<Option<String>> {
         staff_only(p, "the disputes settings")?;
         Ok(None)
+    }
+}
+
+/// A document's dispute decides who sees it: the methods read the dispute
+/// (as the caller may see it) before the document, and lists of a client
+/// are confined to its account's rows.
+impl Authorize<DisputeDocument> for Rules {
+    type Facts = ();
+    fn visibility(&self, _d: &DisputeDocument) -> Visibility {
+        Visibility::Public
+    }
+    fn may_read(&self, _p: &Principal, _name: &str) -> Result<()> {
+        Ok(())
+    }
+    fn may_attempt_write(&self, _p: &Principal, _target: &str) -> Result<()> {
+        Ok(())
+    }
+    fn may_write(&self, _p: &Principal, _d: &DisputeDocument, _facts: &()) -> Result<()> {
+        Ok(())
+    }
+    fn list_account(&self, p: &Principal, _parent: &str) -> Result<Option<String>> {
+        Ok(match p.role {
+            Role::Client => p.account.clone(),
+            _ => None,
+        })
     }
 }

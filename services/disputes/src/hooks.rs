@@ -9,7 +9,9 @@ use concierge_common::principal::Role;
 use concierge_common::resource::{self, Scope, Stored};
 use concierge_common::storage::Conn;
 use concierge_proto::catalogue::disputes as events;
-use concierge_proto::disputes::{Dispute, DisputeHistoryEntry, DisputeSettings, dispute};
+use concierge_proto::disputes::{
+    Dispute, DisputeDocument, DisputeHistoryEntry, DisputeSettings, dispute,
+};
 use concierge_proto::types::Money;
 
 use crate::resources::{HISTORY, sum};
@@ -82,6 +84,56 @@ pub(crate) fn settle(d: &mut Dispute) {
     d.total_disputed = sum(d.lines.iter().filter_map(|l| l.disputed_amount.as_ref()));
 }
 
+/// One history entry of `dispute`, besides the state it is in now.
+pub(crate) struct Entry<'a> {
+    pub from_state: i32,
+    pub action: &'a str,
+    pub reason: &'a str,
+    pub amount: Option<Money>,
+}
+
+/// Appends an entry to `dispute`'s history, in the transaction of the change
+/// it records; the dispute's row is locked by that change, so entries are
+/// numbered one after the other.
+pub(crate) async fn append_history(
+    conn: &mut Conn<'_>,
+    ctx: &Ctx,
+    dispute: &Dispute,
+    entry: Entry<'_>,
+    now: i64,
+) -> Result<()> {
+    let seq = resource::count(conn, &HISTORY, &Scope::Parent(dispute.name.clone())).await? + 1;
+    let entry = DisputeHistoryEntry {
+        name: format!("{}/history/{seq:08}", dispute.name),
+        actor: ctx.principal.subject.clone(),
+        actor_display_name: ctx.principal.display_name.clone(),
+        from_state: entry.from_state,
+        to_state: dispute.state,
+        action: entry.action.to_string(),
+        reason: entry.reason.to_string(),
+        amount: entry.amount,
+        request_id: ctx.request_id.clone(),
+        create_time: concierge_common::clock::micros_to_proto(now),
+    };
+    let stored = Stored {
+        name: entry.name.clone(),
+        parent: dispute.name.clone(),
+        account: dispute.account.clone(),
+        create_time: now,
+        update_time: now,
+        delete_time: 0,
+        revision: 1,
+        body: crud::strip_meta::<DisputeHistoryEntry, Rules>(&entry),
+    };
+    resource::insert(
+        conn,
+        &HISTORY,
+        &stored,
+        &crud::Resource::<Rules>::columns(&entry),
+    )
+    .await
+}
+
 impl Lifecycle<Dispute> for Rules {
     fn on_create(&self, ctx: &Ctx, d: &mut Dispute, now: i64) {
         d.state = dispute::State::Draft as i32;
@@ -136,34 +188,17 @@ impl Lifecycle<Dispute> for Rules {
             check_edit(ctx, before, after)?;
         }
         let from = before.map(|b| b.state).unwrap_or_default();
-        let seq = resource::count(conn, &HISTORY, &Scope::Parent(after.name.clone())).await? + 1;
-        let entry = DisputeHistoryEntry {
-            name: format!("{}/history/{seq:08}", after.name),
-            actor: ctx.principal.subject.clone(),
-            actor_display_name: ctx.principal.display_name.clone(),
-            from_state: from,
-            to_state: after.state,
-            action: recorded.action.to_string(),
-            reason: recorded.reason.clone(),
-            amount: recorded.amount.clone(),
-            request_id: ctx.request_id.clone(),
-            create_time: concierge_common::clock::micros_to_proto(now),
-        };
-        let stored = Stored {
-            name: entry.name.clone(),
-            parent: after.name.clone(),
-            account: after.account.clone(),
-            create_time: now,
-            update_time: now,
-            delete_time: 0,
-            revision: 1,
-            body: crud::strip_meta::<DisputeHistoryEntry, Rules>(&entry),
-        };
-        resource::insert(
+        append_history(
             conn,
-            &HISTORY,
-            &stored,
-            &crud::Resource::<Rules>::columns(&entry),
+            ctx,
+            after,
+            Entry {
+                from_state: from,
+                action: recorded.action,
+                reason: &recorded.reason,
+                amount: recorded.amount.clone(),
+            },
+            now,
         )
         .await?;
         if recorded.announce_state_change && before.is_some_and(|b| b.state != after.state) {
@@ -183,5 +218,7 @@ impl Lifecycle<Dispute> for Rules {
 }
 
 impl Lifecycle<DisputeHistoryEntry> for Rules {}
+
+impl Lifecycle<DisputeDocument> for Rules {}
 
 impl Lifecycle<DisputeSettings> for Rules {}

@@ -12,6 +12,7 @@
 mod api;
 pub mod authz;
 pub mod credit;
+mod documents;
 mod hooks;
 pub mod peers;
 pub mod resources;
@@ -49,6 +50,7 @@ pub struct Disputes {
     store: Store,
     principals: PrincipalCodec,
     peers: peers::Peers,
+    files: concierge_common::files::Files,
 }
 
 /// The disputes service's rules: who may do what ([`authz`]) and what goes
@@ -72,13 +74,15 @@ impl Rules {
 
 impl Disputes {
     /// Migrates `db` and opens the service on it; `customers` and `cases`
-    /// are channels to those services (loopback ones in `concierge dev`).
+    /// are channels to those services (loopback ones in `concierge dev`),
+    /// `files` where the documents go.
     pub async fn open(
         db: Db,
         principals: PrincipalCodec,
         clock: SharedClock,
         customers: tonic::transport::Channel,
         cases: tonic::transport::Channel,
+        files: concierge_common::files::Files,
     ) -> Result<Self> {
         let store =
             Store::open(db, &SQLITE, &POSTGRES, clock, EVENTS.package, EVENTS.source).await?;
@@ -87,12 +91,18 @@ impl Disputes {
             store,
             principals,
             peers,
+            files,
         })
+    }
+
+    pub(crate) fn files(&self) -> &concierge_common::files::Files {
+        &self.files
     }
 
     /// The tonic service, with message limits set for both directions.
     pub fn server(&self) -> DisputesServiceServer<Self> {
         DisputesServiceServer::new(self.clone())
+            // A document chunk (1 MiB) and its framing fit; nothing much larger.
             .max_decoding_message_size(4 * 1024 * 1024)
             .max_encoding_message_size(16 * 1024 * 1024)
     }
@@ -132,7 +142,15 @@ impl kit::Service for Disputes {
     async fn open(deps: kit::Deps) -> Result<Self> {
         let customers = deps.peers.channel("customers")?;
         let cases = deps.peers.channel("cases")?;
-        Self::open(deps.db, deps.principals, deps.clock, customers, cases).await
+        Self::open(
+            deps.db,
+            deps.principals,
+            deps.clock,
+            customers,
+            cases,
+            deps.files,
+        )
+        .await
     }
 
     fn routes(&self) -> tonic::service::Routes {

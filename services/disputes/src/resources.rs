@@ -7,8 +7,9 @@ use concierge_common::filter::{Field, FieldType, Value};
 use concierge_common::resource::Kind;
 use concierge_common::{clock, money, names};
 use concierge_proto::disputes::{
-    BillingPeriod, CalendarDate, Dispute, DisputeHistoryEntry, DisputeLine, DisputeReason,
-    DisputeSettings, RoundingMode, SlaCreditTier, credit_approval, dispute,
+    BillingPeriod, CalendarDate, Dispute, DisputeDocument, DisputeHistoryEntry, DisputeLine,
+    DisputeReason, DisputeSettings, RoundingMode, SlaCreditTier, credit_approval, dispute,
+    dispute_document,
 };
 use concierge_proto::types::Money;
 
@@ -56,6 +57,7 @@ macro_rules! enum_values {
 
 enum_values!(STATES, dispute::State, "STATE_");
 enum_values!(APPROVAL_STATES, credit_approval::State, "STATE_");
+enum_values!(DOCUMENT_TYPES, dispute_document::Type, "TYPE_");
 
 const fn field(name: &'static str, column: &'static str, ty: FieldType) -> Field {
     Field { name, column, ty }
@@ -448,6 +450,116 @@ impl Resource<Rules> for DisputeHistoryEntry {
     fn copy_field(&mut self, _from: &Self, _path: &str) {}
     fn check(&self, _v: &mut Violations) {}
     fn clear_output_only(&mut self) {}
+}
+
+pub static DOCUMENTS: Kind = Kind {
+    resource_type: "DisputeDocument",
+    table: "dispute_documents",
+    fields: &[
+        field("type", "type", DOCUMENT_TYPES),
+        text_field("media_type"),
+        text_field("uploaded_by"),
+        CREATE_TIME,
+    ],
+};
+
+/// A media type as "type/subtype", e.g. "application/pdf".
+pub fn media_type_ok(m: &str) -> bool {
+    m.len() <= 255
+        && m.split_once('/').is_some_and(|(a, b)| {
+            !a.is_empty()
+                && !b.is_empty()
+                && !b.contains('/')
+                && m.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "/.+-".contains(c))
+        })
+}
+
+impl Resource<Rules> for DisputeDocument {
+    const KIND: &'static Kind = &DOCUMENTS;
+    const COLLECTIONS: &'static [&'static str] = &["disputes", "documents"];
+    const FIELD: &'static str = "dispute_document";
+    const UPDATABLE: &'static [&'static str] = &[];
+
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn etag(&self) -> &str {
+        &self.etag
+    }
+    fn set_name(&mut self, name: String) {
+        self.name = name;
+    }
+    fn set_meta(&mut self, create_time: i64, _update_time: i64, etag: String) {
+        self.create_time = clock::micros_to_proto(create_time);
+        self.etag = etag;
+    }
+    fn columns(&self) -> Vec<(&'static str, Value)> {
+        vec![
+            ("type", int(self.r#type)),
+            ("media_type", text(&self.media_type)),
+            ("uploaded_by", text(&self.uploaded_by)),
+        ]
+    }
+    fn copy_field(&mut self, _from: &Self, _path: &str) {}
+    fn check(&self, v: &mut Violations) {
+        match dispute_document::Type::try_from(self.r#type) {
+            Ok(dispute_document::Type::Unspecified) => v.add(
+                "dispute_document.type",
+                "required: INVOICE, OUTAGE_REPORT, CONTRACT, CORRESPONDENCE, SCREENSHOT, CALCULATION, CREDIT_MEMO or OTHER",
+            ),
+            Ok(_) => {}
+            Err(_) => v.add(
+                "dispute_document.type",
+                format!("{} is not a document type", self.r#type),
+            ),
+        }
+        if self.display_name.trim().is_empty() {
+            v.add("dispute_document.display_name", "required");
+        }
+        max_len(
+            v,
+            "dispute_document.display_name".into(),
+            &self.display_name,
+            255,
+        );
+        max_len(
+            v,
+            "dispute_document.description".into(),
+            &self.description,
+            4000,
+        );
+        if !media_type_ok(&self.media_type) {
+            v.add(
+                "dispute_document.media_type",
+                format!(
+                    "{:?} is not a media type such as \"application/pdf\"",
+                    self.media_type
+                ),
+            );
+        }
+        if self.size_bytes <= 0 {
+            v.add(
+                "dispute_document.size_bytes",
+                "required: the size of the content to come, in bytes",
+            );
+        }
+        if self.sha256.len() != 64
+            || !self
+                .sha256
+                .chars()
+                .all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c))
+        {
+            v.add(
+                "dispute_document.sha256",
+                "required: the SHA-256 of the content, 64 lowercase hex digits",
+            );
+        }
+    }
+    fn clear_output_only(&mut self) {
+        self.uploaded_by.clear();
+        self.create_time = None;
+    }
 }
 
 pub static SETTINGS: Kind = Kind {

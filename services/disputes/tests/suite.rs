@@ -2133,6 +2133,455 @@ async fn events_and_columns_follow_the_contract(h: Harness) {
         .await;
 }
 
+/// A client of the served service, for the streaming methods.
+async fn streaming_client(
+    h: &Harness,
+) -> (
+    Running,
+    concierge_proto::disputes::disputes_service_client::DisputesServiceClient<
+        tonic::transport::Channel,
+    >,
+) {
+    let (running, channel) = h.serve().await;
+    (
+        running,
+        concierge_proto::disputes::disputes_service_client::DisputesServiceClient::new(channel)
+            .max_decoding_message_size(8 * 1024 * 1024),
+    )
+}
+
+/// `content` as an upload of `parent`: metadata announcing `size` and
+/// `sha256`, then 1 MiB chunks.
+fn upload_of(
+    parent: &str,
+    media_type: &str,
+    content: &[u8],
+    size: i64,
+    sha256: &str,
+) -> Vec<UploadDisputeDocumentRequest> {
+    use upload_dispute_document_request::Payload;
+    let mut messages = vec![UploadDisputeDocumentRequest {
+        payload: Some(Payload::Upload(DisputeDocumentUpload {
+            parent: parent.into(),
+            dispute_document: Some(DisputeDocument {
+                r#type: dispute_document::Type::OutageReport as i32,
+                display_name: "outage-report.pdf".into(),
+                media_type: media_type.into(),
+                size_bytes: size,
+                sha256: sha256.into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        })),
+    }];
+    messages.extend(
+        content
+            .chunks(1024 * 1024)
+            .map(|c| UploadDisputeDocumentRequest {
+                payload: Some(Payload::Chunk(c.to_vec())),
+            }),
+    );
+    messages
+}
+
+fn sha256_hex(content: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(content))
+}
+
+/// A PDF of `size` bytes: its header, then noise.
+fn pdf(size: usize) -> Vec<u8> {
+    let mut content = b"%PDF-1.7\n".to_vec();
+    let mut x: u64 = 0x9e3779b97f4a7c15;
+    while content.len() < size {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        content.extend_from_slice(&x.to_le_bytes());
+    }
+    content.truncate(size);
+    content
+}
+
+async fn stored_files(h: &Harness) -> Vec<String> {
+    use futures::TryStreamExt;
+    h.files
+        .store()
+        .list(None)
+        .map_ok(|m| m.location.to_string())
+        .try_collect()
+        .await
+        .unwrap()
+}
+
+/// A 20 MiB outage report goes up in chunks and comes back byte for byte;
+/// the client sees it on its dispute; the history records it.
+async fn a_20_mib_document_is_uploaded_and_downloaded_whole(h: Harness) {
+    let (_running, mut c) = streaming_client(&h).await;
+    let d = dispute_at(&h, At::Vetting).await;
+    let content = pdf(20 * 1024 * 1024);
+    let sha = sha256_hex(&content);
+    let upload = upload_of(
+        &d.name,
+        "application/pdf",
+        &content,
+        content.len() as i64,
+        &sha,
+    );
+    let doc = c
+        .upload_dispute_document(h.req(&client("acme"), futures::stream::iter(upload)))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        (doc.size_bytes, doc.sha256.as_str()),
+        (content.len() as i64, sha.as_str())
+    );
+    assert_eq!(doc.media_type, "application/pdf");
+    assert_eq!(doc.uploaded_by, "apiKeys/acme-portal");
+    assert!(doc.name.starts_with(&format!("{}/documents/", d.name)));
+
+    let mut stream = c
+        .download_dispute_document(h.req(
+            &client("acme"),
+            DownloadDisputeDocumentRequest {
+                name: doc.name.clone(),
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    use download_dispute_document_response::Payload;
+    let Some(Payload::DisputeDocument(meta)) = stream.message().await.unwrap().unwrap().payload
+    else {
+        panic!("metadata first")
+    };
+    assert_eq!(meta, doc);
+    let mut back = Vec::with_capacity(content.len());
+    let mut chunks = 0;
+    while let Some(m) = stream.message().await.unwrap() {
+        let Some(Payload::Chunk(c)) = m.payload else {
+            panic!("then chunks")
+        };
+        assert!(c.len() <= 1024 * 1024);
+        back.extend_from_slice(&c);
+        chunks += 1;
+    }
+    assert_eq!(chunks, 20);
+    assert!(back == content, "the same bytes come back");
+
+    let listed = h
+        .svc
+        .list_dispute_documents(h.req(
+            &client("acme"),
+            ListDisputeDocumentsRequest {
+                parent: d.name.clone(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(listed.dispute_documents, std::slice::from_ref(&doc));
+    let other = h
+        .svc
+        .get_dispute_document(h.req(
+            &client("globex"),
+            GetDisputeDocumentRequest {
+                name: doc.name.clone(),
+            },
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(other.code(), Code::NotFound);
+    let last = history(&h, &d.name).await.pop().unwrap();
+    assert_eq!(
+        (
+            last.action.as_str(),
+            last.reason.as_str(),
+            last.from_state,
+            last.to_state
+        ),
+        (
+            "UploadDisputeDocument",
+            "outage-report.pdf",
+            d.state,
+            d.state
+        )
+    );
+    let events = h.events().await;
+    let uploaded = events
+        .iter()
+        .find(|e| e.r#type == "concierge.disputes.v1.dispute_document_uploaded")
+        .expect("announced");
+    assert_eq!(uploaded.account, "accounts/acme");
+    assert!(
+        stored_files(&h)
+            .await
+            .iter()
+            .all(|f| !f.starts_with("staging"))
+    );
+}
+
+/// A wrong hash, a short or long upload, an executable, a type other than
+/// the one announced, one over the limit: each refused naming the field,
+/// nothing listed and nothing left in the file store.
+async fn bad_documents_are_refused_and_leave_nothing(h: Harness) {
+    let (_running, c) = streaming_client(&h).await;
+    let d = dispute_at(&h, At::Vetting).await;
+    let send = |messages: Vec<UploadDisputeDocumentRequest>| {
+        let req = h.req(&client("acme"), futures::stream::iter(messages));
+        let mut c = c.clone();
+        async move { c.upload_dispute_document(req).await.unwrap_err() }
+    };
+    let content = pdf(3 * 1024 * 1024 + 17);
+    let sha = sha256_hex(&content);
+    let n = content.len() as i64;
+
+    let wrong = send(upload_of(
+        &d.name,
+        "application/pdf",
+        &content,
+        n,
+        &"0".repeat(64),
+    ))
+    .await;
+    assert_eq!(
+        field_violations(&wrong),
+        ["dispute_document.sha256"],
+        "{wrong:?}"
+    );
+    let short = send(upload_of(
+        &d.name,
+        "application/pdf",
+        &content[..1000],
+        n,
+        &sha,
+    ))
+    .await;
+    assert_eq!(field_violations(&short), ["dispute_document.size_bytes"]);
+    let long = send(upload_of(&d.name, "application/pdf", &content, n - 1, &sha)).await;
+    assert_eq!(field_violations(&long), ["dispute_document.size_bytes"]);
+    let mut elf = b"\x7fELF\x02\x01\x01\x00".to_vec();
+    elf.extend_from_slice(&[0u8; 4096]);
+    let program = send(upload_of(
+        &d.name,
+        "application/pdf",
+        &elf,
+        elf.len() as i64,
+        &sha256_hex(&elf),
+    ))
+    .await;
+    assert_eq!(field_violations(&program), ["dispute_document.media_type"]);
+    assert!(program.message().contains("program"), "{program:?}");
+    let script = b"#!/bin/sh\nrm -rf /\n".to_vec();
+    let shell = send(upload_of(
+        &d.name,
+        "text/plain",
+        &script,
+        script.len() as i64,
+        &sha256_hex(&script),
+    ))
+    .await;
+    assert_eq!(field_violations(&shell), ["dispute_document.media_type"]);
+    let png = b"\x89PNG\r\n\x1a\n0000000000000000".to_vec();
+    let renamed = send(upload_of(
+        &d.name,
+        "application/pdf",
+        &png,
+        png.len() as i64,
+        &sha256_hex(&png),
+    ))
+    .await;
+    assert!(renamed.message().contains("image/png"), "{renamed:?}");
+    let no_metadata = send(vec![UploadDisputeDocumentRequest {
+        payload: Some(upload_dispute_document_request::Payload::Chunk(vec![
+            1, 2, 3,
+        ])),
+    }])
+    .await;
+    assert_eq!(field_violations(&no_metadata), ["upload"]);
+
+    // Over the limit: refused before a byte is read.
+    let settings = h
+        .svc
+        .get_dispute_settings(h.req(
+            &cem(),
+            GetDisputeSettingsRequest {
+                name: "disputeSettings".into(),
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    h.svc
+        .update_dispute_settings(h.req(
+            &cem(),
+            UpdateDisputeSettingsRequest {
+                dispute_settings: Some(DisputeSettings {
+                    max_document_size_bytes: 1024 * 1024,
+                    ..settings
+                }),
+                update_mask: Some(FieldMask {
+                    paths: vec!["max_document_size_bytes".into()],
+                }),
+            },
+        ))
+        .await
+        .unwrap();
+    let big = send(upload_of(&d.name, "application/pdf", &content, n, &sha)).await;
+    assert_eq!(field_violations(&big), ["dispute_document.size_bytes"]);
+    assert!(big.message().contains("limit"), "{big:?}");
+
+    // Another account's dispute does not exist for this client.
+    let theirs = create(&h, &client("globex"), claim("globex", 20_000))
+        .await
+        .unwrap();
+    let small = pdf(1000);
+    let hidden = send(upload_of(
+        &theirs.name,
+        "application/pdf",
+        &small,
+        1000,
+        &sha256_hex(&small),
+    ))
+    .await;
+    assert_eq!(hidden.code(), Code::NotFound);
+
+    let listed = h
+        .svc
+        .list_dispute_documents(h.req(
+            &ayse(),
+            ListDisputeDocumentsRequest {
+                parent: d.name.clone(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(listed.dispute_documents.is_empty());
+    assert_eq!(
+        stored_files(&h).await,
+        Vec::<String>::new(),
+        "nothing half-written stays"
+    );
+    assert_eq!(
+        history(&h, &d.name).await.len(),
+        3,
+        "no document in the history"
+    );
+}
+
+/// A document uploaded in error is removed by staff before the decision,
+/// recorded in the history; after the decision the evidence stays.
+async fn documents_are_removed_only_before_the_decision(h: Harness) {
+    let (_running, mut c) = streaming_client(&h).await;
+    let d = dispute_at(&h, At::Vetting).await;
+    let content = pdf(5000);
+    let up = |name: &str| {
+        upload_of(
+            name,
+            "application/pdf",
+            &content,
+            5000,
+            &sha256_hex(&content),
+        )
+    };
+    let doc = c
+        .upload_dispute_document(h.req(&ayse(), futures::stream::iter(up(&d.name))))
+        .await
+        .unwrap()
+        .into_inner();
+    let by_client = h
+        .svc
+        .delete_dispute_document(h.req(
+            &client("acme"),
+            DeleteDisputeDocumentRequest {
+                name: doc.name.clone(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(by_client.code(), Code::PermissionDenied);
+    h.svc
+        .delete_dispute_document(h.req(
+            &ayse(),
+            DeleteDisputeDocumentRequest {
+                name: doc.name.clone(),
+                etag: doc.etag.clone(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap();
+    let gone = h
+        .svc
+        .get_dispute_document(h.req(
+            &ayse(),
+            GetDisputeDocumentRequest {
+                name: doc.name.clone(),
+            },
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(gone.code(), Code::NotFound);
+    assert!(stored_files(&h).await.is_empty(), "its bytes went with it");
+    assert_eq!(
+        history(&h, &d.name).await.pop().unwrap().action,
+        "DeleteDisputeDocument"
+    );
+
+    let decided = act(&h, Act::ProposeWhole, &d).await.unwrap();
+    let kept = c
+        .upload_dispute_document(h.req(&ayse(), futures::stream::iter(up(&decided.name))))
+        .await
+        .unwrap()
+        .into_inner();
+    let refused = h
+        .svc
+        .delete_dispute_document(h.req(
+            &ayse(),
+            DeleteDisputeDocumentRequest {
+                name: kept.name.clone(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::FailedPrecondition);
+    // A retried upload with the same request id stores one document.
+    let mut with_id = up(&decided.name);
+    if let Some(upload_dispute_document_request::Payload::Upload(u)) = &mut with_id[0].payload {
+        u.request_id = "7c1f4d2a-3b5e-4f60-8a71-9b2c3d4e5f60".into();
+    }
+    let first = c
+        .upload_dispute_document(h.req(&ayse(), futures::stream::iter(with_id.clone())))
+        .await
+        .unwrap()
+        .into_inner();
+    let again = c
+        .upload_dispute_document(h.req(&ayse(), futures::stream::iter(with_id)))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(first, again);
+    let listed = h
+        .svc
+        .list_dispute_documents(h.req(
+            &ayse(),
+            ListDisputeDocumentsRequest {
+                parent: decided.name.clone(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(listed.dispute_documents.len(), 2);
+}
+
 concierge_common::both_backends!(
     harness = Harness;
     every_transition_follows_the_contract_table,
@@ -2147,4 +2596,7 @@ concierge_common::both_backends!(
     disputes_are_listed_by_state_owner_and_amount,
     drafts_are_edited_and_deleted_submitted_disputes_are_not,
     events_and_columns_follow_the_contract,
+    a_20_mib_document_is_uploaded_and_downloaded_whole,
+    bad_documents_are_refused_and_leave_nothing,
+    documents_are_removed_only_before_the_decision,
 );

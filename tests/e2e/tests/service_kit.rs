@@ -134,9 +134,12 @@ async fn a_registered_service_is_migrated_supervised_served_and_routed() {
             dbs.insert(service.name, db);
             Ok(handle)
         },
-        &codec,
-        &clock,
-        &Arc::new(concierge_common::mail::Mailer::Off),
+        &concierge_common::kit::Shared {
+            principals: codec.clone(),
+            clock: clock.clone(),
+            mail: Arc::new(concierge_common::mail::Mailer::Off),
+            files: concierge_common::files::Files::memory(),
+        },
         &supervisor,
         |service| Workers {
             instance: format!("{}-test", service.name),

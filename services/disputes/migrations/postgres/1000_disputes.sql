@@ -49,6 +49,24 @@ CREATE TABLE dispute_history_entries (
 CREATE INDEX dispute_history_entries_parent ON dispute_history_entries (parent, name);
 CREATE INDEX dispute_history_entries_create_time ON dispute_history_entries (parent, create_time, name);
 
+-- Supporting documents: the row is written once the file is whole in the
+-- file store, under "{name}/{sha256}".
+CREATE TABLE dispute_documents (
+    name TEXT PRIMARY KEY,
+    parent TEXT NOT NULL,
+    account TEXT NOT NULL,
+    create_time BIGINT NOT NULL,
+    update_time BIGINT NOT NULL,
+    delete_time BIGINT NOT NULL DEFAULT 0,
+    revision BIGINT NOT NULL,
+    body BYTEA NOT NULL,
+    type BIGINT NOT NULL,
+    media_type TEXT NOT NULL,
+    uploaded_by TEXT NOT NULL
+);
+CREATE INDEX dispute_documents_parent ON dispute_documents (parent, name);
+CREATE INDEX dispute_documents_create_time ON dispute_documents (parent, create_time, name);
+
 -- The settings: one row, "disputeSettings".
 CREATE TABLE dispute_settings (
     name TEXT PRIMARY KEY,
