@@ -24,6 +24,8 @@ LOCAL_ONLY = [
     ".concierge/admin.key",
     ".concierge/internal.secret",
     ".concierge/customers.db",
+    ".concierge/files/disputes/d1/documents/x/0123",
+    "concierge-files/disputes/d1/documents/x/0123",
     "services/concierge/.concierge/admin.key",
     "target/debug/concierge",
     "target/release/concierge",

@@ -111,3 +111,26 @@ pub fn store_error(e: object_store::Error) -> Error {
         other => Error::Unavailable(format!("the file store: {other}")),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_store_is_chosen_by_its_url() {
+        let dir = tempfile::tempdir().unwrap();
+        let local = Files::open(&format!("file://{}/files", dir.path().display())).unwrap();
+        assert!(dir.path().join("files").is_dir(), "created");
+        assert_eq!(
+            local.path("disputes/d1/documents/x").to_string(),
+            "disputes/d1/documents/x"
+        );
+        // S3 is configured without a call: a deployment starts whether or not
+        // the bucket answers yet.
+        let s3 = Files::open("s3://concierge-documents/disputes").unwrap();
+        assert_eq!(s3.path("a/b").to_string(), "disputes/a/b");
+        let bad = Files::open("ftp://example.com/x").unwrap_err();
+        assert!(matches!(bad, Error::InvalidArgument(_)), "{bad:?}");
+        assert!(Files::open("not a url").is_err());
+    }
+}

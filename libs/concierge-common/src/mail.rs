@@ -216,6 +216,20 @@ impl Mailer {
     }
 }
 
+/// The languages Concierge writes mail in; any other tag reads English.
+pub const LANGUAGES: &[&str] = &["en", "tr"];
+
+/// The language of mail to a reader tagged `tag` (BCP 47, e.g. "tr-TR"): the
+/// tag's primary language when mail is written in it, else English.
+pub fn language(tag: &str) -> &'static str {
+    let primary = tag.split('-').next().unwrap_or_default();
+    LANGUAGES
+        .iter()
+        .find(|l| l.eq_ignore_ascii_case(primary))
+        .copied()
+        .unwrap_or("en")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -361,3 +361,30 @@ pub async fn next_due(db: &Db) -> Result<Option<Timestamp>> {
         .await?);
     Ok(due.map(crate::clock::from_micros))
 }
+
+/// The longest wait between two attempts of a timer's work.
+pub const MAX_BACKOFF: SignedDuration = SignedDuration::from_hours(1);
+
+/// Moves a claimed timer whose work could not be done (a mail server or a
+/// peer that did not answer) to a later attempt: 30 s after the first,
+/// doubling up to [`MAX_BACKOFF`]. Nothing happens if the claim no longer
+/// holds.
+pub async fn retry_later(db: &Db, now: Timestamp, owner: &str, timer: &Claimed) -> Result<()> {
+    let doublings = u32::try_from(timer.attempts.clamp(1, 8) - 1).unwrap_or(7);
+    let wait = SignedDuration::from_secs(30_i64 << doublings).min(MAX_BACKOFF);
+    let due: Timestamp = now.checked_add(wait).unwrap_or(now);
+    let mut tx = db.begin().await?;
+    if complete(&mut tx, owner, timer).await? {
+        arm(
+            &mut tx.conn(),
+            &timer.id,
+            &timer.kind,
+            &timer.subject,
+            due,
+            &timer.payload,
+        )
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}

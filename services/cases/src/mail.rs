@@ -16,7 +16,6 @@ use concierge_common::storage::Conn;
 use concierge_common::timers::{self, Claimed};
 use concierge_proto::concierge::cases::v1::{CasePriority, Escalation};
 use concierge_proto::customers::StaffMember;
-use jiff::{SignedDuration, Timestamp};
 use lettre::Message;
 use lettre::message::header::ContentType;
 
@@ -28,12 +27,6 @@ pub(crate) const ESCALATION_MAIL: &str = "escalation_mail";
 
 /// The timer kind of a chase step's notification e-mail.
 pub(crate) const NOTIFY_MAIL: &str = "chase_notify_mail";
-
-/// The longest wait between two attempts at one message.
-const MAX_BACKOFF: SignedDuration = SignedDuration::from_hours(1);
-
-/// The languages mail is written in; anything else reads English.
-const LANGUAGES: &[&str] = &["en", "tr"];
 
 static TEMPLATES: LazyLock<minijinja::Environment<'static>> = LazyLock::new(|| {
     let mut env = minijinja::Environment::new();
@@ -88,19 +81,9 @@ pub(crate) async fn queue_notification(
     .await
 }
 
-/// The language of `member`'s mail: the first part of its tag, if written.
+/// The language of `member`'s mail.
 fn language_of(member: &StaffMember) -> &'static str {
-    let primary = member
-        .language_code
-        .split('-')
-        .next()
-        .unwrap_or_default()
-        .to_ascii_lowercase();
-    LANGUAGES
-        .iter()
-        .find(|l| **l == primary)
-        .copied()
-        .unwrap_or("en")
+    concierge_common::mail::language(&member.language_code)
 }
 
 /// The subject and body of `e`'s e-mail to `name` in `language`.
@@ -304,27 +287,11 @@ impl Cases {
         Ok(sent)
     }
 
-    /// Moves a message that could not go to a later attempt: 30 s after the
-    /// first, doubling up to an hour.
+    /// Moves a message that could not go to a later attempt (see
+    /// [`timers::retry_later`]).
     pub(crate) async fn retry_later(&self, owner: &str, timer: &Claimed) -> Result<()> {
-        let doublings = u32::try_from(timer.attempts.clamp(1, 8) - 1).unwrap_or(7);
-        let wait = SignedDuration::from_secs(30_i64 << doublings).min(MAX_BACKOFF);
         let now = clock::from_micros(self.store().now());
-        let due: Timestamp = now.checked_add(wait).unwrap_or(now);
-        let mut tx = self.store().db().begin().await?;
-        if timers::complete(&mut tx, owner, timer).await? {
-            timers::arm(
-                &mut tx.conn(),
-                &timer.id,
-                &timer.kind,
-                &timer.subject,
-                due,
-                &timer.payload,
-            )
-            .await?;
-        }
-        tx.commit().await?;
-        Ok(())
+        timers::retry_later(self.store().db(), now, owner, timer).await
     }
 }
 

@@ -117,6 +117,7 @@ impl Disputes {
             amount,
             announce_state_change: event != events::DISPUTE_STATE_CHANGED,
             edit: false,
+            mail_position: action == Action::PublishPosition,
         });
         let changed = self
             .store()

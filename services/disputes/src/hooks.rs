@@ -30,6 +30,8 @@ pub(crate) struct Recorded {
     /// An edit (UpdateDispute): lines change only in DRAFT and
     /// INFORMATION_REQUESTED, and a client edits nothing else either.
     pub edit: bool,
+    /// A published position: its e-mail is queued with it.
+    pub mail_position: bool,
 }
 
 /// Refuses an edit the dispute's state does not allow, in the edit's
@@ -201,6 +203,9 @@ impl Lifecycle<Dispute> for Rules {
             now,
         )
         .await?;
+        if recorded.mail_position {
+            crate::mail::queue_position(conn, after, now).await?;
+        }
         if recorded.announce_state_change && before.is_some_and(|b| b.state != after.state) {
             crud::record_event(
                 conn,

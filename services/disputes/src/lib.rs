@@ -14,6 +14,7 @@ pub mod authz;
 pub mod credit;
 mod documents;
 mod hooks;
+mod mail;
 pub mod peers;
 pub mod resources;
 pub mod transitions;
@@ -51,6 +52,7 @@ pub struct Disputes {
     principals: PrincipalCodec,
     peers: peers::Peers,
     files: concierge_common::files::Files,
+    mail: Arc<concierge_common::mail::Mailer>,
 }
 
 /// The disputes service's rules: who may do what ([`authz`]) and what goes
@@ -92,7 +94,18 @@ impl Disputes {
             principals,
             peers,
             files,
+            mail: Arc::new(concierge_common::mail::Mailer::Off),
         })
+    }
+
+    /// The service sending its e-mail (the company's positions) through
+    /// `mail`.
+    pub fn with_mail(self, mail: Arc<concierge_common::mail::Mailer>) -> Self {
+        Self { mail, ..self }
+    }
+
+    pub(crate) fn mail(&self) -> &concierge_common::mail::Mailer {
+        &self.mail
     }
 
     pub(crate) fn files(&self) -> &concierge_common::files::Files {
@@ -151,13 +164,15 @@ impl kit::Service for Disputes {
             deps.files,
         )
         .await
+        .map(|d| d.with_mail(deps.mail))
     }
 
     fn routes(&self) -> tonic::service::Routes {
         tonic::service::Routes::new(self.server())
     }
 
-    /// The outbox relay, the request-id purge and the vetting sweep.
+    /// The outbox relay, the request-id purge and the timer sweep (vetting
+    /// clocks, position e-mails).
     fn supervise(&self, supervisor: &Supervisor, workers: &kit::Workers) {
         self.store.supervise(supervisor, workers.bus.clone());
         vetting::supervise(self, supervisor, workers);

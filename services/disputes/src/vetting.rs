@@ -50,43 +50,66 @@ fn not_due(name: &str) -> Error {
 }
 
 impl Disputes {
-    /// Marks overdue every dispute whose vetting timer is due at `now`, as
-    /// `owner`; returns how many it marked.
+    /// Works through the timers due at `now`, as `owner`: marks overdue
+    /// each dispute whose vetting timer came due, sends each queued
+    /// position e-mail. Returns how many disputes it marked overdue.
     pub async fn sweep_vetting(&self, owner: &str, now: Timestamp) -> Result<usize> {
         let due = timers::claim_due(self.db(), now, owner, timers::LEASE, 100).await?;
         let mut marked = 0;
-        let system = concierge_common::crud::Ctx::system("disputes", "");
         for timer in due {
-            let changed = self
-                .store()
-                .change::<Dispute, _>(
-                    &RULES,
-                    &system,
-                    &timer.subject,
-                    "",
-                    events::DISPUTE_VETTING_OVERDUE,
-                    false,
-                    |d, row| match ticking(d) {
-                        Some(due) if clock::to_micros(due) <= row.update_time => {
-                            d.overdue = true;
-                            Ok(())
-                        }
-                        _ => Err(not_due(&d.name)),
-                    },
-                )
-                .await;
-            match changed {
-                // The write dropped the timer with it.
-                Ok(_) => marked += 1,
-                Err(Error::FailedPrecondition { .. }) | Err(Error::NotFound { .. }) => {
+            match timer.kind.as_str() {
+                KIND => marked += self.mark_overdue(owner, &timer).await?,
+                crate::mail::POSITION_MAIL => {
+                    if let Err(e) = self.mail_position(owner, &timer).await {
+                        tracing::warn!(dispute = %timer.subject, error = %e, "position e-mail not sent; retrying later");
+                        timers::retry_later(self.db(), now, owner, &timer).await?;
+                    }
+                }
+                other => {
+                    tracing::warn!(
+                        kind = other,
+                        "a timer of no kind this service knows; dropped"
+                    );
                     let mut tx = self.db().begin().await?;
                     timers::complete(&mut tx, owner, &timer).await?;
                     tx.commit().await?;
                 }
-                Err(e) => return Err(e),
             }
         }
         Ok(marked)
+    }
+
+    async fn mark_overdue(&self, owner: &str, timer: &timers::Claimed) -> Result<usize> {
+        let system = concierge_common::crud::Ctx::system("disputes", "");
+        let changed = self
+            .store()
+            .change::<Dispute, _>(
+                &RULES,
+                &system,
+                &timer.subject,
+                "",
+                events::DISPUTE_VETTING_OVERDUE,
+                false,
+                |d, row| match ticking(d) {
+                    Some(due) if clock::to_micros(due) <= row.update_time => {
+                        d.overdue = true;
+                        Ok(())
+                    }
+                    _ => Err(not_due(&d.name)),
+                },
+            )
+            .await;
+        match changed {
+            // The write dropped the timer with it.
+            Ok(_) => Ok(1),
+            Err(Error::FailedPrecondition { .. }) | Err(Error::NotFound { .. }) => {
+                let mut tx = self.db().begin().await?;
+                timers::complete(&mut tx, owner, timer).await?;
+                tx.commit().await?;
+                Ok(0)
+            }
+            Err(e) => Err(e),
+        }
     }
 }
 

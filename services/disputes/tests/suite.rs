@@ -2120,6 +2120,32 @@ async fn events_and_columns_follow_the_contract(h: Harness) {
         ))
         .await
         .unwrap();
+    let (_running, mut c) = streaming_client(&h).await;
+    let content = pdf(2000);
+    let doc = c
+        .upload_dispute_document(h.req(
+            &ayse(),
+            futures::stream::iter(upload_of(
+                &pending.name,
+                "application/pdf",
+                &content,
+                2000,
+                &sha256_hex(&content),
+            )),
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    h.svc
+        .delete_dispute_document(h.req(
+            &ayse(),
+            DeleteDisputeDocumentRequest {
+                name: doc.name,
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap();
     let late = dispute_at(&h, At::Submitted).await;
     h.clock.advance(jiff::SignedDuration::from_hours(24 * 30));
     h.svc.sweep_vetting("test", h.clock.now()).await.unwrap();
@@ -2131,6 +2157,7 @@ async fn events_and_columns_follow_the_contract(h: Harness) {
     testing::assert_columns_agree::<Dispute, concierge_disputes::Rules>(h.svc.db()).await;
     testing::assert_columns_agree::<DisputeHistoryEntry, concierge_disputes::Rules>(h.svc.db())
         .await;
+    testing::assert_columns_agree::<DisputeDocument, concierge_disputes::Rules>(h.svc.db()).await;
 }
 
 /// A client of the served service, for the streaming methods.
@@ -2582,6 +2609,100 @@ async fn documents_are_removed_only_before_the_decision(h: Harness) {
     assert_eq!(listed.dispute_documents.len(), 2);
 }
 
+fn header<'a>(message: &'a str, name: &str) -> Vec<&'a str> {
+    message
+        .lines()
+        .take_while(|l| !l.is_empty())
+        .filter_map(|l| l.strip_prefix(&format!("{name}: ")))
+        .collect()
+}
+
+/// The position goes to the client delegate by e-mail in the delegate's
+/// language, once, after the commit; a mail server that is down delays it,
+/// never loses it.
+async fn the_position_is_e_mailed_to_the_delegate_in_their_language(h: Harness) {
+    use concierge_proto::customers::customers_service_server::CustomersService as _;
+    let Some(sink) = testing::SmtpSink::start("the position e-mail").await else {
+        return;
+    };
+    let customers = &h._customers;
+    let delegate = customers
+        .svc
+        .get_contact(customers.req(
+            &admin(),
+            concierge_proto::customers::GetContactRequest {
+                name: "accounts/acme/contacts/delegate".into(),
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    customers
+        .svc
+        .update_contact(customers.req(
+            &admin(),
+            concierge_proto::customers::UpdateContactRequest {
+                contact: Some(concierge_proto::customers::Contact {
+                    language_code: "tr-TR".into(),
+                    ..delegate
+                }),
+                update_mask: Some(FieldMask {
+                    paths: vec!["language_code".into()],
+                }),
+            },
+        ))
+        .await
+        .unwrap();
+    dispute_at(&h, At::CreditIssued).await;
+    let down = h.svc.clone().with_mail(std::sync::Arc::new(
+        concierge_common::mail::Mailer::smtp(
+            "smtp://127.0.0.1:1",
+            "Concierge <concierge@example.com>",
+        )
+        .unwrap(),
+    ));
+    let now = h.clock.now();
+    down.sweep_vetting("replica-a", now).await.unwrap();
+    assert!(sink.messages().is_empty());
+    let up = h.svc.clone().with_mail(std::sync::Arc::new(
+        concierge_common::mail::Mailer::smtp(&sink.url, "Concierge <concierge@example.com>")
+            .unwrap(),
+    ));
+    up.sweep_vetting("replica-b", now).await.unwrap();
+    assert!(
+        sink.messages().is_empty(),
+        "the failed attempt waits before the next"
+    );
+    let later = h.clock.advance(jiff::SignedDuration::from_secs(30));
+    up.sweep_vetting("replica-b", later).await.unwrap();
+    let received = sink.messages();
+    assert_eq!(received.len(), 1, "{received:?}");
+    let m = &received[0];
+    assert_eq!(header(m, "X-RcptTo"), ["delegate@acme.example"]);
+    assert_eq!(header(m, "Content-Language"), ["tr"]);
+    let parsed = mail_parser::MessageParser::default()
+        .parse(m.as_bytes())
+        .unwrap();
+    assert_eq!(
+        parsed.subject(),
+        Some("INV-2026-11-0042 numaralı faturaya itirazınız: görüşümüz")
+    );
+    let body = parsed.body_text(0).unwrap();
+    assert!(
+        body.contains("We credit the outage in full on your next invoice."),
+        "{body}"
+    );
+    assert!(body.contains("Sonuç: alacak kaydedildi"), "{body}");
+    assert!(body.contains("Alacak: 200.00 USD"), "{body}");
+    up.sweep_vetting(
+        "replica-b",
+        h.clock.advance(jiff::SignedDuration::from_hours(2)),
+    )
+    .await
+    .unwrap();
+    assert_eq!(sink.messages().len(), 1, "sent once");
+}
+
 concierge_common::both_backends!(
     harness = Harness;
     every_transition_follows_the_contract_table,
@@ -2599,4 +2720,5 @@ concierge_common::both_backends!(
     a_20_mib_document_is_uploaded_and_downloaded_whole,
     bad_documents_are_refused_and_leave_nothing,
     documents_are_removed_only_before_the_decision,
+    the_position_is_e_mailed_to_the_delegate_in_their_language,
 );

@@ -490,16 +490,7 @@ pub(crate) fn week_key(date: jiff::civil::Date) -> String {
 
 /// The language a contact reads: English or Turkish.
 pub(crate) fn language(tag: &str) -> &'static str {
-    if tag
-        .split('-')
-        .next()
-        .unwrap_or_default()
-        .eq_ignore_ascii_case("tr")
-    {
-        "tr"
-    } else {
-        "en"
-    }
+    concierge_common::mail::language(tag)
 }
 
 /// An account's zone, or UTC when it has none that reads.
