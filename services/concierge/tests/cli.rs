@@ -179,9 +179,22 @@ async fn every_filter_example_in_help_is_accepted_by_its_list() {
         "--time-zone",
         "America/Chicago",
     ]);
+    run(&[
+        "disputes",
+        "create",
+        "--account",
+        "acme",
+        "--invoice",
+        "INV-1",
+        "--line",
+        "charge=Line rental;billed=10.00 USD;disputed=5.00 USD;reason=duplicate",
+        "--id",
+        "d1",
+    ]);
     let positional = |name: &str| match name {
         "<ACCOUNT>" => "acme",
         "<SITE>" => "accounts/acme/sites/hq",
+        "<DISPUTE>" => "d1",
         other => panic!("the test knows no value for {other}: add one"),
     };
 
@@ -1230,4 +1243,230 @@ fn a_control_document_is_generated_sent_and_opened_from_the_cli() {
     assert!(opened.trim().ends_with("sent.html"), "{opened}");
     let archived = std::fs::read_to_string(dir.path().join("sent.html")).unwrap();
     assert!(archived.contains("Circuit down"));
+}
+
+/// A billing dispute worked end to end through the gateway: a client key
+/// files and submits it, vetting runs late and the account manager's review
+/// says so, evidence goes up and comes back, a credit above the threshold
+/// waits for a second manager, the position is e-mailed to the delegate in
+/// Turkish, and the client key confirms: its own dispute, never another
+/// account's.
+#[test]
+fn a_dispute_is_worked_from_the_cli_and_confirmed_by_the_clients_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let dev = start_dev(
+        dir.path(),
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--data-dir",
+            "data",
+            "--test-clock",
+            "2026-11-02T09:00:00Z",
+        ],
+    );
+    let run = |args: &[&str], key: &str| {
+        Command::new(BIN)
+            .args(args)
+            .current_dir(dir.path())
+            .env("CONCIERGE_GATEWAY", &dev.url)
+            .env("CONCIERGE_API_KEY", key)
+            .output()
+            .unwrap()
+    };
+    let ok = |args: &[&str], key: &str| {
+        let out = run(args, key);
+        assert!(out.status.success(), "{args:?}: {}", text(&out));
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    let admin = |args: &[&str]| ok(args, &dev.key);
+    let mint = |args: &[&str]| {
+        let out = Command::new(BIN)
+            .args(["keys", "create", "--data-dir", "data", "--json"])
+            .args(args)
+            .current_dir(dir.path())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", text(&out));
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        v["key"].as_str().unwrap().to_string()
+    };
+    for (id, role) in [("mira", "manager"), ("ayse", "account_manager")] {
+        admin(&[
+            "customers",
+            "staff",
+            "create",
+            "--id",
+            id,
+            "--display-name",
+            id,
+            "--email",
+            &format!("{id}@example.com"),
+            "--role",
+            role,
+        ]);
+    }
+    for id in ["acme", "globex"] {
+        admin(&[
+            "customers",
+            "create",
+            "--id",
+            id,
+            "--display-name",
+            id,
+            "--tier",
+            "enterprise",
+            "--time-zone",
+            "America/Chicago",
+            "--account-manager",
+            "ayse",
+        ]);
+    }
+    admin(&[
+        "customers",
+        "contacts",
+        "create",
+        "acme",
+        "--display-name",
+        "Deniz Kaya",
+        "--email",
+        "deniz@acme.example",
+        "--role",
+        "billing",
+        "--client-delegate",
+        "--language",
+        "tr",
+    ]);
+    let acme = mint(&["--role", "client", "--account", "acme"]);
+    let globex = mint(&["--role", "client", "--account", "globex"]);
+    let mira = mint(&["--role", "manager", "--staff-member", "staff/mira"]);
+
+    let filed = ok(
+        &[
+            "disputes",
+            "create",
+            "--account",
+            "acme",
+            "--invoice",
+            "INV-9",
+            "--period",
+            "2026-11-01..2026-11-30",
+            "--line",
+            "charge=Line rental;billed=2500.00 USD;disputed=2000.00 USD;reason=wrong-rate",
+            "--id",
+            "d1",
+        ],
+        &acme,
+    );
+    assert!(
+        filed.contains("disputes/d1  invoice INV-9  draft"),
+        "{filed}"
+    );
+    assert!(ok(&["disputes", "submit", "d1"], &acme).contains("submitted"));
+    let hidden = run(&["disputes", "get", "d1"], &globex);
+    assert!(!hidden.status.success());
+    assert!(text(&hidden).contains("NotFound"), "{}", text(&hidden));
+
+    // Six days on, nobody has vetted it: overdue, in Ayşe's review.
+    admin(&["clock", "advance", "144h"]);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let late = admin(&["disputes", "list", "--filter", "overdue = true"]);
+        if late.contains("disputes/d1") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "never overdue: {late}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let review = admin(&["review", "--manager", "ayse"]);
+    assert!(review.contains("1 dispute vetting overdue"), "{review}");
+    assert!(review.contains("disputes/d1"), "{review}");
+    assert!(review.contains("Decide disputes/d1"), "{review}");
+
+    admin(&["disputes", "vet", "d1", "--owner", "ayse"]);
+    let mut report = b"%PDF-1.4\n".to_vec();
+    report.extend((0..300_000u32).map(|i| (i % 251) as u8));
+    std::fs::write(dir.path().join("rate-sheet.pdf"), &report).unwrap();
+    let uploaded = admin(&[
+        "disputes",
+        "upload",
+        "d1",
+        "rate-sheet.pdf",
+        "--type",
+        "contract",
+    ]);
+    assert!(uploaded.contains("application/pdf"), "{uploaded}");
+    let doc = uploaded.split_whitespace().next().unwrap().to_string();
+    assert!(admin(&["disputes", "documents", "d1"]).contains("rate-sheet.pdf"));
+    admin(&["disputes", "download", &doc, "--out", "back.pdf"]);
+    assert!(std::fs::read(dir.path().join("back.pdf")).unwrap() == report);
+
+    let proposed = admin(&[
+        "disputes",
+        "propose",
+        "d1",
+        "--line",
+        "1=full",
+        "--reason",
+        "Billed at the list rate, not the contract's",
+    ]);
+    assert!(proposed.contains("approval: pending"), "{proposed}");
+    assert!(
+        proposed.contains("Whole disputed amount") && proposed.contains("2,000.00 USD"),
+        "the working is printed: {proposed}"
+    );
+    let approved = ok(&["disputes", "approve", "d1"], &mira);
+    assert!(approved.contains("invoice INV-9  approved"), "{approved}");
+    assert!(
+        approved.contains("approval: approved by staff/mira"),
+        "{approved}"
+    );
+    admin(&["disputes", "issue", "d1", "--reference", "CM-9"]);
+    admin(&[
+        "disputes",
+        "publish",
+        "d1",
+        "--message",
+        "Faturanız sözleşme fiyatıyla düzeltildi.",
+    ]);
+    let theirs = run(&["disputes", "confirm", "d1"], &globex);
+    assert!(text(&theirs).contains("NotFound"), "{}", text(&theirs));
+    let confirmed = ok(
+        &["disputes", "confirm", "d1", "--comment", "Teşekkürler"],
+        &acme,
+    );
+    assert!(confirmed.contains("client_confirmed"), "{confirmed}");
+
+    let outbox = dir.path().join("data").join("outbox-mail");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mail = loop {
+        let found = std::fs::read_dir(&outbox)
+            .into_iter()
+            .flatten()
+            .filter_map(|e| std::fs::read_to_string(e.ok()?.path()).ok())
+            .find(|m| m.contains("Content-Language: tr") && m.contains("disputes/d1"));
+        if let Some(m) = found {
+            break m;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no position e-mail in {outbox:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(mail.contains("deniz@acme.example"), "{mail}");
+
+    let history = admin(&["disputes", "history", "d1"]);
+    for action in [
+        "CreateDispute",
+        "SubmitDispute",
+        "UploadDisputeDocument",
+        "ProposeCredit",
+        "ApproveCredit",
+        "IssueCredit",
+        "PublishPosition",
+        "ConfirmOutcome",
+    ] {
+        assert!(history.contains(action), "{action}: {history}");
+    }
 }

@@ -1,7 +1,7 @@
 //! The portfolio review: everything of an account manager's portfolio that
 //! needs action, most urgent first, with why and what to do next. Each
-//! domain that has findings is a [`FindingSource`] (cases now; disputes and
-//! CSAT add theirs as further sources without this file changing), asked on
+//! domain that has findings is a [`FindingSource`] (cases, disputes; CSAT
+//! adds its own as a further source), asked on
 //! the caller's behalf, so every service still decides what the caller may
 //! see. The whole review is computed once per first page and kept as a
 //! snapshot, so that later pages read the same review.
@@ -70,6 +70,7 @@ fn transport(backend: &Backend) -> Transport {
 }
 
 const CASES: &str = "concierge.cases.v1.CasesService";
+const DISPUTES: &str = "concierge.disputes.v1.DisputesService";
 const CUSTOMERS: &str = "concierge.customers.v1.CustomersService";
 
 /// One domain's items that need action in a portfolio.
@@ -213,6 +214,7 @@ fn case_item(found: cases::CaseWithFindings) -> PortfolioReviewItem {
             create_time: c.create_time,
             update_time: c.update_time,
         }),
+        dispute: None,
     }
 }
 
@@ -251,7 +253,102 @@ fn suggested_action(c: &cases::Case, f: &ReviewFinding) -> String {
         ReviewReason::CorrectiveActionOverdue => {
             format!("Chase the overdue corrective action: {}", f.detail)
         }
+        // Dispute items carry their own suggestion.
+        ReviewReason::DisputeVettingOverdue => String::new(),
         ReviewReason::Unspecified => String::new(),
+    }
+}
+
+/// The disputes service's findings: disputes whose vetting is overdue.
+pub struct DisputeFindings {
+    pub disputes: Backend,
+    pub codec: PrincipalCodec,
+}
+
+impl FindingSource for DisputeFindings {
+    fn items<'a>(
+        &'a self,
+        caller: &'a Principal,
+        manager: &'a str,
+        request_id: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<PortfolioReviewItem>>> {
+        use concierge_proto::disputes;
+        Box::pin(async move {
+            let mut client = disputes::disputes_service_client::DisputesServiceClient::new(
+                transport(&self.disputes),
+            );
+            let quoted = manager.replace('\\', "\\\\").replace('"', "\\\"");
+            let mut items = Vec::new();
+            let mut page_token = String::new();
+            loop {
+                let request = on_behalf(
+                    &self.codec,
+                    caller,
+                    DISPUTES,
+                    request_id,
+                    disputes::ListDisputesRequest {
+                        filter: format!("account_manager = \"{quoted}\" AND overdue = true"),
+                        order_by: "vetting_due_time".into(),
+                        page_size: 1000,
+                        page_token,
+                    },
+                )?;
+                let page = client
+                    .list_disputes(request)
+                    .await
+                    .map_err(|s| peer_error("the disputes service", s))?
+                    .into_inner();
+                items.extend(page.disputes.into_iter().map(dispute_item));
+                if page.next_page_token.is_empty() || items.len() >= MAX_ITEMS {
+                    return Ok(items);
+                }
+                page_token = page.next_page_token;
+            }
+        })
+    }
+}
+
+fn dispute_item(d: concierge_proto::disputes::Dispute) -> PortfolioReviewItem {
+    let due = d
+        .vetting_due_time
+        .as_ref()
+        .and_then(clock::from_proto)
+        .map(|t| t.strftime("%Y-%m-%d %H:%M UTC").to_string())
+        .unwrap_or_default();
+    let disputed = d
+        .total_disputed
+        .as_ref()
+        .map(concierge_common::money::format)
+        .unwrap_or_default();
+    PortfolioReviewItem {
+        subject: d.name.clone(),
+        account: d.account.clone(),
+        findings: vec![ReviewFinding {
+            reason: ReviewReason::DisputeVettingOverdue as i32,
+            detail: format!(
+                "vetting of the claim on invoice {} ({disputed}) was due {due}",
+                d.invoice_number
+            ),
+            resource: d.name.clone(),
+            since_time: d.vetting_due_time,
+            due_time: d.vetting_due_time,
+        }],
+        suggested_action: format!(
+            "Decide {}: propose a credit (concierge disputes propose) or deny it, then publish the position",
+            d.name
+        ),
+        dispute: Some(DisputeSummary {
+            name: d.name.clone(),
+            invoice_number: d.invoice_number.clone(),
+            state: d.state,
+            total_disputed: d.total_disputed.clone(),
+            approved_credit: d.approved_credit.clone(),
+            vetting_due_time: d.vetting_due_time,
+            overdue: d.overdue,
+            owner: d.owner.clone(),
+            update_time: d.update_time,
+        }),
+        ..Default::default()
     }
 }
 
@@ -574,6 +671,12 @@ pub fn sources(
     if let Some(cases) = backends.get(CASES) {
         sources.push(Arc::new(CaseFindings {
             cases: cases.clone(),
+            codec: codec.clone(),
+        }));
+    }
+    if let Some(disputes) = backends.get(DISPUTES) {
+        sources.push(Arc::new(DisputeFindings {
+            disputes: disputes.clone(),
             codec: codec.clone(),
         }));
     }

@@ -8,6 +8,7 @@ mod chase_runs;
 mod clock;
 mod control_doc;
 mod customers;
+mod disputes;
 mod escalations;
 mod keys;
 mod review;
@@ -95,6 +96,14 @@ enum Command {
         #[command(flatten)]
         client: ClientArgs,
     },
+    /// Billing disputes: claims, their credit with its working, approval,
+    /// the company's position and the client's answer.
+    Disputes {
+        #[command(subcommand)]
+        command: disputes::Command,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
     /// The account manager's morning: every case of the portfolio that needs
     /// action, most urgent first, with what to do next.
     ///
@@ -141,6 +150,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Keys(keys) => keys::run(keys).await,
         Command::Customers { command, client } => customers::run(command, &client).await,
         Command::Cases { command, client } => cases::run(command, &client).await,
+        Command::Disputes { command, client } => disputes::run(command, &client).await,
         Command::Clock { command, client } => clock::run(command, &client).await,
         Command::Review { review, client } => review::review(review, &client).await,
         Command::Whoami { client } => review::whoami(&client).await,

@@ -70,7 +70,7 @@ pub async fn review(args: ReviewArgs, client: &ClientArgs) -> anyhow::Result<()>
         );
         println!(
             "{:>4}  {:<24} {:<22} {:<28} {:<16}  NEXT",
-            "#", "CASE", "ACCOUNT", "WHY", "DUE"
+            "#", "ITEM", "ACCOUNT", "WHY", "DUE"
         );
         for item in &r.items {
             let first = item.findings.first().cloned().unwrap_or_default();
