@@ -211,6 +211,29 @@ macro_rules! without_request_id {
     }};
 }
 
+/// The name, etag and timestamps of a resource that keeps them in its
+/// `name`, `etag`, `create_time` and `update_time` fields, as most do: the
+/// four [`Resource`] methods, written once.
+#[macro_export]
+macro_rules! resource_bookkeeping {
+    () => {
+        fn name(&self) -> &str {
+            &self.name
+        }
+        fn etag(&self) -> &str {
+            &self.etag
+        }
+        fn set_name(&mut self, name: String) {
+            self.name = name;
+        }
+        fn set_meta(&mut self, create_time: i64, update_time: i64, etag: String) {
+            self.create_time = $crate::clock::micros_to_proto(create_time);
+            self.update_time = $crate::clock::micros_to_proto(update_time);
+            self.etag = etag;
+        }
+    };
+}
+
 /// The paging parameters of an AIP-132 list request.
 #[macro_export]
 macro_rules! page_query {

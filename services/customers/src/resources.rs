@@ -98,26 +98,6 @@ fn enum_set<E: TryFrom<i32>>(v: &mut Violations, field: String, value: i32, requ
     }
 }
 
-/// The name, etag and timestamps every mutable resource keeps the same way.
-macro_rules! bookkeeping {
-    () => {
-        fn name(&self) -> &str {
-            &self.name
-        }
-        fn etag(&self) -> &str {
-            &self.etag
-        }
-        fn set_name(&mut self, name: String) {
-            self.name = name;
-        }
-        fn set_meta(&mut self, create_time: i64, update_time: i64, etag: String) {
-            self.create_time = clock::micros_to_proto(create_time);
-            self.update_time = clock::micros_to_proto(update_time);
-            self.etag = etag;
-        }
-    };
-}
-
 macro_rules! enum_values {
     ($name:ident, $ty:ty, $prefix:literal) => {
         const $name: FieldType = FieldType::Enum {
@@ -203,7 +183,7 @@ impl Resource<crate::Rules> for Account {
         "labels",
     ];
 
-    bookkeeping!();
+    concierge_common::resource_bookkeeping!();
     fn columns(&self) -> Vec<(&'static str, Value)> {
         let mrc = self.mrc.clone().unwrap_or_default();
         vec![
@@ -302,7 +282,7 @@ impl Resource<crate::Rules> for Contact {
         "language_code",
     ];
 
-    bookkeeping!();
+    concierge_common::resource_bookkeeping!();
     fn columns(&self) -> Vec<(&'static str, Value)> {
         vec![
             ("display_name", text(&self.display_name)),
@@ -394,7 +374,7 @@ impl Resource<crate::Rules> for Site {
     const FIELD: &'static str = "site";
     const UPDATABLE: &'static [&'static str] = &["display_name", "address", "time_zone"];
 
-    bookkeeping!();
+    concierge_common::resource_bookkeeping!();
     fn columns(&self) -> Vec<(&'static str, Value)> {
         vec![
             ("display_name", text(&self.display_name)),
@@ -488,7 +468,7 @@ impl Resource<crate::Rules> for InventoryItem {
         "state",
     ];
 
-    bookkeeping!();
+    concierge_common::resource_bookkeeping!();
     fn columns(&self) -> Vec<(&'static str, Value)> {
         vec![
             ("kind", int(self.kind)),
@@ -662,7 +642,7 @@ impl Resource<crate::Rules> for FollowUp {
     const FIELD: &'static str = "follow_up";
     const UPDATABLE: &'static [&'static str] = &["summary", "due_time", "owner", "case", "contact"];
 
-    bookkeeping!();
+    concierge_common::resource_bookkeeping!();
     fn columns(&self) -> Vec<(&'static str, Value)> {
         vec![
             ("state", int(self.state)),
@@ -751,7 +731,7 @@ impl Resource<crate::Rules> for StaffMember {
         "language_code",
     ];
 
-    bookkeeping!();
+    concierge_common::resource_bookkeeping!();
     fn columns(&self) -> Vec<(&'static str, Value)> {
         vec![
             ("display_name", text(&self.display_name)),

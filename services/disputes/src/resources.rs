@@ -256,20 +256,7 @@ impl Resource<Rules> for Dispute {
         "labels",
     ];
 
-    fn name(&self) -> &str {
-        &self.name
-    }
-    fn etag(&self) -> &str {
-        &self.etag
-    }
-    fn set_name(&mut self, name: String) {
-        self.name = name;
-    }
-    fn set_meta(&mut self, create_time: i64, update_time: i64, etag: String) {
-        self.create_time = clock::micros_to_proto(create_time);
-        self.update_time = clock::micros_to_proto(update_time);
-        self.etag = etag;
-    }
+    concierge_common::resource_bookkeeping!();
     fn account(&self) -> String {
         self.account.clone()
     }

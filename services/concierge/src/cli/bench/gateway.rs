@@ -86,7 +86,7 @@ async fn load(
 }
 
 /// `routes` served on a free loopback port, ready at once.
-async fn on_loopback(routes: tonic::service::Routes) -> anyhow::Result<server::Running> {
+pub(super) async fn on_loopback(routes: tonic::service::Routes) -> anyhow::Result<server::Running> {
     Ok(server::start(
         TcpListener::bind("127.0.0.1:0").await?,
         routes,

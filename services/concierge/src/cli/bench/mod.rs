@@ -1,6 +1,7 @@
 //! `concierge bench …`: measurements run on purpose and reported as ratios
 //! against a baseline taken in the same run, never as timed test assertions.
 
+mod disputes;
 mod gateway;
 mod load;
 mod review;
@@ -65,6 +66,17 @@ pub enum Command {
         #[arg(long, default_value_t = 100_000)]
         cases: usize,
     },
+    /// The credit calculation against a bare multiply-divide; a dispute's
+    /// create and five transitions through the gateway against straight to
+    /// the service; a document up and down against a file copy.
+    Disputes {
+        #[arg(long, default_value_t = 200_000)]
+        rounds: usize,
+        #[arg(long, default_value_t = 300)]
+        disputes: usize,
+        #[arg(long, default_value_t = 100)]
+        document_mib: usize,
+    },
     /// An account's control document with 2,000 open requests: rows, CSV
     /// and HTML, against reading the cases.
     ControlDoc {
@@ -106,6 +118,11 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
             requests,
             rounds,
         } => review::control_doc(&postgres_url, requests, rounds).await,
+        Command::Disputes {
+            rounds,
+            disputes,
+            document_mib,
+        } => disputes::run(rounds, disputes, document_mib).await,
     }
 }
 
