@@ -84,6 +84,15 @@ pub trait Authorize<R>: Send + Sync {
     type Facts: Default + Send + Sync;
     /// Who may see events about `r`.
     fn visibility(&self, r: &R) -> Visibility;
+    /// What an event about `r` carries when `audience` may see it: all of
+    /// `r` by default. A kind with fields for staff only leaves them out of
+    /// the events a client's systems may receive (PUBLIC ones).
+    fn event_payload(&self, r: &R, _audience: Visibility) -> R
+    where
+        R: Clone,
+    {
+        r.clone()
+    }
     /// Before anything is read for `p`: a client asking about another
     /// account must get NOT_FOUND, exactly as for a name that does not exist.
     fn may_read(&self, p: &Principal, name: &str) -> Result<()>;
@@ -339,6 +348,12 @@ pub async fn record_event<R: Resource<P>, P: Policy<R>>(
         )));
     }
     let account = r.account();
+    // A staff-only event type stays internal whatever its payload.
+    let visibility = match event.audience() {
+        Visibility::Internal => Visibility::Internal,
+        _ => policy.visibility(r),
+    };
+    let payload = policy.event_payload(r, visibility);
     outbox::record(
         conn,
         NewEvent {
@@ -346,15 +361,11 @@ pub async fn record_event<R: Resource<P>, P: Policy<R>>(
             source: events.source,
             subject: r.name(),
             account: &account,
-            // A staff-only event type stays internal whatever its payload.
-            visibility: match event.audience() {
-                Visibility::Internal => Visibility::Internal,
-                _ => policy.visibility(r),
-            },
+            visibility,
             actor: &ctx.principal,
             request_id: &ctx.request_id,
             occur_time: from_micros(now),
-            payload: r,
+            payload: &payload,
         },
     )
     .await?;
@@ -1211,10 +1222,30 @@ impl Store {
         name: &str,
         etag: &str,
     ) -> Result<()> {
+        self.delete_once::<R, P>(policy, ctx, None, name, etag)
+            .await
+    }
+
+    /// [`Store::delete`] made idempotent by `once`, the key of the request's
+    /// `request_id`: a retry (its reply lost) succeeds again rather than
+    /// finding nothing to delete.
+    pub async fn delete_once<R: Resource<P> + Deleted, P: Policy<R>>(
+        &self,
+        policy: &P,
+        ctx: &Ctx,
+        once: Option<idempotency::Key>,
+        name: &str,
+        etag: &str,
+    ) -> Result<()> {
         names::parse("name", name, R::COLLECTIONS)?;
         policy.may_attempt_write(&ctx.principal, name)?;
         let mut tx = self.inner.db.begin().await?;
         let mut conn = tx.conn();
+        if let Some(key) = &once
+            && key.replay::<()>(&mut conn).await?.is_some()
+        {
+            return Ok(());
+        }
         let stored = resource::get_for_update(&mut conn, R::KIND, name)
             .await?
             .ok_or_else(|| not_found::<R, P>(name))?;
@@ -1229,6 +1260,9 @@ impl Store {
         policy.after_delete(&mut conn, &r, now).await?;
         self.record(policy, &mut conn, ctx, R::DELETED, &r, now)
             .await?;
+        if let Some(key) = &once {
+            key.save(&mut conn, &(), now).await?;
+        }
         tx.commit().await?;
         self.nudge();
         Ok(())

@@ -155,6 +155,15 @@ impl Authorize<Case> for Rules {
     fn visibility(&self, _r: &Case) -> Visibility {
         Visibility::Public
     }
+    /// The public events carry the case as its client reads it: without
+    /// how far the company's chase rules went.
+    fn event_payload(&self, c: &Case, audience: Visibility) -> Case {
+        let mut c = c.clone();
+        if audience != Visibility::Internal {
+            c.chase = None;
+        }
+        c
+    }
     fn may_read(&self, _p: &Principal, _name: &str) -> Result<()> {
         Ok(())
     }

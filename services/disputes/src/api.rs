@@ -693,8 +693,10 @@ impl DisputesService for Disputes {
         let result = async {
             authz::staff_only(&ctx.principal, "deleting disputes")
                 .map_err(|_| Error::PermissionDenied("drafts are deleted by the company".into()))?;
+            let hashed = without_request_id!(req);
+            let key = once(&ctx, &req.request_id, "DeleteDispute", &hashed)?;
             self.store()
-                .delete::<Dispute, _>(&RULES, &ctx, &req.name, &req.etag)
+                .delete_once::<Dispute, _>(&RULES, &ctx, key, &req.name, &req.etag)
                 .await
         };
         reply(result.await)
@@ -1255,7 +1257,12 @@ impl DisputesService for Disputes {
     ) -> Reply<()> {
         let ctx = self.ctx(&request)?;
         let req = request.into_inner();
-        reply(self.delete_document(&ctx, &req.name, &req.etag).await)
+        let result = async {
+            let hashed = without_request_id!(req);
+            let key = once(&ctx, &req.request_id, "DeleteDisputeDocument", &hashed)?;
+            self.delete_document(&ctx, &req.name, &req.etag, key).await
+        };
+        reply(result.await)
     }
 
     async fn get_dispute_settings(

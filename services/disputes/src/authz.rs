@@ -53,23 +53,39 @@ pub(crate) fn client_may(p: &Principal, action: Action) -> Result<()> {
     }
 }
 
-/// What a client reads of a dispute: not the company's working (the
+/// A dispute as its client sees it: without the company's working (the
 /// proposal, its approval, the internal reason of a denial).
-pub fn for_reader(p: &Principal, mut d: Dispute) -> Dispute {
-    if p.role == Role::Client {
-        d.credit_proposal = None;
-        d.approval = None;
-        if d.state == concierge_proto::disputes::dispute::State::Denied as i32 {
-            d.state_reason.clear();
-        }
+pub fn client_view(mut d: Dispute) -> Dispute {
+    d.credit_proposal = None;
+    d.approval = None;
+    if d.state == concierge_proto::disputes::dispute::State::Denied as i32 {
+        d.state_reason.clear();
     }
     d
+}
+
+/// What `p` reads of a dispute: a client its own view, staff all of it.
+pub fn for_reader(p: &Principal, d: Dispute) -> Dispute {
+    if p.role == Role::Client {
+        client_view(d)
+    } else {
+        d
+    }
 }
 
 impl Authorize<Dispute> for Rules {
     type Facts = ();
     fn visibility(&self, _d: &Dispute) -> Visibility {
         Visibility::Public
+    }
+    /// A client's systems may receive the public events: they carry the
+    /// client's view; the staff-only ones (a proposed or rejected credit)
+    /// carry the working.
+    fn event_payload(&self, d: &Dispute, audience: Visibility) -> Dispute {
+        match audience {
+            Visibility::Internal => d.clone(),
+            _ => client_view(d.clone()),
+        }
     }
     fn may_read(&self, _p: &Principal, _name: &str) -> Result<()> {
         Ok(())

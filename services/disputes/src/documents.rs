@@ -445,9 +445,21 @@ impl Disputes {
     }
 
     /// Removes a document uploaded in error, before the dispute is decided.
-    pub(crate) async fn delete_document(&self, ctx: &Ctx, name: &str, etag: &str) -> Result<()> {
+    pub(crate) async fn delete_document(
+        &self,
+        ctx: &Ctx,
+        name: &str,
+        etag: &str,
+        key: Option<Key>,
+    ) -> Result<()> {
         crate::authz::staff_only(&ctx.principal, "removing documents")
             .map_err(|_| Error::PermissionDenied("documents are removed by the company".into()))?;
+        if let Some(key) = &key {
+            let mut pooled = self.db().acquire().await?;
+            if key.replay::<()>(&mut pooled.conn()).await?.is_some() {
+                return Ok(());
+            }
+        }
         let doc = self.document(ctx, name).await?;
         let dispute_name = name.rsplitn(3, '/').nth(2).unwrap_or_default().to_string();
         let mut tx = self.db().begin().await?;
@@ -495,6 +507,9 @@ impl Disputes {
             now,
         )
         .await?;
+        if let Some(key) = &key {
+            key.save(&mut conn, &(), now).await?;
+        }
         tx.commit().await?;
         self.store().nudge();
         let place = self.files().path(&object_key(&doc.name, &doc.sha256));
@@ -502,6 +517,36 @@ impl Disputes {
             tracing::warn!(error = %e, "a removed document's bytes stayed at {place}");
         }
         Ok(())
+    }
+}
+
+/// How long an upload may take before what it staged counts as left behind
+/// by a process that died mid-way.
+pub const STAGING_TTL: jiff::SignedDuration = jiff::SignedDuration::from_hours(1);
+
+impl Disputes {
+    /// Removes what uploads staged and never finished (their process died
+    /// mid-way) last written before `before`; returns how many objects.
+    pub async fn sweep_staging(&self, before: jiff::Timestamp) -> Result<usize> {
+        use futures::TryStreamExt;
+        let prefix = self.files().path("staging");
+        let cutoff = before.as_second();
+        let stale: Vec<object_store::path::Path> = self
+            .files()
+            .store()
+            .list(Some(&prefix))
+            .try_filter(|m| std::future::ready(m.last_modified.timestamp() < cutoff))
+            .map_ok(|m| m.location)
+            .try_collect()
+            .await
+            .map_err(store_error)?;
+        for place in &stale {
+            match self.files().store().delete(place).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => return Err(store_error(e)),
+            }
+        }
+        Ok(stale.len())
     }
 }
 

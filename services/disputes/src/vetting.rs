@@ -125,14 +125,34 @@ async fn sweep_forever(svc: Disputes, owner: String, poll: std::time::Duration) 
     }
 }
 
-/// Runs the sweep on every replica, each claiming its own share.
+/// Runs the timer sweep on every replica, each claiming its own share, and
+/// now and then removes what unfinished uploads staged.
 pub(crate) fn supervise(svc: &Disputes, supervisor: &Supervisor, workers: &kit::Workers) {
-    let (svc, owner, poll) = (svc.clone(), workers.instance.clone(), workers.poll);
+    let (this, owner, poll) = (svc.clone(), workers.instance.clone(), workers.poll);
     supervisor.spawn("disputes-vetting-sweep", Need::Required, move || {
-        let (svc, owner) = (svc.clone(), owner.clone());
+        let (svc, owner) = (this.clone(), owner.clone());
         async move {
             sweep_forever(svc, owner, poll).await;
             Ok(())
+        }
+    });
+    let this = svc.clone();
+    supervisor.spawn("disputes-staging-sweep", Need::Optional, move || {
+        let svc = this.clone();
+        async move {
+            let mut tick = tokio::time::interval(std::time::Duration::from_secs(600));
+            loop {
+                tick.tick().await;
+                let now = clock::from_micros(svc.store().now());
+                let before = now
+                    .checked_sub(crate::documents::STAGING_TTL)
+                    .unwrap_or(now);
+                match svc.sweep_staging(before).await {
+                    Ok(n) if n > 0 => tracing::info!(objects = n, "unfinished uploads removed"),
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(error = %e, "sweeping unfinished uploads failed"),
+                }
+            }
         }
     });
 }

@@ -956,6 +956,36 @@ async fn a_claim_is_vetted_credited_and_confirmed_by_the_client(h: Harness) {
     assert_eq!(count(".credit_proposed"), 1);
     assert_eq!(count(".credit_issued"), 1);
     assert_eq!(count(".dispute_position_published"), 1);
+
+    // The public events carry what the client reads; the staff-only one
+    // carries the working.
+    use prost::Message as _;
+    let all = h.events().await;
+    let payload = |e: &concierge_proto::events::Event| {
+        Dispute::decode(e.payload.as_ref().unwrap().value.as_slice()).unwrap()
+    };
+    let approved = all
+        .iter()
+        .find(|e| {
+            e.r#type.ends_with(".dispute_state_changed")
+                && payload(e).state == dispute::State::Approved as i32
+        })
+        .unwrap();
+    assert_eq!(
+        approved.visibility,
+        concierge_proto::events::Visibility::Public as i32
+    );
+    assert_eq!(payload(approved).credit_proposal, None);
+    assert_eq!(payload(approved).approved_credit, usd(20_000));
+    let proposed = all
+        .iter()
+        .find(|e| e.r#type.ends_with(".credit_proposed"))
+        .unwrap();
+    assert_eq!(
+        proposed.visibility,
+        concierge_proto::events::Visibility::Internal as i32
+    );
+    assert!(payload(proposed).credit_proposal.is_some());
 }
 
 /// Above the threshold a proposal waits for a manager from the staff
@@ -2046,20 +2076,30 @@ async fn drafts_are_edited_and_deleted_submitted_disputes_are_not(h: Harness) {
         .await
         .unwrap_err();
     assert_eq!(kept.code(), Code::FailedPrecondition);
+    let delete = DeleteDisputeRequest {
+        name: draft.name.clone(),
+        etag: String::new(),
+        request_id: "2b7e1516-28ae-4d2a-a6f7-15883b0f3c11".into(),
+    };
     h.svc
-        .delete_dispute(h.req(
-            &ayse(),
-            DeleteDisputeRequest {
-                name: draft.name.clone(),
-                ..Default::default()
-            },
-        ))
+        .delete_dispute(h.req(&ayse(), delete.clone()))
         .await
         .unwrap();
     assert_eq!(
         get(&h, &ayse(), &draft.name).await.unwrap_err().code(),
         Code::NotFound
     );
+    h.svc
+        .delete_dispute(h.req(&ayse(), delete))
+        .await
+        .expect("a retried delete with its request id succeeds again");
+    let deleted = h
+        .events()
+        .await
+        .into_iter()
+        .filter(|e| e.r#type == "concierge.disputes.v1.dispute_deleted")
+        .count();
+    assert_eq!(deleted, 1, "deleted once");
 }
 
 /// Every event is one the catalogue declares, with its payload, and the
@@ -2498,6 +2538,24 @@ async fn bad_documents_are_refused_and_leave_nothing(h: Harness) {
         3,
         "no document in the history"
     );
+
+    // What a process that died mid-upload staged is swept once it is old.
+    use object_store::ObjectStoreExt as _;
+    let left = h.files.path("staging/6c0ffee0-dead-4bad-8000-000000000001");
+    h.files
+        .store()
+        .put(&left, b"half an upload".to_vec().into())
+        .await
+        .unwrap();
+    let an_hour_ago = jiff::Timestamp::now() - jiff::SignedDuration::from_hours(1);
+    assert_eq!(
+        h.svc.sweep_staging(an_hour_ago).await.unwrap(),
+        0,
+        "not old yet"
+    );
+    let later = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(5);
+    assert_eq!(h.svc.sweep_staging(later).await.unwrap(), 1);
+    assert!(stored_files(&h).await.is_empty());
 }
 
 /// A document uploaded in error is removed by staff before the decision,
