@@ -29,6 +29,22 @@ pub struct Peers {
     cases: Peer<CasesServiceClient<Traced>>,
 }
 
+/// A calendar the settings name that the cases service does not know: the
+/// settings need mending before anything can be counted in it.
+fn calendar_gone(calendar: &str) -> impl Fn(concierge_common::peer::PeerError) -> Error {
+    let calendar = calendar.to_string();
+    move |refused| match refused.code() {
+        Code::NotFound => Error::FailedPrecondition {
+            reason: concierge_common::error::Reason::CalendarGone,
+            subject: calendar.clone(),
+            description: format!(
+                "the disputes settings count vetting in {calendar}, which the cases service does not know: set dispute_settings.calendar"
+            ),
+        },
+        _ => refused.into(),
+    }
+}
+
 /// NOT_FOUND from a peer as INVALID_ARGUMENT on the field that named it.
 fn named(field: &str, name: &str) -> impl Fn(concierge_common::peer::PeerError) -> Error {
     let (field, name) = (field.to_string(), name.to_string());
@@ -177,7 +193,8 @@ impl Peers {
             .read(request_id, request, |mut c, r| async move {
                 c.add_business_time(r).await
             })
-            .await?
+            .await
+            .map_err(calendar_gone(calendar))?
             .end_time;
         end.as_ref()
             .and_then(concierge_common::clock::from_proto)
@@ -210,7 +227,8 @@ impl Peers {
             .read(request_id, request, |mut c, r| async move {
                 c.measure_business_time(r).await
             })
-            .await?
+            .await
+            .map_err(calendar_gone(calendar))?
             .business_duration
             .unwrap_or_default();
         concierge_common::bounded::Duration::try_from(&d)

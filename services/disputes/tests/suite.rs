@@ -1872,6 +1872,45 @@ async fn vetting_counts_business_time_pauses_for_answers_and_turns_overdue(h: Ha
     // Deciding ends the lateness.
     let decided = act(&h, Act::Deny, &overdue.disputes[0]).await.unwrap();
     assert!(!decided.overdue);
+
+    // A calendar the cases service does not have stops submissions with a
+    // reason to mend the settings, and submits nothing.
+    let settings = h
+        .svc
+        .get_dispute_settings(h.req(
+            &cem(),
+            GetDisputeSettingsRequest {
+                name: "disputeSettings".into(),
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    h.svc
+        .update_dispute_settings(h.req(
+            &cem(),
+            UpdateDisputeSettingsRequest {
+                dispute_settings: Some(DisputeSettings {
+                    calendar: "calendars/gone".into(),
+                    ..settings
+                }),
+                update_mask: Some(FieldMask {
+                    paths: vec!["calendar".into()],
+                }),
+            },
+        ))
+        .await
+        .unwrap();
+    let draft = create(&h, &client("acme"), claim("acme", 20_000))
+        .await
+        .unwrap();
+    let refused = act(&h, Act::Submit, &draft).await.unwrap_err();
+    assert_eq!(refused.code(), Code::FailedPrecondition, "{refused:?}");
+    assert_eq!(reason(&refused), "CALENDAR_GONE");
+    assert_eq!(
+        get(&h, &ayse(), &draft.name).await.unwrap().state,
+        dispute::State::Draft as i32
+    );
 }
 
 /// A retried create or transition with the same request_id does it once;
