@@ -100,6 +100,9 @@ pub trait Service: Clone + Send + Sync + Sized + 'static {
     const GRPC_NAME: &'static str;
     /// The short names of the services this one calls.
     const PEERS: &'static [&'static str] = &[];
+    /// Services this one calls when they are deployed (a feature that reads
+    /// them is off without them).
+    const OPTIONAL_PEERS: &'static [&'static str] = &[];
 
     fn migrations() -> Migrations;
 
@@ -137,6 +140,7 @@ pub struct Registration {
     pub name: &'static str,
     pub grpc_name: &'static str,
     pub peers: &'static [&'static str],
+    pub optional_peers: &'static [&'static str],
     pub migrations: fn() -> Migrations,
     open: fn(Deps) -> Opening,
 }
@@ -147,6 +151,7 @@ impl Registration {
             name: S::NAME,
             grpc_name: S::GRPC_NAME,
             peers: S::PEERS,
+            optional_peers: S::OPTIONAL_PEERS,
             migrations: S::migrations,
             open: |deps| {
                 Box::pin(async move { Ok(Box::new(S::open(deps).await?) as Box<dyn Opened>) })

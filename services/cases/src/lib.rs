@@ -57,6 +57,9 @@ pub struct Cases {
     directory: directory::Directory,
     sla_config: std::sync::Arc<new_case::SlaConfigCache>,
     mail: std::sync::Arc<concierge_common::mail::Mailer>,
+    /// The disputes service, where it is deployed: the control document
+    /// lists open billing disputes from it.
+    disputes: Option<control::disputes::DisputesPeer>,
 }
 
 /// The cases service's rules: who may do what with each kind
@@ -99,6 +102,7 @@ impl Cases {
             directory,
             sla_config: Default::default(),
             mail: std::sync::Arc::new(concierge_common::mail::Mailer::Off),
+            disputes: None,
         };
         chase::install(&cases).await?;
         {
@@ -112,6 +116,20 @@ impl Cases {
     /// The service sending its e-mail (escalations) through `mail`.
     pub fn with_mail(self, mail: std::sync::Arc<concierge_common::mail::Mailer>) -> Self {
         Self { mail, ..self }
+    }
+
+    /// The service reading open billing disputes (for control documents)
+    /// from the disputes service behind `channel`.
+    pub fn with_disputes(self, channel: tonic::transport::Channel) -> Self {
+        let disputes = Some(control::disputes::DisputesPeer::new(
+            channel,
+            &self.principals,
+        ));
+        Self { disputes, ..self }
+    }
+
+    pub(crate) fn disputes(&self) -> Option<&control::disputes::DisputesPeer> {
+        self.disputes.as_ref()
     }
 
     pub(crate) fn mail(&self) -> &concierge_common::mail::Mailer {
@@ -153,6 +171,7 @@ impl kit::Service for Cases {
     const NAME: &'static str = "cases";
     const GRPC_NAME: &'static str = SERVICE_NAME;
     const PEERS: &'static [&'static str] = &["customers"];
+    const OPTIONAL_PEERS: &'static [&'static str] = &["disputes"];
 
     fn migrations() -> kit::Migrations {
         kit::Migrations {
@@ -163,9 +182,14 @@ impl kit::Service for Cases {
 
     async fn open(deps: kit::Deps) -> Result<Self> {
         let customers = deps.peers.channel("customers")?;
-        Self::open(deps.db, deps.principals, deps.clock, customers)
-            .await
-            .map(|cases| cases.with_mail(deps.mail))
+        let disputes = deps.peers.channel("disputes").ok();
+        let cases = Self::open(deps.db, deps.principals, deps.clock, customers)
+            .await?
+            .with_mail(deps.mail);
+        Ok(match disputes {
+            Some(channel) => cases.with_disputes(channel),
+            None => cases,
+        })
     }
 
     fn routes(&self) -> tonic::service::Routes {

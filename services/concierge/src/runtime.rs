@@ -188,6 +188,15 @@ fn peer_channels(
             .connect_lazy();
         peers.insert(peer, channel);
     }
+    for &peer in service.optional_peers {
+        if let Some(b) = backends.get(peer) {
+            let channel = tonic::transport::Endpoint::from_shared(b.url.clone())?
+                .connect_timeout(std::time::Duration::from_secs(5))
+                .tcp_nodelay(true)
+                .connect_lazy();
+            peers.insert(peer, channel);
+        }
+    }
     Ok(peers)
 }
 

@@ -2800,6 +2800,117 @@ async fn the_position_is_e_mailed_to_the_delegate_in_their_language(h: Harness) 
     assert_eq!(sink.messages().len(), 1, "sent once");
 }
 
+/// The control document of an account lists its open billing disputes, read
+/// from this service, when its settings say so: what each is and who acts
+/// next; drafts, closed disputes and other accounts' stay out.
+async fn the_control_document_lists_the_accounts_open_disputes(h: Harness) {
+    use concierge_proto::concierge::cases::v1 as cases;
+    use concierge_proto::concierge::cases::v1::cases_service_server::CasesService as _;
+    let vetting = dispute_at(&h, At::Vetting).await;
+    let denied = dispute_at(&h, At::Denied).await;
+    dispute_at(&h, At::Draft).await;
+    dispute_at(&h, At::Closed).await;
+    create(&h, &client("globex"), claim("globex", 20_000))
+        .await
+        .unwrap();
+    let (_running, channel) = h.serve().await;
+    let c = &h.cases;
+    let replica = c.svc.clone().with_disputes(channel);
+    let generate = || {
+        let replica = replica.clone();
+        async move {
+            replica
+                .generate_control_document(c.req(
+                    &admin(),
+                    cases::GenerateControlDocumentRequest {
+                        parent: "accounts/acme".into(),
+                        ..Default::default()
+                    },
+                ))
+                .await
+                .unwrap()
+                .into_inner()
+        }
+    };
+    let without = generate().await;
+    assert!(
+        without
+            .rows
+            .iter()
+            .all(|r| !r.resource.starts_with("disputes/")),
+        "off unless the settings say so"
+    );
+    let settings = replica
+        .get_control_document_settings(c.req(
+            &admin(),
+            cases::GetControlDocumentSettingsRequest {
+                name: "controlDocumentSettings".into(),
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    replica
+        .update_control_document_settings(c.req(
+            &admin(),
+            cases::UpdateControlDocumentSettingsRequest {
+                control_document_settings: Some(cases::ControlDocumentSettings {
+                    include_disputes: true,
+                    ..settings
+                }),
+                update_mask: Some(FieldMask {
+                    paths: vec!["include_disputes".into()],
+                }),
+            },
+        ))
+        .await
+        .unwrap();
+    let doc = generate().await;
+    let listed: Vec<(&str, &str, &str)> = doc
+        .rows
+        .iter()
+        .filter(|r| r.resource.starts_with("disputes/"))
+        .map(|r| {
+            (
+                r.resource.as_str(),
+                r.status.as_str(),
+                r.next_action.as_str(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        listed,
+        [
+            (
+                vetting.name.as_str(),
+                "Being vetted",
+                "Company: vet the claim"
+            ),
+            (
+                denied.name.as_str(),
+                "Denied",
+                "Client: confirm or reject the outcome"
+            ),
+        ]
+    );
+    let row = doc
+        .rows
+        .iter()
+        .find(|r| r.resource == vetting.name)
+        .unwrap();
+    assert_eq!(
+        row.category,
+        cases::control_document_row::Category::Billing as i32
+    );
+    assert_eq!(row.title, "Invoice INV-2026-11-0042: 200.00 USD disputed");
+    assert_eq!(row.eta_time, vetting.vetting_due_time);
+    assert!(
+        doc.html_content.contains("Invoice INV-2026-11-0042"),
+        "in the page too"
+    );
+    assert_eq!(doc.row_count as usize, doc.rows.len());
+}
+
 concierge_common::both_backends!(
     harness = Harness;
     every_transition_follows_the_contract_table,
@@ -2818,4 +2929,5 @@ concierge_common::both_backends!(
     bad_documents_are_refused_and_leave_nothing,
     documents_are_removed_only_before_the_decision,
     the_position_is_e_mailed_to_the_delegate_in_their_language,
+    the_control_document_lists_the_accounts_open_disputes,
 );

@@ -131,9 +131,17 @@ impl Cases {
             let updates = store::control::latest_public_updates(&mut conn, issue.account).await?;
             (cases, updates)
         };
+        // Open billing disputes, when asked for and the service is there;
+        // a disputes service that does not answer fails the document, which
+        // would otherwise leave them out without a word.
+        let disputes = match (settings.include_disputes, self.disputes()) {
+            (true, Some(peer)) => peer.open_disputes(&ctx.request_id, issue.account).await?,
+            _ => Vec::new(),
+        };
         let owners: Vec<String> = cases
             .iter()
             .map(|c| c.owner.clone())
+            .chain(disputes.iter().map(|d| d.owner.clone()))
             .filter(|o| !o.is_empty())
             .collect::<BTreeSet<_>>()
             .into_iter()
@@ -151,12 +159,19 @@ impl Cases {
             .into_iter()
             .map(|s| (s.name, s.display_name))
             .collect();
-        let rows = rows(&Inputs {
+        let mut rows = rows(&Inputs {
             cases: &cases,
             updates: &updates,
             sites: &sites,
             owners: &owners,
         });
+        rows.extend(
+            disputes
+                .iter()
+                .map(|d| super::disputes::row(d, owners.get(&d.owner).map_or("", String::as_str))),
+        );
+        // Disputes join the billing group; within it, cases first as ranked.
+        rows.sort_by_key(|r| r.category);
         let delegate = delegates.iter().find(|c| !c.email.is_empty());
         let tz = zone(&account.time_zone);
         let lang = language(

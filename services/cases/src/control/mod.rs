@@ -4,6 +4,7 @@
 //! (a weekday and time in the account's own time zone). Pure: the caller
 //! reads the cases and the directory, this writes the document.
 
+pub(crate) mod disputes;
 pub(crate) mod issue;
 mod schedule;
 
