@@ -78,6 +78,15 @@ fn period_bounds(p: &BillingPeriod) -> Option<(Timestamp, Timestamp)> {
     Some((at(start)?, at(end)?))
 }
 
+/// What the peers said while one request filled in credit inputs.
+#[derive(Default)]
+struct LookedUp {
+    /// The related case's outage.
+    outage: Option<concierge_proto::concierge::cases::v1::Outage>,
+    /// Inventory items by name.
+    items: std::collections::HashMap<String, concierge_proto::customers::InventoryItem>,
+}
+
 /// What one change carries besides its state.
 struct Change<'a> {
     action: Action,
@@ -118,6 +127,9 @@ impl Disputes {
             announce_state_change: event != events::DISPUTE_STATE_CHANGED,
             edit: false,
             mail_position: action == Action::PublishPosition,
+            // The credit an approval decides is the one its transaction
+            // reads, not one read before it.
+            amount_is_approved_credit: action == Action::ApproveCredit,
         });
         let changed = self
             .store()
@@ -145,7 +157,7 @@ impl Disputes {
         Ok(for_reader(&ctx.principal, changed))
     }
 
-    async fn settings(&self) -> Result<DisputeSettings> {
+    pub(crate) async fn settings(&self) -> Result<DisputeSettings> {
         self.store()
             .get_singleton(
                 &RULES,
@@ -200,9 +212,9 @@ impl Disputes {
         ctx: &Ctx,
         field: &str,
         method: CreditMethod,
-        d: &Dispute,
-        line: &DisputeLine,
+        (d, line): (&Dispute, &DisputeLine),
         mut given: CreditInputs,
+        looked_up: &mut LookedUp,
     ) -> Result<CreditInputs> {
         if given.billed_amount.is_none() {
             given.billed_amount = line.billed_amount.clone();
@@ -212,27 +224,43 @@ impl Disputes {
         }
         let uses_outage = matches!(method, CreditMethod::ProratedOutage | CreditMethod::SlaTier);
         if uses_outage && given.mrc.is_none() && !line.inventory_item.is_empty() {
-            let item = self
-                .peers()
-                .inventory_item(
-                    &ctx.request_id,
-                    &format!("{field}.mrc_source"),
-                    &line.inventory_item,
-                )
-                .await?;
+            let item = match looked_up.items.get(&line.inventory_item) {
+                Some(item) => item.clone(),
+                None => {
+                    let item = self
+                        .peers()
+                        .inventory_item(
+                            &ctx.request_id,
+                            &format!("{field}.mrc_source"),
+                            &line.inventory_item,
+                        )
+                        .await?;
+                    looked_up
+                        .items
+                        .insert(line.inventory_item.clone(), item.clone());
+                    item
+                }
+            };
             given.mrc = item.mrc;
             given.mrc_source = item.name;
         }
         if uses_outage && given.outage_duration.is_none() && !d.related_case.is_empty() {
-            let case = self
-                .peers()
-                .case(
-                    &ctx.request_id,
-                    &format!("{field}.outage_case"),
-                    &d.related_case,
-                )
-                .await?;
-            let outage = case.outage.unwrap_or_default();
+            let outage = match &looked_up.outage {
+                Some(outage) => *outage,
+                None => {
+                    let case = self
+                        .peers()
+                        .case(
+                            &ctx.request_id,
+                            &format!("{field}.outage_case"),
+                            &d.related_case,
+                        )
+                        .await?;
+                    let outage = case.outage.unwrap_or_default();
+                    looked_up.outage = Some(outage);
+                    outage
+                }
+            };
             let start = outage.start_time.as_ref().and_then(clock::from_proto);
             let restore = outage.restore_time.as_ref().and_then(clock::from_proto);
             let (Some(start), Some(restore)) = (start, restore) else {
@@ -294,7 +322,14 @@ impl Disputes {
                     )
                 })?;
             inputs = self
-                .resolve_inputs(ctx, "inputs", method, &d, line, inputs)
+                .resolve_inputs(
+                    ctx,
+                    "inputs",
+                    method,
+                    (&d, line),
+                    inputs,
+                    &mut LookedUp::default(),
+                )
                 .await?;
         } else if !req.line_id.is_empty() {
             return Err(Error::invalid(
@@ -329,6 +364,15 @@ impl Disputes {
                 "required: the lines to credit (a claim that gets no credit is denied: DenyDispute)",
             ));
         }
+        if req.lines.len() > resources::MAX_LINES {
+            return Err(Error::invalid(
+                "lines",
+                format!(
+                    "at most {} lines, as many as a dispute holds",
+                    resources::MAX_LINES
+                ),
+            ));
+        }
         let rounding = RoundingMode::try_from(req.rounding_mode)
             .map_err(|_| Error::invalid("rounding_mode", "not a rounding mode"))?;
         let hashed = without_request_id!(req);
@@ -343,6 +387,9 @@ impl Disputes {
         let now = clock::from_micros(self.store().now());
         let mut calculations = Vec::with_capacity(req.lines.len());
         let mut seen = std::collections::HashSet::new();
+        // One proposal asks the peers once per case and per item, however
+        // many lines share them.
+        let mut looked_up = LookedUp::default();
         for (i, l) in req.lines.iter().enumerate() {
             let field = format!("lines[{i}]");
             let line = d.lines.iter().find(|x| x.id == l.line_id).ok_or_else(|| {
@@ -363,9 +410,9 @@ impl Disputes {
                     ctx,
                     &format!("{field}.inputs"),
                     method,
-                    &d,
-                    line,
+                    (&d, line),
                     l.inputs.clone().unwrap_or_default(),
+                    &mut looked_up,
                 )
                 .await?;
             let calc = credit::calculate(
@@ -888,15 +935,13 @@ impl DisputesService for Disputes {
             authz::client_may(&ctx.principal, Action::ApproveCredit)?;
             text("comment", &req.comment, false)?;
             let approver = self.approver(&ctx).await?;
-            let mut change = change!(
+            let change = change!(
                 &ctx,
                 req,
                 Action::ApproveCredit,
                 events::DISPUTE_STATE_CHANGED,
                 req.comment.clone()
             );
-            let d = self.read(&ctx, &req.name).await?;
-            change.amount = d.credit_proposal.and_then(|p| p.total);
             let comment = req.comment.clone();
             self.transition(&ctx, &req.name, change, move |d, now| {
                 four_eyes(d, &approver)?;

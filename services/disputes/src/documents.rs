@@ -13,7 +13,7 @@ use concierge_common::files::store_error;
 use concierge_common::idempotency::Key;
 use concierge_common::outbox::{self, NewEvent};
 use concierge_common::resource::{self, Stored};
-use concierge_common::{clock, names};
+use concierge_common::{clock, names, timers};
 use concierge_proto::catalogue::{EventOf, disputes as events};
 use concierge_proto::disputes::{
     Dispute, DisputeDocument, DownloadDisputeDocumentResponse, UploadDisputeDocumentRequest,
@@ -24,7 +24,7 @@ use object_store::{ObjectStoreExt, WriteMultipart};
 use sha2::{Digest, Sha256};
 
 use crate::hooks::{Entry, append_history};
-use crate::resources::{DOCUMENTS, SETTINGS_NAME, default_settings};
+use crate::resources::DOCUMENTS;
 use crate::{Disputes, EVENTS, RULES};
 
 /// The largest chunk an upload may send, and the size of download chunks.
@@ -148,15 +148,7 @@ impl Disputes {
         if state_of(&d) == dispute::State::Closed {
             return Err(closed(&d));
         }
-        let settings = self
-            .store()
-            .get_singleton(
-                &RULES,
-                &Ctx::system("disputes", ""),
-                SETTINGS_NAME,
-                default_settings,
-            )
-            .await?;
+        let settings = self.settings().await?;
         let mut doc = upload
             .dispute_document
             .clone()
@@ -178,7 +170,8 @@ impl Disputes {
         doc.name = format!("{}/documents/{id}", d.name);
         {
             let mut pooled = self.db().acquire().await?;
-            if resource::get(&mut pooled.conn(), &DOCUMENTS, &doc.name)
+            let mut conn = pooled.conn();
+            if resource::get(&mut conn, &DOCUMENTS, &doc.name)
                 .await?
                 .is_some()
             {
@@ -187,6 +180,7 @@ impl Disputes {
                     name: doc.name.clone(),
                 });
             }
+            room_for_one_more(&mut conn, &d).await?;
         }
 
         // The content, into a staging object while it is counted and hashed.
@@ -221,10 +215,11 @@ impl Disputes {
                     ));
                 }
             };
-            if chunk.len() > CHUNK {
+            // An empty chunk would let a stream run on without end.
+            if chunk.is_empty() || chunk.len() > CHUNK {
                 break Some(Error::invalid(
                     "chunk",
-                    format!("{} bytes: a chunk is at most {CHUNK} bytes", chunk.len()),
+                    format!("{} bytes: a chunk holds 1 to {CHUNK} bytes", chunk.len()),
                 ));
             }
             received = received.saturating_add(chunk.len() as u64);
@@ -349,6 +344,7 @@ impl Disputes {
         if state_of(&d) == dispute::State::Closed {
             return Err(closed(&d));
         }
+        room_for_one_more(&mut conn, &d).await?;
         let stored = Stored {
             name: doc.name.clone(),
             parent: d.name.clone(),
@@ -510,15 +506,58 @@ impl Disputes {
         if let Some(key) = &key {
             key.save(&mut conn, &(), now).await?;
         }
+        // The bytes go after the commit; that they go at all is recorded
+        // with it, so the sweep removes them if this attempt fails.
+        let bytes = object_key(&doc.name, &doc.sha256);
+        let removal = format!("{}:bytes", doc.name);
+        timers::arm(
+            &mut conn,
+            &removal,
+            REMOVE_BYTES,
+            &doc.name,
+            clock::from_micros(now),
+            bytes.as_bytes(),
+        )
+        .await?;
         tx.commit().await?;
         self.store().nudge();
-        let place = self.files().path(&object_key(&doc.name, &doc.sha256));
-        if let Err(e) = self.files().store().delete(&place).await {
-            tracing::warn!(error = %e, "a removed document's bytes stayed at {place}");
+        match self.remove_bytes(&bytes).await {
+            Ok(()) => {
+                let mut pooled = self.db().acquire().await?;
+                timers::disarm(&mut pooled.conn(), &removal).await?;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "a removed document's bytes stay until the sweep retries")
+            }
         }
         Ok(())
     }
+
+    /// Removes a document's bytes; bytes already gone are done.
+    async fn remove_bytes(&self, key: &str) -> Result<()> {
+        match self.files().store().delete(&self.files().path(key)).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(store_error(e)),
+        }
+    }
+
+    /// The sweep's part: the bytes of a removed document, queued as
+    /// `timer`'s payload.
+    pub(crate) async fn remove_queued_bytes(
+        &self,
+        owner: &str,
+        timer: &timers::Claimed,
+    ) -> Result<()> {
+        self.remove_bytes(&String::from_utf8_lossy(&timer.payload))
+            .await?;
+        let mut tx = self.db().begin().await?;
+        timers::complete(&mut tx, owner, timer).await?;
+        tx.commit().await
+    }
 }
+
+/// The timer kind of a removed document's bytes, still to delete.
+pub(crate) const REMOVE_BYTES: &str = "remove_document_bytes";
 
 /// How long an upload may take before what it staged counts as left behind
 /// by a process that died mid-way.
@@ -548,6 +587,28 @@ impl Disputes {
         }
         Ok(stale.len())
     }
+}
+
+/// The most documents one dispute holds: the evidence of one claim, not a
+/// file store for anything a caller likes to keep.
+pub const MAX_DOCUMENTS: i64 = 100;
+
+async fn room_for_one_more(
+    conn: &mut concierge_common::storage::Conn<'_>,
+    d: &Dispute,
+) -> Result<()> {
+    let held = resource::count(conn, &DOCUMENTS, &resource::Scope::Parent(d.name.clone())).await?;
+    if held >= MAX_DOCUMENTS {
+        return Err(Error::FailedPrecondition {
+            reason: Reason::IllegalTransition,
+            subject: d.name.clone(),
+            description: format!(
+                "{} holds {held} documents already, the most one dispute takes: remove one uploaded in error first",
+                d.name
+            ),
+        });
+    }
+    Ok(())
 }
 
 fn closed(d: &Dispute) -> Error {

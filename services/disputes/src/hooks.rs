@@ -32,6 +32,8 @@ pub(crate) struct Recorded {
     pub edit: bool,
     /// A published position: its e-mail is queued with it.
     pub mail_position: bool,
+    /// The entry's amount is the credit the change approved.
+    pub amount_is_approved_credit: bool,
 }
 
 /// Refuses an edit the dispute's state does not allow, in the edit's
@@ -198,7 +200,11 @@ impl Lifecycle<Dispute> for Rules {
                 from_state: from,
                 action: recorded.action,
                 reason: &recorded.reason,
-                amount: recorded.amount.clone(),
+                amount: if recorded.amount_is_approved_credit {
+                    after.approved_credit.clone()
+                } else {
+                    recorded.amount.clone()
+                },
             },
             now,
         )

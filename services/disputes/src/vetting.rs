@@ -59,6 +59,12 @@ impl Disputes {
         for timer in due {
             match timer.kind.as_str() {
                 KIND => marked += self.mark_overdue(owner, &timer).await?,
+                crate::documents::REMOVE_BYTES => {
+                    if let Err(e) = self.remove_queued_bytes(owner, &timer).await {
+                        tracing::warn!(document = %timer.subject, error = %e, "a removed document's bytes stay; retrying later");
+                        timers::retry_later(self.db(), now, owner, &timer).await?;
+                    }
+                }
                 crate::mail::POSITION_MAIL => {
                     if let Err(e) = self.mail_position(owner, &timer).await {
                         tracing::warn!(dispute = %timer.subject, error = %e, "position e-mail not sent; retrying later");

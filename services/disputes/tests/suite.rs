@@ -2507,6 +2507,14 @@ async fn bad_documents_are_refused_and_leave_nothing(h: Harness) {
     }])
     .await;
     assert_eq!(field_violations(&no_metadata), ["upload"]);
+    let mut empty_chunks = upload_of(&d.name, "application/pdf", &content, n, &sha);
+    empty_chunks.insert(
+        1,
+        UploadDisputeDocumentRequest {
+            payload: Some(upload_dispute_document_request::Payload::Chunk(vec![])),
+        },
+    );
+    assert_eq!(field_violations(&send(empty_chunks).await), ["chunk"]);
 
     // Over the limit: refused before a byte is read.
     let settings = h
@@ -2911,6 +2919,31 @@ async fn the_control_document_lists_the_accounts_open_disputes(h: Harness) {
     assert_eq!(doc.row_count as usize, doc.rows.len());
 }
 
+/// A dispute holds at most 100 documents: the evidence of one claim.
+async fn a_dispute_holds_a_bounded_number_of_documents(h: Harness) {
+    let (_running, mut c) = streaming_client(&h).await;
+    let d = dispute_at(&h, At::Vetting).await;
+    let content = pdf(100);
+    let sha = sha256_hex(&content);
+    for _ in 0..100 {
+        c.upload_dispute_document(h.req(
+            &ayse(),
+            futures::stream::iter(upload_of(&d.name, "application/pdf", &content, 100, &sha)),
+        ))
+        .await
+        .unwrap();
+    }
+    let full = c
+        .upload_dispute_document(h.req(
+            &ayse(),
+            futures::stream::iter(upload_of(&d.name, "application/pdf", &content, 100, &sha)),
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(full.code(), Code::FailedPrecondition, "{full:?}");
+    assert!(full.message().contains("100 documents"), "{full:?}");
+}
+
 concierge_common::both_backends!(
     harness = Harness;
     every_transition_follows_the_contract_table,
@@ -2930,4 +2963,5 @@ concierge_common::both_backends!(
     documents_are_removed_only_before_the_decision,
     the_position_is_e_mailed_to_the_delegate_in_their_language,
     the_control_document_lists_the_accounts_open_disputes,
+    a_dispute_holds_a_bounded_number_of_documents,
 );
