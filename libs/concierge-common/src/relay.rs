@@ -1,8 +1,8 @@
 //! The outbox relay: moves committed events from a service's outbox to the
 //! bus, at least once. NATS JetStream in production (one stream per domain,
 //! the event type as subject, the event id as `Nats-Msg-Id` so the stream
-//! drops the duplicates a crash between publish and mark can cause); an
-//! in-process broadcast in `concierge dev`.
+//! drops the duplicates a crash between publish and mark can cause); the
+//! durable local log of `concierge dev` ([`LocalBus`]) otherwise.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,9 +10,10 @@ use std::time::Duration;
 use async_nats::jetstream;
 use async_nats::jetstream::message::PublishMessage;
 use prost::Message;
-use tokio::sync::{Notify, broadcast};
+use tokio::sync::Notify;
 
 use crate::error::{Error, Result};
+pub use crate::local_bus::LocalBus;
 use crate::outbox;
 use crate::storage::Db;
 use concierge_proto::events::Event;
@@ -21,14 +22,14 @@ use concierge_proto::events::Event;
 #[derive(Clone)]
 pub enum Bus {
     JetStream(JetStreamBus),
-    InProcess(broadcast::Sender<Event>),
+    Local(LocalBus),
 }
 
 impl std::fmt::Debug for Bus {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Bus::JetStream(b) => write!(f, "JetStream({})", b.0.stream),
-            Bus::InProcess(_) => f.write_str("InProcess"),
+            Bus::Local(_) => f.write_str("Local"),
         }
     }
 }
@@ -61,17 +62,21 @@ impl JetStreamBus {
             .map_err(|e| Error::Unavailable(format!("NATS at {url}: {e}")))?;
         let js = jetstream::new(client.clone());
         let stream = stream_name(source);
-        js.get_or_create_stream(jetstream::stream::Config {
-            name: stream.clone(),
-            subjects: vec![format!("concierge.{source}.v1.>")],
-            duplicate_window: Duration::from_secs(120),
-            // Long enough for any consumer to catch up after an outage.
-            max_age: Duration::from_secs(30 * 24 * 3600),
-            ..Default::default()
-        })
-        .await
-        .map_err(|e| Error::Unavailable(format!("JetStream stream {stream}: {e}")))?;
+        ensure_stream(&js, source).await?;
         Ok(Self(Arc::new(JetStreamInner { client, js, stream })))
+    }
+
+    /// Connects to NATS for reading other domains' streams.
+    pub async fn connect_reader(url: &str) -> Result<Self> {
+        let client = async_nats::connect(url)
+            .await
+            .map_err(|e| Error::Unavailable(format!("NATS at {url}: {e}")))?;
+        let js = jetstream::new(client.clone());
+        Ok(Self(Arc::new(JetStreamInner {
+            client,
+            js,
+            stream: String::new(),
+        })))
     }
 
     pub fn context(&self) -> &jetstream::Context {
@@ -101,6 +106,28 @@ impl JetStreamBus {
     }
 }
 
+/// How long a domain's stream keeps events: long enough for any consumer
+/// to catch up after an outage, and the window a subscriber may resume in.
+pub const RETENTION: Duration = Duration::from_secs(30 * 24 * 3600);
+
+/// Makes sure `source`'s stream exists (the producer's relay and every
+/// consumer of it may start first) and returns it.
+pub async fn ensure_stream(
+    js: &jetstream::Context,
+    source: &str,
+) -> Result<jetstream::stream::Stream> {
+    let stream = stream_name(source);
+    js.get_or_create_stream(jetstream::stream::Config {
+        name: stream.clone(),
+        subjects: vec![format!("concierge.{source}.v1.>")],
+        duplicate_window: Duration::from_secs(120),
+        max_age: RETENTION,
+        ..Default::default()
+    })
+    .await
+    .map_err(|e| Error::Unavailable(format!("JetStream stream {stream}: {e}")))
+}
+
 impl Bus {
     /// Whether the bus can take events now (NATS reconnects by itself after
     /// an outage; meanwhile events wait in the outbox).
@@ -109,7 +136,7 @@ impl Bus {
             Bus::JetStream(b) => {
                 b.0.client.connection_state() == async_nats::connection::State::Connected
             }
-            Bus::InProcess(_) => true,
+            Bus::Local(_) => true,
         }
     }
 
@@ -117,13 +144,7 @@ impl Bus {
     pub async fn publish(&self, events: &[Event]) -> Result<()> {
         match self {
             Bus::JetStream(b) => b.publish(events).await,
-            Bus::InProcess(tx) => {
-                for e in events {
-                    // No subscriber is not an error: nobody is listening yet.
-                    let _ = tx.send(e.clone());
-                }
-                Ok(())
-            }
+            Bus::Local(log) => log.publish(events).await,
         }
     }
 }
@@ -172,8 +193,8 @@ impl Nudge {
     }
 }
 
-/// Where a relay publishes: a bus at hand (`concierge dev`'s in-process
-/// one), or NATS to connect to in the background.
+/// Where a relay publishes (and consumers read): a bus at hand
+/// (`concierge dev`'s local log), or NATS to connect to in the background.
 #[derive(Debug, Clone)]
 pub enum BusTarget {
     Ready(Bus),

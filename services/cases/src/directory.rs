@@ -142,6 +142,12 @@ impl Directory {
         Ok(facts)
     }
 
+    /// Forgets what is known of `account`, so that the next case asks again
+    /// (its manager changed).
+    pub async fn forget(&self, account: &str) {
+        self.accounts.invalidate(account).await;
+    }
+
     /// Who a public update on a case of `account` goes to: the account's
     /// client delegate, and the case's own contact when it has one.
     pub async fn update_recipients(

@@ -19,6 +19,7 @@ mod deliverables;
 mod dependencies;
 pub mod directory;
 pub mod engine;
+pub mod handover;
 mod hooks;
 mod mail;
 mod new_case;

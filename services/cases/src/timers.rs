@@ -551,7 +551,8 @@ impl Cases {
 
     /// Starts the service's background work under `supervisor`: the SLA
     /// timer sweep (as `owner`), the re-arm of open cases after calendar
-    /// changes, the outbox relay to `bus` and the request-id purge.
+    /// changes, the outbox relay to `bus`, the request-id purge, and the
+    /// consumer that moves open cases when their account changes hands.
     pub fn supervise(
         &self,
         supervisor: &concierge_common::supervise::Supervisor,
@@ -560,6 +561,15 @@ impl Cases {
         bus: Option<concierge_common::relay::BusTarget>,
     ) {
         use concierge_common::supervise::Need;
+        concierge_common::inbox::supervise(
+            supervisor,
+            self.store().db(),
+            bus.as_ref(),
+            std::sync::Arc::new(crate::handover::AccountHandover {
+                cases: self.clone(),
+            }),
+            self.store().clock().clone(),
+        );
         self.store().supervise(supervisor, bus);
         let this = self.clone();
         supervisor.spawn("cases-sla-timers", Need::Required, move || {

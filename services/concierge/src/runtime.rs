@@ -399,9 +399,14 @@ pub async fn dev(opts: DevOptions) -> anyhow::Result<()> {
         None => Arc::new(SystemClock),
     };
 
-    // The in-process bus of `concierge dev`; the gateway's event stream will
-    // subscribe to it.
-    let (bus, _) = tokio::sync::broadcast::channel(1024);
+    // The durable local bus of `concierge dev`: consumers catch up after a
+    // restart, and the gateway's event stream resumes from a cursor.
+    let bus = Bus::Local(
+        concierge_common::local_bus::LocalBus::open(
+            Db::connect(&sqlite_url(&dir, "events.db"), 4).await?,
+        )
+        .await?,
+    );
     let supervisor = Supervisor::default();
     let mail =
         concierge_common::mail::Mailer::from_config(&opts.mail, Some(dir.join("outbox-mail")))?;
@@ -421,7 +426,7 @@ pub async fn dev(opts: DevOptions) -> anyhow::Result<()> {
         |service| Workers {
             instance: format!("{}-dev", service.name),
             poll: std::time::Duration::from_secs(1),
-            bus: Some(BusTarget::Ready(Bus::InProcess(bus.clone()))),
+            bus: Some(BusTarget::Ready(bus.clone())),
         },
     )
     .await?;

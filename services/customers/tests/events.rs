@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use concierge_common::clock::{SharedClock, SystemClock, to_micros};
 use concierge_common::principal::{PRINCIPAL_HEADER, Principal, PrincipalCodec, Role};
-use concierge_common::relay::{self, Bus, JetStreamBus};
+use concierge_common::relay::{self, Bus, JetStreamBus, LocalBus};
+use concierge_common::storage::Db;
 use concierge_common::testing::{Backend, TestDb};
 use concierge_customers::Customers;
 use concierge_proto::customers::customers_service_server::CustomersService;
@@ -117,24 +118,43 @@ async fn events_reach_jetstream_once_even_when_published_twice() {
 }
 
 #[tokio::test]
-async fn the_in_process_bus_gets_each_event_right_after_its_commit() {
+async fn the_local_bus_gets_each_event_right_after_its_commit_and_keeps_it_once() {
     let (svc, codec, _db) = service().await;
-    let (tx, mut rx) = tokio::sync::broadcast::channel(16);
-    svc.relay_events(Bus::InProcess(tx));
+    let dir = tempfile::tempdir().unwrap();
+    let log = LocalBus::open(
+        Db::connect(
+            &format!(
+                "sqlite://{}?mode=rwc",
+                dir.path().join("events.db").display()
+            ),
+            2,
+        )
+        .await
+        .unwrap(),
+    )
+    .await
+    .unwrap();
+    svc.relay_events(Bus::Local(log.clone()));
     create(&svc, &codec, "first").await;
     create(&svc, &codec, "second").await;
     // The relay is woken by the commit; the timeout only bounds a broken relay.
-    let mut got = Vec::new();
+    let mut got: Vec<concierge_common::local_bus::Logged> = Vec::new();
     while got.len() < 2 {
-        let e = tokio::time::timeout(Duration::from_secs(10), rx.recv())
-            .await
-            .expect("an event")
-            .unwrap();
-        got.push(e.subject);
+        let after = got.last().map_or(0, |l| l.seq);
+        log.wait_after(after, Duration::from_secs(10)).await;
+        let more = log.read_after(after, &[], 10).await.unwrap();
+        assert!(!more.is_empty(), "an event within 10 s");
+        got.extend(more);
     }
+    let subjects: Vec<&str> = got.iter().map(|l| l.event.subject.as_str()).collect();
     assert_eq!(
-        got,
+        subjects,
         vec!["accounts/first", "accounts/second"],
         "in commit order"
     );
+    // A relay that crashed between publishing and marking publishes again:
+    // the log keeps each event once, like JetStream's duplicate window.
+    let again: Vec<Event> = got.iter().map(|l| l.event.clone()).collect();
+    Bus::Local(log.clone()).publish(&again).await.unwrap();
+    assert_eq!(log.read_after(0, &[], 10).await.unwrap().len(), 2);
 }

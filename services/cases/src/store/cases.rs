@@ -301,3 +301,58 @@ pub(crate) async fn open_after(
         .await?);
     Ok(names)
 }
+
+/// The open cases of `account` filed under another manager than
+/// `account_manager`, by name.
+pub(crate) async fn open_cases_filed_elsewhere(
+    conn: &mut Conn<'_>,
+    account: &str,
+    account_manager: &str,
+) -> Result<Vec<String>> {
+    let open: Vec<i64> = [
+        case::State::New,
+        case::State::Open,
+        case::State::InProgress,
+        case::State::PendingClient,
+        case::State::PendingCarrier,
+        case::State::Jeopardy,
+    ]
+    .iter()
+    .map(|s| *s as i64)
+    .collect();
+    debug_assert!(open.iter().all(|s| crate::engine::lifecycle::is_open(
+        case::State::try_from(*s as i32).unwrap_or(case::State::Unspecified)
+    )));
+    let marks: Vec<String> = (3..open.len() + 3).map(|i| format!("${i}")).collect();
+    let sql = format!(
+        "SELECT name FROM cases WHERE account = $1 AND account_manager <> $2 AND delete_time = 0 \
+         AND state IN ({}) ORDER BY name",
+        marks.join(", ")
+    );
+    Ok(on_conn!(conn, c => {
+        let mut q = sqlx::query_scalar(&sql).bind(account).bind(account_manager);
+        for s in &open {
+            q = q.bind(*s);
+        }
+        q.fetch_all(&mut **c).await?
+    }))
+}
+
+/// Records that `account`'s manager change of `update_time` is being
+/// applied; false (recording nothing) when a later one already was.
+pub(crate) async fn claim_handover(
+    conn: &mut Conn<'_>,
+    account: &str,
+    update_time: i64,
+) -> Result<bool> {
+    let n = on_conn!(conn, c => sqlx::query(
+        "INSERT INTO account_handovers (account, update_time) VALUES ($1, $2) \
+         ON CONFLICT (account) DO UPDATE SET update_time = excluded.update_time \
+         WHERE account_handovers.update_time < excluded.update_time")
+        .bind(account)
+        .bind(update_time)
+        .execute(&mut **c)
+        .await?
+        .rows_affected());
+    Ok(n == 1)
+}
