@@ -22,8 +22,14 @@ use crate::{Cases, RULES};
 /// The durable name of the consumer.
 pub const CONSUMER: &str = "cases-account-handover";
 
-pub(crate) struct AccountHandover {
-    pub(crate) cases: Cases,
+pub struct AccountHandover {
+    cases: Cases,
+}
+
+impl AccountHandover {
+    pub fn new(cases: Cases) -> Self {
+        Self { cases }
+    }
 }
 
 impl Consumer for AccountHandover {

@@ -565,9 +565,7 @@ impl Cases {
             supervisor,
             self.store().db(),
             bus.as_ref(),
-            std::sync::Arc::new(crate::handover::AccountHandover {
-                cases: self.clone(),
-            }),
+            std::sync::Arc::new(crate::handover::AccountHandover::new(self.clone())),
             self.store().clock().clone(),
         );
         self.store().supervise(supervisor, bus);

@@ -283,6 +283,7 @@ concierge_common::both_backends!(
     control_document_settings_default_and_are_changed_by_managers,
     a_chase_notification_is_e_mailed_to_the_staff_member_it_names,
     a_deliverable_falls_overdue_at_its_due_time,
+    an_account_changing_hands_moves_its_open_cases_to_the_new_managers_portfolio,
 );
 
 async fn create_calendar(h: &Harness, id: &str, c: Calendar) -> Result<Calendar, Status> {
@@ -6523,4 +6524,179 @@ async fn a_deliverable_falls_overdue_at_its_due_time(h: Harness) {
     let runs = chase_runs_of(&h, &c.name).await;
     assert_eq!(runs.len(), 1);
     assert_eq!(runs[0].rule, "chaseRules/roe");
+}
+
+async fn an_account_changing_hands_moves_its_open_cases_to_the_new_managers_portfolio(h: Harness) {
+    use concierge_common::inbox::{self, Consumer as _};
+    use concierge_common::relay::{Bus, BusTarget, LocalBus};
+    use concierge_proto::customers::customers_service_server::CustomersService as _;
+    use concierge_proto::customers::{Account, UpdateAccountRequest};
+
+    let a = agent();
+    let open = create_case(&h, &a, case("acme", "Circuit down")).await.unwrap();
+    let pending = create_case(&h, &a, case("acme", "Waiting on acme")).await.unwrap();
+    h.svc
+        .open_case(h.req(
+            &a,
+            OpenCaseRequest {
+                name: pending.name.clone(),
+                owner: String::new(),
+                etag: String::new(),
+                request_id: String::new(),
+            },
+        ))
+        .await
+        .unwrap();
+    h.svc
+        .pend_case_on_client(h.req(
+            &a,
+            PendCaseOnClientRequest {
+                name: pending.name.clone(),
+                reason: "need access to the site".into(),
+                etag: String::new(),
+                request_id: String::new(),
+            },
+        ))
+        .await
+        .unwrap();
+    let cancelled = create_case(&h, &a, case("acme", "Never mind")).await.unwrap();
+    h.svc
+        .cancel_case(h.req(
+            &a,
+            CancelCaseRequest {
+                name: cancelled.name.clone(),
+                reason: "raised twice".into(),
+                etag: String::new(),
+                request_id: String::new(),
+            },
+        ))
+        .await
+        .unwrap();
+    let globex = create_case(&h, &a, case("globex", "Elsewhere")).await.unwrap();
+
+    // The customers service's events reach the cases service's consumer
+    // through the bus, as in `concierge dev`.
+    let dir = tempfile::tempdir().unwrap();
+    let log = LocalBus::open(
+        concierge_common::storage::Db::connect(
+            &format!("sqlite://{}?mode=rwc", dir.path().join("events.db").display()),
+            2,
+        )
+        .await
+        .unwrap(),
+    )
+    .await
+    .unwrap();
+    let customers = &h._customers.0;
+    customers.svc.relay_events(Bus::Local(log.clone()));
+    let handover = Arc::new(concierge_cases::handover::AccountHandover::new(h.svc.clone()));
+    let consumer = tokio::spawn(inbox::run(
+        h.svc.db().clone(),
+        BusTarget::Ready(Bus::Local(log.clone())),
+        handover.clone(),
+        Arc::new(h.clock.clone()),
+    ));
+
+    customers.clock.advance(jiff::SignedDuration::from_secs(60));
+    customers
+        .svc
+        .update_account(customers.req(
+            &who(Role::Admin),
+            UpdateAccountRequest {
+                account: Some(Account {
+                    name: "accounts/acme".into(),
+                    account_manager: "staff/bob".into(),
+                    ..Default::default()
+                }),
+                update_mask: Some(FieldMask {
+                    paths: vec!["account_manager".into()],
+                }),
+            },
+        ))
+        .await
+        .unwrap();
+    let portfolio = |manager: &'static str| {
+        let h = &h;
+        async move {
+            let mut names: Vec<String> = h
+                .svc
+                .list_cases(h.req(
+                    &who(Role::Admin),
+                    ListCasesRequest {
+                        filter: format!("account_manager = \"{manager}\""),
+                        ..Default::default()
+                    },
+                ))
+                .await
+                .unwrap()
+                .into_inner()
+                .cases
+                .into_iter()
+                .map(|c| c.name)
+                .collect();
+            names.sort();
+            names
+        }
+    };
+    testing::eventually(
+        std::time::Duration::from_secs(20),
+        "acme's open cases in Bob's portfolio",
+        || async { portfolio("staff/bob").await.len() == 3 },
+    )
+    .await;
+    let mut moved = vec![open.name.clone(), pending.name.clone(), globex.name.clone()];
+    moved.sort();
+    assert_eq!(portfolio("staff/bob").await, moved, "globex was Bob's already");
+    assert_eq!(
+        portfolio("staff/ayse").await,
+        vec![cancelled.name.clone()],
+        "a cancelled case stays with the portfolio that worked it"
+    );
+    let events: Vec<_> = h
+        .events()
+        .await
+        .into_iter()
+        .filter(|e| e.actor == "system/cases-account-handover")
+        .collect();
+    assert_eq!(events.len(), 2, "one case_updated per moved case");
+    assert!(
+        events
+            .iter()
+            .all(|e| e.r#type == "concierge.cases.v1.case_updated")
+    );
+    let after = h
+        .svc
+        .get_case(h.req(&who(Role::Admin), GetCaseRequest { name: open.name.clone() }))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_ne!(after.etag, open.etag, "a new revision");
+
+    // An older change delivered late (a retry after a newer one) moves
+    // nothing back; a new case is filed under the new manager.
+    let stale = customers
+        .events()
+        .await
+        .into_iter()
+        .find(|e| e.r#type == "concierge.customers.v1.account_created" && e.subject == "accounts/acme")
+        .map(|mut e| {
+            e.id = uuid::Uuid::now_v7().to_string();
+            e.r#type = "concierge.customers.v1.account_updated".into();
+            e
+        })
+        .unwrap();
+    let outcome = inbox::deliver(
+        h.svc.db(),
+        handover.as_ref(),
+        &handover.subscription(),
+        &stale,
+        1,
+        0,
+    )
+    .await;
+    assert_eq!(outcome, inbox::Outcome::Done);
+    assert_eq!(portfolio("staff/bob").await.len(), 3);
+    let fresh = create_case(&h, &a, case("acme", "After the handover")).await.unwrap();
+    assert_eq!(fresh.account_manager, "staff/bob");
+    consumer.abort();
 }
