@@ -78,6 +78,10 @@ pub enum Error {
     /// its outcome.
     #[error("conflict {}: {description}", reason_name(*.reason))]
     Conflict { reason: Reason, description: String },
+    /// A position outside what is kept (an event cursor past retention):
+    /// OUT_OF_RANGE naming the field.
+    #[error("{field} is out of range: {why}")]
+    OutOfRange { field: String, why: String },
     #[error("permission denied: {0}")]
     PermissionDenied(String),
     #[error("unauthenticated: {0}")]
@@ -309,6 +313,10 @@ impl From<Error> for Status {
                 reason,
                 description,
             } => (Code::Aborted, description.clone(), *reason),
+            Error::OutOfRange { field, why } => {
+                details.add_bad_request_violation(field.clone(), why.clone());
+                (Code::OutOfRange, err.to_string(), Reason::EventsExpired)
+            }
             Error::PermissionDenied(why) => (
                 Code::PermissionDenied,
                 why.clone(),

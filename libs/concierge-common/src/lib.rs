@@ -10,6 +10,7 @@ pub mod crud;
 pub mod error;
 pub mod files;
 pub mod filter;
+pub mod follow;
 pub mod idempotency;
 pub mod inbox;
 pub mod kit;

@@ -6533,8 +6533,12 @@ async fn an_account_changing_hands_moves_its_open_cases_to_the_new_managers_port
     use concierge_proto::customers::{Account, UpdateAccountRequest};
 
     let a = agent();
-    let open = create_case(&h, &a, case("acme", "Circuit down")).await.unwrap();
-    let pending = create_case(&h, &a, case("acme", "Waiting on acme")).await.unwrap();
+    let open = create_case(&h, &a, case("acme", "Circuit down"))
+        .await
+        .unwrap();
+    let pending = create_case(&h, &a, case("acme", "Waiting on acme"))
+        .await
+        .unwrap();
     h.svc
         .open_case(h.req(
             &a,
@@ -6559,7 +6563,9 @@ async fn an_account_changing_hands_moves_its_open_cases_to_the_new_managers_port
         ))
         .await
         .unwrap();
-    let cancelled = create_case(&h, &a, case("acme", "Never mind")).await.unwrap();
+    let cancelled = create_case(&h, &a, case("acme", "Never mind"))
+        .await
+        .unwrap();
     h.svc
         .cancel_case(h.req(
             &a,
@@ -6572,14 +6578,19 @@ async fn an_account_changing_hands_moves_its_open_cases_to_the_new_managers_port
         ))
         .await
         .unwrap();
-    let globex = create_case(&h, &a, case("globex", "Elsewhere")).await.unwrap();
+    let globex = create_case(&h, &a, case("globex", "Elsewhere"))
+        .await
+        .unwrap();
 
     // The customers service's events reach the cases service's consumer
     // through the bus, as in `concierge dev`.
     let dir = tempfile::tempdir().unwrap();
     let log = LocalBus::open(
         concierge_common::storage::Db::connect(
-            &format!("sqlite://{}?mode=rwc", dir.path().join("events.db").display()),
+            &format!(
+                "sqlite://{}?mode=rwc",
+                dir.path().join("events.db").display()
+            ),
             2,
         )
         .await
@@ -6589,7 +6600,9 @@ async fn an_account_changing_hands_moves_its_open_cases_to_the_new_managers_port
     .unwrap();
     let customers = &h._customers.0;
     customers.svc.relay_events(Bus::Local(log.clone()));
-    let handover = Arc::new(concierge_cases::handover::AccountHandover::new(h.svc.clone()));
+    let handover = Arc::new(concierge_cases::handover::AccountHandover::new(
+        h.svc.clone(),
+    ));
     let consumer = tokio::spawn(inbox::run(
         h.svc.db().clone(),
         BusTarget::Ready(Bus::Local(log.clone())),
@@ -6646,7 +6659,11 @@ async fn an_account_changing_hands_moves_its_open_cases_to_the_new_managers_port
     .await;
     let mut moved = vec![open.name.clone(), pending.name.clone(), globex.name.clone()];
     moved.sort();
-    assert_eq!(portfolio("staff/bob").await, moved, "globex was Bob's already");
+    assert_eq!(
+        portfolio("staff/bob").await,
+        moved,
+        "globex was Bob's already"
+    );
     assert_eq!(
         portfolio("staff/ayse").await,
         vec![cancelled.name.clone()],
@@ -6666,7 +6683,12 @@ async fn an_account_changing_hands_moves_its_open_cases_to_the_new_managers_port
     );
     let after = h
         .svc
-        .get_case(h.req(&who(Role::Admin), GetCaseRequest { name: open.name.clone() }))
+        .get_case(h.req(
+            &who(Role::Admin),
+            GetCaseRequest {
+                name: open.name.clone(),
+            },
+        ))
         .await
         .unwrap()
         .into_inner();
@@ -6678,7 +6700,9 @@ async fn an_account_changing_hands_moves_its_open_cases_to_the_new_managers_port
         .events()
         .await
         .into_iter()
-        .find(|e| e.r#type == "concierge.customers.v1.account_created" && e.subject == "accounts/acme")
+        .find(|e| {
+            e.r#type == "concierge.customers.v1.account_created" && e.subject == "accounts/acme"
+        })
         .map(|mut e| {
             e.id = uuid::Uuid::now_v7().to_string();
             e.r#type = "concierge.customers.v1.account_updated".into();
@@ -6696,7 +6720,9 @@ async fn an_account_changing_hands_moves_its_open_cases_to_the_new_managers_port
     .await;
     assert_eq!(outcome, inbox::Outcome::Done);
     assert_eq!(portfolio("staff/bob").await.len(), 3);
-    let fresh = create_case(&h, &a, case("acme", "After the handover")).await.unwrap();
+    let fresh = create_case(&h, &a, case("acme", "After the handover"))
+        .await
+        .unwrap();
     assert_eq!(fresh.account_manager, "staff/bob");
     consumer.abort();
 }

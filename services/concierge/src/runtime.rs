@@ -274,6 +274,12 @@ pub async fn serve(which: ServiceName, cfg: ServeConfig) -> anyhow::Result<()> {
                 cfg.limits.clone(),
                 cfg.oidc.clone(),
                 backends,
+                cfg.events.nats_url.clone().map(|url| {
+                    concierge_gateway::events::Feed::new(
+                        BusTarget::Nats(url),
+                        services().iter().map(|r| r.name).collect(),
+                    )
+                }),
             )
             .await?;
             gw.supervise(&supervisor);
@@ -449,6 +455,10 @@ pub async fn dev(opts: DevOptions) -> anyhow::Result<()> {
         opts.limits,
         None,
         backends,
+        Some(concierge_gateway::events::Feed::new(
+            BusTarget::Ready(bus.clone()),
+            services().iter().map(|r| r.name).collect(),
+        )),
     )
     .await?;
     gateway.supervise(&supervisor);

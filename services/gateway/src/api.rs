@@ -10,6 +10,7 @@ use concierge_proto::concierge::gateway::v1::gateway_service_server::{
 use concierge_proto::concierge::gateway::v1::*;
 use tonic::{Request, Response, Status};
 
+use crate::events::Subscriptions;
 use crate::review::Review;
 
 /// The fully-qualified name of the gateway's own service.
@@ -18,11 +19,16 @@ pub const SERVICE_NAME: &str = "concierge.gateway.v1.GatewayService";
 pub struct Api {
     principals: PrincipalCodec,
     review: Review,
+    events: Option<Subscriptions>,
 }
 
 impl Api {
-    pub fn new(principals: PrincipalCodec, review: Review) -> Self {
-        Self { principals, review }
+    pub fn new(principals: PrincipalCodec, review: Review, events: Option<Subscriptions>) -> Self {
+        Self {
+            principals,
+            review,
+            events,
+        }
     }
 
     pub fn server(self) -> GatewayServiceServer<Self> {
@@ -51,5 +57,27 @@ impl GatewayService for Api {
             .page(&caller, &request_id, request.get_ref())
             .await?;
         Ok(Response::new(page))
+    }
+
+    async fn subscribe_events(
+        &self,
+        request: Request<SubscribeEventsRequest>,
+    ) -> Result<
+        Response<futures::stream::BoxStream<'static, Result<SubscribeEventsResponse, Status>>>,
+        Status,
+    > {
+        let caller = self.principals.from_request(&request, SERVICE_NAME)?;
+        let Some(events) = &self.events else {
+            return Err(concierge_common::Error::FailedPrecondition {
+                reason: concierge_common::error::Reason::NotServed,
+                subject: "events.nats_url".into(),
+                description: "this gateway follows no event bus: set events.nats_url (CONCIERGE_EVENTS__NATS_URL)".into(),
+            }
+            .into());
+        };
+        let rx = events.subscribe(&caller, request.get_ref()).await?;
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+        )))
     }
 }

@@ -5,6 +5,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod events;
 pub mod keys;
 pub mod oidc;
 pub mod proxy;
@@ -75,6 +76,7 @@ impl Gateway {
         limits: Limits,
         oidc: Option<oidc::OidcConfig>,
         mut backends: BTreeMap<&'static str, Backend>,
+        events: Option<events::Feed>,
     ) -> Result<Self> {
         migrate(&db).await?;
         let oidc = oidc.map(oidc::Oidc::new).transpose()?;
@@ -88,7 +90,14 @@ impl Gateway {
         );
         backends.insert(
             api::SERVICE_NAME,
-            local(api::Api::new(principals.clone(), review).server()),
+            local(
+                api::Api::new(
+                    principals.clone(),
+                    review,
+                    events.map(|feed| events::Subscriptions::new(feed, clock.clone())),
+                )
+                .server(),
+            ),
         );
         let auth = auth::Authenticator::new(db.clone(), clock, oidc, limits.failure_allowance())?;
         let shared = Arc::new(proxy::Shared::new(auth, principals, limits)?);

@@ -71,6 +71,7 @@ async fn stack(limits: Limits, oidc: Option<OidcConfig>) -> Stack {
         limits,
         oidc,
         backends,
+        None,
     )
     .await
     .unwrap();
@@ -405,6 +406,7 @@ async fn an_unreachable_backend_is_unavailable_with_retry_info() {
         Limits::default(),
         None,
         backends,
+        None,
     )
     .await
     .unwrap();
@@ -667,6 +669,7 @@ async fn a_hanging_backend_ends_at_the_callers_deadline_or_the_default_one() {
         limits,
         None,
         backends,
+        None,
     )
     .await
     .unwrap();

@@ -186,6 +186,7 @@ async fn a_registered_service_is_migrated_supervised_served_and_routed() {
         Limits::default(),
         None,
         suite.backends(),
+        None,
     )
     .await
     .unwrap();

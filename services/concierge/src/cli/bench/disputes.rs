@@ -330,6 +330,7 @@ pub async fn run(rounds: usize, disputes: usize, document_mib: usize) -> anyhow:
         limits,
         None,
         suite.backends(),
+        None,
     )
     .await?;
     let gateway = super::gateway::on_loopback(gw.routes()).await?;

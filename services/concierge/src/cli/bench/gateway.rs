@@ -139,6 +139,7 @@ pub async fn run(
         limits,
         None,
         backends,
+        None,
     )
     .await?;
     let gateway = on_loopback(gw.routes()).await?;
