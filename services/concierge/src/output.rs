@@ -28,6 +28,21 @@ pub fn json<M: prost::Message + prost::Name>(message: &M) -> anyhow::Result<Stri
     Ok(String::from_utf8(out)?)
 }
 
+/// A message as proto3 JSON on one line, for streams read line by line.
+pub fn json_line<M: prost::Message + prost::Name>(message: &M) -> anyhow::Result<String> {
+    let descriptor = pool()
+        .get_message_by_name(&M::full_name())
+        .ok_or_else(|| anyhow::anyhow!("no descriptor for {}", M::full_name()))?;
+    let dynamic = DynamicMessage::decode(descriptor, message.encode_to_vec().as_slice())?;
+    let mut out = Vec::new();
+    let mut ser = serde_json::Serializer::new(&mut out);
+    dynamic.serialize_with_options(
+        &mut ser,
+        &SerializeOptions::new().stringify_64_bit_integers(false),
+    )?;
+    Ok(String::from_utf8(out)?)
+}
+
 /// A fixed-width table.
 pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
     let mut widths: Vec<usize> = headers.iter().map(|h| h.len()).collect();

@@ -1470,3 +1470,164 @@ fn a_dispute_is_worked_from_the_cli_and_confirmed_by_the_clients_key() {
         assert!(history.contains(action), "{action}: {history}");
     }
 }
+
+/// `concierge events tail` follows the suite's events through the gateway:
+/// staff see internal notes, a client key sees its own account's public
+/// ones only and may not ask for another account, and a tail resumes from
+/// the cursor the last one printed, with nothing shown twice.
+#[test]
+fn events_are_followed_from_the_cli_as_each_key_may_see_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let dev = start_dev(
+        dir.path(),
+        &["--listen", "127.0.0.1:0", "--data-dir", "data"],
+    );
+    let run = |args: &[&str], key: &str| {
+        let mut child = Command::new(BIN)
+            .args(args)
+            .current_dir(dir.path())
+            .env("CONCIERGE_GATEWAY", &dev.url)
+            .env("CONCIERGE_API_KEY", key)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        // A tail that never gets its events would wait for ever: bound it.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while child.try_wait().unwrap().is_none() {
+            assert!(Instant::now() < deadline, "{args:?} did not finish in 60 s");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        child.wait_with_output().unwrap()
+    };
+    let ok = |args: &[&str], key: &str| {
+        let out = run(args, key);
+        assert!(out.status.success(), "{args:?}: {}", text(&out));
+        out
+    };
+    let admin = |args: &[&str]| String::from_utf8_lossy(&ok(args, &dev.key).stdout).to_string();
+    let mint = |args: &[&str]| {
+        let out = Command::new(BIN)
+            .args(["keys", "create", "--data-dir", "data", "--json"])
+            .args(args)
+            .current_dir(dir.path())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", text(&out));
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        v["key"].as_str().unwrap().to_string()
+    };
+    for id in ["acme", "globex"] {
+        admin(&[
+            "customers",
+            "create",
+            "--id",
+            id,
+            "--display-name",
+            id,
+            "--tier",
+            "enterprise",
+            "--time-zone",
+            "Europe/Istanbul",
+        ]);
+        admin(&[
+            "cases",
+            "create",
+            "--id",
+            id,
+            "--account",
+            id,
+            "--type",
+            "repair",
+            "--title",
+            "Circuit down",
+        ]);
+    }
+    let acme = mint(&["--role", "client", "--account", "acme"]);
+    admin(&[
+        "cases",
+        "note",
+        "acme",
+        "--body",
+        "client is furious; internal",
+    ]);
+    admin(&[
+        "cases",
+        "note",
+        "globex",
+        "--body",
+        "globex update",
+        "--public",
+    ]);
+    admin(&[
+        "cases",
+        "note",
+        "acme",
+        "--body",
+        "engineer on site at 14:00",
+        "--public",
+    ]);
+
+    let notes = [
+        "events",
+        "tail",
+        "--since",
+        "1h",
+        "--type",
+        "concierge.cases.v1.note_created",
+    ];
+    let staff = ok(&[&notes[..], &["--limit", "3"]].concat(), &dev.key);
+    let lines = String::from_utf8_lossy(&staff.stdout).to_string();
+    let shown: Vec<&str> = lines.lines().collect();
+    assert_eq!(shown.len(), 3, "{lines}");
+    assert!(
+        shown[0].contains("cases.v1.note_created  cases/acme/notes/")
+            && shown[0].ends_with("(internal)"),
+        "{lines}"
+    );
+    assert!(shown[1].contains("accounts/globex"), "{lines}");
+
+    let client = ok(&[&notes[..], &["--limit", "1"]].concat(), &acme);
+    let seen = String::from_utf8_lossy(&client.stdout).to_string();
+    assert_eq!(seen.lines().count(), 1, "{seen}");
+    assert!(
+        seen.contains("cases/acme/notes/") && !seen.contains("(internal)"),
+        "the public note, not the internal one: {seen}"
+    );
+    let cursor = String::from_utf8_lossy(&client.stderr)
+        .lines()
+        .find_map(|l| l.strip_prefix("resume with: --cursor ").map(str::to_string))
+        .expect("the tail says where to resume");
+
+    let refused = run(&["events", "tail", "--account", "globex"], &acme);
+    assert!(!refused.status.success());
+    assert!(text(&refused).contains("own account"), "{}", text(&refused));
+
+    // Resumed from its cursor, the client's tail shows only what is new.
+    admin(&[
+        "cases",
+        "note",
+        "acme",
+        "--body",
+        "restored at 15:10",
+        "--public",
+    ]);
+    let resumed = ok(
+        &[
+            "events",
+            "tail",
+            "--cursor",
+            &cursor,
+            "--type",
+            "concierge.cases.v1.note_created",
+            "--limit",
+            "1",
+            "--json",
+        ],
+        &acme,
+    );
+    let event: serde_json::Value = serde_json::from_slice(&resumed.stdout).unwrap();
+    assert_eq!(event["type"], "concierge.cases.v1.note_created");
+    assert_eq!(event["account"], "accounts/acme");
+    assert_eq!(event["payload"]["body"], "restored at 15:10", "{event}");
+}

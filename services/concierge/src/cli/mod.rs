@@ -10,6 +10,7 @@ mod control_doc;
 mod customers;
 mod disputes;
 mod escalations;
+mod events;
 mod keys;
 mod review;
 mod server;
@@ -116,6 +117,13 @@ enum Command {
         #[command(flatten)]
         client: ClientArgs,
     },
+    /// Follow the suite's events as they happen (what you may see of them).
+    Events {
+        #[command(subcommand)]
+        command: events::Command,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
     /// A client's control document: generate, send, list, open.
     ControlDoc {
         #[command(subcommand)]
@@ -153,6 +161,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Disputes { command, client } => disputes::run(command, &client).await,
         Command::Clock { command, client } => clock::run(command, &client).await,
         Command::Review { review, client } => review::review(review, &client).await,
+        Command::Events { command, client } => events::run(command, &client).await,
         Command::Whoami { client } => review::whoami(&client).await,
         Command::ControlDoc { command, client } => control_doc::run(command, &client).await,
         Command::Bench { command } => bench::run(command).await,
