@@ -257,13 +257,13 @@ impl Filter {
             return false;
         }
         let typed = (self.types.is_empty() && self.prefixes.is_empty())
-            || self.types.iter().any(|t| *t == e.r#type)
+            || self.types.contains(&e.r#type)
             || self
                 .prefixes
                 .iter()
                 .any(|p| e.r#type.starts_with(p.as_str()));
         typed
-            && (self.accounts.is_empty() || self.accounts.iter().any(|a| *a == e.account))
+            && (self.accounts.is_empty() || self.accounts.contains(&e.account))
             && (self.subjects.is_empty()
                 || self
                     .subjects
