@@ -40,7 +40,7 @@ pub struct Subscription {
     pub name: &'static str,
     /// The producing domain, e.g. "customers".
     pub source: &'static str,
-    /// The exact event types it handles.
+    /// The exact event types it handles; empty for every event of `source`.
     pub event_types: Vec<String>,
     /// Deliveries of one event before a failure that is not an outage
     /// dead-letters it.
@@ -446,7 +446,12 @@ async fn run_local<C: Consumer>(
         let (position, mut attempts) = log.consumer(name).await?;
         let newest = log.last();
         let batch = log
-            .read_after(position, &subscription.event_types, 100)
+            .read_after_of(
+                position,
+                Some(subscription.source),
+                &subscription.event_types,
+                100,
+            )
             .await?;
         if batch.is_empty() {
             // Nothing of ours up to `newest`: skip past the rest.

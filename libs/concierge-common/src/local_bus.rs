@@ -160,10 +160,26 @@ impl LocalBus {
         types: &[String],
         limit: i64,
     ) -> Result<Vec<Logged>> {
+        self.read_after_of(after, None, types, limit).await
+    }
+
+    /// [`Self::read_after`] within one domain's events (`source`, e.g.
+    /// "cases": what its JetStream stream would hold).
+    pub async fn read_after_of(
+        &self,
+        after: i64,
+        source: Option<&str>,
+        types: &[String],
+        limit: i64,
+    ) -> Result<Vec<Logged>> {
         let mut sql = String::from("SELECT seq, event FROM bus_events WHERE seq > $1");
         if !types.is_empty() {
             let marks: Vec<String> = (0..types.len()).map(|i| format!("${}", i + 3)).collect();
             sql.push_str(&format!(" AND type IN ({})", marks.join(", ")));
+        }
+        let prefix = source.map(|s| format!("concierge.{s}.v1.%"));
+        if prefix.is_some() {
+            sql.push_str(&format!(" AND type LIKE ${}", types.len() + 3));
         }
         sql.push_str(" ORDER BY seq LIMIT $2");
         let mut pooled = self.db.acquire().await?;
@@ -171,6 +187,9 @@ impl LocalBus {
             let mut q = sqlx::query_as(&sql).bind(after).bind(limit);
             for t in types {
                 q = q.bind(t);
+            }
+            if let Some(p) = &prefix {
+                q = q.bind(p);
             }
             q.fetch_all(&mut **c).await?
         });

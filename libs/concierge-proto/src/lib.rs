@@ -22,6 +22,7 @@ pub use generated::*;
 pub use generated::concierge::customers::v1 as customers;
 pub use generated::concierge::disputes::v1 as disputes;
 pub use generated::concierge::events::v1 as events;
+pub use generated::concierge::gateway::v1 as gateway;
 pub use generated::concierge::types::v1 as types;
 
 /// Each domain's events as its contract declares them

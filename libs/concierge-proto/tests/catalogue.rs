@@ -19,6 +19,7 @@ fn declared() -> BTreeSet<(String, String, Visibility)> {
     of(cases::EventType::DECLARED)
         .chain(of(customers::EventType::DECLARED))
         .chain(of(concierge_proto::disputes::EventType::DECLARED))
+        .chain(of(concierge_proto::gateway::EventType::DECLARED))
         .collect()
 }
 

@@ -455,10 +455,14 @@ pub async fn dev(opts: DevOptions) -> anyhow::Result<()> {
         opts.limits,
         None,
         backends,
-        Some(concierge_gateway::events::Feed::new(
-            BusTarget::Ready(bus.clone()),
-            services().iter().map(|r| r.name).collect(),
-        )),
+        Some(concierge_gateway::events::Feed {
+            // Webhooks to this machine, for trying a receiver out.
+            webhook_targets: concierge_gateway::webhooks::Targets::Any,
+            ..concierge_gateway::events::Feed::new(
+                BusTarget::Ready(bus.clone()),
+                services().iter().map(|r| r.name).collect(),
+            )
+        }),
     )
     .await?;
     gateway.supervise(&supervisor);

@@ -10,8 +10,11 @@ use concierge_proto::concierge::gateway::v1::gateway_service_server::{
 use concierge_proto::concierge::gateway::v1::*;
 use tonic::{Request, Response, Status};
 
+use concierge_common::crud::{Ctx, reply};
+
 use crate::events::Subscriptions;
 use crate::review::Review;
+use crate::webhook_api::WebhookApi;
 
 /// The fully-qualified name of the gateway's own service.
 pub const SERVICE_NAME: &str = "concierge.gateway.v1.GatewayService";
@@ -20,15 +23,45 @@ pub struct Api {
     principals: PrincipalCodec,
     review: Review,
     events: Option<Subscriptions>,
+    webhooks: Option<WebhookApi>,
+}
+
+/// What a gateway without an event bus answers for events and webhooks.
+fn no_bus() -> Status {
+    concierge_common::Error::FailedPrecondition {
+        reason: concierge_common::error::Reason::NotServed,
+        subject: "events.nats_url".into(),
+        description:
+            "this gateway follows no event bus: set events.nats_url (CONCIERGE_EVENTS__NATS_URL)"
+                .into(),
+    }
+    .into()
 }
 
 impl Api {
-    pub fn new(principals: PrincipalCodec, review: Review, events: Option<Subscriptions>) -> Self {
+    pub fn new(
+        principals: PrincipalCodec,
+        review: Review,
+        events: Option<Subscriptions>,
+        webhooks: Option<WebhookApi>,
+    ) -> Self {
         Self {
             principals,
             review,
             events,
+            webhooks,
         }
+    }
+
+    /// The caller's context and the webhook methods, or why not.
+    fn webhooks<T>(&self, request: &Request<T>) -> Result<(Ctx, &WebhookApi), Status> {
+        let principal = self.principals.from_request(request, SERVICE_NAME)?;
+        let ctx = Ctx {
+            principal,
+            request_id: concierge_common::principal::request_id(request),
+        };
+        let api = self.webhooks.as_ref().ok_or_else(no_bus)?;
+        Ok((ctx, api))
     }
 
     pub fn server(self) -> GatewayServiceServer<Self> {
@@ -68,16 +101,107 @@ impl GatewayService for Api {
     > {
         let caller = self.principals.from_request(&request, SERVICE_NAME)?;
         let Some(events) = &self.events else {
-            return Err(concierge_common::Error::FailedPrecondition {
-                reason: concierge_common::error::Reason::NotServed,
-                subject: "events.nats_url".into(),
-                description: "this gateway follows no event bus: set events.nats_url (CONCIERGE_EVENTS__NATS_URL)".into(),
-            }
-            .into());
+            return Err(no_bus());
         };
         let rx = events.subscribe(&caller, request.get_ref()).await?;
         Ok(Response::new(Box::pin(
             tokio_stream::wrappers::ReceiverStream::new(rx),
         )))
+    }
+
+    async fn create_webhook(
+        &self,
+        request: Request<CreateWebhookRequest>,
+    ) -> Result<Response<Webhook>, Status> {
+        let (ctx, api) = self.webhooks(&request)?;
+        reply(api.create(&ctx, request.into_inner()).await)
+    }
+
+    async fn get_webhook(
+        &self,
+        request: Request<GetWebhookRequest>,
+    ) -> Result<Response<Webhook>, Status> {
+        let (ctx, api) = self.webhooks(&request)?;
+        reply(api.get(&ctx, &request.get_ref().name).await)
+    }
+
+    async fn list_webhooks(
+        &self,
+        request: Request<ListWebhooksRequest>,
+    ) -> Result<Response<ListWebhooksResponse>, Status> {
+        let (ctx, api) = self.webhooks(&request)?;
+        reply(api.list(&ctx, request.into_inner()).await)
+    }
+
+    async fn update_webhook(
+        &self,
+        request: Request<UpdateWebhookRequest>,
+    ) -> Result<Response<Webhook>, Status> {
+        let (ctx, api) = self.webhooks(&request)?;
+        reply(api.update(&ctx, request.into_inner()).await)
+    }
+
+    async fn delete_webhook(
+        &self,
+        request: Request<DeleteWebhookRequest>,
+    ) -> Result<Response<()>, Status> {
+        let (ctx, api) = self.webhooks(&request)?;
+        reply(api.delete(&ctx, request.into_inner()).await)
+    }
+
+    async fn pause_webhook(
+        &self,
+        request: Request<PauseWebhookRequest>,
+    ) -> Result<Response<Webhook>, Status> {
+        let (ctx, api) = self.webhooks(&request)?;
+        let r = request.get_ref();
+        reply(
+            api.set_state(&ctx, &r.name, &r.etag, &r.request_id, true)
+                .await,
+        )
+    }
+
+    async fn resume_webhook(
+        &self,
+        request: Request<ResumeWebhookRequest>,
+    ) -> Result<Response<Webhook>, Status> {
+        let (ctx, api) = self.webhooks(&request)?;
+        let r = request.get_ref();
+        reply(
+            api.set_state(&ctx, &r.name, &r.etag, &r.request_id, false)
+                .await,
+        )
+    }
+
+    async fn test_webhook(
+        &self,
+        request: Request<TestWebhookRequest>,
+    ) -> Result<Response<WebhookDelivery>, Status> {
+        let (ctx, api) = self.webhooks(&request)?;
+        reply(api.test(&ctx, request.into_inner()).await)
+    }
+
+    async fn get_webhook_delivery(
+        &self,
+        request: Request<GetWebhookDeliveryRequest>,
+    ) -> Result<Response<WebhookDelivery>, Status> {
+        let (ctx, api) = self.webhooks(&request)?;
+        reply(api.get_delivery(&ctx, &request.get_ref().name).await)
+    }
+
+    async fn list_webhook_deliveries(
+        &self,
+        request: Request<ListWebhookDeliveriesRequest>,
+    ) -> Result<Response<ListWebhookDeliveriesResponse>, Status> {
+        let (ctx, api) = self.webhooks(&request)?;
+        reply(api.list_deliveries(&ctx, request.into_inner()).await)
+    }
+
+    async fn retry_webhook_delivery(
+        &self,
+        request: Request<RetryWebhookDeliveryRequest>,
+    ) -> Result<Response<WebhookDelivery>, Status> {
+        let (ctx, api) = self.webhooks(&request)?;
+        reply(api.retry(&ctx, request.into_inner()).await)
     }
 }

@@ -34,6 +34,12 @@ pub struct Feed {
     pub heartbeat: Duration,
     /// Subscriptions open at once, across callers.
     pub max_subscriptions: usize,
+    /// Where webhook receivers may be: public addresses only in production;
+    /// anything (this machine included) in `concierge dev` and tests.
+    pub webhook_targets: crate::webhooks::Targets,
+    /// How often the webhook worker looks for due deliveries without a
+    /// wake-up (a retry coming due).
+    pub poll: Duration,
 }
 
 impl Feed {
@@ -43,6 +49,8 @@ impl Feed {
             sources,
             heartbeat: Duration::from_secs(15),
             max_subscriptions: 1000,
+            webhook_targets: crate::webhooks::Targets::Public,
+            poll: Duration::from_secs(1),
         }
     }
 }

@@ -5,12 +5,15 @@
 
 pub mod api;
 pub mod auth;
+pub mod delivery;
 pub mod events;
 pub mod keys;
 pub mod oidc;
 pub mod proxy;
 pub mod review;
 mod store;
+pub mod webhook_api;
+pub mod webhooks;
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
@@ -44,6 +47,9 @@ pub async fn migrate(db: &Db) -> Result<()> {
 /// The gateway over its database and its backends.
 pub struct Gateway {
     db: Db,
+    clock: SharedClock,
+    /// The webhooks' deliveries and the bus they read, when there is one.
+    webhooks: Option<(delivery::Deliveries, events::Feed)>,
     shared: Arc<proxy::Shared>,
     backends: BTreeMap<&'static str, Backend>,
     /// Every service the contracts describe, served here or not.
@@ -82,6 +88,24 @@ impl Gateway {
         let oidc = oidc.map(oidc::Oidc::new).transpose()?;
         // The gateway's own service sits behind its own front door, reading
         // the other services on the caller's behalf.
+        let webhooks = match &events {
+            Some(feed) => {
+                let store = concierge_common::crud::Store::open(
+                    db.clone(),
+                    &SQLITE,
+                    &POSTGRES,
+                    clock.clone(),
+                    "concierge.gateway.v1",
+                    "gateway",
+                )
+                .await?;
+                Some((
+                    delivery::Deliveries::new(store, feed.webhook_targets)?,
+                    feed.clone(),
+                ))
+            }
+            None => None,
+        };
         let review = review::Review::new(
             review::sources(&backends, &principals),
             review::customers(&backends),
@@ -94,15 +118,27 @@ impl Gateway {
                 api::Api::new(
                     principals.clone(),
                     review,
-                    events.map(|feed| events::Subscriptions::new(feed, clock.clone())),
+                    events.map(|mut feed| {
+                        // Staff follow the gateway's own events (webhook
+                        // deliveries) too.
+                        feed.sources.push("gateway");
+                        events::Subscriptions::new(feed, clock.clone())
+                    }),
+                    webhooks.as_ref().map(|(d, feed)| webhook_api::WebhookApi {
+                        deliveries: d.clone(),
+                        targets: feed.webhook_targets,
+                    }),
                 )
                 .server(),
             ),
         );
-        let auth = auth::Authenticator::new(db.clone(), clock, oidc, limits.failure_allowance())?;
+        let auth =
+            auth::Authenticator::new(db.clone(), clock.clone(), oidc, limits.failure_allowance())?;
         let shared = Arc::new(proxy::Shared::new(auth, principals, limits)?);
         Ok(Self {
             db,
+            clock,
+            webhooks,
             shared,
             backends,
             described: Arc::new(described_services()?),
@@ -114,7 +150,30 @@ impl Gateway {
     /// memory follows the callers of the last minutes, not of all time. It
     /// ends when the gateway is dropped.
     pub fn supervise(&self, supervisor: &concierge_common::supervise::Supervisor) {
-        self.db.report_pool(supervisor, "gateway");
+        if let Some((deliveries, feed)) = &self.webhooks {
+            // The gateway's own events (webhook deliveries) leave its outbox.
+            deliveries
+                .store()
+                .supervise(supervisor, Some(feed.bus.clone()));
+            for source in &feed.sources {
+                concierge_common::inbox::supervise(
+                    supervisor,
+                    &self.db,
+                    Some(&feed.bus),
+                    Arc::new(delivery::Matcher::new(deliveries.clone(), source)),
+                    self.clock.clone(),
+                );
+            }
+            let (deliveries, clock, poll) = (deliveries.clone(), self.clock.clone(), feed.poll);
+            supervisor.spawn(
+                "gateway-webhook-deliveries",
+                concierge_common::supervise::Need::Optional,
+                move || deliveries.clone().run(clock.clone(), poll),
+            );
+        } else {
+            // (The store reports the pool when there is one.)
+            self.db.report_pool(supervisor, "gateway");
+        }
         let weak = Arc::downgrade(&self.shared);
         supervisor.spawn(
             "gateway-housekeeping",
