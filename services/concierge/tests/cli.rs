@@ -1631,3 +1631,147 @@ fn events_are_followed_from_the_cli_as_each_key_may_see_them() {
     assert_eq!(event["account"], "accounts/acme");
     assert_eq!(event["payload"]["body"], "restored at 15:10", "{event}");
 }
+
+/// A webhook registered from the CLI against `concierge dev` receives the
+/// events it asked for, signed with the secret the CLI printed once; a test
+/// event follows; the deliveries are listed and the webhook paused.
+#[test]
+fn a_webhook_is_registered_tested_and_followed_from_the_cli() {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let dev = start_dev(
+        dir.path(),
+        &["--listen", "127.0.0.1:0", "--data-dir", "data"],
+    );
+    // A receiver that answers 200 and keeps what it got.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let got: Arc<Mutex<Vec<(String, String)>>> = Arc::default();
+    {
+        let got = got.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { return };
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let (mut signature, mut length) = (String::new(), 0usize);
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                        break;
+                    }
+                    let lower = line.to_ascii_lowercase();
+                    if let Some(v) = lower.strip_prefix("content-length:") {
+                        length = v.trim().parse().unwrap_or(0);
+                    }
+                    if lower.starts_with("concierge-signature:") {
+                        signature = line["concierge-signature:".len()..].trim().to_string();
+                    }
+                }
+                let mut body = vec![0u8; length];
+                reader.read_exact(&mut body).unwrap();
+                got.lock()
+                    .unwrap()
+                    .push((signature, String::from_utf8_lossy(&body).to_string()));
+                let _ = stream.write_all(
+                    b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok",
+                );
+            }
+        });
+    }
+    let run = |args: &[&str]| {
+        let out = cli_in(
+            dir.path(),
+            &dev,
+            &args.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
+        );
+        assert!(out.status.success(), "{args:?}: {}", text(&out));
+        out
+    };
+    let created = run(&[
+        "webhooks",
+        "create",
+        "--id",
+        "crm",
+        "--display-name",
+        "CRM sync",
+        "--url",
+        &format!("http://127.0.0.1:{port}/hook"),
+        "--type",
+        "concierge.customers.v1.account_*",
+    ]);
+    let shown = String::from_utf8_lossy(&created.stdout).to_string();
+    assert!(
+        shown.starts_with("webhooks/crm  active  CRM sync"),
+        "{shown}"
+    );
+    let secret = String::from_utf8_lossy(&created.stderr)
+        .lines()
+        .find_map(|l| {
+            l.split_once("(shown once, keep it with the receiver): ")
+                .map(|(_, s)| s.to_string())
+        })
+        .expect("the secret, shown once");
+    assert!(!shown.contains(&secret), "the secret is not in the webhook");
+    run(&[
+        "customers",
+        "create",
+        "--id",
+        "acme",
+        "--display-name",
+        "Acme",
+        "--tier",
+        "enterprise",
+        "--time-zone",
+        "Europe/Istanbul",
+    ]);
+    run(&["webhooks", "test", "crm"]);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while got.lock().unwrap().len() < 2 {
+        assert!(Instant::now() < deadline, "two POSTs within 30 s");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let got = got.lock().unwrap().clone();
+    assert!(
+        got[0]
+            .1
+            .contains("\"type\":\"concierge.customers.v1.account_created\""),
+        "{got:?}"
+    );
+    assert!(
+        got[1]
+            .1
+            .contains("\"type\":\"concierge.gateway.v1.webhook_test\""),
+        "{got:?}"
+    );
+    for (signature, body) in &got {
+        let (t, v1) = signature
+            .strip_prefix("t=")
+            .and_then(|s| s.split_once(",v1="))
+            .expect("a signature");
+        use hmac::Mac;
+        let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+        mac.update(format!("{t}.{body}").as_bytes());
+        assert_eq!(hex::encode(mac.finalize().into_bytes()), v1);
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let listed = String::from_utf8_lossy(
+            &run(&[
+                "webhooks",
+                "deliveries",
+                "crm",
+                "--filter",
+                "state = SUCCEEDED",
+            ])
+            .stdout,
+        )
+        .to_string();
+        if listed.lines().filter(|l| l.contains("succeeded")).count() == 2 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "two deliveries listed: {listed}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let paused = String::from_utf8_lossy(&run(&["webhooks", "pause", "crm"]).stdout).to_string();
+    assert!(paused.starts_with("webhooks/crm  paused"), "{paused}");
+}

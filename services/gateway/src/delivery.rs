@@ -342,7 +342,6 @@ impl Deliveries {
         let mut conn = tx.conn();
         let Some(stored) = resource::get_for_update(&mut conn, &DELIVERIES, &timer.id).await?
         else {
-            drop(conn);
             return tx.commit().await;
         };
         let mut d: WebhookDelivery = Store::decode::<WebhookDelivery, Rules>(&stored)?;
@@ -393,7 +392,6 @@ impl Deliveries {
                 self.count(&mut conn, &ctx, &w.name, succeeded, now).await?;
             }
         }
-        drop(conn);
         tx.commit().await?;
         store.nudge();
         metrics::counter!("concierge_webhook_attempts_total", "outcome" => if succeeded { "succeeded" } else { "failed" }).increment(1);
@@ -651,7 +649,7 @@ mod tests {
 
     #[test]
     fn retries_double_from_ten_seconds_to_an_hour_with_jitter() {
-        for (failed, base) in [(1, 10), (2, 20), (3, 40), (9, 2560.min(3600)), (30, 3600)] {
+        for (failed, base) in [(1, 10), (2, 20), (3, 40), (9, 2560), (10, 3600), (30, 3600)] {
             let wait = retry_after(failed).as_secs_f64();
             let base = base as f64;
             assert!(

@@ -1107,3 +1107,72 @@ async fn a_webhook_is_paused_resumed_and_rotated_by_etag() {
     let body: serde_json::Value = serde_json::from_slice(&got[0].body).unwrap();
     assert_eq!(body["account"], format!("accounts/{}", s.acme));
 }
+
+#[tokio::test]
+async fn a_webhook_that_keeps_failing_is_disabled_until_resumed() {
+    let s = Suite::start(None).await;
+    let (receiver, url) = Receiver::start(&[("/down", u32::MAX)]).await;
+    let mut w = hook(
+        &format!("{url}/down"),
+        &["concierge.customers.v1.account_created"],
+    );
+    w.max_attempts = 1;
+    let w = s.create_webhook(&s.admin, w).await.unwrap();
+    for i in 0..5 {
+        s.create_account(&format!("{}n{i}", s.acme)).await;
+    }
+    receiver.wait_for("/down", 5).await;
+    let get = || async {
+        s.gateway()
+            .get_webhook(s.req(
+                &s.admin,
+                GetWebhookRequest {
+                    name: w.name.clone(),
+                },
+            ))
+            .await
+            .unwrap()
+            .into_inner()
+    };
+    concierge_common::testing::eventually(
+        Duration::from_secs(20),
+        "the webhook disabled",
+        || async { get().await.state == webhook::State::Disabled as i32 },
+    )
+    .await;
+    let disabled = get().await;
+    assert_eq!(disabled.consecutive_failure_count, 5);
+    // Disabled: nothing more is queued, nothing is sent.
+    s.create_account(&s.globex).await;
+    let resumed = s
+        .gateway()
+        .resume_webhook(s.req(
+            &s.admin,
+            ResumeWebhookRequest {
+                name: w.name.clone(),
+                etag: disabled.etag.clone(),
+                request_id: String::new(),
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(resumed.state, webhook::State::Active as i32);
+    assert_eq!(resumed.consecutive_failure_count, 0);
+    let failed = s
+        .gateway()
+        .list_webhook_deliveries(s.req(
+            &s.admin,
+            ListWebhookDeliveriesRequest {
+                parent: "webhooks/-".into(),
+                filter: "state = FAILED".into(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .webhook_deliveries;
+    assert_eq!(failed.len(), 5, "one per account, each given up");
+    assert!(failed.iter().all(|d| !d.event_subject.contains("globex")));
+}

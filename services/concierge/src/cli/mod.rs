@@ -14,6 +14,7 @@ mod events;
 mod keys;
 mod review;
 mod server;
+mod webhooks;
 
 use std::path::PathBuf;
 
@@ -124,6 +125,13 @@ enum Command {
         #[command(flatten)]
         client: ClientArgs,
     },
+    /// Webhooks: events POSTed, signed, to other systems (an escalation channel).
+    Webhooks {
+        #[command(subcommand)]
+        command: webhooks::Command,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
     /// A client's control document: generate, send, list, open.
     ControlDoc {
         #[command(subcommand)]
@@ -162,6 +170,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Clock { command, client } => clock::run(command, &client).await,
         Command::Review { review, client } => review::review(review, &client).await,
         Command::Events { command, client } => events::run(command, &client).await,
+        Command::Webhooks { command, client } => webhooks::run(command, &client).await,
         Command::Whoami { client } => review::whoami(&client).await,
         Command::ControlDoc { command, client } => control_doc::run(command, &client).await,
         Command::Bench { command } => bench::run(command).await,
