@@ -2,6 +2,7 @@
 //! against a baseline taken in the same run, never as timed test assertions.
 
 mod disputes;
+mod events;
 mod gateway;
 mod load;
 mod review;
@@ -77,6 +78,24 @@ pub enum Command {
         #[arg(long, default_value_t = 100)]
         document_mib: usize,
     },
+    /// Events from the outbox to JetStream against a bare publish loop, and
+    /// from commit to a SubscribeEvents subscriber against a bare NATS
+    /// publish to a subscriber.
+    Events {
+        #[arg(
+            long,
+            env = "CONCIERGE_BENCH_NATS_URL",
+            default_value = "nats://127.0.0.1:4222"
+        )]
+        nats_url: String,
+        /// Also relay from PostgreSQL (a server whose user may create databases).
+        #[arg(long, env = "CONCIERGE_BENCH_POSTGRES_URL")]
+        postgres_url: Option<String>,
+        #[arg(long, default_value_t = 50_000)]
+        events: usize,
+        #[arg(long, default_value_t = 1_000)]
+        samples: usize,
+    },
     /// An account's control document with 2,000 open requests: rows, CSV
     /// and HTML, against reading the cases.
     ControlDoc {
@@ -123,6 +142,12 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
             disputes,
             document_mib,
         } => disputes::run(rounds, disputes, document_mib).await,
+        Command::Events {
+            nats_url,
+            postgres_url,
+            events,
+            samples,
+        } => events::run(nats_url, postgres_url, events, samples).await,
     }
 }
 
