@@ -209,8 +209,8 @@ impl Lifecycle<Case> for Rules {
 }
 
 // A new escalation is RAISED by whoever raised it, and its target's e-mail
-// is queued with it. No webhook channel exists yet (the events issue brings
-// it), so its delivery says so.
+// is queued with it. Its delivery says NO_CHANNEL until the gateway reports
+// a webhook's outcome for it (`escalation_delivery`).
 impl Lifecycle<Escalation> for Rules {
     fn on_create(&self, ctx: &Ctx, e: &mut Escalation, _now: i64) {
         e.state = escalation::State::Raised as i32;

@@ -19,6 +19,7 @@ mod deliverables;
 mod dependencies;
 pub mod directory;
 pub mod engine;
+pub mod escalation_delivery;
 pub mod handover;
 mod hooks;
 mod mail;

@@ -552,7 +552,8 @@ impl Cases {
     /// Starts the service's background work under `supervisor`: the SLA
     /// timer sweep (as `owner`), the re-arm of open cases after calendar
     /// changes, the outbox relay to `bus`, the request-id purge, and the
-    /// consumer that moves open cases when their account changes hands.
+    /// consumers that move open cases when their account changes hands and
+    /// that follow escalations to the escalation channel.
     pub fn supervise(
         &self,
         supervisor: &concierge_common::supervise::Supervisor,
@@ -566,6 +567,13 @@ impl Cases {
             self.store().db(),
             bus.as_ref(),
             std::sync::Arc::new(crate::handover::AccountHandover::new(self.clone())),
+            self.store().clock().clone(),
+        );
+        concierge_common::inbox::supervise(
+            supervisor,
+            self.store().db(),
+            bus.as_ref(),
+            std::sync::Arc::new(crate::escalation_delivery::EscalationDeliveries),
             self.store().clock().clone(),
         );
         self.store().supervise(supervisor, bus);

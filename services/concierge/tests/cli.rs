@@ -1774,4 +1774,57 @@ fn a_webhook_is_registered_tested_and_followed_from_the_cli() {
     }
     let paused = String::from_utf8_lossy(&run(&["webhooks", "pause", "crm"]).stdout).to_string();
     assert!(paused.starts_with("webhooks/crm  paused"), "{paused}");
+
+    // The escalation channel: an escalation raised reaches it, and the
+    // escalation says so once the gateway reports the delivery.
+    run(&[
+        "webhooks",
+        "create",
+        "--id",
+        "escalations",
+        "--display-name",
+        "Escalations channel",
+        "--url",
+        &format!("http://127.0.0.1:{port}/escalations"),
+        "--type",
+        "concierge.cases.v1.escalation_raised",
+    ]);
+    run(&[
+        "cases",
+        "create",
+        "--id",
+        "down",
+        "--account",
+        "acme",
+        "--type",
+        "repair",
+        "--title",
+        "Circuit down",
+    ]);
+    run(&[
+        "cases",
+        "escalations",
+        "raise",
+        "down",
+        "--team",
+        "noc",
+        "--reason",
+        "no ETA after 4 hours",
+    ]);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let listed = String::from_utf8_lossy(
+            &run(&["cases", "escalations", "list", "down", "--json"]).stdout,
+        )
+        .to_string();
+        if listed.contains("STATE_DELIVERED") && listed.contains("webhooks/escalations/deliveries/")
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the escalation delivered: {listed}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
