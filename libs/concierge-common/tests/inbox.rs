@@ -179,59 +179,102 @@ async fn an_event_delivered_twice_takes_effect_once() {
     }
 }
 
+/// A poison event is delivered `max_deliveries` times and dead-lettered, a
+/// flaky one takes effect once on its third delivery, and the event behind
+/// them is not held back, on `bus` (whose stream is `source`'s).
+async fn poison_and_flaky(bus: Bus, source: &'static str, backend: Backend) {
+    let Some(db) = consumer_db(backend, "inbox-dead").await else {
+        return;
+    };
+    let poison_subject = "things/poison";
+    let tally = Arc::new(Tally::new(
+        source,
+        &[(poison_subject, ALWAYS), ("things/flaky", 2)],
+        false,
+    ));
+    let worker = tokio::spawn(inbox::run(
+        db.db.clone(),
+        BusTarget::Ready(bus.clone()),
+        tally.clone(),
+        clock(),
+    ));
+    let poison = event(source, poison_subject);
+    bus.publish(&[
+        poison.clone(),
+        event(source, "things/flaky"),
+        event(source, "things/fine"),
+    ])
+    .await
+    .unwrap();
+    eventually(
+        Duration::from_secs(20),
+        "the fine and flaky effects and the dead letter",
+        || {
+            let db = db.db.clone();
+            async move {
+                let got = effects(&db).await;
+                got.contains_key("things/fine")
+                    && got.contains_key("things/flaky")
+                    && !inbox::dead_letters(&db, "test-tally", 10)
+                        .await
+                        .unwrap()
+                        .is_empty()
+            }
+        },
+    )
+    .await;
+    let got = effects(&db.db).await;
+    assert_eq!(got.get(poison_subject), None, "{backend:?}");
+    assert_eq!(
+        got["things/flaky"], 1,
+        "{source} {backend:?}: taken on its third delivery, once"
+    );
+    assert_eq!(tally.calls("things/flaky"), 3, "{source} {backend:?}");
+    assert_eq!(
+        tally.calls(poison_subject),
+        3,
+        "{source} {backend:?}: max_deliveries"
+    );
+    let dead = inbox::dead_letters(&db.db, "test-tally", 10).await.unwrap();
+    assert_eq!(dead.len(), 1, "{source} {backend:?}");
+    assert_eq!(dead[0].event.id, poison.id);
+    assert_eq!(dead[0].deliveries, 3);
+    assert!(
+        dead[0].error.contains("cannot be handled"),
+        "{}",
+        dead[0].error
+    );
+    worker.abort();
+}
+
 #[tokio::test]
 async fn a_failing_event_is_retried_then_dead_lettered_without_holding_back_the_rest() {
     for backend in [Backend::Sqlite, Backend::Postgres] {
-        let Some(db) = consumer_db(backend, "inbox-dead").await else {
-            continue;
-        };
         let (log, _dir) = local_bus().await;
-        let tally = Arc::new(Tally::new(
-            "dead",
-            &[("things/poison", ALWAYS), ("things/flaky", 2)],
-            false,
-        ));
-        let worker = tokio::spawn(inbox::run(
-            db.db.clone(),
-            BusTarget::Ready(Bus::Local(log.clone())),
-            tally.clone(),
-            clock(),
-        ));
-        let poison = event("dead", "things/poison");
-        log.publish(&[
-            poison.clone(),
-            event("dead", "things/flaky"),
-            event("dead", "things/fine"),
-        ])
-        .await
-        .unwrap();
-        eventually(Duration::from_secs(20), "the fine event's effect", || {
-            let db = db.db.clone();
-            async move { effects(&db).await.contains_key("things/fine") }
-        })
-        .await;
-        let got = effects(&db.db).await;
-        assert_eq!(got.get("things/poison"), None, "{backend:?}");
-        assert_eq!(
-            got["things/flaky"], 1,
-            "{backend:?}: taken on its third delivery, once"
+        poison_and_flaky(Bus::Local(log), "dead", backend).await;
+    }
+}
+
+#[tokio::test]
+async fn on_jetstream_a_failing_event_is_redelivered_then_dead_lettered() {
+    let Some(url) = concierge_common::testing::nats_url("the JetStream dead-letter test") else {
+        return;
+    };
+    for backend in [Backend::Sqlite, Backend::Postgres] {
+        let source: &'static str = Box::leak(
+            format!(
+                "deadtest{}",
+                &uuid::Uuid::new_v4().simple().to_string()[..10]
+            )
+            .into_boxed_str(),
         );
-        assert_eq!(tally.calls("things/flaky"), 3, "{backend:?}");
-        assert_eq!(
-            tally.calls("things/poison"),
-            3,
-            "{backend:?}: max_deliveries"
-        );
-        let dead = inbox::dead_letters(&db.db, "test-tally", 10).await.unwrap();
-        assert_eq!(dead.len(), 1, "{backend:?}");
-        assert_eq!(dead[0].event.id, poison.id);
-        assert_eq!(dead[0].deliveries, 3);
-        assert!(
-            dead[0].error.contains("cannot be handled"),
-            "{}",
-            dead[0].error
-        );
-        worker.abort();
+        let bus = JetStreamBus::connect(&url, source).await.unwrap();
+        let context = bus.context().clone();
+        poison_and_flaky(Bus::JetStream(bus), source, backend).await;
+        context
+            .delete_stream(relay::stream_name(source))
+            .await
+            .unwrap();
     }
 }
 
