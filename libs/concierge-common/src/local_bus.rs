@@ -243,6 +243,38 @@ impl LocalBus {
         tx.commit().await
     }
 
+    /// Forgets events past [`RETENTION`] every hour under `supervisor`, so
+    /// that the log of a long-running `concierge dev` stays bounded.
+    pub fn supervise(
+        &self,
+        supervisor: &crate::supervise::Supervisor,
+        clock: crate::clock::SharedClock,
+    ) {
+        let this = self.clone();
+        supervisor.spawn(
+            "local-bus-prune",
+            crate::supervise::Need::Optional,
+            move || {
+                let (this, clock) = (this.clone(), clock.clone());
+                async move {
+                    let mut tick = tokio::time::interval(Duration::from_secs(3600));
+                    loop {
+                        tick.tick().await;
+                        match this.prune(crate::clock::to_micros(clock.now())).await {
+                            Ok(n) if n > 0 => {
+                                tracing::info!(events = n, "forgot events past retention")
+                            }
+                            Ok(_) => {}
+                            Err(e) => {
+                                tracing::warn!(error = %e, "pruning the local event log failed")
+                            }
+                        }
+                    }
+                }
+            },
+        );
+    }
+
     /// Forgets events older than [`RETENTION`] before `now_micros`.
     pub async fn prune(&self, now_micros: i64) -> Result<u64> {
         let cutoff = now_micros.saturating_sub(RETENTION.as_micros() as i64);

@@ -407,13 +407,13 @@ pub async fn dev(opts: DevOptions) -> anyhow::Result<()> {
 
     // The durable local bus of `concierge dev`: consumers catch up after a
     // restart, and the gateway's event stream resumes from a cursor.
-    let bus = Bus::Local(
-        concierge_common::local_bus::LocalBus::open(
-            Db::connect(&sqlite_url(&dir, "events.db"), 4).await?,
-        )
-        .await?,
-    );
+    let log = concierge_common::local_bus::LocalBus::open(
+        Db::connect(&sqlite_url(&dir, "events.db"), 4).await?,
+    )
+    .await?;
     let supervisor = Supervisor::default();
+    log.supervise(&supervisor, clock.clone());
+    let bus = Bus::Local(log);
     let mail =
         concierge_common::mail::Mailer::from_config(&opts.mail, Some(dir.join("outbox-mail")))?;
     let mail_goes = mail.describe();

@@ -62,13 +62,36 @@ const MAX_FILTER_LEN: usize = 256;
 /// Messages buffered per subscription before the follower waits on the
 /// caller.
 const BUFFER: usize = 64;
+/// Subscriptions one caller (principal) may hold open at once, so that one
+/// caller cannot take every subscription the gateway allows.
+pub const MAX_PER_CALLER: usize = 16;
 
 /// The subscriptions of one gateway.
 pub struct Subscriptions {
     feed: Feed,
     bus: OnceCell<Bus>,
     open: Arc<Semaphore>,
+    /// Open subscriptions per caller.
+    per_caller: Arc<std::sync::Mutex<std::collections::HashMap<String, usize>>>,
     clock: SharedClock,
+}
+
+/// One caller's hold on a subscription, given back when it ends.
+struct CallerSlot {
+    caller: String,
+    counts: Arc<std::sync::Mutex<std::collections::HashMap<String, usize>>>,
+}
+
+impl Drop for CallerSlot {
+    fn drop(&mut self) {
+        let mut counts = self.counts.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = counts.get_mut(&self.caller) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                counts.remove(&self.caller);
+            }
+        }
+    }
 }
 
 impl Subscriptions {
@@ -78,6 +101,7 @@ impl Subscriptions {
             feed,
             bus: OnceCell::new(),
             open,
+            per_caller: Arc::default(),
             clock,
         }
     }
@@ -112,6 +136,20 @@ impl Subscriptions {
         } else {
             Start::Now
         };
+        let slot = {
+            let mut counts = self.per_caller.lock().unwrap_or_else(|e| e.into_inner());
+            let n = counts.entry(caller.subject.clone()).or_default();
+            if *n >= MAX_PER_CALLER {
+                return Err(Error::RateLimited {
+                    retry_after: Duration::from_secs(1),
+                });
+            }
+            *n += 1;
+            CallerSlot {
+                caller: caller.subject.clone(),
+                counts: self.per_caller.clone(),
+            }
+        };
         let permit = self.open.clone().try_acquire_owned().map_err(|_| {
             Error::Unavailable("too many event subscriptions are open; retry later".into())
         })?;
@@ -123,7 +161,7 @@ impl Subscriptions {
         let clock = self.clock.clone();
         metrics::gauge!("concierge_gateway_event_subscriptions").increment(1.0);
         tokio::spawn(async move {
-            let _permit = permit;
+            let _held = (permit, slot);
             relay_to(tx, following, filter, heartbeat, clock).await;
             metrics::gauge!("concierge_gateway_event_subscriptions").decrement(1.0);
         });
@@ -141,6 +179,9 @@ async fn relay_to(
     use concierge_proto::concierge::gateway::v1::subscribe_events_response::{Heartbeat, Item};
     let mut cursor = following.start;
     let mut events = following.events;
+    // Idle means nothing sent: events the caller does not receive do not
+    // put its heartbeat off.
+    let mut idle_until = tokio::time::Instant::now() + heartbeat;
     loop {
         let message = tokio::select! {
             next = events.next() => match next {
@@ -157,7 +198,7 @@ async fn relay_to(
                 Some(Err(e)) => Err(tonic::Status::from(e)),
                 None => Err(tonic::Status::unavailable("the event stream ended; resume from the last cursor")),
             },
-            _ = tokio::time::sleep(heartbeat) => Ok(SubscribeEventsResponse {
+            _ = tokio::time::sleep_until(idle_until) => Ok(SubscribeEventsResponse {
                 item: Some(Item::Heartbeat(Heartbeat {
                     time: Some(concierge_common::clock::to_proto(clock.now())),
                 })),
@@ -169,6 +210,7 @@ async fn relay_to(
         if tx.send(message).await.is_err() || ended {
             return;
         }
+        idle_until = tokio::time::Instant::now() + heartbeat;
     }
 }
 

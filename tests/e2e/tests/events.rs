@@ -504,6 +504,35 @@ async fn bad_subscriptions_are_refused_with_the_field_named(s: Suite) {
         .await
         .unwrap_err();
     assert_eq!(anonymous.code(), Code::Unauthenticated);
+
+    // One caller holds at most 16 subscriptions; a closed one frees its place.
+    let mut open = Vec::new();
+    for _ in 0..concierge_gateway::events::MAX_PER_CALLER {
+        open.push(
+            s.subscribe(&s.client, SubscribeEventsRequest::default())
+                .await
+                .unwrap(),
+        );
+    }
+    let over = s
+        .subscribe(&s.client, SubscribeEventsRequest::default())
+        .await
+        .unwrap_err();
+    assert_eq!(over.code(), Code::ResourceExhausted);
+    s.subscribe(&s.admin, SubscribeEventsRequest::default())
+        .await
+        .expect("another caller is not held back");
+    drop(open.pop());
+    concierge_common::testing::eventually(
+        Duration::from_secs(20),
+        "a place freed by a closed subscription",
+        || async {
+            s.subscribe(&s.client, SubscribeEventsRequest::default())
+                .await
+                .is_ok()
+        },
+    )
+    .await;
 }
 
 #[tokio::test]
