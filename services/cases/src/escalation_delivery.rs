@@ -62,12 +62,8 @@ impl Consumer for EscalationDeliveries {
                     } as i32,
                     webhook_delivery: d.name.clone(),
                     attempt_count: d.attempt_count,
-                    last_attempt_time: last.attempt_time.clone(),
-                    deliver_time: if delivered {
-                        d.complete_time.clone()
-                    } else {
-                        None
-                    },
+                    last_attempt_time: last.attempt_time,
+                    deliver_time: if delivered { d.complete_time } else { None },
                     last_error: if delivered {
                         String::new()
                     } else if last.http_status != 0 {
