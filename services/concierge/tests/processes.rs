@@ -1193,8 +1193,8 @@ async fn cases_behind_the_gateway_as_two_replicas_on_postgres() {
             "client",
         ],
     );
-    let mut as_client = concierge_sdk::Client::builder(gateway_url)
-        .api_key(client_key)
+    let mut as_client = concierge_sdk::Client::builder(gateway_url.clone())
+        .api_key(client_key.clone())
         .build()
         .unwrap()
         .cases();
@@ -1221,6 +1221,93 @@ async fn cases_behind_the_gateway_as_two_replicas_on_postgres() {
         .await
         .unwrap_err();
     assert_eq!(hidden.code(), tonic::Code::NotFound);
+
+    if nats.is_some() {
+        // The served gateway follows the cases stream on JetStream: the
+        // client's systems get the public update and never the internal note.
+        let mut stream = concierge_sdk::Client::builder(gateway_url.clone())
+            .api_key(client_key.clone())
+            .build()
+            .unwrap()
+            .gateway()
+            .subscribe_events(
+                concierge_proto::concierge::gateway::v1::SubscribeEventsRequest {
+                    event_types: vec!["concierge.cases.v1.note_created".into()],
+                    start_time: Some(concierge_common::clock::to_proto(
+                        jiff::Timestamp::now() - jiff::SignedDuration::from_mins(10),
+                    )),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap()
+            .into_inner();
+        use concierge_proto::concierge::gateway::v1::subscribe_events_response::Item;
+        let first = tokio::time::timeout(Duration::from_secs(30), async {
+            loop {
+                let m = stream.message().await.unwrap().unwrap();
+                if let Some(Item::Event(e)) = m.item {
+                    break e;
+                }
+            }
+        })
+        .await
+        .expect("the public note's event within 30 s");
+        assert_eq!(first.subject, format!("{}/notes/public", case.name));
+        assert_eq!(first.account, acme.name);
+
+        // The account changes hands: the cases replicas' consumer (one
+        // durable consumer shared by both) moves the open case to the new
+        // manager's portfolio.
+        client
+            .customers()
+            .create_staff_member(CreateStaffMemberRequest {
+                staff_member: Some(StaffMember {
+                    display_name: "Bora".into(),
+                    email: format!("bora{run}@example.com"),
+                    role: StaffRole::AccountManager as i32,
+                    active: true,
+                    ..Default::default()
+                }),
+                staff_member_id: format!("bora{run}"),
+                request_id: String::new(),
+            })
+            .await
+            .unwrap();
+        client
+            .customers()
+            .update_account(UpdateAccountRequest {
+                account: Some(Account {
+                    name: acme.name.clone(),
+                    account_manager: format!("staff/bora{run}"),
+                    ..Default::default()
+                }),
+                update_mask: Some(prost_types::FieldMask {
+                    paths: vec!["account_manager".into()],
+                }),
+            })
+            .await
+            .unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let got = c
+                .get_case(cases::GetCaseRequest {
+                    name: case.name.clone(),
+                })
+                .await
+                .unwrap()
+                .into_inner();
+            if got.account_manager == format!("staff/bora{run}") {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the case moved to the new manager within 30 s; it is {:?}",
+                got.account_manager
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
 
     // SIGTERM drains every process and each exits cleanly.
     let CasesReplica { proc: first, .. } = first;
