@@ -52,6 +52,9 @@ const FIRST_RETRY: Duration = Duration::from_secs(10);
 const LAST_RETRY: Duration = Duration::from_secs(3600);
 /// How much of a receiver's answer is kept for diagnosis.
 const ERROR_KEPT: usize = 500;
+/// How long a finished delivery (succeeded or given up) is kept: as long as
+/// the streams keep its event, so a hand retry always has one to send.
+pub const KEPT: Duration = concierge_common::relay::RETENTION;
 
 /// The webhooks' delivery machinery of one gateway.
 #[derive(Clone)]
@@ -203,10 +206,12 @@ impl Deliveries {
             body: strip_meta::<WebhookDelivery, Rules>(&d),
         };
         let columns = <WebhookDelivery as concierge_common::crud::Resource<Rules>>::columns(&d);
-        match resource::insert(conn, &DELIVERIES, &stored, &columns).await {
-            Err(Error::AlreadyExists { .. }) => return Ok(d),
-            other => other?,
+        // Looked up rather than caught: on PostgreSQL a failed insert would
+        // abort the whole transaction, the other webhooks' deliveries with it.
+        if let Some(queued) = resource::get(conn, &DELIVERIES, &d.name).await? {
+            return Store::decode::<WebhookDelivery, Rules>(&queued);
         }
+        resource::insert(conn, &DELIVERIES, &stored, &columns).await?;
         on_conn!(conn, c => sqlx::query("UPDATE webhook_deliveries SET event = $1 WHERE name = $2")
             .bind(event.encode_to_vec())
             .bind(&d.name)
@@ -253,6 +258,49 @@ impl Deliveries {
         )
         .await?;
         Ok(d)
+    }
+
+    /// Forgets deliveries finished longer than [`KEPT`] before `now`, at
+    /// most `limit` at once; how many it forgot.
+    pub async fn purge(&self, now: i64, limit: i64) -> Result<u64> {
+        let cutoff = now.saturating_sub(KEPT.as_micros() as i64);
+        let mut tx = self.inner.store.db().begin().await?;
+        let n = on_conn!(&mut tx.conn(), c => sqlx::query(
+            "DELETE FROM webhook_deliveries WHERE name IN (SELECT name FROM webhook_deliveries \
+             WHERE state IN ($1, $2) AND update_time < $3 LIMIT $4)")
+            .bind(webhook_delivery::State::Succeeded as i64)
+            .bind(webhook_delivery::State::Failed as i64)
+            .bind(cutoff)
+            .bind(limit)
+            .execute(&mut **c)
+            .await?
+            .rows_affected());
+        tx.commit().await?;
+        Ok(n)
+    }
+
+    /// Forgets old finished deliveries every hour, in bounded batches,
+    /// until the process ends.
+    pub async fn purge_forever(self, clock: SharedClock) -> anyhow::Result<()> {
+        let mut tick = tokio::time::interval(Duration::from_secs(3600));
+        loop {
+            tick.tick().await;
+            loop {
+                match self.purge(to_micros(clock.now()), 1000).await {
+                    Ok(1000) => continue,
+                    Ok(n) => {
+                        if n > 0 {
+                            tracing::info!(deliveries = n, "forgot finished webhook deliveries");
+                        }
+                        break;
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "purging webhook deliveries failed");
+                        break;
+                    }
+                }
+            }
+        }
     }
 
     /// Delivers due deliveries until the process ends.

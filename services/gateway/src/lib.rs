@@ -164,11 +164,17 @@ impl Gateway {
                     self.clock.clone(),
                 );
             }
-            let (deliveries, clock, poll) = (deliveries.clone(), self.clock.clone(), feed.poll);
+            let (worker, clock, poll) = (deliveries.clone(), self.clock.clone(), feed.poll);
             supervisor.spawn(
                 "gateway-webhook-deliveries",
                 concierge_common::supervise::Need::Optional,
-                move || deliveries.clone().run(clock.clone(), poll),
+                move || worker.clone().run(clock.clone(), poll),
+            );
+            let (purger, clock) = (deliveries.clone(), self.clock.clone());
+            supervisor.spawn(
+                "gateway-webhook-delivery-purge",
+                concierge_common::supervise::Need::Optional,
+                move || purger.clone().purge_forever(clock.clone()),
             );
         } else {
             // (The store reports the pool when there is one.)
