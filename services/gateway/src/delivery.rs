@@ -533,7 +533,19 @@ impl Deliveries {
                 if status.is_success() {
                     (String::new(), true, code)
                 } else {
-                    let text = response.text().await.unwrap_or_default();
+                    // Only the start of the answer is kept: read no more of
+                    // it than that, whatever the receiver sends.
+                    let mut response = response;
+                    let mut head = Vec::with_capacity(ERROR_KEPT);
+                    while head.len() < ERROR_KEPT {
+                        match response.chunk().await {
+                            Ok(Some(chunk)) => head.extend_from_slice(
+                                &chunk[..chunk.len().min(ERROR_KEPT - head.len())],
+                            ),
+                            _ => break,
+                        }
+                    }
+                    let text = String::from_utf8_lossy(&head);
                     (text.chars().take(ERROR_KEPT).collect(), false, code)
                 }
             }
