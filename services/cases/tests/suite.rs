@@ -284,6 +284,7 @@ concierge_common::both_backends!(
     a_chase_notification_is_e_mailed_to_the_staff_member_it_names,
     a_deliverable_falls_overdue_at_its_due_time,
     an_account_changing_hands_moves_its_open_cases_to_the_new_managers_portfolio,
+    an_escalations_delivery_follows_the_gateways_outcomes,
 );
 
 async fn create_calendar(h: &Harness, id: &str, c: Calendar) -> Result<Calendar, Status> {
@@ -6725,4 +6726,151 @@ async fn an_account_changing_hands_moves_its_open_cases_to_the_new_managers_port
         .unwrap();
     assert_eq!(fresh.account_manager, "staff/bob");
     consumer.abort();
+}
+
+async fn an_escalations_delivery_follows_the_gateways_outcomes(h: Harness) {
+    use concierge_cases::escalation_delivery::EscalationDeliveries;
+    use concierge_common::inbox::{self, Consumer as _};
+    use concierge_proto::gateway::{WebhookAttempt, WebhookDelivery, webhook_delivery};
+
+    let a = agent();
+    let c = create_case(&h, &a, case("acme", "Circuit down"))
+        .await
+        .unwrap();
+    let raised = raise(&h, &a, &c.name, escalation_to("staff/ayse", "no ETA"))
+        .await
+        .unwrap();
+    assert_eq!(
+        raised.delivery.as_ref().unwrap().state,
+        escalation_delivery::State::NoChannel as i32,
+        "no outcome yet"
+    );
+    let consumer = EscalationDeliveries;
+    let outcome = |webhook: &str, state: webhook_delivery::State, status: i32, event_type: &str| {
+        let d = WebhookDelivery {
+            name: format!("webhooks/{webhook}/deliveries/e1"),
+            event_type: event_type.into(),
+            event_subject: raised.name.clone(),
+            state: state as i32,
+            attempt_count: 8,
+            attempts: vec![WebhookAttempt {
+                attempt_time: Some(ts("2026-11-02T10:00:00Z")),
+                http_status: status,
+                error: "bad gateway".into(),
+                latency: None,
+            }],
+            complete_time: Some(ts("2026-11-02T10:00:01Z")),
+            ..Default::default()
+        };
+        concierge_proto::events::Event {
+            id: uuid::Uuid::now_v7().to_string(),
+            r#type: if state == webhook_delivery::State::Succeeded {
+                "concierge.gateway.v1.webhook_delivery_succeeded"
+            } else {
+                "concierge.gateway.v1.webhook_delivery_failed"
+            }
+            .into(),
+            payload: Some(concierge_common::outbox::pack(&d)),
+            ..Default::default()
+        }
+    };
+    let deliver = |e: concierge_proto::events::Event| {
+        let h = &h;
+        let consumer = &consumer;
+        async move { inbox::deliver(h.svc.db(), consumer, &consumer.subscription(), &e, 1, 0).await }
+    };
+    let delivery = || async {
+        h.svc
+            .list_escalations(h.req(
+                &who(Role::Admin),
+                ListEscalationsRequest {
+                    parent: c.name.clone(),
+                    ..Default::default()
+                },
+            ))
+            .await
+            .unwrap()
+            .into_inner()
+            .escalations[0]
+            .delivery
+            .clone()
+            .unwrap()
+    };
+    let escalation_raised = "concierge.cases.v1.escalation_raised";
+
+    // Another event type's delivery says nothing about escalations.
+    assert_eq!(
+        deliver(outcome(
+            "crm",
+            webhook_delivery::State::Failed,
+            502,
+            "concierge.cases.v1.case_updated"
+        ))
+        .await,
+        inbox::Outcome::Done
+    );
+    assert_eq!(
+        delivery().await.state,
+        escalation_delivery::State::NoChannel as i32
+    );
+
+    // Given up: FAILED with the status and the receiver's words.
+    deliver(outcome(
+        "channel",
+        webhook_delivery::State::Failed,
+        502,
+        escalation_raised,
+    ))
+    .await;
+    let failed = delivery().await;
+    assert_eq!(failed.state, escalation_delivery::State::Failed as i32);
+    assert_eq!(failed.webhook_delivery, "webhooks/channel/deliveries/e1");
+    assert_eq!(failed.attempt_count, 8);
+    assert_eq!(failed.last_error, "HTTP 502: bad gateway");
+    assert_eq!(failed.deliver_time, None);
+
+    // Retried by hand and accepted: DELIVERED.
+    deliver(outcome(
+        "channel",
+        webhook_delivery::State::Succeeded,
+        200,
+        escalation_raised,
+    ))
+    .await;
+    let delivered = delivery().await;
+    assert_eq!(
+        delivered.state,
+        escalation_delivery::State::Delivered as i32
+    );
+    assert_eq!(delivered.deliver_time, Some(ts("2026-11-02T10:00:01Z")));
+    assert!(delivered.last_error.is_empty());
+
+    // Another channel failing does not undo a delivery that succeeded.
+    deliver(outcome(
+        "backup",
+        webhook_delivery::State::Failed,
+        0,
+        escalation_raised,
+    ))
+    .await;
+    let still = delivery().await;
+    assert_eq!(still.state, escalation_delivery::State::Delivered as i32);
+    assert_eq!(still.webhook_delivery, "webhooks/channel/deliveries/e1");
+
+    // The escalation's etag is the person's: a derived summary moves it not.
+    let after = h
+        .svc
+        .list_escalations(h.req(
+            &who(Role::Admin),
+            ListEscalationsRequest {
+                parent: c.name.clone(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .escalations
+        .remove(0);
+    assert_eq!(after.etag, raised.etag);
 }
