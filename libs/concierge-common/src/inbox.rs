@@ -347,24 +347,8 @@ pub async fn run<C: Consumer>(
             run_jetstream(&db, js.context(), consumer.as_ref(), &clock).await
         }
         BusTarget::Nats(url) => {
-            let js = connect_reader_with_backoff(&url).await;
+            let js = relay::connect_reader_with_backoff(&url).await;
             run_jetstream(&db, js.context(), consumer.as_ref(), &clock).await
-        }
-    }
-}
-
-async fn connect_reader_with_backoff(url: &str) -> relay::JetStreamBus {
-    let backoff = Backoff::default();
-    let mut failures = 0u32;
-    loop {
-        match relay::JetStreamBus::connect_reader(url).await {
-            Ok(bus) => return bus,
-            Err(e) => {
-                failures = failures.saturating_add(1);
-                let wait = backoff.delay(failures);
-                tracing::warn!(url, error = %e, retry_in_ms = wait.as_millis() as u64, "the event bus is unreachable; consumers wait");
-                tokio::time::sleep(wait).await;
-            }
         }
     }
 }

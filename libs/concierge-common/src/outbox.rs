@@ -39,6 +39,25 @@ pub fn pack<M: Message + prost::Name>(message: &M) -> Any {
     }
 }
 
+/// The payload `event` carries, as the `M` its type declares: what a
+/// consumer reads. INVALID_ARGUMENT on `payload` when it is missing, names
+/// another message, or does not decode (a consumer dead-letters such an
+/// event: no redelivery mends it).
+pub fn unpack<M: Message + prost::Name + Default>(event: &Event) -> Result<M> {
+    let any = event
+        .payload
+        .as_ref()
+        .ok_or_else(|| crate::error::Error::invalid("payload", "not set"))?;
+    if any.type_url != M::type_url() {
+        return Err(crate::error::Error::invalid(
+            "payload.type_url",
+            format!("{} is not {}", any.type_url, M::type_url()),
+        ));
+    }
+    M::decode(any.value.as_slice())
+        .map_err(|e| crate::error::Error::invalid("payload", e.to_string()))
+}
+
 /// Writes an event into the outbox of the transaction behind `conn`.
 pub async fn record<P: Message + prost::Name>(
     conn: &mut Conn<'_>,

@@ -206,21 +206,45 @@ pub enum BusTarget {
 /// long as it takes: a service starts, serves and keeps its events in the
 /// outbox during a NATS outage, rather than exiting (and crash-looping).
 pub async fn connect_with_backoff(url: &str, source: &str) -> JetStreamBus {
+    let bus = retry_connect(url, source, || JetStreamBus::connect(url, source)).await;
+    tracing::info!(source, url, "connected to the event bus");
+    bus
+}
+
+/// [`JetStreamBus::connect_reader`], retried the same way: a consumer waits
+/// for the bus rather than failing its service.
+pub async fn connect_reader_with_backoff(url: &str) -> JetStreamBus {
+    retry_connect(url, "", || JetStreamBus::connect_reader(url)).await
+}
+
+async fn retry_connect<F, Fut>(url: &str, source: &str, mut connect: F) -> JetStreamBus
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<JetStreamBus>>,
+{
     let backoff = crate::supervise::Backoff::default();
     let mut failures = 0u32;
     loop {
-        match JetStreamBus::connect(url, source).await {
+        match connect().await {
             Ok(bus) => {
-                tracing::info!(source, url, "connected to the event bus");
-                metrics::gauge!("concierge_bus_connected", "source" => source.to_string()).set(1.0);
+                if !source.is_empty() {
+                    metrics::gauge!("concierge_bus_connected", "source" => source.to_string())
+                        .set(1.0);
+                }
                 return bus;
             }
             Err(e) => {
                 failures = failures.saturating_add(1);
                 let wait = backoff.delay(failures);
-                metrics::gauge!("concierge_bus_connected", "source" => source.to_string()).set(0.0);
+                // A reader (a consumer, the gateway) has no outbox of its own
+                // to report on.
+                if !source.is_empty() {
+                    metrics::gauge!("concierge_bus_connected", "source" => source.to_string())
+                        .set(0.0);
+                }
                 tracing::warn!(
                     source,
+                    url,
                     error = %e,
                     retry_in_ms = wait.as_millis() as u64,
                     "the event bus is unreachable; events wait in the outbox until it answers"

@@ -6,14 +6,13 @@
 //! that delivered is not undone by another that failed.
 
 use concierge_common::crud::{Resource, Store};
-use concierge_common::error::{Error, Result};
+use concierge_common::error::Result;
 use concierge_common::inbox::{Consumer, Inbox, Subscription};
 use concierge_common::resource;
 use concierge_proto::catalogue;
 use concierge_proto::concierge::cases::v1::{Escalation, EscalationDelivery, escalation_delivery};
 use concierge_proto::events::Event;
 use concierge_proto::gateway::{WebhookDelivery, webhook_delivery};
-use prost::{Message, Name};
 
 use crate::resources::ESCALATIONS;
 
@@ -35,7 +34,7 @@ impl Consumer for EscalationDeliveries {
     }
 
     async fn handle(&self, event: &Event, inbox: Inbox<'_>) -> Result<()> {
-        let d = payload(event)?;
+        let d: WebhookDelivery = concierge_common::outbox::unpack(event)?;
         if d.event_type != catalogue::cases::ESCALATION_RAISED.event_type() {
             return Ok(());
         }
@@ -88,20 +87,4 @@ impl Consumer for EscalationDeliveries {
         tx.commit().await?;
         Ok(())
     }
-}
-
-/// The delivery a gateway delivery event carries.
-fn payload(event: &Event) -> Result<WebhookDelivery> {
-    let any = event
-        .payload
-        .as_ref()
-        .ok_or_else(|| Error::invalid("payload", "not set"))?;
-    if any.type_url != WebhookDelivery::type_url() {
-        return Err(Error::invalid(
-            "payload.type_url",
-            format!("{} is not {}", any.type_url, WebhookDelivery::type_url()),
-        ));
-    }
-    WebhookDelivery::decode(any.value.as_slice())
-        .map_err(|e| Error::invalid("payload", e.to_string()))
 }

@@ -14,7 +14,6 @@ use concierge_proto::catalogue;
 use concierge_proto::concierge::cases::v1::Case;
 use concierge_proto::customers::Account;
 use concierge_proto::events::Event;
-use prost::{Message, Name};
 
 use crate::resources::CASES;
 use crate::{Cases, RULES};
@@ -42,7 +41,7 @@ impl Consumer for AccountHandover {
     }
 
     async fn handle(&self, event: &Event, inbox: Inbox<'_>) -> Result<()> {
-        let account = payload(event)?;
+        let account: Account = concierge_common::outbox::unpack(event)?;
         let update_time = account
             .update_time
             .as_ref()
@@ -97,19 +96,4 @@ impl Consumer for AccountHandover {
         }
         Ok(())
     }
-}
-
-/// The account an `account_updated` event carries.
-fn payload(event: &Event) -> Result<Account> {
-    let any = event
-        .payload
-        .as_ref()
-        .ok_or_else(|| Error::invalid("payload", "not set"))?;
-    if any.type_url != Account::type_url() {
-        return Err(Error::invalid(
-            "payload.type_url",
-            format!("{} is not {}", any.type_url, Account::type_url()),
-        ));
-    }
-    Account::decode(any.value.as_slice()).map_err(|e| Error::invalid("payload", e.to_string()))
 }

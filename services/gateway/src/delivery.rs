@@ -48,8 +48,13 @@ pub const DISABLE_AFTER: i32 = 5;
 pub const DEFAULT_ATTEMPTS: i32 = 8;
 /// Time allowed per attempt when the webhook says 0.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
-const FIRST_RETRY: Duration = Duration::from_secs(10);
-const LAST_RETRY: Duration = Duration::from_secs(3600);
+/// Waits between attempts: from 10 s, doubling to 1 h, with jitter (the
+/// kit's backoff, as every retry in the suite).
+const RETRY: concierge_common::supervise::Backoff = concierge_common::supervise::Backoff {
+    min: Duration::from_secs(10),
+    max: Duration::from_secs(3600),
+    stable: Duration::ZERO,
+};
 /// How much of a receiver's answer is kept for diagnosis.
 const ERROR_KEPT: usize = 500;
 /// How long a finished delivery (succeeded or given up) is kept: as long as
@@ -122,13 +127,7 @@ pub fn signature(secret: &str, t: i64, body: &[u8]) -> String {
 
 /// The wait before the attempt after `failed` failed ones.
 fn retry_after(failed: i32) -> Duration {
-    let doubled = FIRST_RETRY.saturating_mul(
-        1u32.checked_shl(failed.saturating_sub(1).clamp(0, 31) as u32)
-            .unwrap_or(u32::MAX),
-    );
-    doubled
-        .min(LAST_RETRY)
-        .mul_f64(rand::random_range(0.75..=1.0))
+    RETRY.delay(u32::try_from(failed).unwrap_or(0))
 }
 
 /// A delivery's name: its webhook and the event, so one event is queued to

@@ -341,11 +341,16 @@ pub async fn check_target(field: &str, url: &str, targets: Targets) -> Result<()
         return Err(inside());
     }
     let port = parsed.port_or_known_default().unwrap_or(443);
-    let addrs: Vec<std::net::SocketAddr> =
-        tokio::net::lookup_host((host.trim_start_matches('[').trim_end_matches(']'), port))
-            .await
-            .map_err(|e| Error::invalid(field, format!("{host} does not resolve: {e}")))?
-            .collect();
+    // A name that takes long to resolve holds the request no longer than this.
+    let lookup = tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        tokio::net::lookup_host((host.trim_start_matches('[').trim_end_matches(']'), port)),
+    )
+    .await
+    .map_err(|_| Error::invalid(field, format!("{host} did not resolve within 5 s")))?;
+    let addrs: Vec<std::net::SocketAddr> = lookup
+        .map_err(|e| Error::invalid(field, format!("{host} does not resolve: {e}")))?
+        .collect();
     if addrs.is_empty() || addrs.iter().any(|a| !public_address(a.ip())) {
         return Err(inside());
     }
