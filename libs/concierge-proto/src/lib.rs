@@ -19,6 +19,7 @@ mod generated {
 
 pub use generated::*;
 
+pub use generated::concierge::csat::v1 as csat;
 pub use generated::concierge::customers::v1 as customers;
 pub use generated::concierge::disputes::v1 as disputes;
 pub use generated::concierge::events::v1 as events;

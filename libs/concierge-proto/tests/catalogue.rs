@@ -19,6 +19,7 @@ fn declared() -> BTreeSet<(String, String, Visibility)> {
     of(cases::EventType::DECLARED)
         .chain(of(customers::EventType::DECLARED))
         .chain(of(concierge_proto::disputes::EventType::DECLARED))
+        .chain(of(concierge_proto::csat::EventType::DECLARED))
         .chain(of(concierge_proto::gateway::EventType::DECLARED))
         .collect()
 }
@@ -120,6 +121,7 @@ fn every_type_parses_back_to_its_value_and_names_a_real_payload() {
     check(cases::EventType::DECLARED);
     check(customers::EventType::DECLARED);
     check(concierge_proto::disputes::EventType::DECLARED);
+    check(concierge_proto::csat::EventType::DECLARED);
 }
 
 /// The typed constants and the lifecycle events generic code records agree

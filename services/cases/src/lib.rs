@@ -157,6 +157,11 @@ impl Cases {
         self.store.db()
     }
 
+    /// Starts relaying this service's outbox to `bus`.
+    pub fn relay_events(&self, bus: concierge_common::relay::Bus) -> tokio::task::JoinHandle<()> {
+        self.store.relay_events(bus)
+    }
+
     pub(crate) fn store(&self) -> &Store {
         &self.store
     }

@@ -1,0 +1,262 @@
+//! The gRPC face of the CSAT service. Templates and triggers are the kit's
+//! standard methods; surveys are scheduled, sent, answered and withdrawn in
+//! `surveys`. Methods of the contract this step does not serve yet answer
+//! UNIMPLEMENTED (the generated defaults).
+
+use concierge_common::crud::{Ctx, New, Reply, reply};
+use concierge_common::error::Result;
+use concierge_common::idempotency::Key;
+use concierge_common::{page_query, without_request_id};
+use concierge_proto::csat::csat_service_server::CsatService;
+use concierge_proto::csat::*;
+use tonic::Request;
+
+use crate::{Csat, RULES};
+
+fn once<M: prost::Message>(
+    ctx: &Ctx,
+    request_id: &str,
+    method: &'static str,
+    request: &M,
+) -> Result<Option<Key>> {
+    Key::new(&ctx.principal.subject, request_id, method, request)
+}
+
+#[tonic::async_trait]
+impl CsatService for Csat {
+    async fn create_survey_template(
+        &self,
+        request: Request<CreateSurveyTemplateRequest>,
+    ) -> Reply<SurveyTemplate> {
+        let ctx = self.ctx(&request)?;
+        let req = request.into_inner();
+        let hashed = without_request_id!(req);
+        reply(
+            self.store()
+                .create(
+                    &RULES,
+                    &ctx,
+                    "CreateSurveyTemplate",
+                    &hashed,
+                    New {
+                        parent: "",
+                        resource: req.survey_template,
+                        id: &req.survey_template_id,
+                        request_id: &req.request_id,
+                    },
+                )
+                .await,
+        )
+    }
+
+    async fn get_survey_template(
+        &self,
+        request: Request<GetSurveyTemplateRequest>,
+    ) -> Reply<SurveyTemplate> {
+        let ctx = self.ctx(&request)?;
+        reply(
+            self.store()
+                .get(&RULES, &ctx, &request.get_ref().name)
+                .await,
+        )
+    }
+
+    async fn list_survey_templates(
+        &self,
+        request: Request<ListSurveyTemplatesRequest>,
+    ) -> Reply<ListSurveyTemplatesResponse> {
+        let ctx = self.ctx(&request)?;
+        let req = request.into_inner();
+        reply(
+            self.store()
+                .list::<SurveyTemplate, _>(&RULES, &ctx, page_query!(req))
+                .await
+                .map(
+                    |(survey_templates, next_page_token)| ListSurveyTemplatesResponse {
+                        survey_templates,
+                        next_page_token,
+                    },
+                ),
+        )
+    }
+
+    async fn update_survey_template(
+        &self,
+        request: Request<UpdateSurveyTemplateRequest>,
+    ) -> Reply<SurveyTemplate> {
+        let ctx = self.ctx(&request)?;
+        let req = request.into_inner();
+        reply(
+            self.store()
+                .update(&RULES, &ctx, req.survey_template, req.update_mask)
+                .await,
+        )
+    }
+
+    async fn delete_survey_template(
+        &self,
+        request: Request<DeleteSurveyTemplateRequest>,
+    ) -> Reply<()> {
+        let ctx = self.ctx(&request)?;
+        let req = request.into_inner();
+        let result = async {
+            let key = once(
+                &ctx,
+                &req.request_id,
+                "DeleteSurveyTemplate",
+                &without_request_id!(req),
+            )?;
+            self.store()
+                .delete_once::<SurveyTemplate, _>(&RULES, &ctx, key, &req.name, &req.etag)
+                .await
+        };
+        reply(result.await)
+    }
+
+    async fn create_survey_trigger(
+        &self,
+        request: Request<CreateSurveyTriggerRequest>,
+    ) -> Reply<SurveyTrigger> {
+        let ctx = self.ctx(&request)?;
+        let req = request.into_inner();
+        let hashed = without_request_id!(req);
+        reply(
+            self.store()
+                .create(
+                    &RULES,
+                    &ctx,
+                    "CreateSurveyTrigger",
+                    &hashed,
+                    New {
+                        parent: "",
+                        resource: req.survey_trigger,
+                        id: &req.survey_trigger_id,
+                        request_id: &req.request_id,
+                    },
+                )
+                .await,
+        )
+    }
+
+    async fn get_survey_trigger(
+        &self,
+        request: Request<GetSurveyTriggerRequest>,
+    ) -> Reply<SurveyTrigger> {
+        let ctx = self.ctx(&request)?;
+        reply(
+            self.store()
+                .get(&RULES, &ctx, &request.get_ref().name)
+                .await,
+        )
+    }
+
+    async fn list_survey_triggers(
+        &self,
+        request: Request<ListSurveyTriggersRequest>,
+    ) -> Reply<ListSurveyTriggersResponse> {
+        let ctx = self.ctx(&request)?;
+        let req = request.into_inner();
+        reply(
+            self.store()
+                .list::<SurveyTrigger, _>(&RULES, &ctx, page_query!(req))
+                .await
+                .map(
+                    |(survey_triggers, next_page_token)| ListSurveyTriggersResponse {
+                        survey_triggers,
+                        next_page_token,
+                    },
+                ),
+        )
+    }
+
+    async fn update_survey_trigger(
+        &self,
+        request: Request<UpdateSurveyTriggerRequest>,
+    ) -> Reply<SurveyTrigger> {
+        let ctx = self.ctx(&request)?;
+        let req = request.into_inner();
+        reply(
+            self.store()
+                .update(&RULES, &ctx, req.survey_trigger, req.update_mask)
+                .await,
+        )
+    }
+
+    async fn delete_survey_trigger(
+        &self,
+        request: Request<DeleteSurveyTriggerRequest>,
+    ) -> Reply<()> {
+        let ctx = self.ctx(&request)?;
+        let req = request.into_inner();
+        let result = async {
+            let key = once(
+                &ctx,
+                &req.request_id,
+                "DeleteSurveyTrigger",
+                &without_request_id!(req),
+            )?;
+            self.store()
+                .delete_once::<SurveyTrigger, _>(&RULES, &ctx, key, &req.name, &req.etag)
+                .await
+        };
+        reply(result.await)
+    }
+
+    async fn create_survey(&self, request: Request<CreateSurveyRequest>) -> Reply<Survey> {
+        let ctx = self.ctx(&request)?;
+        reply(self.create_by_hand(&ctx, request.into_inner()).await)
+    }
+
+    async fn get_survey(&self, request: Request<GetSurveyRequest>) -> Reply<Survey> {
+        let ctx = self.ctx(&request)?;
+        reply(
+            self.store()
+                .get(&RULES, &ctx, &request.get_ref().name)
+                .await,
+        )
+    }
+
+    async fn list_surveys(
+        &self,
+        request: Request<ListSurveysRequest>,
+    ) -> Reply<ListSurveysResponse> {
+        let ctx = self.ctx(&request)?;
+        let mut req = request.into_inner();
+        if req.order_by.trim().is_empty() {
+            req.order_by = "create_time desc".into();
+        }
+        reply(
+            self.store()
+                .list_counted::<Survey, _>(&RULES, &ctx, page_query!(req))
+                .await
+                .map(
+                    |(surveys, next_page_token, total_size)| ListSurveysResponse {
+                        surveys,
+                        next_page_token,
+                        total_size,
+                    },
+                ),
+        )
+    }
+
+    async fn cancel_survey(&self, request: Request<CancelSurveyRequest>) -> Reply<Survey> {
+        let ctx = self.ctx(&request)?;
+        reply(self.cancel(&ctx, request.into_inner()).await)
+    }
+
+    /// No login: the token is the only credential, so no principal is read.
+    async fn get_survey_invitation(
+        &self,
+        request: Request<GetSurveyInvitationRequest>,
+    ) -> Reply<SurveyInvitation> {
+        reply(self.invitation(&request.get_ref().response_token).await)
+    }
+
+    /// No login: the token is the only credential, so no principal is read.
+    async fn submit_survey_response(
+        &self,
+        request: Request<SubmitSurveyResponseRequest>,
+    ) -> Reply<SubmitSurveyResponseResponse> {
+        reply(self.answer(request.into_inner()).await)
+    }
+}

@@ -1,0 +1,92 @@
+//! What the CSAT service asks of the others over gRPC, never their tables:
+//! the customers service for a surveyed contact (address, language) and an
+//! account's name; the cases service for a case surveyed by hand.
+
+use concierge_common::channel::{Traced, traced};
+use concierge_common::error::{Error, Result};
+use concierge_common::peer::Peer;
+use concierge_common::principal::PrincipalCodec;
+use concierge_proto::concierge::cases::v1::cases_service_client::CasesServiceClient;
+use concierge_proto::concierge::cases::v1::cases_service_server::SERVICE_NAME as CASES;
+use concierge_proto::concierge::cases::v1::{Case, GetCaseRequest};
+use concierge_proto::customers::customers_service_client::CustomersServiceClient;
+use concierge_proto::customers::customers_service_server::SERVICE_NAME as CUSTOMERS;
+use concierge_proto::customers::{Account, Contact, GetAccountRequest, GetContactRequest};
+use tonic::Code;
+use tonic::transport::Channel;
+
+/// The CSAT service's clients of its peers, acting as itself.
+#[derive(Clone)]
+pub struct Peers {
+    customers: Peer<CustomersServiceClient<Traced>>,
+    cases: Peer<CasesServiceClient<Traced>>,
+}
+
+/// NOT_FOUND from a peer as INVALID_ARGUMENT on the field that named it.
+fn named(field: &str, name: &str) -> impl Fn(concierge_common::peer::PeerError) -> Error {
+    let (field, name) = (field.to_string(), name.to_string());
+    move |refused| match refused.code() {
+        Code::NotFound => Error::invalid(&field, format!("{name} does not exist")),
+        _ => refused.into(),
+    }
+}
+
+impl Peers {
+    pub fn new(customers: Channel, cases: Channel, principals: &PrincipalCodec) -> Self {
+        Self {
+            customers: Peer::new(
+                CustomersServiceClient::new(traced(customers)),
+                principals,
+                CUSTOMERS,
+                "csat",
+            )
+            .named("the customers service"),
+            cases: Peer::new(
+                CasesServiceClient::new(traced(cases)),
+                principals,
+                CASES,
+                "csat",
+            )
+            .named("the cases service"),
+        }
+    }
+
+    /// A contact of an account; INVALID_ARGUMENT on `field` when gone.
+    pub async fn contact(&self, request_id: &str, field: &str, name: &str) -> Result<Contact> {
+        let request = GetContactRequest {
+            name: name.to_string(),
+        };
+        self.customers
+            .read(request_id, request, |mut c, r| async move {
+                c.get_contact(r).await
+            })
+            .await
+            .map_err(named(field, name))
+    }
+
+    /// An account; INVALID_ARGUMENT on `field` when gone.
+    pub async fn account(&self, request_id: &str, field: &str, name: &str) -> Result<Account> {
+        let request = GetAccountRequest {
+            name: name.to_string(),
+        };
+        self.customers
+            .read(request_id, request, |mut c, r| async move {
+                c.get_account(r).await
+            })
+            .await
+            .map_err(named(field, name))
+    }
+
+    /// A case; INVALID_ARGUMENT on `field` when it does not exist.
+    pub async fn case(&self, request_id: &str, field: &str, name: &str) -> Result<Case> {
+        let request = GetCaseRequest {
+            name: name.to_string(),
+        };
+        self.cases
+            .read(request_id, request, |mut c, r| async move {
+                c.get_case(r).await
+            })
+            .await
+            .map_err(named(field, name))
+    }
+}

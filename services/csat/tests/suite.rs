@@ -1,0 +1,1297 @@
+//! The CSAT service through its gRPC trait, with signed principals as the
+//! gateway delivers them, fed the real cases service's events and asking a
+//! real customers service on loopback; its e-mail lands as .eml files, as in
+//! `concierge dev`. Once on SQLite, once on PostgreSQL.
+
+use std::sync::Arc;
+
+use concierge_cases::Cases;
+use concierge_common::clock::{Clock as _, TestClock};
+use concierge_common::inbox::{self, Consumer as _, Outcome};
+use concierge_common::kit::Peers;
+use concierge_common::principal::{Principal, PrincipalCodec, Role};
+use concierge_common::server::Running;
+use concierge_common::testing::{self, Backend};
+use concierge_csat::Csat;
+use concierge_csat::surveys::CaseEvents;
+use concierge_customers::Customers;
+use concierge_proto::concierge::cases::v1 as cases;
+use concierge_proto::concierge::cases::v1::cases_service_server::CasesService as _;
+use concierge_proto::csat::csat_service_server::CsatService;
+use concierge_proto::csat::*;
+use concierge_proto::events::Event;
+use jiff::SignedDuration;
+use prost_types::{Duration, FieldMask};
+use tonic::{Code, Status};
+use tonic_types::StatusExt;
+
+/// A CSAT service on the backend under test, with the customers service
+/// (acme and globex, managed by ayse; acme's contacts Deniz, who reads
+/// Turkish, and Ali, who reads English) and the cases service whose events
+/// it consumes, both on SQLite behind loopback ports.
+struct Harness {
+    csat: testing::Harness<Csat>,
+    cases: testing::Harness<Cases>,
+    mail: tempfile::TempDir,
+    _servers: Vec<Running>,
+    _customers: testing::Harness<Customers>,
+}
+
+impl std::ops::Deref for Harness {
+    type Target = testing::Harness<Csat>;
+    fn deref(&self) -> &Self::Target {
+        &self.csat
+    }
+}
+
+impl Harness {
+    async fn new(backend: Backend, test: &str) -> Option<Self> {
+        let codec = PrincipalCodec::new("csat-test-secret".into());
+        let clock = TestClock::new(testing::TEST_EPOCH.parse().unwrap());
+        let customers = testing::Harness::<Customers>::open(
+            Backend::Sqlite,
+            test,
+            codec.clone(),
+            clock.clone(),
+            Peers::default(),
+        )
+        .await
+        .unwrap();
+        seed_customers(&customers).await;
+        let (customers_server, customers_channel) = customers.serve().await;
+        let mut peers = Peers::default();
+        peers.insert("customers", customers_channel);
+        let cases = testing::Harness::<Cases>::open(
+            Backend::Sqlite,
+            test,
+            codec.clone(),
+            clock.clone(),
+            peers.clone(),
+        )
+        .await
+        .unwrap();
+        let (cases_server, cases_channel) = cases.serve().await;
+        peers.insert("cases", cases_channel);
+        let mail = tempfile::tempdir().unwrap();
+        let mailer = Arc::new(
+            concierge_common::mail::Mailer::files(
+                mail.path().to_path_buf(),
+                "Concierge <concierge@example.com>",
+            )
+            .unwrap(),
+        );
+        let csat =
+            testing::Harness::open_mailing(backend, test, codec, clock, peers, mailer).await?;
+        Some(Self {
+            csat,
+            cases,
+            mail,
+            _servers: vec![customers_server, cases_server],
+            _customers: customers,
+        })
+    }
+
+    /// Every case event so far, delivered to the CSAT consumer `times`
+    /// times over, as a bus that redelivers would.
+    async fn deliver_case_events(&self, times: usize) {
+        let consumer = CaseEvents::new(self.svc.clone());
+        let subscription = consumer.subscription();
+        let events: Vec<Event> = self
+            .cases
+            .events()
+            .await
+            .into_iter()
+            .filter(|e| subscription.event_types.contains(&e.r#type))
+            .collect();
+        for _ in 0..times {
+            for e in &events {
+                let outcome = inbox::deliver(
+                    self.svc.db(),
+                    &consumer,
+                    &subscription,
+                    e,
+                    1,
+                    concierge_common::clock::to_micros(self.clock.now()),
+                )
+                .await;
+                assert!(matches!(outcome, Outcome::Done), "{outcome:?}");
+            }
+        }
+    }
+
+    /// Works the survey timers due now.
+    async fn sweep(&self) -> usize {
+        self.svc.sweep("test", self.clock.now()).await.unwrap()
+    }
+
+    /// The e-mails written so far, parsed: (to, language, subject, body).
+    fn mails(&self) -> Vec<Mail> {
+        let mut paths: Vec<_> = std::fs::read_dir(self.mail.path())
+            .map(|d| d.map(|e| e.unwrap().path()).collect())
+            .unwrap_or_default();
+        paths.sort();
+        paths
+            .into_iter()
+            .map(|p| {
+                let raw = std::fs::read(&p).unwrap();
+                let m = mail_parser::MessageParser::default().parse(&raw).unwrap();
+                Mail {
+                    to: m
+                        .to()
+                        .and_then(|a| a.first())
+                        .and_then(|a| a.address())
+                        .unwrap_or_default()
+                        .to_string(),
+                    language: m
+                        .header_raw("Content-Language")
+                        .unwrap_or_default()
+                        .trim()
+                        .to_string(),
+                    subject: m.subject().unwrap_or_default().to_string(),
+                    body: m.body_text(0).unwrap_or_default().to_string(),
+                }
+            })
+            .collect()
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Mail {
+    to: String,
+    language: String,
+    subject: String,
+    body: String,
+}
+
+impl Mail {
+    /// The response token in the mail's link.
+    fn token(&self) -> String {
+        let start = self.body.find("token=").expect("a response link") + "token=".len();
+        self.body[start..]
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
+            .collect()
+    }
+}
+
+fn staff(id: &str, role: Role) -> Principal {
+    Principal {
+        subject: format!("oidc/{id}"),
+        role,
+        account: None,
+        staff_member: Some(format!("staff/{id}")),
+        display_name: id.into(),
+    }
+}
+
+fn cem() -> Principal {
+    staff("cem", Role::Manager)
+}
+
+fn zeki() -> Principal {
+    staff("zeki", Role::Agent)
+}
+
+fn client(account: &str) -> Principal {
+    Principal {
+        subject: format!("apiKeys/{account}-portal"),
+        role: Role::Client,
+        account: Some(format!("accounts/{account}")),
+        staff_member: None,
+        display_name: format!("{account} portal"),
+    }
+}
+
+fn admin() -> Principal {
+    Principal {
+        subject: "apiKeys/admin".into(),
+        role: Role::Admin,
+        account: None,
+        staff_member: None,
+        display_name: "admin".into(),
+    }
+}
+
+async fn seed_customers(customers: &testing::Harness<Customers>) {
+    use concierge_proto::customers::customers_service_server::CustomersService as _;
+    use concierge_proto::customers::*;
+    let admin = admin();
+    for (id, role, manager) in [
+        ("cem", StaffRole::Manager, ""),
+        ("ayse", StaffRole::AccountManager, "staff/cem"),
+        ("zeki", StaffRole::Agent, "staff/cem"),
+    ] {
+        customers
+            .svc
+            .create_staff_member(customers.req(
+                &admin,
+                CreateStaffMemberRequest {
+                    staff_member: Some(StaffMember {
+                        display_name: id.into(),
+                        email: format!("{id}@example.com"),
+                        role: role as i32,
+                        manager: manager.into(),
+                        active: true,
+                        ..Default::default()
+                    }),
+                    staff_member_id: id.into(),
+                    request_id: String::new(),
+                },
+            ))
+            .await
+            .unwrap();
+    }
+    for (id, display) in [("acme", "Acme Lojistik"), ("globex", "Globex")] {
+        customers
+            .svc
+            .create_account(customers.req(
+                &admin,
+                CreateAccountRequest {
+                    account: Some(Account {
+                        display_name: display.into(),
+                        tier: Tier::Enterprise as i32,
+                        account_manager: "staff/ayse".into(),
+                        time_zone: "Europe/Istanbul".into(),
+                        ..Default::default()
+                    }),
+                    account_id: id.into(),
+                    request_id: String::new(),
+                },
+            ))
+            .await
+            .unwrap();
+    }
+    for (account, id, name, email, phone, language) in [
+        (
+            "acme",
+            "deniz",
+            "Deniz Yılmaz",
+            "deniz@acme.example",
+            "",
+            "tr",
+        ),
+        ("acme", "ali", "Ali Kaya", "ali@acme.example", "", "en"),
+        ("acme", "nomail", "No Mail", "", "+905551112233", "en"),
+        ("globex", "gul", "Gül Demir", "gul@globex.example", "", "en"),
+    ] {
+        customers
+            .svc
+            .create_contact(customers.req(
+                &admin,
+                CreateContactRequest {
+                    parent: format!("accounts/{account}"),
+                    contact: Some(Contact {
+                        display_name: name.into(),
+                        email: email.into(),
+                        phone: phone.into(),
+                        roles: vec![ContactRole::Technical as i32],
+                        language_code: language.into(),
+                        ..Default::default()
+                    }),
+                    contact_id: id.into(),
+                    request_id: String::new(),
+                },
+            ))
+            .await
+            .unwrap();
+    }
+}
+
+fn text(language: &str, question: &str) -> LocalizedSurveyText {
+    LocalizedSurveyText {
+        language_code: language.into(),
+        email_subject: String::new(),
+        email_body: String::new(),
+        question: question.into(),
+        scale_low_label: "1".into(),
+        scale_high_label: "5".into(),
+        comment_prompt: "Anything we could do better?".into(),
+        thank_you_message: match language {
+            "tr" => "Teşekkürler!".into(),
+            _ => "Thank you!".into(),
+        },
+    }
+}
+
+async fn create_template(h: &Harness, id: &str, kind: SurveyKind) -> SurveyTemplate {
+    h.svc
+        .create_survey_template(h.req(
+            &cem(),
+            CreateSurveyTemplateRequest {
+                survey_template: Some(SurveyTemplate {
+                    display_name: "After resolution".into(),
+                    kind: kind as i32,
+                    texts: vec![
+                        text("en", "How satisfied are you with how we handled it?"),
+                        text("tr", "Talebinizin ele alınışından ne kadar memnunsunuz?"),
+                    ],
+                    default_language_code: "en".into(),
+                    comment_enabled: true,
+                    ..Default::default()
+                }),
+                survey_template_id: id.into(),
+                request_id: String::new(),
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+}
+
+async fn create_trigger(
+    h: &Harness,
+    id: &str,
+    template: &str,
+    delay_hours: i64,
+    suppression_days: i32,
+) -> SurveyTrigger {
+    h.svc
+        .create_survey_trigger(h.req(
+            &cem(),
+            CreateSurveyTriggerRequest {
+                survey_trigger: Some(SurveyTrigger {
+                    display_name: "Every resolved case".into(),
+                    event: survey_trigger::Event::CaseResolved as i32,
+                    survey_template: template.into(),
+                    delay: Some(Duration {
+                        seconds: delay_hours * 3600,
+                        nanos: 0,
+                    }),
+                    suppression_days,
+                    response_window: Some(Duration {
+                        seconds: 7 * 86_400,
+                        nanos: 0,
+                    }),
+                    enabled: true,
+                    ..Default::default()
+                }),
+                survey_trigger_id: id.into(),
+                request_id: String::new(),
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+}
+
+/// A case of acme's for `contact`, opened and resolved by Zeki.
+async fn resolved_case(h: &Harness, title: &str, contact: &str) -> cases::Case {
+    let c = &h.cases;
+    let case = c
+        .svc
+        .create_case(c.req(
+            &zeki(),
+            cases::CreateCaseRequest {
+                case: Some(cases::Case {
+                    title: title.into(),
+                    r#type: cases::CaseType::Inquiry as i32,
+                    account: "accounts/acme".into(),
+                    contact: format!("accounts/acme/contacts/{contact}"),
+                    ..Default::default()
+                }),
+                case_id: String::new(),
+                request_id: String::new(),
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    c.svc
+        .open_case(c.req(
+            &zeki(),
+            cases::OpenCaseRequest {
+                name: case.name.clone(),
+                owner: String::new(),
+                etag: String::new(),
+                request_id: String::new(),
+            },
+        ))
+        .await
+        .unwrap();
+    c.svc
+        .resolve_case(c.req(
+            &zeki(),
+            cases::ResolveCaseRequest {
+                name: case.name.clone(),
+                resolution: Some(cases::Resolution {
+                    root_cause: "Question answered".into(),
+                    resolution_code: "FIXED".into(),
+                    summary: "Explained the invoice".into(),
+                    resolver: String::new(),
+                }),
+                restore_time: None,
+                etag: String::new(),
+                request_id: String::new(),
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+}
+
+async fn surveys(h: &Harness, filter: &str) -> Vec<Survey> {
+    h.svc
+        .list_surveys(h.req(
+            &cem(),
+            ListSurveysRequest {
+                filter: filter.into(),
+                order_by: "create_time".into(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .surveys
+}
+
+async fn get(h: &Harness, name: &str) -> Survey {
+    h.svc
+        .get_survey(h.req(&cem(), GetSurveyRequest { name: name.into() }))
+        .await
+        .unwrap()
+        .into_inner()
+}
+
+async fn invitation(h: &Harness, token: &str) -> Result<SurveyInvitation, Status> {
+    h.svc
+        .get_survey_invitation(tonic::Request::new(GetSurveyInvitationRequest {
+            response_token: token.into(),
+        }))
+        .await
+        .map(|r| r.into_inner())
+}
+
+async fn submit(
+    h: &Harness,
+    token: &str,
+    score: i32,
+    comment: &str,
+    request_id: &str,
+) -> Result<SubmitSurveyResponseResponse, Status> {
+    h.svc
+        .submit_survey_response(tonic::Request::new(SubmitSurveyResponseRequest {
+            response_token: token.into(),
+            score,
+            comment: comment.into(),
+            language_code: String::new(),
+            request_id: request_id.into(),
+        }))
+        .await
+        .map(|r| r.into_inner())
+}
+
+fn violations(s: &Status) -> Vec<String> {
+    s.get_details_bad_request()
+        .map(|b| b.field_violations.into_iter().map(|v| v.field).collect())
+        .unwrap_or_default()
+}
+
+fn at(t: Option<prost_types::Timestamp>) -> jiff::Timestamp {
+    concierge_common::clock::from_proto(&t.expect("a time")).expect("a valid time")
+}
+
+fn state(s: &Survey) -> survey::State {
+    survey::State::try_from(s.state).unwrap()
+}
+
+/// A resolved case gets one survey, whatever the bus does: its event
+/// delivered three times schedules one; the delay holds it; it goes out to
+/// the case's contact in her language with a link that opens the question
+/// and takes one answer. Neither the survey nor any event carries the token.
+async fn a_resolved_case_is_surveyed_once_in_the_contacts_language(h: Harness) {
+    let template = create_template(&h, "post-resolution", SurveyKind::Csat15).await;
+    create_trigger(&h, "resolved", &template.name, 2, 30).await;
+    let case = resolved_case(&h, "Fatura sorusu", "deniz").await;
+    h.deliver_case_events(3).await;
+    let all = surveys(&h, "").await;
+    assert_eq!(all.len(), 1, "{all:?}");
+    let s = &all[0];
+    assert_eq!(state(s), survey::State::Scheduled);
+    assert_eq!(s.r#case, case.name);
+    assert_eq!(s.contact, "accounts/acme/contacts/deniz");
+    assert_eq!(s.account, "accounts/acme");
+    assert_eq!(s.account_manager, "staff/ayse");
+    assert_eq!(s.survey_trigger, "surveyTriggers/resolved");
+    assert_eq!(s.kind, SurveyKind::Csat15 as i32);
+    assert_eq!(s.case_type, cases::CaseType::Inquiry as i32);
+    let resolved_at = at(case.state_time);
+    assert_eq!(
+        at(s.schedule_time),
+        resolved_at + SignedDuration::from_hours(2),
+        "the trigger's delay after the resolution"
+    );
+
+    h.clock.advance(SignedDuration::from_mins(119));
+    assert_eq!(h.sweep().await, 0, "not before its time");
+    assert!(h.mails().is_empty());
+    h.clock.advance(SignedDuration::from_mins(1));
+    assert_eq!(h.sweep().await, 1);
+    let mails = h.mails();
+    assert_eq!(mails.len(), 1, "{mails:?}");
+    let mail = &mails[0];
+    assert_eq!(mail.to, "deniz@acme.example");
+    assert_eq!(mail.language, "tr");
+    assert_eq!(mail.subject, "Nasıldık? Fatura sorusu");
+    assert!(
+        mail.body.starts_with("Merhaba Deniz Yılmaz,"),
+        "{}",
+        mail.body
+    );
+    let token = mail.token();
+    assert!(token.len() >= 22, "at least 128 bits: {token}");
+
+    let sent = get(&h, &s.name).await;
+    assert_eq!(state(&sent), survey::State::Sent);
+    assert_eq!(sent.language_code, "tr");
+    let send_time = at(sent.send_time);
+    assert_eq!(send_time, h.clock.now());
+    assert_eq!(
+        at(sent.expire_time),
+        send_time + SignedDuration::from_hours(7 * 24),
+        "the trigger's response window"
+    );
+
+    let shown = invitation(&h, &token).await.unwrap();
+    assert_eq!(shown.language_code, "tr");
+    assert_eq!(
+        shown.question,
+        "Talebinizin ele alınışından ne kadar memnunsunuz?"
+    );
+    assert_eq!((shown.min_score, shown.max_score), (1, 5));
+    assert_eq!(shown.case_title, "Fatura sorusu");
+    assert!(shown.comment_enabled);
+    assert_eq!(shown.expire_time, sent.expire_time);
+
+    let thanks = submit(&h, &token, 2, "Çok geç döndünüz", "answer-1")
+        .await
+        .unwrap();
+    assert_eq!(thanks.thank_you_message, "Teşekkürler!");
+    let retried = submit(&h, &token, 2, "Çok geç döndünüz", "answer-1")
+        .await
+        .unwrap();
+    assert_eq!(
+        retried, thanks,
+        "a retry with its request_id gets the first answer"
+    );
+    let twice = submit(&h, &token, 5, "", "answer-2").await.unwrap_err();
+    assert_eq!(twice.code(), Code::NotFound, "{twice:?}");
+    assert_eq!(
+        invitation(&h, &token).await.unwrap_err().code(),
+        Code::NotFound,
+        "a spent link opens nothing"
+    );
+
+    let answered = get(&h, &s.name).await;
+    assert_eq!(state(&answered), survey::State::Answered);
+    let response = answered.response.clone().unwrap();
+    assert_eq!(response.score, 2);
+    assert_eq!(response.comment, "Çok geç döndünüz");
+    assert_eq!(response.language_code, "tr");
+    assert_eq!(
+        response.sentiment,
+        survey_response::Sentiment::Negative as i32
+    );
+    assert!(answered.detractor);
+    assert_eq!(
+        surveys(&h, "detractor = true AND response.score <= 2")
+            .await
+            .len(),
+        1
+    );
+
+    let events = h.events().await;
+    let types: Vec<&str> = events
+        .iter()
+        .filter(|e| e.subject == s.name)
+        .map(|e| e.r#type.as_str())
+        .collect();
+    assert_eq!(
+        types,
+        vec![
+            "concierge.csat.v1.survey_scheduled",
+            "concierge.csat.v1.survey_sent",
+            "concierge.csat.v1.survey_answered",
+            "concierge.csat.v1.detractor_detected",
+        ]
+    );
+    for e in &events {
+        let bytes = prost::Message::encode_to_vec(e);
+        assert!(
+            !bytes.windows(token.len()).any(|w| w == token.as_bytes()),
+            "{} carries the token",
+            e.r#type
+        );
+    }
+    let stored = prost::Message::encode_to_vec(&answered);
+    assert!(!stored.windows(token.len()).any(|w| w == token.as_bytes()));
+}
+
+/// A contact surveyed in the last N days is not surveyed again (the
+/// survey is recorded SUPPRESSED, naming the one that suppressed it); a case
+/// reopened before its survey went out withdraws it; a contact with no
+/// address is not written to.
+async fn suppression_reopening_and_missing_addresses(h: Harness) {
+    let template = create_template(&h, "csat", SurveyKind::Csat15).await;
+    create_trigger(&h, "resolved", &template.name, 1, 30).await;
+    let first = resolved_case(&h, "First", "ali").await;
+    h.deliver_case_events(1).await;
+    h.clock.advance(SignedDuration::from_hours(1));
+    assert_eq!(h.sweep().await, 1);
+    let first_survey = surveys(&h, &format!("case = \"{}\"", first.name)).await;
+    assert_eq!(state(&first_survey[0]), survey::State::Sent);
+
+    h.clock.advance(SignedDuration::from_hours(24 * 10));
+    let second = resolved_case(&h, "Second", "ali").await;
+    let reopened = resolved_case(&h, "Reopened", "deniz").await;
+    let nomail = resolved_case(&h, "No address", "nomail").await;
+    h.cases
+        .svc
+        .reopen_case(h.cases.req(
+            &zeki(),
+            cases::ReopenCaseRequest {
+                name: reopened.name.clone(),
+                reason: "still broken".into(),
+                etag: String::new(),
+                request_id: String::new(),
+            },
+        ))
+        .await
+        .unwrap();
+    h.deliver_case_events(2).await;
+    h.clock.advance(SignedDuration::from_hours(1));
+    h.sweep().await;
+
+    let of = |case: &cases::Case| {
+        let (h, name) = (&h, case.name.clone());
+        async move { surveys(h, &format!("case = \"{name}\"")).await }
+    };
+    let suppressed = of(&second).await;
+    assert_eq!(suppressed.len(), 1);
+    assert_eq!(state(&suppressed[0]), survey::State::Suppressed);
+    assert_eq!(suppressed[0].suppressed_by, first_survey[0].name);
+    assert!(suppressed[0].send_time.is_none());
+    let withdrawn = of(&reopened).await;
+    assert_eq!(state(&withdrawn[0]), survey::State::Cancelled);
+    let unsent = of(&nomail).await;
+    assert_eq!(state(&unsent[0]), survey::State::Cancelled);
+    assert_eq!(h.mails().len(), 1, "only the first survey went out");
+    assert_eq!(
+        surveys(&h, "state = SUPPRESSED").await.len(),
+        1,
+        "listed by state"
+    );
+
+    // Past the 30 days, Ali is surveyed again.
+    h.clock.advance(SignedDuration::from_hours(24 * 21));
+    let third = resolved_case(&h, "Third", "ali").await;
+    h.deliver_case_events(1).await;
+    h.clock.advance(SignedDuration::from_hours(1));
+    h.sweep().await;
+    assert_eq!(state(&of(&third).await[0]), survey::State::Sent);
+    assert_eq!(h.mails().len(), 2);
+}
+
+/// A link works for its own survey only, once, until it expires or the
+/// survey is withdrawn; a forged token, a score off the scale or a comment
+/// the survey does not ask for is refused and records nothing.
+async fn response_links_cannot_be_forged_reused_or_stretched(h: Harness) {
+    let template = create_template(&h, "nps", SurveyKind::Nps010).await;
+    create_trigger(&h, "resolved", &template.name, 0, 0).await;
+    resolved_case(&h, "Router swap", "ali").await;
+    resolved_case(&h, "Invoice copy", "deniz").await;
+    h.deliver_case_events(1).await;
+    assert_eq!(h.sweep().await, 2);
+    let mails = h.mails();
+    let token_of = |to: &str| mails.iter().find(|m| m.to == to).unwrap().token();
+    let (ali, deniz) = (token_of("ali@acme.example"), token_of("deniz@acme.example"));
+    assert_ne!(ali, deniz);
+    assert_eq!(
+        invitation(&h, &ali).await.unwrap().case_title,
+        "Router swap"
+    );
+    assert_eq!(
+        invitation(&h, &deniz).await.unwrap().case_title,
+        "Invoice copy"
+    );
+
+    for forged in [
+        "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA".to_string(),
+        format!("{}x", &ali[..ali.len() - 1]),
+        "../../etc/passwd".into(),
+        "x".repeat(10_000),
+    ] {
+        let refused = submit(&h, &forged, 9, "", "").await.unwrap_err();
+        assert_eq!(refused.code(), Code::NotFound, "{forged}: {refused:?}");
+    }
+    let empty = submit(&h, "", 9, "", "").await.unwrap_err();
+    assert_eq!(violations(&empty), vec!["response_token"]);
+
+    for score in [-1, 11] {
+        let off = submit(&h, &ali, score, "", "").await.unwrap_err();
+        assert_eq!(violations(&off), vec!["score"], "{score}");
+    }
+    let long = submit(&h, &ali, 9, &"x".repeat(4001), "")
+        .await
+        .unwrap_err();
+    assert_eq!(violations(&long), vec!["comment"]);
+    let listed = surveys(&h, "state = SENT").await;
+    assert_eq!(listed.len(), 2, "nothing was recorded");
+
+    // NPS 0-10: a 10 is a promoter.
+    submit(&h, &ali, 10, "Quick and clear", "").await.unwrap();
+    let promoter = surveys(&h, "contact = \"accounts/acme/contacts/ali\"").await;
+    assert_eq!(
+        promoter[0].response.as_ref().unwrap().sentiment,
+        survey_response::Sentiment::Positive as i32
+    );
+    assert!(!promoter[0].detractor);
+
+    // Deniz's link expires after its window (the default 14 days when the
+    // trigger sets none… here 7).
+    h.clock.advance(SignedDuration::from_hours(7 * 24));
+    let expired = submit(&h, &deniz, 8, "", "").await.unwrap_err();
+    assert_eq!(expired.code(), Code::NotFound);
+    h.sweep().await;
+    assert_eq!(
+        surveys(&h, "state = EXPIRED").await.len(),
+        1,
+        "the sweep records the expiry"
+    );
+
+    // A withdrawn survey's link stops working at once.
+    resolved_case(&h, "Another", "deniz").await;
+    h.deliver_case_events(1).await;
+    h.sweep().await;
+    let token = h
+        .mails()
+        .into_iter()
+        .find(|m| m.subject.contains("Another"))
+        .unwrap()
+        .token();
+    let sent = surveys(&h, "state = SENT").await;
+    h.svc
+        .cancel_survey(h.req(
+            &zeki(),
+            CancelSurveyRequest {
+                name: sent[0].name.clone(),
+                reason: "sent by mistake".into(),
+                etag: String::new(),
+                request_id: String::new(),
+            },
+        ))
+        .await
+        .unwrap();
+    assert_eq!(
+        invitation(&h, &token).await.unwrap_err().code(),
+        Code::NotFound
+    );
+    let again = h
+        .svc
+        .cancel_survey(h.req(
+            &zeki(),
+            CancelSurveyRequest {
+                name: sent[0].name.clone(),
+                reason: String::new(),
+                etag: String::new(),
+                request_id: String::new(),
+            },
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(again.code(), Code::FailedPrecondition);
+}
+
+/// Templates and triggers are the managers' to write, checked field by
+/// field; a template in use stays; a deleted trigger takes its scheduled
+/// surveys with it; a client reads none of it.
+async fn templates_and_triggers_are_checked_and_guarded(h: Harness) {
+    let bad = h
+        .svc
+        .create_survey_template(h.req(
+            &cem(),
+            CreateSurveyTemplateRequest {
+                survey_template: Some(SurveyTemplate {
+                    display_name: "Bad".into(),
+                    kind: SurveyKind::Csat15 as i32,
+                    texts: vec![
+                        LocalizedSurveyText {
+                            email_subject: "{{ case.owner }}".into(),
+                            ..text("en", "Q?")
+                        },
+                        LocalizedSurveyText {
+                            email_body: "No link here".into(),
+                            ..text("fr", "Q?")
+                        },
+                    ],
+                    default_language_code: "de".into(),
+                    ..Default::default()
+                }),
+                survey_template_id: String::new(),
+                request_id: String::new(),
+            },
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(bad.code(), Code::InvalidArgument);
+    assert_eq!(
+        violations(&bad),
+        vec![
+            "survey_template.texts[0].email_subject",
+            "survey_template.texts[1].language_code",
+            "survey_template.texts[1].email_body",
+            "survey_template.default_language_code",
+        ]
+    );
+    assert!(bad.message().contains("{{case.owner}}"), "{bad:?}");
+    let by_agent = h
+        .svc
+        .create_survey_template(h.req(
+            &zeki(),
+            CreateSurveyTemplateRequest {
+                survey_template: None,
+                survey_template_id: String::new(),
+                request_id: String::new(),
+            },
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(by_agent.code(), Code::PermissionDenied);
+
+    let template = create_template(&h, "csat", SurveyKind::Csat15).await;
+    let orphan = h
+        .svc
+        .create_survey_trigger(h.req(
+            &cem(),
+            CreateSurveyTriggerRequest {
+                survey_trigger: Some(SurveyTrigger {
+                    display_name: "Orphan".into(),
+                    event: survey_trigger::Event::CaseResolved as i32,
+                    survey_template: "surveyTemplates/missing".into(),
+                    suppression_days: 400,
+                    response_window: Some(Duration {
+                        seconds: 60,
+                        nanos: 0,
+                    }),
+                    ..Default::default()
+                }),
+                survey_trigger_id: String::new(),
+                request_id: String::new(),
+            },
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        violations(&orphan),
+        vec![
+            "survey_trigger.response_window",
+            "survey_trigger.suppression_days"
+        ]
+    );
+    let missing = h
+        .svc
+        .create_survey_trigger(h.req(
+            &cem(),
+            CreateSurveyTriggerRequest {
+                survey_trigger: Some(SurveyTrigger {
+                    display_name: "Orphan".into(),
+                    event: survey_trigger::Event::CaseResolved as i32,
+                    survey_template: "surveyTemplates/missing".into(),
+                    ..Default::default()
+                }),
+                survey_trigger_id: String::new(),
+                request_id: String::new(),
+            },
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(violations(&missing), vec!["survey_trigger.survey_template"]);
+
+    let trigger = create_trigger(&h, "resolved", &template.name, 24, 30).await;
+    let in_use = h
+        .svc
+        .delete_survey_template(h.req(
+            &cem(),
+            DeleteSurveyTemplateRequest {
+                name: template.name.clone(),
+                etag: String::new(),
+                request_id: String::new(),
+            },
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(in_use.code(), Code::FailedPrecondition);
+    assert!(
+        in_use.message().contains("surveyTriggers/resolved"),
+        "{in_use:?}"
+    );
+
+    // A template edit by mask and etag.
+    let edited = h
+        .svc
+        .update_survey_template(h.req(
+            &cem(),
+            UpdateSurveyTemplateRequest {
+                survey_template: Some(SurveyTemplate {
+                    name: template.name.clone(),
+                    display_name: "CSAT after resolution".into(),
+                    etag: template.etag.clone(),
+                    ..Default::default()
+                }),
+                update_mask: Some(FieldMask {
+                    paths: vec!["display_name".into()],
+                }),
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(edited.display_name, "CSAT after resolution");
+    assert_eq!(edited.texts.len(), 2, "the texts stay");
+    let stale = h
+        .svc
+        .update_survey_template(h.req(
+            &cem(),
+            UpdateSurveyTemplateRequest {
+                survey_template: Some(SurveyTemplate {
+                    name: template.name.clone(),
+                    display_name: "Again".into(),
+                    etag: template.etag.clone(),
+                    ..Default::default()
+                }),
+                update_mask: Some(FieldMask {
+                    paths: vec!["display_name".into()],
+                }),
+            },
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(stale.code(), Code::Aborted);
+
+    resolved_case(&h, "Waiting a day", "ali").await;
+    h.deliver_case_events(1).await;
+    assert_eq!(surveys(&h, "state = SCHEDULED").await.len(), 1);
+    h.svc
+        .delete_survey_trigger(h.req(
+            &cem(),
+            DeleteSurveyTriggerRequest {
+                name: trigger.name.clone(),
+                etag: String::new(),
+                request_id: String::new(),
+            },
+        ))
+        .await
+        .unwrap();
+    assert_eq!(surveys(&h, "state = CANCELLED").await.len(), 1);
+    h.clock.advance(SignedDuration::from_hours(24));
+    assert_eq!(h.sweep().await, 0);
+    assert!(h.mails().is_empty(), "a withdrawn survey is not sent");
+    h.svc
+        .delete_survey_template(h.req(
+            &cem(),
+            DeleteSurveyTemplateRequest {
+                name: template.name.clone(),
+                etag: String::new(),
+                request_id: String::new(),
+            },
+        ))
+        .await
+        .unwrap();
+
+    let listed = h
+        .svc
+        .list_surveys(h.req(&client("acme"), ListSurveysRequest::default()))
+        .await
+        .unwrap_err();
+    assert_eq!(listed.code(), Code::PermissionDenied);
+    let unauthenticated = h
+        .svc
+        .list_surveys(tonic::Request::new(ListSurveysRequest::default()))
+        .await
+        .unwrap_err();
+    assert_eq!(unauthenticated.code(), Code::Unauthenticated);
+}
+
+/// A survey sent by hand defaults to the case's contact, is created once
+/// per request_id, and is held to the triggers' suppression.
+async fn a_survey_is_sent_by_hand_once(h: Harness) {
+    let template = create_template(&h, "csat", SurveyKind::Ces17).await;
+    let case = resolved_case(&h, "Asked by hand", "ali").await;
+    let request = |contact: &str, request_id: &str| CreateSurveyRequest {
+        survey: Some(Survey {
+            survey_template: template.name.clone(),
+            r#case: case.name.clone(),
+            contact: contact.into(),
+            ..Default::default()
+        }),
+        survey_id: String::new(),
+        request_id: request_id.into(),
+    };
+    let first = h
+        .svc
+        .create_survey(h.req(&zeki(), request("", "by-hand-1")))
+        .await
+        .unwrap()
+        .into_inner();
+    let again = h
+        .svc
+        .create_survey(h.req(&zeki(), request("", "by-hand-1")))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(first, again);
+    assert_eq!(first.contact, "accounts/acme/contacts/ali");
+    assert!(first.survey_trigger.is_empty());
+    assert_eq!(surveys(&h, "").await.len(), 1);
+    let elsewhere = h
+        .svc
+        .create_survey(h.req(&zeki(), request("accounts/globex/contacts/gul", "")))
+        .await
+        .unwrap_err();
+    assert_eq!(violations(&elsewhere), vec!["survey.contact"]);
+    let no_case = h
+        .svc
+        .create_survey(h.req(
+            &zeki(),
+            CreateSurveyRequest {
+                survey: Some(Survey {
+                    survey_template: template.name.clone(),
+                    r#case: "cases/missing".into(),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(violations(&no_case), vec!["survey.case"]);
+    assert_eq!(h.sweep().await, 1);
+    let mails = h.mails();
+    assert_eq!(mails.len(), 1);
+    assert_eq!(mails[0].language, "en");
+    assert_eq!(mails[0].subject, "How did we do? Asked by hand");
+    let shown = invitation(&h, &mails[0].token()).await.unwrap();
+    assert_eq!((shown.min_score, shown.max_score), (1, 7));
+
+    // With a trigger suppressing for 30 days, a second one is suppressed.
+    create_trigger(&h, "resolved", &template.name, 0, 30).await;
+    h.svc
+        .create_survey(h.req(&zeki(), request("", "by-hand-2")))
+        .await
+        .unwrap();
+    h.sweep().await;
+    assert_eq!(surveys(&h, "state = SUPPRESSED").await.len(), 1);
+}
+
+/// The consumer runs on the bus as in `concierge dev`: stopped after the
+/// first case and started again after two more were resolved, it surveys
+/// each of the three cases once.
+async fn csat_restarting_mid_stream_surveys_each_case_once(h: Harness) {
+    use concierge_common::relay::{Bus, BusTarget, LocalBus};
+    let template = create_template(&h, "csat", SurveyKind::Csat15).await;
+    create_trigger(&h, "resolved", &template.name, 1, 0).await;
+    let dir = tempfile::tempdir().unwrap();
+    let log = LocalBus::open(
+        concierge_common::storage::Db::connect(
+            &format!(
+                "sqlite://{}?mode=rwc",
+                dir.path().join("events.db").display()
+            ),
+            2,
+        )
+        .await
+        .unwrap(),
+    )
+    .await
+    .unwrap();
+    let relay = h.cases.svc.relay_events(Bus::Local(log.clone()));
+    let start = || {
+        tokio::spawn(inbox::run(
+            h.svc.db().clone(),
+            BusTarget::Ready(Bus::Local(log.clone())),
+            Arc::new(CaseEvents::new(h.svc.clone())),
+            Arc::new(h.clock.clone()),
+        ))
+    };
+    let consumer = start();
+    resolved_case(&h, "One", "ali").await;
+    testing::eventually(
+        std::time::Duration::from_secs(20),
+        "the first survey",
+        || async { surveys(&h, "").await.len() == 1 },
+    )
+    .await;
+    consumer.abort();
+    let _ = consumer.await;
+    resolved_case(&h, "Two", "deniz").await;
+    resolved_case(&h, "Three", "ali").await;
+    let consumer = start();
+    testing::eventually(
+        std::time::Duration::from_secs(20),
+        "three surveys",
+        || async { surveys(&h, "").await.len() == 3 },
+    )
+    .await;
+    // Whatever else the log holds is read and changes nothing.
+    testing::eventually(
+        std::time::Duration::from_secs(20),
+        "the consumer caught up",
+        || async {
+            let last = log.last();
+            log.consumer("csat-case-events").await.unwrap().0 >= last
+        },
+    )
+    .await;
+    consumer.abort();
+    relay.abort();
+    let all = surveys(&h, "").await;
+    assert_eq!(all.len(), 3, "{all:?}");
+    let mut cases: Vec<_> = all.iter().map(|s| s.r#case.clone()).collect();
+    cases.dedup();
+    assert_eq!(cases.len(), 3, "one survey per case");
+}
+
+/// Every event the scenarios wrote matches the catalogue, and the filter
+/// columns are those the migrations create.
+async fn events_and_columns_follow_the_contract(h: Harness) {
+    testing::assert_columns_agree::<SurveyTemplate, concierge_csat::Rules>(h.svc.db()).await;
+    testing::assert_columns_agree::<SurveyTrigger, concierge_csat::Rules>(h.svc.db()).await;
+    testing::assert_columns_agree::<Survey, concierge_csat::Rules>(h.svc.db()).await;
+    let template = create_template(&h, "csat", SurveyKind::Csat15).await;
+    let trigger = create_trigger(&h, "resolved", &template.name, 0, 30).await;
+    h.svc
+        .update_survey_trigger(h.req(
+            &cem(),
+            UpdateSurveyTriggerRequest {
+                survey_trigger: Some(SurveyTrigger {
+                    name: trigger.name.clone(),
+                    delay: Some(Duration {
+                        seconds: 3600,
+                        nanos: 0,
+                    }),
+                    ..Default::default()
+                }),
+                update_mask: Some(FieldMask {
+                    paths: vec!["delay".into()],
+                }),
+            },
+        ))
+        .await
+        .unwrap();
+    h.svc
+        .update_survey_template(h.req(
+            &cem(),
+            UpdateSurveyTemplateRequest {
+                survey_template: Some(SurveyTemplate {
+                    name: template.name.clone(),
+                    comment_enabled: false,
+                    ..Default::default()
+                }),
+                update_mask: Some(FieldMask {
+                    paths: vec!["comment_enabled".into()],
+                }),
+            },
+        ))
+        .await
+        .unwrap();
+    resolved_case(&h, "Answered", "ali").await;
+    resolved_case(&h, "Suppressed", "ali").await;
+    resolved_case(&h, "Expires", "deniz").await;
+    h.deliver_case_events(1).await;
+    h.clock.advance(SignedDuration::from_hours(1));
+    h.sweep().await;
+    let mails = h.mails();
+    let ali = mails.iter().find(|m| m.to == "ali@acme.example").unwrap();
+    let no_comment = submit(&h, &ali.token(), 1, "A comment", "")
+        .await
+        .unwrap_err();
+    assert_eq!(
+        violations(&no_comment),
+        vec!["comment"],
+        "the template asks for none"
+    );
+    submit(&h, &ali.token(), 1, "", "").await.unwrap();
+    h.clock.advance(SignedDuration::from_hours(24 * 15));
+    h.sweep().await;
+    // A scheduled one withdrawn by hand, a trigger and a template deleted.
+    let c = &h.cases;
+    let case = c
+        .svc
+        .create_case(c.req(
+            &zeki(),
+            cases::CreateCaseRequest {
+                case: Some(cases::Case {
+                    title: "Hand".into(),
+                    r#type: cases::CaseType::Inquiry as i32,
+                    account: "accounts/acme".into(),
+                    contact: "accounts/acme/contacts/deniz".into(),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    let by_hand = h
+        .svc
+        .create_survey(h.req(
+            &zeki(),
+            CreateSurveyRequest {
+                survey: Some(Survey {
+                    survey_template: template.name.clone(),
+                    r#case: case.name.clone(),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    h.svc
+        .cancel_survey(h.req(
+            &zeki(),
+            CancelSurveyRequest {
+                name: by_hand.name.clone(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap();
+    h.svc
+        .delete_survey_trigger(h.req(
+            &cem(),
+            DeleteSurveyTriggerRequest {
+                name: trigger.name.clone(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap();
+    h.svc
+        .delete_survey_template(h.req(
+            &cem(),
+            DeleteSurveyTemplateRequest {
+                name: template.name.clone(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap();
+    testing::assert_events_match_catalogue::<concierge_proto::csat::EventType>(
+        "csat",
+        &h.events().await,
+    );
+}
+
+concierge_common::both_backends!(
+    harness = Harness;
+    a_resolved_case_is_surveyed_once_in_the_contacts_language,
+    suppression_reopening_and_missing_addresses,
+    response_links_cannot_be_forged_reused_or_stretched,
+    templates_and_triggers_are_checked_and_guarded,
+    a_survey_is_sent_by_hand_once,
+    csat_restarting_mid_stream_surveys_each_case_once,
+    events_and_columns_follow_the_contract,
+);
