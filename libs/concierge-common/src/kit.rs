@@ -78,6 +78,9 @@ pub struct Deps {
     pub mail: std::sync::Arc<crate::mail::Mailer>,
     /// Where the service keeps files its database points at.
     pub files: crate::files::Files,
+    /// Where people reach the suite's web pages (the gateway's), e.g.
+    /// `https://concierge.example.com`: the base of links sent by e-mail.
+    pub public_url: String,
 }
 
 /// How a process runs a service's background workers.
@@ -173,6 +176,8 @@ pub struct Shared {
     pub clock: SharedClock,
     pub mail: std::sync::Arc<crate::mail::Mailer>,
     pub files: crate::files::Files,
+    /// As [`Deps::public_url`].
+    pub public_url: String,
 }
 
 /// Every service of a list opened in one process, as `concierge dev` runs
@@ -201,6 +206,7 @@ impl InProcess {
             clock,
             mail,
             files,
+            public_url,
         } = shared;
         let mut listeners = Vec::new();
         let mut peers = Peers::default();
@@ -233,6 +239,7 @@ impl InProcess {
                     peers: this.peers.clone(),
                     mail: mail.clone(),
                     files: files.clone(),
+                    public_url: public_url.clone(),
                 })
                 .await?;
             opened.supervise(supervisor, &workers(service));

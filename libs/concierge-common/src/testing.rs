@@ -357,6 +357,7 @@ impl<S: Service> Harness<S> {
             peers,
             mail,
             files: files.clone(),
+            public_url: "http://127.0.0.1:8081".into(),
         })
         .await
         .unwrap_or_else(|e| panic!("opening the {} service: {e}", S::NAME));

@@ -346,6 +346,24 @@ async fn restart_and_redelivery(bus: Bus, source: &'static str, backend: Backend
     let worker = start();
     let first = publish_numbered(&bus, source, 0, 5).await;
     wait_for_effects(&db.db, 5).await;
+    // Stopped once its acks are in: an effect committed but not yet acked
+    // would stay pending for the ack wait (60 s), and what follows waits for
+    // nothing pending. (A crash before the ack is `an_event_delivered_twice`'s.)
+    if let Bus::JetStream(js) = &bus {
+        let stream = js
+            .context()
+            .get_stream(relay::stream_name(source))
+            .await
+            .unwrap();
+        eventually(Duration::from_secs(20), "the first five acked", || {
+            let stream = stream.clone();
+            async move {
+                let info = stream.consumer_info("test-tally").await.unwrap();
+                info.num_ack_pending == 0 && info.ack_floor.stream_sequence >= 5
+            }
+        })
+        .await;
+    }
     worker.abort();
     let _ = worker.await;
 

@@ -309,6 +309,16 @@ impl Client {
         ))
     }
 
+    /// CSAT: survey templates and triggers, surveys and their answers. A
+    /// response link's methods (`get_survey_invitation`,
+    /// `submit_survey_response`) need no API key: the token is theirs.
+    pub fn csat(&self) -> concierge_proto::csat::csat_service_client::CsatServiceClient<Authed> {
+        concierge_proto::csat::csat_service_client::CsatServiceClient::new(InterceptedService::new(
+            self.channel.clone(),
+            self.credentials.clone(),
+        ))
+    }
+
     /// The gateway's own service: who the caller is, the portfolio review.
     pub fn gateway(
         &self,

@@ -19,6 +19,7 @@ use concierge_common::server::{self, Serve};
 use concierge_common::storage::Db;
 use concierge_common::supervise::Supervisor;
 use concierge_common::telemetry::{self, TelemetryConfig};
+use concierge_csat::Csat;
 use concierge_customers::Customers;
 use concierge_disputes::Disputes;
 use concierge_gateway::{Gateway, Limits, keys};
@@ -89,7 +90,19 @@ pub struct ServeConfig {
     /// Where files (dispute documents) go (`CONCIERGE_FILES__URL`); without
     /// it, a `concierge-files` directory where the process runs.
     pub files: concierge_common::files::FilesConfig,
+    /// Where people reach the gateway's web pages (`CONCIERGE_PUBLIC_URL`),
+    /// e.g. `https://concierge.example.com`: the base of the links services
+    /// send by e-mail (survey responses).
+    pub public_url: Option<String>,
+    /// Gateway only: where it serves its web pages (the survey response
+    /// page) over HTTP/1.1, host:port (`CONCIERGE_WEB_LISTEN`); not served
+    /// when unset.
+    pub web_listen: Option<SocketAddr>,
 }
+
+/// The public URL when none is configured: the web listener `concierge dev`
+/// opens by default.
+const DEFAULT_PUBLIC_URL: &str = "http://127.0.0.1:50051";
 
 /// Every service this binary runs, each one line: `dev`, `serve`,
 /// `migrate`, the gateway's routing and health loop over this list.
@@ -98,6 +111,7 @@ pub fn services() -> Vec<Registration> {
         Registration::of::<Customers>(),
         Registration::of::<Cases>(),
         Registration::of::<Disputes>(),
+        Registration::of::<Csat>(),
     ]
 }
 
@@ -234,6 +248,15 @@ pub async fn serve(which: ServiceName, cfg: ServeConfig) -> anyhow::Result<()> {
                 }
             };
             tracing::info!("{}", files.describe());
+            let public_url = match &cfg.public_url {
+                Some(url) => url.clone(),
+                None => {
+                    tracing::warn!(
+                        "public_url is not set (CONCIERGE_PUBLIC_URL): links in e-mails point to {DEFAULT_PUBLIC_URL}"
+                    );
+                    DEFAULT_PUBLIC_URL.to_string()
+                }
+            };
             let opened = service
                 .open(Deps {
                     db: db.clone(),
@@ -242,6 +265,7 @@ pub async fn serve(which: ServiceName, cfg: ServeConfig) -> anyhow::Result<()> {
                     peers: peer_channels(&service, &cfg.backends)?,
                     mail: Arc::new(mail),
                     files,
+                    public_url,
                 })
                 .await?;
             opened.supervise(
@@ -283,6 +307,13 @@ pub async fn serve(which: ServiceName, cfg: ServeConfig) -> anyhow::Result<()> {
             )
             .await?;
             gw.supervise(&supervisor);
+            if let Some(addr) = cfg.web_listen {
+                let web = TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("listening on {addr} (web_listen)"))?;
+                tracing::info!(addr = %addr, "serving the web pages (survey responses)");
+                gw.serve_web(web);
+            }
             (gw.routes(), gw.service_names())
         }
     };
@@ -378,6 +409,8 @@ fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
 pub struct DevOptions {
     pub data_dir: PathBuf,
     pub listen: SocketAddr,
+    /// Where the web pages (the survey response page) are served.
+    pub web_listen: SocketAddr,
     /// As `serve` reads it (`CONCIERGE_TELEMETRY__*`), `--metrics-listen`
     /// included.
     pub telemetry: TelemetryConfig,
@@ -419,6 +452,11 @@ pub async fn dev(opts: DevOptions) -> anyhow::Result<()> {
     let mail_goes = mail.describe();
     tracing::info!("{mail_goes}");
     let files = concierge_common::files::Files::local(&dir.join("files"))?;
+    // Bound first: the links services e-mail point at it.
+    let web = TcpListener::bind(opts.web_listen)
+        .await
+        .with_context(|| format!("listening on {} (--web-listen)", opts.web_listen))?;
+    let public_url = format!("http://{}", web.local_addr()?);
     let suite = InProcess::start(
         &services(),
         async |service| Db::connect(&sqlite_url(&dir, &format!("{}.db", service.name)), 8).await,
@@ -427,6 +465,7 @@ pub async fn dev(opts: DevOptions) -> anyhow::Result<()> {
             clock: clock.clone(),
             mail: Arc::new(mail),
             files,
+            public_url: public_url.clone(),
         },
         &supervisor,
         |service| Workers {
@@ -466,6 +505,7 @@ pub async fn dev(opts: DevOptions) -> anyhow::Result<()> {
     )
     .await?;
     gateway.supervise(&supervisor);
+    let web_pages = gateway.serve_web(web);
 
     let key_file = dir.join("admin.key");
     let admin_key = match std::fs::read_to_string(&key_file) {
@@ -519,7 +559,7 @@ pub async fn dev(opts: DevOptions) -> anyhow::Result<()> {
     supervisor.report_health(running.health(), running.draining());
     let url = format!("http://{}", running.addr);
     let mut banner = format!(
-        "Concierge dev is running.\n  gateway listening on {url}\n  admin API key: {admin_key}\n  data directory: {}\n  mail: {mail_goes}\n",
+        "Concierge dev is running.\n  gateway listening on {url}\n  web pages (survey responses) on {public_url}\n  admin API key: {admin_key}\n  data directory: {}\n  mail: {mail_goes}\n",
         dir.display()
     );
     if let Some(c) = &test_clock {
@@ -537,6 +577,7 @@ pub async fn dev(opts: DevOptions) -> anyhow::Result<()> {
     let _ = out.write_all(banner.as_bytes()).and_then(|()| out.flush());
     drop(out);
     running.wait().await?;
+    web_pages.abort();
     suite.close().await;
     gateway_db.close().await;
     Ok(())

@@ -59,9 +59,11 @@ pub struct Rules;
 
 pub(crate) const RULES: Rules = Rules;
 
-/// Where response links point when no public address is configured: the
-/// gateway's response page in `concierge dev`.
-pub const DEFAULT_LINK_BASE: &str = "http://127.0.0.1:8080/surveys/respond";
+/// Where the gateway serves the response page, under the public URL.
+pub const RESPONSE_PATH: &str = "/surveys/respond";
+
+/// Where response links point when no public address is given.
+pub const DEFAULT_LINK_BASE: &str = "http://127.0.0.1:50051/surveys/respond";
 
 impl Csat {
     /// Migrates `db` and opens the service on it; `customers` and `cases`
@@ -149,9 +151,10 @@ impl kit::Service for Csat {
     async fn open(deps: kit::Deps) -> Result<Self> {
         let customers = deps.peers.channel("customers")?;
         let cases = deps.peers.channel("cases")?;
+        let links = format!("{}{RESPONSE_PATH}", deps.public_url.trim_end_matches('/'));
         Self::open(deps.db, deps.principals, deps.clock, customers, cases)
             .await
-            .map(|c| c.with_mail(deps.mail))
+            .map(|c| c.with_mail(deps.mail).with_link_base(&links))
     }
 
     fn routes(&self) -> tonic::service::Routes {

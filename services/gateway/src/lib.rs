@@ -12,6 +12,7 @@ pub mod oidc;
 pub mod proxy;
 pub mod review;
 mod store;
+pub mod survey_page;
 pub mod webhook_api;
 pub mod webhooks;
 
@@ -199,6 +200,23 @@ impl Gateway {
                 }
             },
         );
+    }
+
+    /// The web pages people open from links in e-mails (the survey response
+    /// page), for a plain HTTP/1.1 listener of their own: browsers do not
+    /// speak gRPC.
+    pub fn web_routes(&self) -> axum::Router {
+        survey_page::router(self.backends.get("concierge.csat.v1.CsatService").cloned())
+    }
+
+    /// Serves [`Gateway::web_routes`] on `listener` until the process ends.
+    pub fn serve_web(&self, listener: tokio::net::TcpListener) -> tokio::task::JoinHandle<()> {
+        let app = self.web_routes();
+        tokio::spawn(async move {
+            if let Err(e) = axum::serve(listener, app).await {
+                tracing::error!(error = %e, "the web listener stopped");
+            }
+        })
     }
 
     /// The public service names the gateway answers for (health, routing).

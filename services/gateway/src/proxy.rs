@@ -175,6 +175,13 @@ fn request_id(headers: &http::HeaderMap) -> String {
         .unwrap_or_else(|| uuid::Uuid::now_v7().to_string())
 }
 
+/// The methods that need no login: a survey's response link carries its
+/// token, the only credential they accept (`concierge.csat.v1.CsatService`).
+pub const OPEN_METHODS: &[&str] = &[
+    "/concierge.csat.v1.CsatService/GetSurveyInvitation",
+    "/concierge.csat.v1.CsatService/SubmitSurveyResponse",
+];
+
 /// Answers a call to a method no backend serves: UNIMPLEMENTED with what is
 /// missing, once the caller has authenticated (so the gateway tells nothing
 /// to a caller it does not know). `described` holds the services the
@@ -219,14 +226,28 @@ pub(crate) async fn forward(
     // The server span this call runs in carries the id it is known by.
     tracing::Span::current().record("request_id", request_id.as_str());
 
-    let principal = match shared.auth.authenticate(&parts.headers, peer(&parts)).await {
-        Ok(p) => p,
-        Err(e) => {
-            metrics::counter!("concierge_gateway_calls_total", "service" => service, "outcome" => "unauthenticated").increment(1);
-            return status_response(e.into(), &request_id);
+    let open = OPEN_METHODS.contains(&parts.uri.path());
+    let principal = if open {
+        None
+    } else {
+        match shared.auth.authenticate(&parts.headers, peer(&parts)).await {
+            Ok(p) => Some(p),
+            Err(e) => {
+                metrics::counter!("concierge_gateway_calls_total", "service" => service, "outcome" => "unauthenticated").increment(1);
+                return status_response(e.into(), &request_id);
+            }
         }
     };
-    if let Err(not_until) = shared.limiter.check_key(&principal.subject) {
+    // A link's caller has no principal: it is held to the rate of one by
+    // its address.
+    let limited = match &principal {
+        Some(p) => p.subject.clone(),
+        None => format!(
+            "link-peer/{}",
+            peer(&parts).map(|ip| ip.to_string()).unwrap_or_default()
+        ),
+    };
+    if let Err(not_until) = shared.limiter.check_key(&limited) {
         let wait = not_until.wait_time_from(governor::clock::DefaultClock::default().now());
         metrics::counter!("concierge_gateway_calls_total", "service" => service, "outcome" => "rate_limited").increment(1);
         return status_response(
@@ -242,7 +263,15 @@ pub(crate) async fn forward(
     let headers = &mut parts.headers;
     headers.remove(http::header::AUTHORIZATION);
     headers.remove("x-api-key");
-    headers.insert(PRINCIPAL_HEADER, shared.signer.header(principal, service));
+    match principal {
+        Some(principal) => {
+            headers.insert(PRINCIPAL_HEADER, shared.signer.header(principal, service));
+        }
+        // Nothing a caller sends passes for a principal.
+        None => {
+            headers.remove(PRINCIPAL_HEADER);
+        }
+    }
     headers.insert(
         REQUEST_ID_HEADER,
         once_only(HeaderValue::from_str(&request_id).expect("checked above")),
@@ -295,6 +324,27 @@ pub(crate) async fn forward(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_open_methods_are_methods_of_the_contracts() {
+        use prost::Message;
+        let set =
+            prost_types::FileDescriptorSet::decode(concierge_proto::FILE_DESCRIPTOR_SET).unwrap();
+        let described: Vec<String> = set
+            .file
+            .iter()
+            .flat_map(|f| {
+                f.service.iter().flat_map(move |s| {
+                    s.method
+                        .iter()
+                        .map(move |m| format!("/{}.{}/{}", f.package(), s.name(), m.name()))
+                })
+            })
+            .collect();
+        for open in OPEN_METHODS {
+            assert!(described.iter().any(|d| d == open), "{open}");
+        }
+    }
 
     #[test]
     fn grpc_timeouts_parse() {

@@ -65,7 +65,7 @@ impl tower::Service<http::Request<tonic::body::Body>> for Transport {
     }
 }
 
-fn transport(backend: &Backend) -> Transport {
+pub(crate) fn transport(backend: &Backend) -> Transport {
     Transport(backend.clone())
 }
 

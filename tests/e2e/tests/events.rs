@@ -93,6 +93,7 @@ impl Suite {
                 clock: gateway_clock.clone(),
                 mail: Arc::new(concierge_common::mail::Mailer::Off),
                 files: concierge_common::files::Files::memory(),
+                public_url: "http://127.0.0.1:50051".into(),
             },
             &supervisor,
             |service| Workers {

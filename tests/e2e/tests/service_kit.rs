@@ -139,6 +139,7 @@ async fn a_registered_service_is_migrated_supervised_served_and_routed() {
             clock: clock.clone(),
             mail: Arc::new(concierge_common::mail::Mailer::Off),
             files: concierge_common::files::Files::memory(),
+            public_url: "http://127.0.0.1:50051".into(),
         },
         &supervisor,
         |service| Workers {

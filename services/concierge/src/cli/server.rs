@@ -19,6 +19,11 @@ pub struct Dev {
     /// Where the gateway listens, host:port (port 0 picks a free one).
     #[arg(long, default_value = "127.0.0.1:50050")]
     listen: String,
+    /// Where the web pages (the survey response page) are served over
+    /// HTTP/1.1, host:port; by default the gateway's port plus one (a free
+    /// one when --listen picks a free one).
+    #[arg(long)]
+    web_listen: Option<String>,
     /// Serve Prometheus metrics on this address, host:port.
     #[arg(long)]
     metrics_listen: Option<String>,
@@ -56,6 +61,7 @@ pub async fn dev(
     Dev {
         data_dir,
         listen,
+        web_listen,
         metrics_listen,
         test_clock,
     }: Dev,
@@ -69,6 +75,18 @@ pub async fn dev(
         ),
     };
     let listen = listen_addr("--listen", &listen).await?;
+    let web_listen = match web_listen {
+        Some(w) => listen_addr("--web-listen", &w).await?,
+        None => {
+            let mut w = listen;
+            if w.port() != 0 {
+                w.set_port(w.port().checked_add(1).ok_or_else(|| {
+                    anyhow::anyhow!("--listen uses the last port: give --web-listen")
+                })?);
+            }
+            w
+        }
+    };
     let metrics_listen = match metrics_listen {
         Some(m) => Some(listen_addr("--metrics-listen", &m).await?),
         None => None,
@@ -91,6 +109,7 @@ pub async fn dev(
     runtime::dev(DevOptions {
         data_dir,
         listen,
+        web_listen,
         telemetry,
         limits,
         test_clock,

@@ -302,6 +302,7 @@ pub async fn run(rounds: usize, disputes: usize, document_mib: usize) -> anyhow:
             clock: clock.clone(),
             mail: Arc::new(concierge_common::mail::Mailer::Off),
             files,
+            public_url: "http://127.0.0.1:50051".into(),
         },
         &supervisor,
         |service| Workers {
