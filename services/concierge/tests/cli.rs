@@ -1831,3 +1831,185 @@ fn a_webhook_is_registered_tested_and_followed_from_the_cli() {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// A survey set up, sent by hand, followed and withdrawn from the CLI; a
+/// template a trigger sends stays until the trigger goes.
+#[test]
+fn surveys_are_set_up_sent_and_withdrawn_from_the_cli() {
+    let dir = tempfile::tempdir().unwrap();
+    let dev = start_dev(
+        dir.path(),
+        &["--listen", "127.0.0.1:0", "--data-dir", "data"],
+    );
+    let call = |args: &[&str]| {
+        cli_in(
+            dir.path(),
+            &dev,
+            &args.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
+        )
+    };
+    let run = |args: &[&str]| {
+        let out = call(args);
+        assert!(out.status.success(), "{args:?}: {}", text(&out));
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    run(&[
+        "customers",
+        "create",
+        "--id",
+        "acme",
+        "--display-name",
+        "Acme",
+        "--tier",
+        "enterprise",
+        "--time-zone",
+        "Europe/Istanbul",
+    ]);
+    run(&[
+        "customers",
+        "contacts",
+        "create",
+        "acme",
+        "--id",
+        "ali",
+        "--display-name",
+        "Ali Kaya",
+        "--email",
+        "ali@acme.example",
+        "--role",
+        "primary",
+        "--language",
+        "en",
+    ]);
+    run(&[
+        "cases",
+        "create",
+        "--account",
+        "acme",
+        "--type",
+        "inquiry",
+        "--title",
+        "Invoice copy",
+        "--id",
+        "c1",
+    ]);
+    let template = run(&[
+        "csat",
+        "templates",
+        "create",
+        "--id",
+        "nps",
+        "--display-name",
+        "NPS",
+        "--kind",
+        "nps",
+        "--question",
+        "en=How likely are you to recommend us?",
+        "--question",
+        "tr=Bizi tavsiye eder misiniz?",
+        "--comment-prompt",
+        "en=Why?",
+    ]);
+    assert!(
+        template
+            .starts_with("surveyTemplates/nps  nps_0_10  NPS  default language en, with a comment"),
+        "{template}"
+    );
+    let off_scale = call(&[
+        "csat",
+        "templates",
+        "create",
+        "--display-name",
+        "Bad",
+        "--kind",
+        "stars",
+        "--question",
+        "en=?",
+    ]);
+    assert!(!off_scale.status.success());
+    assert!(
+        text(&off_scale).contains("\"stars\" is not a survey kind"),
+        "{}",
+        text(&off_scale)
+    );
+    let trigger = run(&[
+        "csat",
+        "triggers",
+        "create",
+        "--id",
+        "resolved",
+        "--display-name",
+        "Resolved",
+        "--template",
+        "nps",
+        "--case-type",
+        "inquiry",
+        "--delay",
+        "2h",
+        "--suppression-days",
+        "30",
+    ]);
+    assert!(
+        trigger.contains("surveyTriggers/resolved  enabled  Resolved"),
+        "{trigger}"
+    );
+    assert!(
+        trigger.contains("on case_resolved of inquiry, sends surveyTemplates/nps after 2h"),
+        "{trigger}"
+    );
+    assert!(run(&["csat", "triggers", "disable", "resolved"]).contains("disabled"));
+
+    let in_use = call(&["csat", "templates", "delete", "nps"]);
+    assert!(!in_use.status.success());
+    assert!(
+        text(&in_use).contains("surveyTriggers/resolved sends surveyTemplates/nps"),
+        "{}",
+        text(&in_use)
+    );
+
+    let sent = run(&[
+        "csat",
+        "surveys",
+        "send",
+        "--case",
+        "c1",
+        "--template",
+        "nps",
+        "--contact",
+        "accounts/acme/contacts/ali",
+    ]);
+    let survey = sent.split_whitespace().next().unwrap().to_string();
+    assert!(survey.starts_with("surveys/"), "{sent}");
+    // The sweep sends it within a second or so; the e-mail is in the mail folder.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !run(&["csat", "surveys", "get", &survey]).contains("  sent  ") {
+        assert!(Instant::now() < deadline, "the survey is sent within 30 s");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let listed = run(&["csat", "surveys", "list", "--filter", "state = SENT"]);
+    assert!(
+        listed.contains(&survey) && listed.contains("1 survey(s)"),
+        "{listed}"
+    );
+    let mails: Vec<_> = std::fs::read_dir(dir.path().join("data/outbox-mail"))
+        .unwrap()
+        .map(|e| std::fs::read_to_string(e.unwrap().path()).unwrap())
+        .collect();
+    assert_eq!(mails.len(), 1);
+    assert!(mails[0].contains("ali@acme.example") && mails[0].contains("/surveys/respond?token="));
+
+    let cancelled = run(&[
+        "csat",
+        "surveys",
+        "cancel",
+        &survey,
+        "--reason",
+        "sent by mistake",
+    ]);
+    assert!(cancelled.contains("  cancelled  "), "{cancelled}");
+    run(&["csat", "triggers", "delete", "resolved"]);
+    assert_eq!(
+        run(&["csat", "templates", "delete", "nps"]).trim(),
+        "deleted surveyTemplates/nps"
+    );
+}

@@ -7,6 +7,7 @@ mod chase_rules;
 mod chase_runs;
 mod clock;
 mod control_doc;
+mod csat;
 mod customers;
 mod disputes;
 mod escalations;
@@ -132,6 +133,13 @@ enum Command {
         #[command(flatten)]
         client: ClientArgs,
     },
+    /// CSAT: survey templates, triggers, and the surveys sent after cases.
+    Csat {
+        #[command(subcommand)]
+        command: csat::Command,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
     /// A client's control document: generate, send, list, open.
     ControlDoc {
         #[command(subcommand)]
@@ -171,6 +179,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Review { review, client } => review::review(review, &client).await,
         Command::Events { command, client } => events::run(command, &client).await,
         Command::Webhooks { command, client } => webhooks::run(command, &client).await,
+        Command::Csat { command, client } => csat::run(command, &client).await,
         Command::Whoami { client } => review::whoami(&client).await,
         Command::ControlDoc { command, client } => control_doc::run(command, &client).await,
         Command::Bench { command } => bench::run(command).await,

@@ -1,0 +1,694 @@
+//! `concierge csat`: survey templates and triggers, and the surveys they
+//! send (list, send one by hand, withdraw one).
+
+use clap::Subcommand;
+use concierge_proto::csat::*;
+
+use super::ClientArgs;
+use crate::output::{self, Answer, ListArgs, paged};
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Survey templates: the question and scale, the texts per language.
+    Templates {
+        #[command(subcommand)]
+        command: TemplateCommand,
+    },
+    /// Survey triggers: which case event sends which template, when.
+    Triggers {
+        #[command(subcommand)]
+        command: TriggerCommand,
+    },
+    /// Surveys sent (or suppressed, withdrawn) and their answers.
+    Surveys {
+        #[command(subcommand)]
+        command: SurveyCommand,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum TemplateCommand {
+    /// Templates, by name.
+    ///
+    /// Example: the NPS ones;
+    ///   --filter 'kind = NPS_0_10'
+    #[command(verbatim_doc_comment)]
+    List {
+        #[command(flatten)]
+        list: ListArgs,
+    },
+    /// One template with its texts.
+    Get { template: String },
+    /// A template: its kind and, per language, the question (and labels,
+    /// comment prompt and thank-you); the e-mail is the standard one.
+    ///
+    /// Example: a CSAT survey in English and Turkish, with a comment
+    ///   --id post-resolution --display-name 'After resolution' --kind csat --question 'en=How satisfied are you with how we handled it?' --question 'tr=Talebinizin ele alınışından ne kadar memnunsunuz?' --comment-prompt 'en=Anything we could do better?' --comment-prompt 'tr=Neyi daha iyi yapabilirdik?'
+    #[command(verbatim_doc_comment)]
+    Create {
+        #[arg(long)]
+        id: Option<String>,
+        #[arg(long)]
+        display_name: String,
+        /// csat (1-5), nps (0-10) or ces (1-7).
+        #[arg(long)]
+        kind: String,
+        /// LANG=QUESTION; repeat per language (en, tr).
+        #[arg(long = "question", value_name = "LANG=TEXT", required = true)]
+        questions: Vec<String>,
+        /// LANG=LABEL of the lowest score.
+        #[arg(long = "low-label", value_name = "LANG=TEXT")]
+        low_labels: Vec<String>,
+        /// LANG=LABEL of the highest score.
+        #[arg(long = "high-label", value_name = "LANG=TEXT")]
+        high_labels: Vec<String>,
+        /// LANG=PROMPT of an optional comment; giving one offers the comment.
+        #[arg(long = "comment-prompt", value_name = "LANG=TEXT")]
+        comment_prompts: Vec<String>,
+        /// LANG=TEXT shown after the answer.
+        #[arg(long = "thank-you", value_name = "LANG=TEXT")]
+        thank_yous: Vec<String>,
+        /// The language for contacts whose own is missing (default: the
+        /// first question's).
+        #[arg(long)]
+        default_language: Option<String>,
+    },
+    /// Delete a template no trigger sends.
+    Delete { template: String },
+}
+
+#[derive(Subcommand)]
+pub enum TriggerCommand {
+    /// Triggers, by name.
+    ///
+    /// Example: the enabled ones;
+    ///   --filter 'enabled = true'
+    #[command(verbatim_doc_comment)]
+    List {
+        #[command(flatten)]
+        list: ListArgs,
+    },
+    /// One trigger.
+    Get { trigger: String },
+    /// Send a template when cases resolve (or close), after a delay, at
+    /// most once per contact in a number of days.
+    ///
+    /// Example: every resolved repair, two hours later, once a month at most
+    ///   --id repairs --display-name 'Resolved repairs' --template post-resolution --on resolved --case-type repair --delay 2h --suppression-days 30
+    #[command(verbatim_doc_comment)]
+    Create {
+        #[arg(long)]
+        id: Option<String>,
+        #[arg(long)]
+        display_name: String,
+        /// The template, "post-resolution" or "surveyTemplates/post-resolution".
+        #[arg(long)]
+        template: String,
+        /// resolved or closed.
+        #[arg(long, default_value = "resolved")]
+        on: String,
+        /// Case types it applies to (repeat); default: all.
+        #[arg(long = "case-type", value_name = "TYPE")]
+        case_types: Vec<String>,
+        /// How long after the event the survey goes out, e.g. 2h.
+        #[arg(long, default_value = "0s")]
+        delay: String,
+        /// A contact gets at most one survey in this many days.
+        #[arg(long, default_value_t = 0)]
+        suppression_days: i32,
+        /// How long the link works, e.g. 336h (default 14 days).
+        #[arg(long)]
+        response_window: Option<String>,
+        /// Create it switched off.
+        #[arg(long)]
+        disabled: bool,
+    },
+    /// Switch a trigger on.
+    Enable { trigger: String },
+    /// Switch a trigger off (nothing new is scheduled).
+    Disable { trigger: String },
+    /// Delete a trigger; the surveys it scheduled are withdrawn.
+    Delete { trigger: String },
+}
+
+#[derive(Subcommand)]
+pub enum SurveyCommand {
+    /// Surveys, newest first.
+    ///
+    /// Examples: detractors; one account's answered surveys;
+    ///   --filter 'detractor = true'
+    ///   --filter 'account = "accounts/acme" AND state = ANSWERED'
+    #[command(verbatim_doc_comment)]
+    List {
+        #[command(flatten)]
+        list: ListArgs,
+    },
+    /// One survey with its answer.
+    Get { survey: String },
+    /// Survey a case's contact now (suppression still applies).
+    Send {
+        /// The case, "c1" or "cases/c1".
+        #[arg(long = "case")]
+        case_name: String,
+        /// The template, "post-resolution" or "surveyTemplates/…".
+        #[arg(long)]
+        template: String,
+        /// Another contact of the case's account, "accounts/acme/contacts/deniz".
+        #[arg(long)]
+        contact: Option<String>,
+    },
+    /// Withdraw a scheduled or sent survey; its link stops working.
+    Cancel {
+        survey: String,
+        #[arg(long, default_value = "")]
+        reason: String,
+    },
+}
+
+fn named(collection: &str, id: &str) -> String {
+    format!(
+        "{collection}/{}",
+        id.trim_start_matches(&format!("{collection}/"))
+    )
+}
+
+fn duration(flag: &str, text: &str) -> anyhow::Result<prost_types::Duration> {
+    // Days are whole days here: 14d is 336 hours.
+    let parsed = match text.strip_suffix('d').map(str::parse::<i64>) {
+        Some(Ok(days)) => days
+            .checked_mul(86_400)
+            .map(jiff::SignedDuration::from_secs)
+            .ok_or_else(|| anyhow::anyhow!("{flag} {text:?} is too long")),
+        _ => text.parse::<jiff::SignedDuration>().map_err(|e| {
+            anyhow::anyhow!("{flag} {text:?} is not a duration such as 2h or 14d: {e}")
+        }),
+    }?;
+    Ok(concierge_common::bounded::Duration::to_proto(parsed))
+}
+
+/// "en=How satisfied…" → ("en", "How satisfied…").
+fn localized(flag: &str, v: &str) -> anyhow::Result<(String, String)> {
+    v.split_once('=')
+        .map(|(l, t)| (l.trim().to_string(), t.to_string()))
+        .filter(|(l, _)| !l.is_empty())
+        .ok_or_else(|| {
+            anyhow::anyhow!("{flag} {v:?}: write LANG=TEXT, e.g. en=How satisfied are you?")
+        })
+}
+
+fn kind_text(k: i32) -> String {
+    output::short(
+        SurveyKind::try_from(k).unwrap_or_default().as_str_name(),
+        "SURVEY_KIND_",
+    )
+}
+
+fn survey_state(s: i32) -> String {
+    output::short(
+        survey::State::try_from(s).unwrap_or_default().as_str_name(),
+        "STATE_",
+    )
+}
+
+fn template_text(t: &SurveyTemplate) -> String {
+    let mut out = format!(
+        "{}  {}  {}  default language {}{}",
+        t.name,
+        kind_text(t.kind),
+        t.display_name,
+        t.default_language_code,
+        if t.comment_enabled {
+            ", with a comment"
+        } else {
+            ""
+        }
+    );
+    for x in &t.texts {
+        out.push_str(&format!("\n  [{}] {}", x.language_code, x.question));
+    }
+    out
+}
+
+fn trigger_text(t: &SurveyTrigger) -> String {
+    let event = output::short(
+        survey_trigger::Event::try_from(t.event)
+            .unwrap_or_default()
+            .as_str_name(),
+        "EVENT_",
+    );
+    let secs = |d: &Option<prost_types::Duration>| {
+        d.as_ref()
+            .map(|d| format!("{:#}", jiff::SignedDuration::from_secs(d.seconds)))
+            .unwrap_or_else(|| "-".into())
+    };
+    format!(
+        "{}  {}  {}\n  on {event}{}, sends {} after {}; link works {}; suppression {} day(s)",
+        t.name,
+        if t.enabled { "enabled" } else { "disabled" },
+        t.display_name,
+        if t.case_types.is_empty() {
+            String::new()
+        } else {
+            format!(
+                " of {}",
+                t.case_types
+                    .iter()
+                    .map(|c| output::short(
+                        concierge_proto::concierge::cases::v1::CaseType::try_from(*c)
+                            .unwrap_or_default()
+                            .as_str_name(),
+                        "CASE_TYPE_"
+                    ))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        },
+        t.survey_template,
+        secs(&t.delay),
+        if t.response_window.is_some() {
+            secs(&t.response_window)
+        } else {
+            "14 days".into()
+        },
+        t.suppression_days
+    )
+}
+
+fn when(t: &Option<prost_types::Timestamp>) -> String {
+    t.as_ref()
+        .and_then(concierge_common::clock::from_proto)
+        .map(|t| t.strftime("%Y-%m-%d %H:%M").to_string())
+        .unwrap_or_default()
+}
+
+fn survey_text(s: &Survey) -> String {
+    let mut out = format!(
+        "{}  {}  {}  {}\n  case {}  contact {}  account {}",
+        s.name,
+        survey_state(s.state),
+        kind_text(s.kind),
+        s.language_code,
+        s.r#case,
+        s.contact,
+        s.account
+    );
+    if !s.suppressed_by.is_empty() {
+        out.push_str(&format!("\n  suppressed by {}", s.suppressed_by));
+    }
+    if s.send_time.is_some() {
+        out.push_str(&format!(
+            "\n  sent {}, link until {}",
+            when(&s.send_time),
+            when(&s.expire_time)
+        ));
+    } else if s.schedule_time.is_some() {
+        out.push_str(&format!("\n  scheduled for {}", when(&s.schedule_time)));
+    }
+    if let Some(r) = &s.response {
+        out.push_str(&format!(
+            "\n  answered {}: {}{}{}",
+            when(&r.submit_time),
+            r.score,
+            if s.detractor { " (detractor)" } else { "" },
+            if r.comment.is_empty() {
+                String::new()
+            } else {
+                format!(" \"{}\"", r.comment)
+            }
+        ));
+    }
+    out
+}
+
+pub async fn run(command: Command, args: &ClientArgs) -> anyhow::Result<()> {
+    let mut c = args.client()?.csat();
+    let json = args.json;
+    let rid = || uuid::Uuid::new_v4().to_string();
+    match command {
+        Command::Templates { command } => {
+            let print =
+                |t: SurveyTemplate| output::emit(json, &t, |t| println!("{}", template_text(t)));
+            match command {
+                TemplateCommand::List { list } => {
+                    let (survey_templates, next) = paged!(
+                        list,
+                        ListSurveyTemplatesRequest {
+                            filter: list.filter.clone(),
+                            order_by: list.order_by.clone(),
+                            page_size: list.page_size,
+                            page_token: list.page_token.clone(),
+                        },
+                        c.list_survey_templates,
+                        survey_templates
+                    );
+                    let reply = ListSurveyTemplatesResponse {
+                        survey_templates,
+                        next_page_token: next,
+                    };
+                    output::emit(json, &reply, |r| {
+                        let rows: Vec<Vec<String>> = r
+                            .survey_templates
+                            .iter()
+                            .map(|t| {
+                                vec![
+                                    t.name.clone(),
+                                    kind_text(t.kind),
+                                    t.display_name.clone(),
+                                    t.texts
+                                        .iter()
+                                        .map(|x| x.language_code.clone())
+                                        .collect::<Vec<_>>()
+                                        .join(","),
+                                ]
+                            })
+                            .collect();
+                        println!(
+                            "{}{}",
+                            output::table(&["NAME", "KIND", "DISPLAY NAME", "LANGUAGES"], &rows),
+                            output::next_page(&r.next_page_token)
+                        );
+                    })
+                }
+                TemplateCommand::Get { template } => print(
+                    c.get_survey_template(GetSurveyTemplateRequest {
+                        name: named("surveyTemplates", &template),
+                    })
+                    .await
+                    .answer()?,
+                ),
+                TemplateCommand::Create {
+                    id,
+                    display_name,
+                    kind,
+                    questions,
+                    low_labels,
+                    high_labels,
+                    comment_prompts,
+                    thank_yous,
+                    default_language,
+                } => {
+                    let kind = output::parse_enum(
+                        &match kind.to_ascii_lowercase().as_str() {
+                            "csat" => "CSAT_1_5".to_string(),
+                            "nps" => "NPS_0_10".to_string(),
+                            "ces" => "CES_1_7".to_string(),
+                            other => other.to_string(),
+                        },
+                        "SURVEY_KIND_",
+                        |s| SurveyKind::from_str_name(s).map(|k| k as i32),
+                        "survey kind (csat, nps, ces)",
+                    )?;
+                    let mut texts: Vec<LocalizedSurveyText> = Vec::new();
+                    for q in &questions {
+                        let (language_code, question) = localized("--question", q)?;
+                        texts.push(LocalizedSurveyText {
+                            language_code,
+                            question,
+                            ..Default::default()
+                        });
+                    }
+                    let mut fill = |flag: &str,
+                                    values: &[String],
+                                    set: fn(&mut LocalizedSurveyText, String)|
+                     -> anyhow::Result<()> {
+                        for v in values {
+                            let (language, text) = localized(flag, v)?;
+                            let t = texts
+                                .iter_mut()
+                                .find(|t| t.language_code == language)
+                                .ok_or_else(|| {
+                                    anyhow::anyhow!(
+                                        "{flag} {v:?}: give --question {language}=… first"
+                                    )
+                                })?;
+                            set(t, text);
+                        }
+                        Ok(())
+                    };
+                    fill("--low-label", &low_labels, |t, v| t.scale_low_label = v)?;
+                    fill("--high-label", &high_labels, |t, v| t.scale_high_label = v)?;
+                    fill("--comment-prompt", &comment_prompts, |t, v| {
+                        t.comment_prompt = v
+                    })?;
+                    fill("--thank-you", &thank_yous, |t, v| t.thank_you_message = v)?;
+                    let default_language_code = default_language.unwrap_or_else(|| {
+                        texts
+                            .first()
+                            .map(|t| t.language_code.clone())
+                            .unwrap_or_default()
+                    });
+                    print(
+                        c.create_survey_template(CreateSurveyTemplateRequest {
+                            survey_template: Some(SurveyTemplate {
+                                display_name,
+                                kind,
+                                texts,
+                                default_language_code,
+                                comment_enabled: !comment_prompts.is_empty(),
+                                ..Default::default()
+                            }),
+                            survey_template_id: id.unwrap_or_default(),
+                            request_id: rid(),
+                        })
+                        .await
+                        .answer()?,
+                    )
+                }
+                TemplateCommand::Delete { template } => {
+                    let name = named("surveyTemplates", &template);
+                    c.delete_survey_template(DeleteSurveyTemplateRequest {
+                        name: name.clone(),
+                        etag: String::new(),
+                        request_id: rid(),
+                    })
+                    .await
+                    .answer()?;
+                    println!("deleted {name}");
+                    Ok(())
+                }
+            }
+        }
+        Command::Triggers { command } => {
+            let print =
+                |t: SurveyTrigger| output::emit(json, &t, |t| println!("{}", trigger_text(t)));
+            match command {
+                TriggerCommand::List { list } => {
+                    let (survey_triggers, next) = paged!(
+                        list,
+                        ListSurveyTriggersRequest {
+                            filter: list.filter.clone(),
+                            order_by: list.order_by.clone(),
+                            page_size: list.page_size,
+                            page_token: list.page_token.clone(),
+                        },
+                        c.list_survey_triggers,
+                        survey_triggers
+                    );
+                    let reply = ListSurveyTriggersResponse {
+                        survey_triggers,
+                        next_page_token: next,
+                    };
+                    output::emit(json, &reply, |r| {
+                        for t in &r.survey_triggers {
+                            println!("{}", trigger_text(t));
+                        }
+                        print!("{}", output::next_page(&r.next_page_token));
+                    })
+                }
+                TriggerCommand::Get { trigger } => print(
+                    c.get_survey_trigger(GetSurveyTriggerRequest {
+                        name: named("surveyTriggers", &trigger),
+                    })
+                    .await
+                    .answer()?,
+                ),
+                TriggerCommand::Create {
+                    id,
+                    display_name,
+                    template,
+                    on,
+                    case_types,
+                    delay,
+                    suppression_days,
+                    response_window,
+                    disabled,
+                } => {
+                    let event = output::parse_enum(
+                        &format!(
+                            "CASE_{}",
+                            on.trim_start_matches("case-").trim_start_matches("CASE_")
+                        ),
+                        "EVENT_",
+                        |s| survey_trigger::Event::from_str_name(s).map(|e| e as i32),
+                        "case event (resolved, closed)",
+                    )?;
+                    let case_types = case_types
+                        .iter()
+                        .map(|t| {
+                            output::parse_enum(
+                                t,
+                                "CASE_TYPE_",
+                                |s| {
+                                    concierge_proto::concierge::cases::v1::CaseType::from_str_name(
+                                        s,
+                                    )
+                                    .map(|c| c as i32)
+                                },
+                                "case type (repair, order-new, billing, inquiry…)",
+                            )
+                        })
+                        .collect::<anyhow::Result<Vec<_>>>()?;
+                    print(
+                        c.create_survey_trigger(CreateSurveyTriggerRequest {
+                            survey_trigger: Some(SurveyTrigger {
+                                display_name,
+                                event,
+                                case_types,
+                                survey_template: named("surveyTemplates", &template),
+                                delay: Some(duration("--delay", &delay)?),
+                                suppression_days,
+                                response_window: response_window
+                                    .as_deref()
+                                    .map(|w| duration("--response-window", w))
+                                    .transpose()?,
+                                enabled: !disabled,
+                                ..Default::default()
+                            }),
+                            survey_trigger_id: id.unwrap_or_default(),
+                            request_id: rid(),
+                        })
+                        .await
+                        .answer()?,
+                    )
+                }
+                TriggerCommand::Enable { trigger } => print(
+                    c.update_survey_trigger(UpdateSurveyTriggerRequest {
+                        survey_trigger: Some(SurveyTrigger {
+                            name: named("surveyTriggers", &trigger),
+                            enabled: true,
+                            ..Default::default()
+                        }),
+                        update_mask: Some(prost_types::FieldMask {
+                            paths: vec!["enabled".into()],
+                        }),
+                    })
+                    .await
+                    .answer()?,
+                ),
+                TriggerCommand::Disable { trigger } => print(
+                    c.update_survey_trigger(UpdateSurveyTriggerRequest {
+                        survey_trigger: Some(SurveyTrigger {
+                            name: named("surveyTriggers", &trigger),
+                            enabled: false,
+                            ..Default::default()
+                        }),
+                        update_mask: Some(prost_types::FieldMask {
+                            paths: vec!["enabled".into()],
+                        }),
+                    })
+                    .await
+                    .answer()?,
+                ),
+                TriggerCommand::Delete { trigger } => {
+                    let name = named("surveyTriggers", &trigger);
+                    c.delete_survey_trigger(DeleteSurveyTriggerRequest {
+                        name: name.clone(),
+                        etag: String::new(),
+                        request_id: rid(),
+                    })
+                    .await
+                    .answer()?;
+                    println!("deleted {name}");
+                    Ok(())
+                }
+            }
+        }
+        Command::Surveys { command } => {
+            let print = |s: Survey| output::emit(json, &s, |s| println!("{}", survey_text(s)));
+            match command {
+                SurveyCommand::List { list } => {
+                    let mut req = ListSurveysRequest {
+                        filter: list.filter.clone(),
+                        order_by: list.order_by.clone(),
+                        page_size: list.page_size,
+                        page_token: list.page_token.clone(),
+                    };
+                    let mut reply = c.list_surveys(req.clone()).await.answer()?;
+                    while list.all && !reply.next_page_token.is_empty() {
+                        req.page_token = std::mem::take(&mut reply.next_page_token);
+                        let page = c.list_surveys(req.clone()).await.answer()?;
+                        reply.surveys.extend(page.surveys);
+                        reply.next_page_token = page.next_page_token;
+                    }
+                    output::emit(json, &reply, |r| {
+                        let rows: Vec<Vec<String>> = r
+                            .surveys
+                            .iter()
+                            .map(|s| {
+                                vec![
+                                    s.name.clone(),
+                                    survey_state(s.state),
+                                    s.r#case.clone(),
+                                    s.contact.clone(),
+                                    s.response
+                                        .as_ref()
+                                        .map(|a| a.score.to_string())
+                                        .unwrap_or_default(),
+                                    if s.detractor {
+                                        "yes".into()
+                                    } else {
+                                        String::new()
+                                    },
+                                ]
+                            })
+                            .collect();
+                        println!(
+                            "{}\n{} survey(s){}",
+                            output::table(
+                                &["NAME", "STATE", "CASE", "CONTACT", "SCORE", "DETRACTOR"],
+                                &rows
+                            ),
+                            r.total_size,
+                            output::next_page(&r.next_page_token)
+                        );
+                    })
+                }
+                SurveyCommand::Get { survey } => print(
+                    c.get_survey(GetSurveyRequest {
+                        name: named("surveys", &survey),
+                    })
+                    .await
+                    .answer()?,
+                ),
+                SurveyCommand::Send {
+                    case_name,
+                    template,
+                    contact,
+                } => print(
+                    c.create_survey(CreateSurveyRequest {
+                        survey: Some(Survey {
+                            survey_template: named("surveyTemplates", &template),
+                            r#case: named("cases", &case_name),
+                            contact: contact.unwrap_or_default(),
+                            ..Default::default()
+                        }),
+                        survey_id: String::new(),
+                        request_id: rid(),
+                    })
+                    .await
+                    .answer()?,
+                ),
+                SurveyCommand::Cancel { survey, reason } => print(
+                    c.cancel_survey(CancelSurveyRequest {
+                        name: named("surveys", &survey),
+                        reason,
+                        etag: String::new(),
+                        request_id: rid(),
+                    })
+                    .await
+                    .answer()?,
+                ),
+            }
+        }
+    }
+}
