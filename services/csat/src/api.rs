@@ -244,6 +244,41 @@ impl CsatService for Csat {
         reply(self.cancel(&ctx, request.into_inner()).await)
     }
 
+    async fn query_scores(
+        &self,
+        request: Request<QueryScoresRequest>,
+    ) -> Reply<QueryScoresResponse> {
+        let ctx = self.ctx(&request)?;
+        reply(self.query_scores(&ctx, request.into_inner()).await)
+    }
+
+    async fn get_client_satisfaction(
+        &self,
+        request: Request<GetClientSatisfactionRequest>,
+    ) -> Reply<ClientSatisfaction> {
+        let ctx = self.ctx(&request)?;
+        let names = [request.into_inner().name];
+        reply(
+            self.satisfactions(&ctx, &names)
+                .await
+                .map(|mut all| all.remove(0)),
+        )
+    }
+
+    async fn batch_get_client_satisfactions(
+        &self,
+        request: Request<BatchGetClientSatisfactionsRequest>,
+    ) -> Reply<BatchGetClientSatisfactionsResponse> {
+        let ctx = self.ctx(&request)?;
+        reply(
+            self.satisfactions(&ctx, &request.into_inner().names)
+                .await
+                .map(|client_satisfactions| BatchGetClientSatisfactionsResponse {
+                    client_satisfactions,
+                }),
+        )
+    }
+
     /// No login: the token is the only credential, so no principal is read.
     async fn get_survey_invitation(
         &self,

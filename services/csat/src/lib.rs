@@ -11,6 +11,7 @@
 mod api;
 pub mod peers;
 pub mod resources;
+pub mod scores;
 pub mod surveys;
 pub mod texts;
 

@@ -1092,4 +1092,11 @@ pub(crate) fn supervise(svc: &Csat, supervisor: &Supervisor, workers: &kit::Work
         Arc::new(CaseEvents::new(svc.clone())),
         svc.store().clock().clone(),
     );
+    concierge_common::inbox::supervise(
+        supervisor,
+        svc.db(),
+        workers.bus.as_ref(),
+        Arc::new(crate::scores::AccountPortfolios::new(svc.clone())),
+        svc.store().clock().clone(),
+    );
 }

@@ -1285,6 +1285,367 @@ async fn events_and_columns_follow_the_contract(h: Harness) {
     );
 }
 
+/// A case of `account`'s for `contact`, not resolved (for surveys by hand).
+async fn open_case(h: &Harness, account: &str, contact: &str, title: &str) -> cases::Case {
+    let c = &h.cases;
+    c.svc
+        .create_case(c.req(
+            &zeki(),
+            cases::CreateCaseRequest {
+                case: Some(cases::Case {
+                    title: title.into(),
+                    r#type: cases::CaseType::Inquiry as i32,
+                    account: format!("accounts/{account}"),
+                    contact: format!("accounts/{account}/contacts/{contact}"),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+}
+
+/// Surveys of `template` about `case`, one per score, answered with them
+/// (`None` leaves one unanswered).
+async fn answered(h: &Harness, template: &str, case: &cases::Case, scores: &[Option<i32>]) {
+    for _ in scores {
+        h.svc
+            .create_survey(h.req(
+                &zeki(),
+                CreateSurveyRequest {
+                    survey: Some(Survey {
+                        survey_template: template.into(),
+                        r#case: case.name.clone(),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                },
+            ))
+            .await
+            .unwrap();
+    }
+    h.sweep().await;
+    let tokens: Vec<String> = h
+        .mails()
+        .into_iter()
+        .filter(|m| m.subject.ends_with(&format!("? {}", case.title)))
+        .map(|m| m.token())
+        .collect();
+    assert_eq!(tokens.len(), scores.len());
+    for (token, score) in tokens.iter().zip(scores) {
+        if let Some(score) = score {
+            submit(h, token, *score, "", "").await.unwrap();
+        }
+    }
+}
+
+async fn deliver_account_events(h: &Harness) {
+    use concierge_csat::scores::AccountPortfolios;
+    let consumer = AccountPortfolios::new(h.svc.clone());
+    let subscription = consumer.subscription();
+    for e in h._customers.events().await {
+        if subscription.event_types.contains(&e.r#type) {
+            let outcome = inbox::deliver(
+                h.svc.db(),
+                &consumer,
+                &subscription,
+                &e,
+                1,
+                concierge_common::clock::to_micros(h.clock.now()),
+            )
+            .await;
+            assert!(matches!(outcome, Outcome::Done), "{outcome:?}");
+        }
+    }
+}
+
+/// CSAT %, NPS and CES from hand-counted answers, by account, portfolio
+/// (today's manager) and manager at the time; a filter, pages, and each
+/// client's level.
+async fn scores_follow_the_contracts_formulas(h: Harness) {
+    use concierge_proto::customers::customers_service_server::CustomersService as _;
+    let csat = create_template(&h, "csat", SurveyKind::Csat15).await;
+    let nps = create_template(&h, "nps", SurveyKind::Nps010).await;
+    let ces = create_template(&h, "ces", SurveyKind::Ces17).await;
+    let a = open_case(&h, "acme", "ali", "CSAT case").await;
+    answered(
+        &h,
+        &csat.name,
+        &a,
+        &[Some(5), Some(4), Some(3), Some(2), Some(1), Some(5), None],
+    )
+    .await;
+    let b = open_case(&h, "acme", "ali", "NPS case").await;
+    answered(
+        &h,
+        &nps.name,
+        &b,
+        &[
+            Some(10),
+            Some(9),
+            Some(8),
+            Some(7),
+            Some(6),
+            Some(0),
+            Some(10),
+            Some(10),
+        ],
+    )
+    .await;
+    let c = open_case(&h, "acme", "ali", "CES case").await;
+    answered(&h, &ces.name, &c, &[Some(7), Some(5), Some(4), Some(1)]).await;
+    let g = open_case(&h, "globex", "gul", "Globex case").await;
+    answered(&h, &csat.name, &g, &[Some(5), Some(4)]).await;
+
+    // Globex changes hands: its portfolio is Cem's now, its surveys were
+    // sent under Ayşe.
+    let customers = &h._customers;
+    customers
+        .svc
+        .update_account(customers.req(
+            &admin(),
+            concierge_proto::customers::UpdateAccountRequest {
+                account: Some(concierge_proto::customers::Account {
+                    name: "accounts/globex".into(),
+                    account_manager: "staff/cem".into(),
+                    ..Default::default()
+                }),
+                update_mask: Some(FieldMask {
+                    paths: vec!["account_manager".into()],
+                }),
+            },
+        ))
+        .await
+        .unwrap();
+    deliver_account_events(&h).await;
+
+    let query = |group_by: Vec<Dimension>, filter: &str, page_size: i32, page_token: &str| {
+        QueryScoresRequest {
+            filter: filter.into(),
+            start_month: Some(Month {
+                year: 2026,
+                month: 10,
+            }),
+            end_month: Some(Month {
+                year: 2026,
+                month: 11,
+            }),
+            group_by: group_by.into_iter().map(|d| d as i32).collect(),
+            time_zone: Some(concierge_proto::types::TimeZone {
+                id: "Europe/Istanbul".into(),
+            }),
+            page_size,
+            page_token: page_token.into(),
+        }
+    };
+    let scores = |r: QueryScoresRequest| {
+        let h = &h;
+        async move {
+            h.svc
+                .query_scores(h.req(&cem(), r))
+                .await
+                .map(|r| r.into_inner())
+        }
+    };
+    let by_account = scores(query(vec![Dimension::Account], "", 0, ""))
+        .await
+        .unwrap();
+    assert_eq!(by_account.rows.len(), 2);
+    let acme = by_account.rows[0].scores.clone().unwrap();
+    assert_eq!(
+        by_account.rows[0].group.as_ref().unwrap().account,
+        "accounts/acme"
+    );
+    assert_eq!(
+        (acme.csat_response_count, acme.csat_satisfied_count),
+        (6, 3)
+    );
+    assert_eq!(acme.csat_percent, 50.0);
+    assert_eq!(
+        (
+            acme.nps_promoter_count,
+            acme.nps_passive_count,
+            acme.nps_detractor_count
+        ),
+        (4, 2, 2)
+    );
+    assert_eq!(acme.nps, 25.0);
+    assert_eq!(acme.ces_mean, 4.25);
+    assert_eq!((acme.ces_agree_count, acme.ces_agree_percent), (2, 50.0));
+    assert_eq!(acme.sent_count, 19);
+    assert!((acme.response_rate_percent - 18.0 * 100.0 / 19.0).abs() < 1e-9);
+    let total = by_account.total.unwrap();
+    assert_eq!(
+        (total.csat_response_count, total.csat_satisfied_count),
+        (8, 5)
+    );
+    assert_eq!(total.csat_percent, 62.5);
+
+    let by_portfolio = scores(query(vec![Dimension::Portfolio], "", 0, ""))
+        .await
+        .unwrap();
+    let portfolios: Vec<(String, i64)> = by_portfolio
+        .rows
+        .iter()
+        .map(|r| {
+            (
+                r.group.as_ref().unwrap().portfolio.clone(),
+                r.scores.as_ref().unwrap().sent_count,
+            )
+        })
+        .collect();
+    assert_eq!(
+        portfolios,
+        vec![("staff/ayse".to_string(), 19), ("staff/cem".to_string(), 2)]
+    );
+    let at_the_time = scores(query(vec![Dimension::AccountManager], "", 0, ""))
+        .await
+        .unwrap();
+    assert_eq!(at_the_time.rows.len(), 1, "all were sent under Ayşe");
+    let cems = scores(query(
+        vec![Dimension::Month],
+        "kind = CSAT_1_5 AND portfolio = \"staff/cem\"",
+        0,
+        "",
+    ))
+    .await
+    .unwrap();
+    assert_eq!(cems.rows.len(), 1);
+    assert_eq!(
+        cems.rows[0].group.as_ref().unwrap().month,
+        Some(Month {
+            year: 2026,
+            month: 11
+        })
+    );
+    assert_eq!(cems.total.unwrap().csat_percent, 100.0);
+
+    let first = scores(query(vec![Dimension::Account], "", 1, ""))
+        .await
+        .unwrap();
+    assert_eq!(first.rows.len(), 1);
+    assert!(!first.next_page_token.is_empty());
+    let second = scores(query(
+        vec![Dimension::Account],
+        "",
+        1,
+        &first.next_page_token,
+    ))
+    .await
+    .unwrap();
+    assert_eq!(
+        second.rows[0].group.as_ref().unwrap().account,
+        "accounts/globex"
+    );
+    assert!(second.next_page_token.is_empty());
+    let other = scores(query(
+        vec![Dimension::Account],
+        "kind = NPS_0_10",
+        1,
+        &first.next_page_token,
+    ))
+    .await
+    .unwrap_err();
+    assert_eq!(violations(&other), vec!["page_token"]);
+    let bad = scores(QueryScoresRequest {
+        end_month: Some(Month {
+            year: 2026,
+            month: 13,
+        }),
+        ..query(vec![Dimension::Agent], "colour = red", 0, "")
+    })
+    .await
+    .unwrap_err();
+    assert_eq!(bad.code(), Code::InvalidArgument);
+    let refused = h
+        .svc
+        .query_scores(h.req(&client("acme"), query(vec![], "", 0, "")))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::PermissionDenied);
+
+    let both = h
+        .svc
+        .batch_get_client_satisfactions(h.req(
+            &cem(),
+            BatchGetClientSatisfactionsRequest {
+                names: vec![
+                    "accounts/globex/satisfaction".into(),
+                    "accounts/acme/satisfaction".into(),
+                ],
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .client_satisfactions;
+    assert_eq!(
+        both[0].name, "accounts/globex/satisfaction",
+        "in the order asked"
+    );
+    use client_satisfaction::{Level, Trend};
+    assert_eq!(both[0].level, Level::Satisfied as i32);
+    assert_eq!(both[1].level, Level::AtRisk as i32, "50% is below 70%");
+    assert_eq!(
+        both[1].trend,
+        Trend::NoData as i32,
+        "nothing in the window before"
+    );
+    assert_eq!(both[1].detractor_count, 5, "CSAT 1-2, NPS 0 and 6, CES 1");
+    assert_eq!(both[1].monthly.len(), 12);
+    let november = both[1].monthly.last().unwrap();
+    assert_eq!(
+        november.group.as_ref().unwrap().month,
+        Some(Month {
+            year: 2026,
+            month: 11
+        })
+    );
+    assert_eq!(november.scores.as_ref().unwrap().csat_response_count, 6);
+    assert!(both[1].last_response_time.is_some());
+    let bad_name = h
+        .svc
+        .batch_get_client_satisfactions(h.req(
+            &cem(),
+            BatchGetClientSatisfactionsRequest {
+                names: vec!["accounts/acme/satisfaction".into(), "accounts/acme".into()],
+            },
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(violations(&bad_name), vec!["names[1]"]);
+    let one = h
+        .svc
+        .get_client_satisfaction(h.req(
+            &cem(),
+            GetClientSatisfactionRequest {
+                name: "accounts/acme/satisfaction".into(),
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(one.current, both[1].current);
+
+    // 90 days on, the answers are the previous window's: no data now.
+    h.clock.advance(SignedDuration::from_hours(91 * 24));
+    let later = h
+        .svc
+        .get_client_satisfaction(h.req(
+            &cem(),
+            GetClientSatisfactionRequest {
+                name: "accounts/acme/satisfaction".into(),
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(later.level, Level::NoData as i32);
+    assert_eq!(later.previous.unwrap().csat_response_count, 6);
+}
+
 concierge_common::both_backends!(
     harness = Harness;
     a_resolved_case_is_surveyed_once_in_the_contacts_language,
@@ -1294,4 +1655,5 @@ concierge_common::both_backends!(
     a_survey_is_sent_by_hand_once,
     csat_restarting_mid_stream_surveys_each_case_once,
     events_and_columns_follow_the_contract,
+    scores_follow_the_contracts_formulas,
 );
