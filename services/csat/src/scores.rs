@@ -224,6 +224,9 @@ impl Counts {
 /// One group's key, in the order rows are given.
 type Key = (String, String, String, i32, i64);
 
+/// A row of the aggregate: the group's columns, then kind, score and count.
+type CountRow = (String, String, String, i64, i64, i64, i64, i64);
+
 fn month_of(m: &Option<Month>, field: &str) -> Result<jiff::civil::Date> {
     let m = m
         .as_ref()
@@ -388,7 +391,7 @@ async fn count(
         " GROUP BY g_account, g_portfolio, g_manager, g_type, g_month, s.kind, s.score LIMIT {}",
         MAX_COUNTS + 1
     ));
-    let rows: Vec<(String, String, String, i64, i64, i64, i64, i64)> = on_conn!(conn, c => {
+    let rows: Vec<CountRow> = on_conn!(conn, c => {
         let mut q = sqlx::query_as(&sql);
         for p in &params {
             q = match p {
