@@ -1453,7 +1453,7 @@ async fn scores_follow_the_contracts_formulas(h: Harness) {
         .await
         .unwrap();
     assert_eq!(by_account.rows.len(), 2);
-    let acme = by_account.rows[0].scores.clone().unwrap();
+    let acme = by_account.rows[0].scores.unwrap();
     assert_eq!(
         by_account.rows[0].group.as_ref().unwrap().account,
         "accounts/acme"
