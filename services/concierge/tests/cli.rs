@@ -2007,6 +2007,30 @@ fn surveys_are_set_up_sent_and_withdrawn_from_the_cli() {
         "sent by mistake",
     ]);
     assert!(cancelled.contains("  cancelled  "), "{cancelled}");
+    // Sent, never answered: it counts as sent this month, and Acme has no
+    // answer to read a level from.
+    let scores = run(&["csat", "scores", "--by", "account"]);
+    let acme = scores
+        .lines()
+        .find(|l| l.starts_with("accounts/acme"))
+        .unwrap_or_else(|| panic!("{scores}"));
+    assert_eq!(
+        acme.split_whitespace().collect::<Vec<_>>(),
+        vec![
+            "accounts/acme",
+            "-",
+            "(0)",
+            "-",
+            "(0)",
+            "-",
+            "(0)",
+            "1",
+            "0.0"
+        ],
+        "{scores}"
+    );
+    let level = run(&["csat", "satisfaction", "acme"]);
+    assert!(level.contains("accounts/acme  no_data  no_data"), "{level}");
     run(&["csat", "triggers", "delete", "resolved"]);
     assert_eq!(
         run(&["csat", "templates", "delete", "nps"]).trim(),

@@ -24,6 +24,40 @@ pub enum Command {
         #[command(subcommand)]
         command: SurveyCommand,
     },
+    /// CSAT %, NPS and CES by account, portfolio, manager, case type or
+    /// month (a survey counts in the month it was sent).
+    ///
+    /// Examples: Ayşe's portfolio by month; the NPS of every account;
+    ///   --from 2026-06 --to 2026-11 --by month --filter 'portfolio = "staff/ayse"'
+    ///   --from 2026-11 --by account --filter 'kind = NPS_0_10'
+    #[command(verbatim_doc_comment)]
+    Scores {
+        /// First month, YYYY-MM (default: this month, UTC).
+        #[arg(long)]
+        from: Option<String>,
+        /// Last month, YYYY-MM (default: the first).
+        #[arg(long)]
+        to: Option<String>,
+        /// Group by account, portfolio, account-manager, case-type, month
+        /// (repeat or comma-separate).
+        #[arg(long = "by", value_delimiter = ',')]
+        by: Vec<String>,
+        /// Over account, portfolio, account_manager, case_type, kind.
+        #[arg(long, default_value = "")]
+        filter: String,
+        /// Month boundaries in this IANA time zone (default UTC).
+        #[arg(long)]
+        time_zone: Option<String>,
+        /// Rows fetched per call; every row is shown.
+        #[arg(long, default_value_t = 1000)]
+        page_size: i32,
+    },
+    /// Clients' satisfaction now: level, trend, the window's scores.
+    Satisfaction {
+        /// Accounts, "acme" or "accounts/acme".
+        #[arg(required = true)]
+        accounts: Vec<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -163,6 +197,46 @@ pub enum SurveyCommand {
         #[arg(long, default_value = "")]
         reason: String,
     },
+}
+
+fn month(flag: &str, v: &str) -> anyhow::Result<Month> {
+    v.split_once('-')
+        .and_then(|(y, m)| {
+            Some(Month {
+                year: y.parse().ok()?,
+                month: m.parse().ok()?,
+            })
+        })
+        .ok_or_else(|| anyhow::anyhow!("{flag} {v:?}: a month as YYYY-MM, e.g. 2026-11"))
+}
+
+fn summary_cells(s: &ScoreSummary) -> Vec<String> {
+    let figure = |n: i64, v: f64| {
+        if n == 0 {
+            "-".to_string()
+        } else {
+            format!("{v:.1}")
+        }
+    };
+    vec![
+        format!(
+            "{} ({})",
+            figure(s.csat_response_count, s.csat_percent),
+            s.csat_response_count
+        ),
+        format!(
+            "{} ({})",
+            figure(s.nps_response_count, s.nps),
+            s.nps_response_count
+        ),
+        format!(
+            "{} ({})",
+            figure(s.ces_response_count, s.ces_mean),
+            s.ces_response_count
+        ),
+        s.sent_count.to_string(),
+        figure(s.sent_count, s.response_rate_percent),
+    ]
 }
 
 fn named(collection: &str, id: &str) -> String {
@@ -602,6 +676,138 @@ pub async fn run(command: Command, args: &ClientArgs) -> anyhow::Result<()> {
                     Ok(())
                 }
             }
+        }
+        Command::Scores {
+            from,
+            to,
+            by,
+            filter,
+            time_zone,
+            page_size,
+        } => {
+            let group_by = by
+                .iter()
+                .map(|d| {
+                    output::parse_enum(
+                        d,
+                        "DIMENSION_",
+                        |s| Dimension::from_str_name(s).map(|d| d as i32),
+                        "dimension (account, portfolio, account-manager, case-type, month)",
+                    )
+                })
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            let from = from.unwrap_or_else(|| jiff::Timestamp::now().strftime("%Y-%m").to_string());
+            let start_month = month("--from", &from)?;
+            let end_month = match to {
+                Some(t) => month("--to", &t)?,
+                None => start_month,
+            };
+            let mut req = QueryScoresRequest {
+                filter,
+                start_month: Some(start_month),
+                end_month: Some(end_month),
+                group_by,
+                time_zone: time_zone.map(|id| concierge_proto::types::TimeZone { id }),
+                page_size,
+                page_token: String::new(),
+            };
+            let mut reply = c.query_scores(req.clone()).await.answer()?;
+            while !reply.next_page_token.is_empty() {
+                req.page_token = std::mem::take(&mut reply.next_page_token);
+                let page = c.query_scores(req.clone()).await.answer()?;
+                reply.rows.extend(page.rows);
+                reply.next_page_token = page.next_page_token;
+            }
+            output::emit(json, &reply, |r| {
+                let group = |g: &GroupKey| {
+                    let mut parts = Vec::new();
+                    for part in [&g.account, &g.portfolio, &g.account_manager] {
+                        if !part.is_empty() {
+                            parts.push(part.clone());
+                        }
+                    }
+                    if g.case_type != 0 {
+                        parts.push(output::short(
+                            concierge_proto::concierge::cases::v1::CaseType::try_from(g.case_type)
+                                .unwrap_or_default()
+                                .as_str_name(),
+                            "CASE_TYPE_",
+                        ));
+                    }
+                    if let Some(m) = &g.month {
+                        parts.push(format!("{:04}-{:02}", m.year, m.month));
+                    }
+                    parts.join(" ")
+                };
+                let mut rows: Vec<Vec<String>> = r
+                    .rows
+                    .iter()
+                    .map(|row| {
+                        let mut cells = vec![group(&row.group.clone().unwrap_or_default())];
+                        cells.extend(summary_cells(&row.scores.unwrap_or_default()));
+                        cells
+                    })
+                    .collect();
+                let mut total = vec!["all".to_string()];
+                total.extend(summary_cells(&r.total.unwrap_or_default()));
+                rows.push(total);
+                println!(
+                    "{}",
+                    output::table(
+                        &["GROUP", "CSAT %", "NPS", "CES", "SENT", "ANSWERED %"],
+                        &rows
+                    )
+                );
+            })
+        }
+        Command::Satisfaction { accounts } => {
+            let names = accounts
+                .iter()
+                .map(|a| format!("{}/satisfaction", named("accounts", a)))
+                .collect();
+            let reply = c
+                .batch_get_client_satisfactions(BatchGetClientSatisfactionsRequest { names })
+                .await
+                .answer()?;
+            output::emit(json, &reply, |r| {
+                let rows: Vec<Vec<String>> = r
+                    .client_satisfactions
+                    .iter()
+                    .map(|s| {
+                        let current = s.current.unwrap_or_default();
+                        vec![
+                            s.name.trim_end_matches("/satisfaction").to_string(),
+                            output::short(
+                                client_satisfaction::Level::try_from(s.level)
+                                    .unwrap_or_default()
+                                    .as_str_name(),
+                                "LEVEL_",
+                            ),
+                            output::short(
+                                client_satisfaction::Trend::try_from(s.trend)
+                                    .unwrap_or_default()
+                                    .as_str_name(),
+                                "TREND_",
+                            ),
+                            summary_cells(&current)[0].clone(),
+                            s.detractor_count.to_string(),
+                        ]
+                    })
+                    .collect();
+                println!(
+                    "{}",
+                    output::table(
+                        &[
+                            "ACCOUNT",
+                            "LEVEL",
+                            "TREND",
+                            "CSAT % (90 DAYS)",
+                            "DETRACTORS"
+                        ],
+                        &rows
+                    )
+                );
+            })
         }
         Command::Surveys { command } => {
             let print = |s: Survey| output::emit(json, &s, |s| println!("{}", survey_text(s)));
