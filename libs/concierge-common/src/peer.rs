@@ -85,6 +85,17 @@ pub struct PeerError {
     attempts: u32,
 }
 
+/// A peer's NOT_FOUND for `name` as INVALID_ARGUMENT on the request field
+/// that named it (a case, a contact that does not exist); any other refusal
+/// as it is.
+pub fn missing_is_invalid(field: &str, name: &str) -> impl Fn(PeerError) -> crate::error::Error {
+    let (field, name) = (field.to_string(), name.to_string());
+    move |refused| match refused.code() {
+        Code::NotFound => crate::error::Error::invalid(&field, format!("{name} does not exist")),
+        _ => refused.into(),
+    }
+}
+
 impl PeerError {
     /// The refusal `status` from `peer` (how the peer is named to people,
     /// e.g. "the customers service").

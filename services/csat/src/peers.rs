@@ -3,8 +3,8 @@
 //! account's name; the cases service for a case surveyed by hand.
 
 use concierge_common::channel::{Traced, traced};
-use concierge_common::error::{Error, Result};
-use concierge_common::peer::Peer;
+use concierge_common::error::Result;
+use concierge_common::peer::{Peer, missing_is_invalid};
 use concierge_common::principal::PrincipalCodec;
 use concierge_proto::concierge::cases::v1::cases_service_client::CasesServiceClient;
 use concierge_proto::concierge::cases::v1::cases_service_server::SERVICE_NAME as CASES;
@@ -12,7 +12,6 @@ use concierge_proto::concierge::cases::v1::{Case, GetCaseRequest};
 use concierge_proto::customers::customers_service_client::CustomersServiceClient;
 use concierge_proto::customers::customers_service_server::SERVICE_NAME as CUSTOMERS;
 use concierge_proto::customers::{Account, Contact, GetAccountRequest, GetContactRequest};
-use tonic::Code;
 use tonic::transport::Channel;
 
 /// The CSAT service's clients of its peers, acting as itself.
@@ -20,15 +19,6 @@ use tonic::transport::Channel;
 pub struct Peers {
     customers: Peer<CustomersServiceClient<Traced>>,
     cases: Peer<CasesServiceClient<Traced>>,
-}
-
-/// NOT_FOUND from a peer as INVALID_ARGUMENT on the field that named it.
-fn named(field: &str, name: &str) -> impl Fn(concierge_common::peer::PeerError) -> Error {
-    let (field, name) = (field.to_string(), name.to_string());
-    move |refused| match refused.code() {
-        Code::NotFound => Error::invalid(&field, format!("{name} does not exist")),
-        _ => refused.into(),
-    }
 }
 
 impl Peers {
@@ -61,7 +51,7 @@ impl Peers {
                 c.get_contact(r).await
             })
             .await
-            .map_err(named(field, name))
+            .map_err(missing_is_invalid(field, name))
     }
 
     /// An account; INVALID_ARGUMENT on `field` when gone.
@@ -74,7 +64,7 @@ impl Peers {
                 c.get_account(r).await
             })
             .await
-            .map_err(named(field, name))
+            .map_err(missing_is_invalid(field, name))
     }
 
     /// A case; INVALID_ARGUMENT on `field` when it does not exist.
@@ -87,6 +77,6 @@ impl Peers {
                 c.get_case(r).await
             })
             .await
-            .map_err(named(field, name))
+            .map_err(missing_is_invalid(field, name))
     }
 }

@@ -173,6 +173,14 @@ impl Counts {
         }
     }
 
+    /// Answers of negative sentiment (CSAT 1-2, NPS 0-6, CES 1-3): the
+    /// detractors.
+    pub fn detractors(&self) -> i64 {
+        self.of(SurveyKind::Csat15, 1..=2)
+            + self.of(SurveyKind::Nps010, 0..=6)
+            + self.of(SurveyKind::Ces17, 1..=3)
+    }
+
     fn of(&self, kind: SurveyKind, scores: std::ops::RangeInclusive<usize>) -> i64 {
         self.answered[kind as usize][scores].iter().sum()
     }
@@ -419,6 +427,26 @@ async fn count(
     Ok(groups)
 }
 
+/// When each of `accounts` last had an answer.
+async fn last_responses(
+    conn: &mut Conn<'_>,
+    accounts: &[String],
+) -> Result<std::collections::HashMap<String, i64>> {
+    let marks: Vec<String> = (1..=accounts.len()).map(|i| format!("${i}")).collect();
+    let sql = format!(
+        "SELECT account, MAX(submit_time) FROM surveys WHERE submit_time > 0 AND account IN ({}) GROUP BY account",
+        marks.join(", ")
+    );
+    let rows: Vec<(String, i64)> = on_conn!(conn, c => {
+        let mut q = sqlx::query_as(&sql);
+        for a in accounts {
+            q = q.bind(a.clone());
+        }
+        q.fetch_all(&mut **c).await?
+    });
+    Ok(rows.into_iter().collect())
+}
+
 impl Csat {
     /// QueryScores.
     pub(crate) async fn query_scores(
@@ -587,6 +615,7 @@ impl Csat {
             Some(&accounts),
         )
         .await?;
+        let last_responses = last_responses(&mut pooled.conn(), &accounts).await?;
         let mut out = Vec::with_capacity(accounts.len());
         for (name, account) in names.iter().zip(&accounts) {
             let window = |i: i64| {
@@ -598,20 +627,10 @@ impl Csat {
                         acc
                     })
             };
-            let (previous, current) = (window(0).summary(), window(1).summary());
-            let detractors: i64 = on_conn!(&mut pooled.conn(), c => sqlx::query_scalar(
-                "SELECT COUNT(*) FROM surveys WHERE account = $1 AND detractor = 1 AND send_time >= $2",
-            )
-            .bind(account)
-            .bind(bounds[1])
-            .fetch_one(&mut **c)
-            .await?);
-            let last_response: Option<i64> = on_conn!(&mut pooled.conn(), c => sqlx::query_scalar(
-                "SELECT MAX(submit_time) FROM surveys WHERE account = $1 AND submit_time > 0",
-            )
-            .bind(account)
-            .fetch_one(&mut **c)
-            .await?);
+            let current_counts = window(1);
+            let (previous, current) = (window(0).summary(), current_counts.summary());
+            let detractors = current_counts.detractors();
+            let last_response = last_responses.get(account).copied();
             use client_satisfaction::{Level, Trend};
             let level = if current.csat_response_count == 0 {
                 Level::NoData

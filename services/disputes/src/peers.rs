@@ -5,7 +5,7 @@
 
 use concierge_common::channel::{Traced, traced};
 use concierge_common::error::{Error, Result};
-use concierge_common::peer::Peer;
+use concierge_common::peer::{Peer, missing_is_invalid};
 use concierge_common::principal::PrincipalCodec;
 use concierge_proto::concierge::cases::v1::cases_service_client::CasesServiceClient;
 use concierge_proto::concierge::cases::v1::cases_service_server::SERVICE_NAME as CASES;
@@ -45,15 +45,6 @@ fn calendar_gone(calendar: &str) -> impl Fn(concierge_common::peer::PeerError) -
     }
 }
 
-/// NOT_FOUND from a peer as INVALID_ARGUMENT on the field that named it.
-fn named(field: &str, name: &str) -> impl Fn(concierge_common::peer::PeerError) -> Error {
-    let (field, name) = (field.to_string(), name.to_string());
-    move |refused| match refused.code() {
-        Code::NotFound => Error::invalid(&field, format!("{name} does not exist")),
-        _ => refused.into(),
-    }
-}
-
 impl Peers {
     pub fn new(customers: Channel, cases: Channel, principals: &PrincipalCodec) -> Self {
         Self {
@@ -85,7 +76,7 @@ impl Peers {
                 c.get_account(r).await
             })
             .await
-            .map_err(named(field, name))
+            .map_err(missing_is_invalid(field, name))
     }
 
     /// An inventory item (its MRC); INVALID_ARGUMENT on `field` when gone.
@@ -103,7 +94,7 @@ impl Peers {
                 c.get_inventory_item(r).await
             })
             .await
-            .map_err(named(field, name))
+            .map_err(missing_is_invalid(field, name))
     }
 
     /// A member of the staff directory, or none when it has no such entry.
@@ -151,7 +142,7 @@ impl Peers {
                 c.get_contact(r).await
             })
             .await
-            .map_err(named(field, name))
+            .map_err(missing_is_invalid(field, name))
     }
 
     /// A case as the cases service reads it (its outage's down time and the
@@ -165,7 +156,7 @@ impl Peers {
                 c.get_case(r).await
             })
             .await
-            .map_err(named(field, name))
+            .map_err(missing_is_invalid(field, name))
     }
 
     /// `start` plus `duration` of business time in `calendar`; wall-clock
