@@ -11,6 +11,7 @@ use concierge_proto::csat::csat_service_server::CsatService;
 use concierge_proto::csat::*;
 use tonic::Request;
 
+use crate::plans::Transition;
 use crate::{Csat, RULES};
 
 fn once<M: prost::Message>(
@@ -277,6 +278,148 @@ impl CsatService for Csat {
                     client_satisfactions,
                 }),
         )
+    }
+
+    async fn create_corrective_action_plan(
+        &self,
+        request: Request<CreateCorrectiveActionPlanRequest>,
+    ) -> Reply<CorrectiveActionPlan> {
+        let ctx = self.ctx(&request)?;
+        reply(self.create_plan(&ctx, request.into_inner()).await)
+    }
+
+    async fn get_corrective_action_plan(
+        &self,
+        request: Request<GetCorrectiveActionPlanRequest>,
+    ) -> Reply<CorrectiveActionPlan> {
+        let ctx = self.ctx(&request)?;
+        reply(
+            self.store()
+                .get(&RULES, &ctx, &request.get_ref().name)
+                .await,
+        )
+    }
+
+    async fn list_corrective_action_plans(
+        &self,
+        request: Request<ListCorrectiveActionPlansRequest>,
+    ) -> Reply<ListCorrectiveActionPlansResponse> {
+        let ctx = self.ctx(&request)?;
+        let mut req = request.into_inner();
+        if req.order_by.trim().is_empty() {
+            req.order_by = "next_due_time".into();
+        }
+        reply(
+            self.store()
+                .list_counted::<CorrectiveActionPlan, _>(&RULES, &ctx, page_query!(req))
+                .await
+                .map(|(corrective_action_plans, next_page_token, total_size)| {
+                    ListCorrectiveActionPlansResponse {
+                        corrective_action_plans,
+                        next_page_token,
+                        total_size,
+                    }
+                }),
+        )
+    }
+
+    async fn update_corrective_action_plan(
+        &self,
+        request: Request<UpdateCorrectiveActionPlanRequest>,
+    ) -> Reply<CorrectiveActionPlan> {
+        let ctx = self.ctx(&request)?;
+        let req = request.into_inner();
+        reply(
+            self.store()
+                .update(&RULES, &ctx, req.corrective_action_plan, req.update_mask)
+                .await,
+        )
+    }
+
+    async fn set_corrective_action_state(
+        &self,
+        request: Request<SetCorrectiveActionStateRequest>,
+    ) -> Reply<CorrectiveActionPlan> {
+        let ctx = self.ctx(&request)?;
+        reply(self.set_action_state(&ctx, request.into_inner()).await)
+    }
+
+    async fn complete_corrective_action_plan(
+        &self,
+        request: Request<CompleteCorrectiveActionPlanRequest>,
+    ) -> Reply<CorrectiveActionPlan> {
+        let ctx = self.ctx(&request)?;
+        let req = request.into_inner();
+        let result = async {
+            let key = once(
+                &ctx,
+                &req.request_id,
+                "CompleteCorrectiveActionPlan",
+                &without_request_id!(req),
+            )?;
+            self.transition_plan(
+                &ctx,
+                Transition::Complete,
+                &req.name,
+                &req.outcome,
+                &req.etag,
+                key,
+            )
+            .await
+        };
+        reply(result.await)
+    }
+
+    async fn cancel_corrective_action_plan(
+        &self,
+        request: Request<CancelCorrectiveActionPlanRequest>,
+    ) -> Reply<CorrectiveActionPlan> {
+        let ctx = self.ctx(&request)?;
+        let req = request.into_inner();
+        let result = async {
+            let key = once(
+                &ctx,
+                &req.request_id,
+                "CancelCorrectiveActionPlan",
+                &without_request_id!(req),
+            )?;
+            self.transition_plan(
+                &ctx,
+                Transition::Cancel,
+                &req.name,
+                &req.reason,
+                &req.etag,
+                key,
+            )
+            .await
+        };
+        reply(result.await)
+    }
+
+    async fn reopen_corrective_action_plan(
+        &self,
+        request: Request<ReopenCorrectiveActionPlanRequest>,
+    ) -> Reply<CorrectiveActionPlan> {
+        let ctx = self.ctx(&request)?;
+        let req = request.into_inner();
+        let result = async {
+            let key = once(
+                &ctx,
+                &req.request_id,
+                "ReopenCorrectiveActionPlan",
+                &without_request_id!(req),
+            )?;
+            self.transition_plan(
+                &ctx,
+                Transition::Reopen,
+                &req.name,
+                &req.reason,
+                &req.etag,
+                key,
+            )
+            .await
+        };
+        reply(result.await)
     }
 
     /// No login: the token is the only credential, so no principal is read.

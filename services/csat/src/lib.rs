@@ -10,6 +10,7 @@
 
 mod api;
 pub mod peers;
+pub mod plans;
 pub mod resources;
 pub mod scores;
 pub mod surveys;

@@ -481,6 +481,7 @@ impl Csat {
                     _ => 1,
                 }),
                 EXPIRE => self.expire(owner, &timer).await,
+                crate::plans::DUE => self.plan_due(owner, &timer).await,
                 other => {
                     tracing::warn!(
                         kind = other,
@@ -888,6 +889,14 @@ impl Csat {
             sentiment: sentiment as i32,
             submit_time: Some(clock::to_proto(clock::from_micros(now))),
         });
+        // A detractor's plan is opened with the answer, named first so that
+        // the survey points at it.
+        let plan = after
+            .detractor
+            .then(|| format!("correctiveActionPlans/{}", uuid::Uuid::now_v7()));
+        if let Some(plan) = &plan {
+            after.corrective_action_plan = plan.clone();
+        }
         let after = write(
             &mut tx.conn(),
             &ctx,
@@ -898,7 +907,7 @@ impl Csat {
             now,
         )
         .await?;
-        if after.detractor {
+        if let Some(plan) = plan {
             crud::record_event(
                 &mut tx.conn(),
                 &RULES,
@@ -906,6 +915,15 @@ impl Csat {
                 EVENTS,
                 catalogue::csat::DETRACTOR_DETECTED,
                 &after,
+                now,
+            )
+            .await?;
+            crate::plans::open_for_detractor(
+                &mut tx.conn(),
+                &ctx,
+                &after,
+                &invitation.case_title,
+                plan,
                 now,
             )
             .await?;

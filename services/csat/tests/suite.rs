@@ -1157,6 +1157,7 @@ async fn events_and_columns_follow_the_contract(h: Harness) {
     testing::assert_columns_agree::<SurveyTemplate, concierge_csat::Rules>(h.svc.db()).await;
     testing::assert_columns_agree::<SurveyTrigger, concierge_csat::Rules>(h.svc.db()).await;
     testing::assert_columns_agree::<Survey, concierge_csat::Rules>(h.svc.db()).await;
+    testing::assert_columns_agree::<CorrectiveActionPlan, concierge_csat::Rules>(h.svc.db()).await;
     let template = create_template(&h, "csat", SurveyKind::Csat15).await;
     let trigger = create_trigger(&h, "resolved", &template.name, 0, 30).await;
     h.svc
@@ -1211,6 +1212,19 @@ async fn events_and_columns_follow_the_contract(h: Harness) {
         "the template asks for none"
     );
     submit(&h, &ali.token(), 1, "", "").await.unwrap();
+    let detractor = surveys(&h, "detractor = true").await.remove(0);
+    h.svc
+        .set_corrective_action_state(h.req(
+            &cem(),
+            SetCorrectiveActionStateRequest {
+                name: detractor.corrective_action_plan.clone(),
+                action_id: "1".into(),
+                state: corrective_action::State::InProgress as i32,
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap();
     h.clock.advance(SignedDuration::from_hours(24 * 15));
     h.sweep().await;
     // A scheduled one withdrawn by hand, a trigger and a template deleted.
@@ -1646,6 +1660,370 @@ async fn scores_follow_the_contracts_formulas(h: Harness) {
     assert_eq!(later.previous.unwrap().csat_response_count, 6);
 }
 
+async fn overdue_plans(h: &Harness) -> Vec<CorrectiveActionPlan> {
+    h.svc
+        .list_corrective_action_plans(h.req(
+            &cem(),
+            ListCorrectiveActionPlansRequest {
+                filter: "overdue = true AND account_manager = \"staff/ayse\"".into(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .corrective_action_plans
+}
+
+async fn plan(h: &Harness, name: &str) -> CorrectiveActionPlan {
+    h.svc
+        .get_corrective_action_plan(
+            h.req(&cem(), GetCorrectiveActionPlanRequest { name: name.into() }),
+        )
+        .await
+        .unwrap()
+        .into_inner()
+}
+
+/// A detractor's answer opens a plan with it: the account manager owns it,
+/// a first call is due in two days, and when it runs late the plan is
+/// overdue for the portfolio's filter without a new revision. Actions keep
+/// their state through edits; a plan completes only when every action is
+/// done or dropped.
+async fn a_detractor_opens_a_corrective_action_plan_that_runs_late(h: Harness) {
+    let template = create_template(&h, "csat", SurveyKind::Csat15).await;
+    create_trigger(&h, "resolved", &template.name, 0, 30).await;
+    let case = resolved_case(&h, "Fatura sorusu", "deniz").await;
+    h.deliver_case_events(1).await;
+    h.sweep().await;
+    let token = h.mails()[0].token();
+    submit(&h, &token, 1, "Çok geç", "").await.unwrap();
+    let survey = surveys(&h, "").await.remove(0);
+    assert!(survey.detractor);
+    let opened = plan(&h, &survey.corrective_action_plan).await;
+    use corrective_action_plan::{Origin, State};
+    assert_eq!(opened.origin, Origin::Detractor as i32);
+    assert_eq!(opened.state, State::Open as i32);
+    assert_eq!(opened.account, "accounts/acme");
+    assert_eq!(
+        (opened.owner.as_str(), opened.account_manager.as_str()),
+        ("staff/ayse", "staff/ayse")
+    );
+    assert_eq!(opened.detractor_survey, survey.name);
+    assert_eq!(opened.cases, vec![case.name.clone()]);
+    assert_eq!(opened.title, "Detractor on \"Fatura sorusu\"");
+    assert_eq!(opened.actions.len(), 1);
+    let call = &opened.actions[0];
+    assert_eq!(
+        (call.id.as_str(), call.state),
+        ("1", corrective_action::State::Open as i32)
+    );
+    assert_eq!(
+        at(call.due_time),
+        h.clock.now() + SignedDuration::from_hours(48)
+    );
+    assert_eq!(opened.next_due_time, call.due_time);
+    assert!(!opened.overdue);
+    let types: Vec<String> = h
+        .events()
+        .await
+        .into_iter()
+        .map(|e| e.r#type)
+        .filter(|t| t.contains("answered") || t.contains("detractor") || t.contains("plan"))
+        .collect();
+    assert_eq!(
+        types,
+        vec![
+            "concierge.csat.v1.survey_answered",
+            "concierge.csat.v1.detractor_detected",
+            "concierge.csat.v1.corrective_action_plan_created"
+        ]
+    );
+
+    assert!(overdue_plans(&h).await.is_empty());
+    h.clock.advance(SignedDuration::from_hours(49));
+    h.sweep().await;
+    let late = overdue_plans(&h).await;
+    assert_eq!(late.len(), 1, "the timer marked it");
+    assert!(late[0].actions[0].overdue);
+    assert_eq!(late[0].etag, opened.etag, "no new revision");
+
+    // An edit keeps action 1's state and adds action 2.
+    let edited = h
+        .svc
+        .update_corrective_action_plan(h.req(
+            &cem(),
+            UpdateCorrectiveActionPlanRequest {
+                corrective_action_plan: Some(CorrectiveActionPlan {
+                    name: opened.name.clone(),
+                    actions: vec![
+                        CorrectiveAction {
+                            id: "1".into(),
+                            state: corrective_action::State::Done as i32,
+                            ..opened.actions[0].clone()
+                        },
+                        CorrectiveAction {
+                            description: "Weekly status call until the invoice is corrected".into(),
+                            owner: "staff/ayse".into(),
+                            ..Default::default()
+                        },
+                    ],
+                    ..Default::default()
+                }),
+                update_mask: Some(FieldMask {
+                    paths: vec!["actions".into()],
+                }),
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        edited.actions[0].state,
+        corrective_action::State::Open as i32,
+        "state moves by its own method"
+    );
+    assert_eq!(
+        (edited.actions[1].id.as_str(), edited.actions[1].state),
+        ("2", corrective_action::State::Open as i32)
+    );
+    assert!(edited.overdue);
+
+    let set = |id: &str, state: corrective_action::State, request_id: &str| {
+        SetCorrectiveActionStateRequest {
+            name: opened.name.clone(),
+            action_id: id.into(),
+            state: state as i32,
+            note: "Called Deniz; invoice reissued".into(),
+            etag: String::new(),
+            request_id: request_id.into(),
+        }
+    };
+    let done = h
+        .svc
+        .set_corrective_action_state(
+            h.req(&cem(), set("1", corrective_action::State::Done, "done-1")),
+        )
+        .await
+        .unwrap()
+        .into_inner();
+    let again = h
+        .svc
+        .set_corrective_action_state(
+            h.req(&cem(), set("1", corrective_action::State::Done, "done-1")),
+        )
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(done, again, "a retry gets the first reply");
+    assert!(done.actions[0].complete_time.is_some());
+    assert!(
+        !done.overdue,
+        "the late action is done; the other has no due time"
+    );
+    assert!(overdue_plans(&h).await.is_empty());
+    let unknown = h
+        .svc
+        .set_corrective_action_state(h.req(&cem(), set("9", corrective_action::State::Done, "")))
+        .await
+        .unwrap_err();
+    assert_eq!(violations(&unknown), vec!["action_id"]);
+
+    let complete = |outcome: &str| CompleteCorrectiveActionPlanRequest {
+        name: opened.name.clone(),
+        outcome: outcome.into(),
+        etag: String::new(),
+        request_id: String::new(),
+    };
+    let early = h
+        .svc
+        .complete_corrective_action_plan(h.req(&cem(), complete("")))
+        .await
+        .unwrap_err();
+    assert_eq!(early.code(), Code::FailedPrecondition);
+    assert!(
+        early.message().contains("action 2 is still open"),
+        "{early:?}"
+    );
+    h.svc
+        .set_corrective_action_state(
+            h.req(&cem(), set("2", corrective_action::State::Cancelled, "")),
+        )
+        .await
+        .unwrap();
+    let completed = h
+        .svc
+        .complete_corrective_action_plan(
+            h.req(&cem(), complete("Deniz confirmed she is satisfied")),
+        )
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(completed.state, State::Completed as i32);
+    assert!(completed.close_time.is_some());
+    assert!(
+        completed
+            .description
+            .ends_with("Outcome: Deniz confirmed she is satisfied")
+    );
+    let no_reason = h
+        .svc
+        .reopen_corrective_action_plan(h.req(
+            &cem(),
+            ReopenCorrectiveActionPlanRequest {
+                name: opened.name.clone(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(violations(&no_reason), vec!["reason"]);
+    let reopened = h
+        .svc
+        .reopen_corrective_action_plan(h.req(
+            &cem(),
+            ReopenCorrectiveActionPlanRequest {
+                name: opened.name.clone(),
+                reason: "she called again".into(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        (reopened.state, reopened.close_time),
+        (State::Open as i32, None)
+    );
+    let cancelled = h
+        .svc
+        .cancel_corrective_action_plan(h.req(
+            &cem(),
+            CancelCorrectiveActionPlanRequest {
+                name: opened.name.clone(),
+                reason: "handled in the quarterly review".into(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(cancelled.state, State::Cancelled as i32);
+}
+
+/// A plan opened by hand: its account must exist and gives the plan its
+/// account manager; bad fields are named; a client key sees no plan.
+async fn corrective_action_plans_are_opened_by_hand(h: Harness) {
+    let create = |p: CorrectiveActionPlan| CreateCorrectiveActionPlanRequest {
+        corrective_action_plan: Some(p),
+        corrective_action_plan_id: String::new(),
+        request_id: "plan-1".into(),
+    };
+    let good = CorrectiveActionPlan {
+        title: "Win back Globex".into(),
+        account: "accounts/globex".into(),
+        owner: "staff/cem".into(),
+        cases: vec!["cases/c9".into()],
+        actions: vec![CorrectiveAction {
+            description: "Executive call".into(),
+            owner: "staff/cem".into(),
+            due_time: Some(prost_types::Timestamp {
+                seconds: 1_798_000_000,
+                nanos: 0,
+            }),
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    let made = h
+        .svc
+        .create_corrective_action_plan(h.req(&zeki(), create(good.clone())))
+        .await
+        .unwrap()
+        .into_inner();
+    let again = h
+        .svc
+        .create_corrective_action_plan(h.req(&zeki(), create(good.clone())))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(made, again, "created once per request_id");
+    use corrective_action_plan::Origin;
+    assert_eq!(made.origin, Origin::Manual as i32);
+    assert_eq!(
+        made.account_manager, "staff/ayse",
+        "from the customers service"
+    );
+    assert_eq!(made.actions[0].id, "1");
+    let missing = h
+        .svc
+        .create_corrective_action_plan(h.req(
+            &zeki(),
+            CreateCorrectiveActionPlanRequest {
+                corrective_action_plan: Some(CorrectiveActionPlan {
+                    account: "accounts/nowhere".into(),
+                    ..good.clone()
+                }),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(violations(&missing), vec!["corrective_action_plan.account"]);
+    let bad = h
+        .svc
+        .create_corrective_action_plan(h.req(
+            &zeki(),
+            CreateCorrectiveActionPlanRequest {
+                corrective_action_plan: Some(CorrectiveActionPlan {
+                    title: String::new(),
+                    owner: "ayse".into(),
+                    cases: vec!["c1".into()],
+                    actions: vec![CorrectiveAction {
+                        owner: "ayse".into(),
+                        ..Default::default()
+                    }],
+                    ..good.clone()
+                }),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        violations(&bad),
+        vec![
+            "corrective_action_plan.title",
+            "corrective_action_plan.owner",
+            "corrective_action_plan.cases[0]",
+            "corrective_action_plan.actions[0].description",
+            "corrective_action_plan.actions[0].owner",
+        ]
+    );
+    let listed = h
+        .svc
+        .list_corrective_action_plans(h.req(
+            &cem(),
+            ListCorrectiveActionPlansRequest {
+                filter: "origin = MANUAL AND cases:\"cases/c9\"".into(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(listed.total_size, 1);
+    let client = h
+        .svc
+        .list_corrective_action_plans(h.req(
+            &client("globex"),
+            ListCorrectiveActionPlansRequest::default(),
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(client.code(), Code::PermissionDenied);
+}
+
 concierge_common::both_backends!(
     harness = Harness;
     a_resolved_case_is_surveyed_once_in_the_contacts_language,
@@ -1656,4 +2034,6 @@ concierge_common::both_backends!(
     csat_restarting_mid_stream_surveys_each_case_once,
     events_and_columns_follow_the_contract,
     scores_follow_the_contracts_formulas,
+    a_detractor_opens_a_corrective_action_plan_that_runs_late,
+    corrective_action_plans_are_opened_by_hand,
 );
