@@ -2037,3 +2037,121 @@ fn surveys_are_set_up_sent_and_withdrawn_from_the_cli() {
         "deleted surveyTemplates/nps"
     );
 }
+
+/// A corrective action past its due time is a finding of the account
+/// manager's review until it is done; the plan is then completed.
+#[test]
+fn an_overdue_corrective_action_is_in_the_portfolio_review() {
+    let dir = tempfile::tempdir().unwrap();
+    let dev = start_dev(
+        dir.path(),
+        &["--listen", "127.0.0.1:0", "--data-dir", "data"],
+    );
+    let run = |args: &[&str]| {
+        let out = cli_in(
+            dir.path(),
+            &dev,
+            &args.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
+        );
+        assert!(out.status.success(), "{args:?}: {}", text(&out));
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    run(&[
+        "customers",
+        "staff",
+        "create",
+        "--id",
+        "ayse",
+        "--display-name",
+        "Ayse",
+        "--email",
+        "ayse@example.com",
+        "--role",
+        "account_manager",
+    ]);
+    run(&[
+        "customers",
+        "create",
+        "--id",
+        "acme",
+        "--display-name",
+        "Acme Corp",
+        "--tier",
+        "enterprise",
+        "--time-zone",
+        "America/Chicago",
+        "--account-manager",
+        "staff/ayse",
+    ]);
+    let created = run(&[
+        "csat",
+        "plans",
+        "create",
+        "--id",
+        "win-back",
+        "--account",
+        "acme",
+        "--title",
+        "Win back Acme",
+        "--owner",
+        "ayse",
+        "--action",
+        "Call the CFO;due=2026-01-05T15:00:00Z;owner=ayse",
+        "--action",
+        "Quarterly review",
+    ]);
+    assert!(
+        created.starts_with("correctiveActionPlans/win-back  open (overdue)  Win back Acme"),
+        "{created}"
+    );
+    assert!(
+        created.contains("[1] open (overdue)  Call the CFO  due 2026-01-05 15:00  staff/ayse"),
+        "{created}"
+    );
+    let listed = run(&["csat", "plans", "list", "--filter", "overdue = true"]);
+    assert!(
+        listed.contains("correctiveActionPlans/win-back") && listed.contains("1 plan(s)"),
+        "{listed}"
+    );
+
+    let review = run(&["review", "--manager", "ayse"]);
+    assert!(
+        review.contains("correctiveActionPlans/win-back"),
+        "{review}"
+    );
+    assert!(review.contains("Acme Corp"), "{review}");
+    assert!(
+        review.contains("Chase the overdue corrective action of Win back Acme"),
+        "{review}"
+    );
+
+    let acted = run(&[
+        "csat", "plans", "act", "win-back", "1", "--state", "done", "--note", "Called",
+    ]);
+    assert!(
+        acted.starts_with("correctiveActionPlans/win-back  open  "),
+        "{acted}"
+    );
+    assert!(!run(&["review", "--manager", "ayse"]).contains("win-back"));
+    run(&[
+        "csat",
+        "plans",
+        "act",
+        "win-back",
+        "2",
+        "--state",
+        "cancelled",
+    ]);
+    let completed = run(&[
+        "csat",
+        "plans",
+        "complete",
+        "win-back",
+        "--outcome",
+        "Renewed",
+    ]);
+    assert!(
+        completed.starts_with("correctiveActionPlans/win-back  completed  "),
+        "{completed}"
+    );
+}

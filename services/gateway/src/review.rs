@@ -72,6 +72,7 @@ pub(crate) fn transport(backend: &Backend) -> Transport {
 const CASES: &str = "concierge.cases.v1.CasesService";
 const DISPUTES: &str = "concierge.disputes.v1.DisputesService";
 const CUSTOMERS: &str = "concierge.customers.v1.CustomersService";
+const CSAT: &str = "concierge.csat.v1.CsatService";
 
 /// One domain's items that need action in a portfolio.
 pub trait FindingSource: Send + Sync {
@@ -277,7 +278,7 @@ impl FindingSource for DisputeFindings {
             let mut client = disputes::disputes_service_client::DisputesServiceClient::new(
                 transport(&self.disputes),
             );
-            let quoted = manager.replace('\\', "\\\\").replace('"', "\\\"");
+            let quoted = quote(manager);
             let mut items = Vec::new();
             let mut page_token = String::new();
             loop {
@@ -633,7 +634,7 @@ impl Review {
             customers::customers_service_client::CustomersServiceClient::new(transport(backend));
         let mut names = BTreeMap::new();
         let mut page_token = String::new();
-        let quoted = manager.replace('\\', "\\\\").replace('"', "\\\"");
+        let quoted = quote(manager);
         loop {
             let request = on_behalf(
                 &self.codec,
@@ -661,6 +662,101 @@ impl Review {
     }
 }
 
+/// `s` inside an AIP-160 string literal.
+fn quote(s: &str) -> String {
+    s.replace('\\', "\\\\").replace('"', "\\\"")
+}
+
+/// The CSAT service's findings: corrective action plans with an action past
+/// its due time.
+pub struct PlanFindings {
+    pub csat: Backend,
+    pub codec: PrincipalCodec,
+}
+
+impl FindingSource for PlanFindings {
+    fn items<'a>(
+        &'a self,
+        caller: &'a Principal,
+        manager: &'a str,
+        request_id: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<PortfolioReviewItem>>> {
+        use concierge_proto::csat;
+        Box::pin(async move {
+            let mut client =
+                csat::csat_service_client::CsatServiceClient::new(transport(&self.csat));
+            let quoted = quote(manager);
+            let mut items = Vec::new();
+            let mut page_token = String::new();
+            loop {
+                let request = on_behalf(
+                    &self.codec,
+                    caller,
+                    CSAT,
+                    request_id,
+                    csat::ListCorrectiveActionPlansRequest {
+                        filter: format!(
+                            "account_manager = \"{quoted}\" AND overdue = true AND state = OPEN"
+                        ),
+                        order_by: "next_due_time".into(),
+                        page_size: 1000,
+                        page_token,
+                    },
+                )?;
+                let page = client
+                    .list_corrective_action_plans(request)
+                    .await
+                    .map_err(|s| peer_error("the CSAT service", s))?
+                    .into_inner();
+                items.extend(page.corrective_action_plans.into_iter().map(plan_item));
+                if page.next_page_token.is_empty() || items.len() >= MAX_ITEMS {
+                    return Ok(items);
+                }
+                page_token = page.next_page_token;
+            }
+        })
+    }
+}
+
+fn plan_item(p: concierge_proto::csat::CorrectiveActionPlan) -> PortfolioReviewItem {
+    let late: Vec<&concierge_proto::csat::CorrectiveAction> =
+        p.actions.iter().filter(|a| a.overdue).collect();
+    let findings = late
+        .iter()
+        .map(|a| {
+            let due = a
+                .due_time
+                .as_ref()
+                .and_then(clock::from_proto)
+                .map(|t| t.strftime("%Y-%m-%d %H:%M UTC").to_string())
+                .unwrap_or_default();
+            ReviewFinding {
+                reason: ReviewReason::CorrectiveActionOverdue as i32,
+                detail: format!(
+                    "action {} of \"{}\" ({}) was due {due}",
+                    a.id, p.title, a.description
+                ),
+                resource: p.name.clone(),
+                since_time: a.due_time,
+                due_time: a.due_time,
+            }
+        })
+        .collect();
+    PortfolioReviewItem {
+        subject: p.name.clone(),
+        account: p.account.clone(),
+        findings,
+        suggested_action: format!(
+            "Chase the overdue corrective action of {} (concierge csat plans get {}), or move its due time",
+            p.title, p.name
+        ),
+        case: None,
+        dispute: None,
+        account_display_name: String::new(),
+        urgency_rank: 0,
+    }
+}
+
 /// The sources of the services the gateway routes to: a review gains a
 /// source when its service is among the backends.
 pub fn sources(
@@ -677,6 +773,12 @@ pub fn sources(
     if let Some(disputes) = backends.get(DISPUTES) {
         sources.push(Arc::new(DisputeFindings {
             disputes: disputes.clone(),
+            codec: codec.clone(),
+        }));
+    }
+    if let Some(csat) = backends.get(CSAT) {
+        sources.push(Arc::new(PlanFindings {
+            csat: csat.clone(),
             codec: codec.clone(),
         }));
     }

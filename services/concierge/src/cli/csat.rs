@@ -24,6 +24,11 @@ pub enum Command {
         #[command(subcommand)]
         command: SurveyCommand,
     },
+    /// Corrective action plans: opened for detractors or by hand.
+    Plans {
+        #[command(subcommand)]
+        command: PlanCommand,
+    },
     /// CSAT %, NPS and CES by account, portfolio, manager, case type or
     /// month (a survey counts in the month it was sent).
     ///
@@ -197,6 +202,152 @@ pub enum SurveyCommand {
         #[arg(long, default_value = "")]
         reason: String,
     },
+}
+
+#[derive(Subcommand)]
+pub enum PlanCommand {
+    /// Plans, the soonest due first.
+    ///
+    /// Examples: Ayşe's overdue plans; those opened for detractors;
+    ///   --filter 'account_manager = "staff/ayse" AND overdue = true'
+    ///   --filter 'origin = DETRACTOR AND state = OPEN'
+    #[command(verbatim_doc_comment)]
+    List {
+        #[command(flatten)]
+        list: ListArgs,
+    },
+    /// One plan with its actions.
+    Get { plan: String },
+    /// Open a plan by hand.
+    ///
+    /// Example: an executive call within a week
+    ///   --account acme --title 'Win back Acme' --owner mira --action 'Executive call;due=2026-12-08T15:00:00Z;owner=mira'
+    #[command(verbatim_doc_comment)]
+    Create {
+        #[arg(long)]
+        id: Option<String>,
+        /// "acme" or "accounts/acme".
+        #[arg(long)]
+        account: String,
+        #[arg(long)]
+        title: String,
+        #[arg(long, default_value = "")]
+        description: String,
+        /// "mira" or "staff/mira".
+        #[arg(long)]
+        owner: String,
+        /// Cases behind it, "c1" or "cases/c1"; repeat.
+        #[arg(long = "case", value_name = "CASE")]
+        cases: Vec<String>,
+        /// "DESCRIPTION[;due=INSTANT][;owner=STAFF]"; repeat.
+        #[arg(long = "action", value_name = "ACTION")]
+        actions: Vec<String>,
+    },
+    /// Move one action: open, in-progress, done or cancelled.
+    Act {
+        plan: String,
+        action: String,
+        #[arg(long)]
+        state: String,
+        #[arg(long, default_value = "")]
+        note: String,
+    },
+    /// Close a plan whose actions are all done or dropped.
+    Complete {
+        plan: String,
+        #[arg(long, default_value = "")]
+        outcome: String,
+    },
+    /// Abandon a plan.
+    Cancel {
+        plan: String,
+        #[arg(long)]
+        reason: String,
+    },
+    /// Reopen a completed or cancelled plan.
+    Reopen {
+        plan: String,
+        #[arg(long)]
+        reason: String,
+    },
+}
+
+fn staff(v: &str) -> String {
+    named("staff", v)
+}
+
+/// "Executive call;due=2026-12-08T15:00:00Z;owner=mira".
+fn action(spec: &str) -> anyhow::Result<CorrectiveAction> {
+    let mut parts = spec.split(';');
+    let mut a = CorrectiveAction {
+        description: parts.next().unwrap_or_default().trim().to_string(),
+        ..Default::default()
+    };
+    for part in parts {
+        match part.split_once('=') {
+            Some(("due", t)) => {
+                let t: jiff::Timestamp = t.trim().parse().map_err(|e| {
+                    anyhow::anyhow!("--action {spec:?}: due={t:?} is not an instant such as 2026-12-08T15:00:00Z: {e}")
+                })?;
+                a.due_time = Some(concierge_common::clock::to_proto(t));
+            }
+            Some(("owner", o)) => a.owner = staff(o.trim()),
+            _ => anyhow::bail!("--action {spec:?}: write DESCRIPTION[;due=INSTANT][;owner=STAFF]"),
+        }
+    }
+    Ok(a)
+}
+
+fn plan_state(s: i32) -> String {
+    output::short(
+        corrective_action_plan::State::try_from(s)
+            .unwrap_or_default()
+            .as_str_name(),
+        "STATE_",
+    )
+}
+
+fn plan_text(p: &CorrectiveActionPlan) -> String {
+    let mut out = format!(
+        "{}  {}{}  {}\n  account {}  owner {}  {}",
+        p.name,
+        plan_state(p.state),
+        if p.overdue { " (overdue)" } else { "" },
+        p.title,
+        p.account,
+        p.owner,
+        output::short(
+            corrective_action_plan::Origin::try_from(p.origin)
+                .unwrap_or_default()
+                .as_str_name(),
+            "ORIGIN_"
+        )
+    );
+    for a in &p.actions {
+        out.push_str(&format!(
+            "\n  [{}] {}{}  {}{}{}",
+            a.id,
+            output::short(
+                corrective_action::State::try_from(a.state)
+                    .unwrap_or_default()
+                    .as_str_name(),
+                "STATE_"
+            ),
+            if a.overdue { " (overdue)" } else { "" },
+            a.description,
+            if a.due_time.is_some() {
+                format!("  due {}", when(&a.due_time))
+            } else {
+                String::new()
+            },
+            if a.owner.is_empty() {
+                String::new()
+            } else {
+                format!("  {}", a.owner)
+            }
+        ));
+    }
+    out
 }
 
 fn month(flag: &str, v: &str) -> anyhow::Result<Month> {
@@ -675,6 +826,149 @@ pub async fn run(command: Command, args: &ClientArgs) -> anyhow::Result<()> {
                     println!("deleted {name}");
                     Ok(())
                 }
+            }
+        }
+        Command::Plans { command } => {
+            let print =
+                |p: CorrectiveActionPlan| output::emit(json, &p, |p| println!("{}", plan_text(p)));
+            let plan_name = |p: &str| named("correctiveActionPlans", p);
+            match command {
+                PlanCommand::List { list } => {
+                    let mut req = ListCorrectiveActionPlansRequest {
+                        filter: list.filter.clone(),
+                        order_by: list.order_by.clone(),
+                        page_size: list.page_size,
+                        page_token: list.page_token.clone(),
+                    };
+                    let mut reply = c.list_corrective_action_plans(req.clone()).await.answer()?;
+                    while list.all && !reply.next_page_token.is_empty() {
+                        req.page_token = std::mem::take(&mut reply.next_page_token);
+                        let page = c.list_corrective_action_plans(req.clone()).await.answer()?;
+                        reply
+                            .corrective_action_plans
+                            .extend(page.corrective_action_plans);
+                        reply.next_page_token = page.next_page_token;
+                    }
+                    output::emit(json, &reply, |r| {
+                        let rows: Vec<Vec<String>> = r
+                            .corrective_action_plans
+                            .iter()
+                            .map(|p| {
+                                vec![
+                                    p.name.clone(),
+                                    format!(
+                                        "{}{}",
+                                        plan_state(p.state),
+                                        if p.overdue { " (overdue)" } else { "" }
+                                    ),
+                                    p.account.clone(),
+                                    p.owner.clone(),
+                                    when(&p.next_due_time),
+                                    p.title.clone(),
+                                ]
+                            })
+                            .collect();
+                        println!(
+                            "{}\n{} plan(s){}",
+                            output::table(
+                                &["NAME", "STATE", "ACCOUNT", "OWNER", "NEXT DUE", "TITLE"],
+                                &rows
+                            ),
+                            r.total_size,
+                            output::next_page(&r.next_page_token)
+                        );
+                    })
+                }
+                PlanCommand::Get { plan } => print(
+                    c.get_corrective_action_plan(GetCorrectiveActionPlanRequest {
+                        name: plan_name(&plan),
+                    })
+                    .await
+                    .answer()?,
+                ),
+                PlanCommand::Create {
+                    id,
+                    account,
+                    title,
+                    description,
+                    owner,
+                    cases,
+                    actions,
+                } => print(
+                    c.create_corrective_action_plan(CreateCorrectiveActionPlanRequest {
+                        corrective_action_plan: Some(CorrectiveActionPlan {
+                            title,
+                            description,
+                            account: named("accounts", &account),
+                            owner: staff(&owner),
+                            cases: cases.iter().map(|c| named("cases", c)).collect(),
+                            actions: actions
+                                .iter()
+                                .map(|a| action(a))
+                                .collect::<anyhow::Result<_>>()?,
+                            ..Default::default()
+                        }),
+                        corrective_action_plan_id: id.unwrap_or_default(),
+                        request_id: rid(),
+                    })
+                    .await
+                    .answer()?,
+                ),
+                PlanCommand::Act {
+                    plan,
+                    action,
+                    state,
+                    note,
+                } => {
+                    let state = output::parse_enum(
+                        &state,
+                        "STATE_",
+                        |s| corrective_action::State::from_str_name(s).map(|v| v as i32),
+                        "action state (open, in-progress, done, cancelled)",
+                    )?;
+                    print(
+                        c.set_corrective_action_state(SetCorrectiveActionStateRequest {
+                            name: plan_name(&plan),
+                            action_id: action,
+                            state,
+                            note,
+                            etag: String::new(),
+                            request_id: rid(),
+                        })
+                        .await
+                        .answer()?,
+                    )
+                }
+                PlanCommand::Complete { plan, outcome } => print(
+                    c.complete_corrective_action_plan(CompleteCorrectiveActionPlanRequest {
+                        name: plan_name(&plan),
+                        outcome,
+                        etag: String::new(),
+                        request_id: rid(),
+                    })
+                    .await
+                    .answer()?,
+                ),
+                PlanCommand::Cancel { plan, reason } => print(
+                    c.cancel_corrective_action_plan(CancelCorrectiveActionPlanRequest {
+                        name: plan_name(&plan),
+                        reason,
+                        etag: String::new(),
+                        request_id: rid(),
+                    })
+                    .await
+                    .answer()?,
+                ),
+                PlanCommand::Reopen { plan, reason } => print(
+                    c.reopen_corrective_action_plan(ReopenCorrectiveActionPlanRequest {
+                        name: plan_name(&plan),
+                        reason,
+                        etag: String::new(),
+                        request_id: rid(),
+                    })
+                    .await
+                    .answer()?,
+                ),
             }
         }
         Command::Scores {
