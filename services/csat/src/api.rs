@@ -437,4 +437,126 @@ impl CsatService for Csat {
     ) -> Reply<SubmitSurveyResponseResponse> {
         reply(self.answer(request.into_inner()).await)
     }
+
+    async fn query_kpis(&self, request: Request<QueryKpisRequest>) -> Reply<QueryKpisResponse> {
+        let ctx = self.ctx(&request)?;
+        reply(self.query_kpis(&ctx, request.into_inner()).await)
+    }
+
+    async fn get_kpi_settings(
+        &self,
+        request: Request<GetKpiSettingsRequest>,
+    ) -> Reply<KpiSettings> {
+        let ctx = self.ctx(&request)?;
+        reply(
+            self.store()
+                .get_singleton(
+                    &RULES,
+                    &ctx,
+                    &request.get_ref().name,
+                    crate::kpis::default_settings,
+                )
+                .await,
+        )
+    }
+
+    async fn update_kpi_settings(
+        &self,
+        request: Request<UpdateKpiSettingsRequest>,
+    ) -> Reply<KpiSettings> {
+        let ctx = self.ctx(&request)?;
+        let req = request.into_inner();
+        reply(
+            self.store()
+                .update_singleton(
+                    &RULES,
+                    &ctx,
+                    req.kpi_settings,
+                    req.update_mask,
+                    crate::kpis::default_settings,
+                )
+                .await,
+        )
+    }
+
+    async fn create_availability_interval(
+        &self,
+        request: Request<CreateAvailabilityIntervalRequest>,
+    ) -> Reply<AvailabilityInterval> {
+        let ctx = self.ctx(&request)?;
+        let req = request.into_inner();
+        let result = async {
+            let key = once(
+                &ctx,
+                &req.request_id,
+                "CreateAvailabilityInterval",
+                &without_request_id!(req),
+            )?;
+            let mut made = self.ingest_intervals(&ctx, key, vec![req], false).await?;
+            Ok(made.remove(0))
+        };
+        reply(result.await)
+    }
+
+    async fn batch_create_availability_intervals(
+        &self,
+        request: Request<BatchCreateAvailabilityIntervalsRequest>,
+    ) -> Reply<BatchCreateAvailabilityIntervalsResponse> {
+        let ctx = self.ctx(&request)?;
+        let req = request.into_inner();
+        let result = async {
+            let key = once(
+                &ctx,
+                &req.request_id,
+                "BatchCreateAvailabilityIntervals",
+                &without_request_id!(req),
+            )?;
+            let availability_intervals =
+                self.ingest_intervals(&ctx, key, req.requests, true).await?;
+            Ok(BatchCreateAvailabilityIntervalsResponse {
+                availability_intervals,
+            })
+        };
+        reply(result.await)
+    }
+
+    async fn list_availability_intervals(
+        &self,
+        request: Request<ListAvailabilityIntervalsRequest>,
+    ) -> Reply<ListAvailabilityIntervalsResponse> {
+        let ctx = self.ctx(&request)?;
+        let mut req = request.into_inner();
+        if req.order_by.trim().is_empty() {
+            req.order_by = "start_time".into();
+        }
+        reply(
+            self.store()
+                .list::<AvailabilityInterval, _>(&RULES, &ctx, page_query!(req))
+                .await
+                .map(|(availability_intervals, next_page_token)| {
+                    ListAvailabilityIntervalsResponse {
+                        availability_intervals,
+                        next_page_token,
+                    }
+                }),
+        )
+    }
+
+    async fn delete_availability_interval(
+        &self,
+        request: Request<DeleteAvailabilityIntervalRequest>,
+    ) -> Reply<()> {
+        let ctx = self.ctx(&request)?;
+        let req = request.into_inner();
+        let result = async {
+            let key = once(
+                &ctx,
+                &req.request_id,
+                "DeleteAvailabilityInterval",
+                &without_request_id!(req),
+            )?;
+            self.delete_interval(&ctx, key, &req.name, &req.etag).await
+        };
+        reply(result.await)
+    }
 }

@@ -9,6 +9,7 @@
 //! to the customers and cases services in [`peers`].
 
 mod api;
+pub mod kpis;
 pub mod peers;
 pub mod plans;
 pub mod resources;

@@ -1,6 +1,7 @@
 //! What the CSAT service asks of the others over gRPC, never their tables:
 //! the customers service for a surveyed contact (address, language) and an
-//! account's name; the cases service for a case surveyed by hand.
+//! account's name; the cases service for a case surveyed by hand and for
+//! a case's SLA clocks (the KPIs' business time).
 
 use concierge_common::channel::{Traced, traced};
 use concierge_common::error::Result;
@@ -8,7 +9,7 @@ use concierge_common::peer::{Peer, missing_is_invalid};
 use concierge_common::principal::PrincipalCodec;
 use concierge_proto::concierge::cases::v1::cases_service_client::CasesServiceClient;
 use concierge_proto::concierge::cases::v1::cases_service_server::SERVICE_NAME as CASES;
-use concierge_proto::concierge::cases::v1::{Case, GetCaseRequest};
+use concierge_proto::concierge::cases::v1::{Case, GetCaseRequest, ListSlaClocksRequest, SlaClock};
 use concierge_proto::customers::customers_service_client::CustomersServiceClient;
 use concierge_proto::customers::customers_service_server::SERVICE_NAME as CUSTOMERS;
 use concierge_proto::customers::{Account, Contact, GetAccountRequest, GetContactRequest};
@@ -78,5 +79,27 @@ impl Peers {
             })
             .await
             .map_err(missing_is_invalid(field, name))
+    }
+
+    /// A case's client SLA clocks (at most 100: a policy has a handful of
+    /// targets); none when the case is gone.
+    pub async fn client_clocks(&self, request_id: &str, case: &str) -> Result<Vec<SlaClock>> {
+        let request = ListSlaClocksRequest {
+            parent: case.to_string(),
+            page_size: 100,
+            filter: "kind = CLIENT".into(),
+            ..Default::default()
+        };
+        match self
+            .cases
+            .read(request_id, request, |mut c, r| async move {
+                c.list_sla_clocks(r).await
+            })
+            .await
+        {
+            Ok(page) => Ok(page.sla_clocks),
+            Err(refused) if refused.code() == tonic::Code::NotFound => Ok(Vec::new()),
+            Err(refused) => Err(refused.into()),
+        }
     }
 }

@@ -101,7 +101,7 @@ pub static SURVEYS: Kind = Kind {
     ],
 };
 
-fn staff_reads(p: &Principal) -> Result<()> {
+pub(crate) fn staff_reads(p: &Principal) -> Result<()> {
     if p.role == Role::Client {
         return Err(Error::PermissionDenied(
             "surveys and their settings are internal to the company; a contact answers through the link in the e-mail".into(),
@@ -110,7 +110,7 @@ fn staff_reads(p: &Principal) -> Result<()> {
     Ok(())
 }
 
-fn managers_write(p: &Principal, what: &str) -> Result<()> {
+pub(crate) fn managers_write(p: &Principal, what: &str) -> Result<()> {
     match p.role {
         Role::Manager | Role::Admin => Ok(()),
         _ => Err(Error::PermissionDenied(format!(

@@ -269,6 +269,62 @@ fn time_zone(tz: &Option<concierge_proto::types::TimeZone>) -> Result<jiff::tz::
     }
 }
 
+/// The months a query covers: the first, and the first instant of each month
+/// from it to the month after the last, in the query's time zone.
+pub(crate) struct Period {
+    pub start: jiff::civil::Date,
+    pub bounds: Vec<i64>,
+}
+
+impl Period {
+    pub fn of(
+        start_month: &Option<Month>,
+        end_month: &Option<Month>,
+        tz: &Option<concierge_proto::types::TimeZone>,
+    ) -> Result<Self> {
+        let start = month_of(start_month, "start_month")?;
+        let end = month_of(end_month, "end_month")?;
+        let months =
+            i64::from(end.year() - start.year()) * 12 + i64::from(end.month() - start.month()) + 1;
+        if months < 1 {
+            return Err(Error::invalid("end_month", "on or after start_month"));
+        }
+        if months > MAX_MONTHS {
+            return Err(Error::invalid(
+                "end_month",
+                format!("at most {MAX_MONTHS} months after start_month"),
+            ));
+        }
+        let tz = time_zone(tz)?;
+        Ok(Self {
+            start,
+            bounds: boundaries(start, months, &tz)?,
+        })
+    }
+
+    /// The month `i` of the period, as the contract writes it.
+    pub fn month(&self, i: i64) -> Result<Month> {
+        let first = self
+            .start
+            .checked_add(jiff::Span::new().months(i))
+            .map_err(Error::internal)?;
+        Ok(Month {
+            year: i32::from(first.year()),
+            month: i32::from(first.month()),
+        })
+    }
+
+    /// Which month of the period holds the instant `t` (micros), if any.
+    pub fn index(&self, t: i64) -> Option<i64> {
+        let (first, last) = (*self.bounds.first()?, *self.bounds.last()?);
+        if t < first || t >= last {
+            return None;
+        }
+        let i = self.bounds.partition_point(|b| *b <= t);
+        i64::try_from(i).ok().map(|i| i - 1)
+    }
+}
+
 /// The first instant of each month from `start` to the month after `end`.
 fn boundaries(start: jiff::civil::Date, months: i64, tz: &jiff::tz::TimeZone) -> Result<Vec<i64>> {
     (0..=months)
@@ -283,45 +339,56 @@ fn boundaries(start: jiff::civil::Date, months: i64, tz: &jiff::tz::TimeZone) ->
         .collect()
 }
 
-fn page_size(n: i32) -> usize {
+pub(crate) fn page_size(n: i32) -> usize {
     match n {
         n if n <= 0 => 50,
         n => usize::try_from(n.min(1000)).unwrap_or(1000),
     }
 }
 
-/// The page token of a key: bound to the request it came from.
-fn token(fingerprint: &str, key: &Key) -> String {
-    let raw = format!(
-        "{fingerprint}\u{1f}{}\u{1f}{}\u{1f}{}\u{1f}{}\u{1f}{}",
-        key.0, key.1, key.2, key.3, key.4
-    );
+/// A request's fingerprint: what its page tokens are bound to (the caller
+/// clears `page_token` and `page_size` first).
+pub(crate) fn fingerprint<M: prost::Message>(probe: &M) -> String {
+    hex::encode(&Sha256::digest(probe.encode_to_vec())[..8])
+}
+
+/// The page token after a row whose group key is `parts`: bound to the
+/// request it came from.
+pub(crate) fn page_token(fingerprint: &str, parts: &[String]) -> String {
+    let mut raw = fingerprint.to_string();
+    for p in parts {
+        raw.push('\u{1f}');
+        raw.push_str(p);
+    }
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw)
 }
 
-fn untoken(fingerprint: &str, token: &str) -> Result<Option<Key>> {
+pub(crate) fn bad_token() -> Error {
+    Error::invalid("page_token", "not a page token of this query")
+}
+
+/// The group key a page token continues after: `n` parts, or an error when
+/// the token is not one of this request's.
+pub(crate) fn page_after(fingerprint: &str, token: &str, n: usize) -> Result<Option<Vec<String>>> {
     if token.is_empty() {
         return Ok(None);
     }
-    let bad = || Error::invalid("page_token", "not a page token of this query");
     let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
         .decode(token.as_bytes())
-        .map_err(|_| bad())?;
-    let raw = String::from_utf8(raw).map_err(|_| bad())?;
-    let parts: Vec<&str> = raw.split('\u{1f}').collect();
-    match parts.as_slice() {
-        [f, a, p, m, t, month] if *f == fingerprint => Ok(Some((
-            a.to_string(),
-            p.to_string(),
-            m.to_string(),
-            t.parse().map_err(|_| bad())?,
-            month.parse().map_err(|_| bad())?,
-        ))),
-        _ => Err(bad()),
+        .map_err(|_| bad_token())?;
+    let raw = String::from_utf8(raw).map_err(|_| bad_token())?;
+    let mut parts = raw.split('\u{1f}');
+    if parts.next() != Some(fingerprint) {
+        return Err(bad_token());
     }
+    let parts: Vec<String> = parts.map(str::to_string).collect();
+    if parts.len() != n {
+        return Err(bad_token());
+    }
+    Ok(Some(parts))
 }
 
-fn staff_only(ctx: &Ctx) -> Result<()> {
+pub(crate) fn staff_only(ctx: &Ctx) -> Result<()> {
     if ctx.principal.role == Role::Client {
         return Err(Error::PermissionDenied(
             "satisfaction scores are internal to the company".into(),
@@ -447,6 +514,36 @@ async fn last_responses(
     Ok(rows.into_iter().collect())
 }
 
+/// Each of `accounts`' open corrective action plans: (all, detractor-opened).
+async fn open_plans(
+    conn: &mut Conn<'_>,
+    accounts: &[String],
+) -> Result<std::collections::HashMap<String, (i32, i32)>> {
+    use concierge_proto::csat::corrective_action_plan::{Origin, State};
+    let marks: Vec<String> = (3..accounts.len() + 3).map(|i| format!("${i}")).collect();
+    let sql = format!(
+        "SELECT account, CAST(COUNT(*) AS BIGINT), CAST(SUM(CASE WHEN origin = $1 THEN 1 ELSE 0 END) AS BIGINT) \
+         FROM corrective_action_plans WHERE delete_time = 0 AND state = $2 AND account IN ({}) GROUP BY account",
+        marks.join(", ")
+    );
+    let rows: Vec<(String, i64, i64)> = on_conn!(conn, c => {
+        let mut q = sqlx::query_as(&sql)
+            .bind(Origin::Detractor as i64)
+            .bind(State::Open as i64);
+        for a in accounts {
+            q = q.bind(a.clone());
+        }
+        q.fetch_all(&mut **c).await?
+    });
+    Ok(rows
+        .into_iter()
+        .map(|(a, all, detractor)| {
+            let clamp = |n: i64| i32::try_from(n).unwrap_or(i32::MAX);
+            (a, (clamp(all), clamp(detractor)))
+        })
+        .collect())
+}
+
 impl Csat {
     /// QueryScores.
     pub(crate) async fn query_scores(
@@ -455,20 +552,8 @@ impl Csat {
         req: QueryScoresRequest,
     ) -> Result<QueryScoresResponse> {
         staff_only(ctx)?;
-        let start = month_of(&req.start_month, "start_month")?;
-        let end = month_of(&req.end_month, "end_month")?;
-        let months =
-            i64::from(end.year() - start.year()) * 12 + i64::from(end.month() - start.month()) + 1;
-        if months < 1 {
-            return Err(Error::invalid("end_month", "on or after start_month"));
-        }
-        if months > MAX_MONTHS {
-            return Err(Error::invalid(
-                "end_month",
-                format!("at most {MAX_MONTHS} months after start_month"),
-            ));
-        }
-        let tz = time_zone(&req.time_zone)?;
+        let period = Period::of(&req.start_month, &req.end_month, &req.time_zone)?;
+        let bounds = &period.bounds;
         let mut dims = Vec::new();
         for (i, d) in req.group_by.iter().enumerate().take(8) {
             match Dimension::try_from(*d).unwrap_or(Dimension::Unspecified) {
@@ -486,17 +571,26 @@ impl Csat {
             return Err(Error::invalid("group_by", "at most 8 dimensions"));
         }
         let filter = filter::parse(&req.filter, FIELDS)?;
-        let bounds = boundaries(start, months, &tz)?;
         let fingerprint = {
             let mut probe = req.clone();
             probe.page_token.clear();
             probe.page_size = 0;
-            hex::encode(&Sha256::digest(prost::Message::encode_to_vec(&probe))[..8])
+            fingerprint(&probe)
         };
-        let after = untoken(&fingerprint, &req.page_token)?;
+        let after = match page_after(&fingerprint, &req.page_token, 5)?.as_deref() {
+            None => None,
+            Some([a, p, m, t, month]) => Some((
+                a.clone(),
+                p.clone(),
+                m.clone(),
+                t.parse().map_err(|_| bad_token())?,
+                month.parse().map_err(|_| bad_token())?,
+            )),
+            Some(_) => return Err(bad_token()),
+        };
         let groups = {
             let mut pooled = self.db().acquire().await?;
-            count(&mut pooled.conn(), &dims, &bounds, filter.as_ref(), None).await?
+            count(&mut pooled.conn(), &dims, bounds, filter.as_ref(), None).await?
         };
         let mut total = Counts::default();
         for c in groups.values() {
@@ -512,18 +606,21 @@ impl Csat {
         {
             if rows.len() == size {
                 if let Some(last) = last {
-                    next_page_token = token(&fingerprint, last);
+                    next_page_token = page_token(
+                        &fingerprint,
+                        &[
+                            last.0.clone(),
+                            last.1.clone(),
+                            last.2.clone(),
+                            last.3.to_string(),
+                            last.4.to_string(),
+                        ],
+                    );
                 }
                 break;
             }
             let month = if dims.contains(&Dimension::Month) {
-                let first = start
-                    .checked_add(jiff::Span::new().months(key.4))
-                    .map_err(Error::internal)?;
-                Some(Month {
-                    year: i32::from(first.year()),
-                    month: i32::from(first.month()),
-                })
+                Some(period.month(key.4)?)
             } else {
                 None
             };
@@ -616,6 +713,7 @@ impl Csat {
         )
         .await?;
         let last_responses = last_responses(&mut pooled.conn(), &accounts).await?;
+        let open_plans = open_plans(&mut pooled.conn(), &accounts).await?;
         let mut out = Vec::with_capacity(accounts.len());
         for (name, account) in names.iter().zip(&accounts) {
             let window = |i: i64| {
@@ -631,8 +729,12 @@ impl Csat {
             let (previous, current) = (window(0).summary(), current_counts.summary());
             let detractors = current_counts.detractors();
             let last_response = last_responses.get(account).copied();
+            let (open_plan_count, open_detractor_plans) =
+                open_plans.get(account).copied().unwrap_or_default();
             use client_satisfaction::{Level, Trend};
-            let level = if current.csat_response_count == 0 {
+            let level = if open_detractor_plans > 0 {
+                Level::AtRisk
+            } else if current.csat_response_count == 0 {
                 Level::NoData
             } else if current.csat_percent >= SATISFIED {
                 Level::Satisfied
@@ -684,7 +786,7 @@ impl Csat {
                 previous: Some(previous),
                 monthly: months,
                 detractor_count: detractors,
-                open_corrective_action_plan_count: 0,
+                open_corrective_action_plan_count: open_plan_count,
                 last_response_time: last_response.and_then(clock::micros_to_proto),
                 update_time: Some(clock::to_proto(now)),
             });
@@ -759,10 +861,12 @@ mod tests {
 
     #[test]
     fn page_tokens_belong_to_their_query() {
-        let key: Key = ("accounts/a".into(), "staff/x".into(), String::new(), 1, 3);
-        let t = token("f1", &key);
-        assert_eq!(untoken("f1", &t).unwrap(), Some(key));
-        assert!(untoken("f2", &t).is_err());
-        assert!(untoken("f1", "!!").is_err());
+        let key = vec!["accounts/a".to_string(), "staff/x".into(), String::new()];
+        let t = page_token("f1", &key);
+        assert_eq!(page_after("f1", &t, 3).unwrap(), Some(key));
+        assert!(page_after("f2", &t, 3).is_err());
+        assert!(page_after("f1", &t, 4).is_err(), "another query's shape");
+        assert!(page_after("f1", "!!", 3).is_err());
+        assert_eq!(page_after("f1", "", 3).unwrap(), None);
     }
 }

@@ -1117,4 +1117,18 @@ pub(crate) fn supervise(svc: &Csat, supervisor: &Supervisor, workers: &kit::Work
         Arc::new(crate::scores::AccountPortfolios::new(svc.clone())),
         svc.store().clock().clone(),
     );
+    concierge_common::inbox::supervise(
+        supervisor,
+        svc.db(),
+        workers.bus.as_ref(),
+        Arc::new(crate::kpis::CaseFacts::new(svc.clone())),
+        svc.store().clock().clone(),
+    );
+    concierge_common::inbox::supervise(
+        supervisor,
+        svc.db(),
+        workers.bus.as_ref(),
+        Arc::new(crate::kpis::DisputeFacts::new(svc.clone())),
+        svc.store().clock().clone(),
+    );
 }

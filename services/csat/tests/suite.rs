@@ -17,6 +17,7 @@ use concierge_csat::surveys::CaseEvents;
 use concierge_customers::Customers;
 use concierge_proto::concierge::cases::v1 as cases;
 use concierge_proto::concierge::cases::v1::cases_service_server::CasesService as _;
+use concierge_proto::csat::client_satisfaction::Level;
 use concierge_proto::csat::csat_service_server::CsatService;
 use concierge_proto::csat::*;
 use concierge_proto::events::Event;
@@ -1158,6 +1159,22 @@ async fn events_and_columns_follow_the_contract(h: Harness) {
     testing::assert_columns_agree::<SurveyTrigger, concierge_csat::Rules>(h.svc.db()).await;
     testing::assert_columns_agree::<Survey, concierge_csat::Rules>(h.svc.db()).await;
     testing::assert_columns_agree::<CorrectiveActionPlan, concierge_csat::Rules>(h.svc.db()).await;
+    testing::assert_columns_agree::<AvailabilityInterval, concierge_csat::Rules>(h.svc.db()).await;
+    h.svc
+        .update_kpi_settings(h.req(
+            &cem(),
+            UpdateKpiSettingsRequest {
+                kpi_settings: Some(KpiSettings {
+                    name: "kpiSettings".into(),
+                    ..Default::default()
+                }),
+                update_mask: Some(FieldMask {
+                    paths: vec!["targets".into()],
+                }),
+            },
+        ))
+        .await
+        .unwrap();
     let template = create_template(&h, "csat", SurveyKind::Csat15).await;
     let trigger = create_trigger(&h, "resolved", &template.name, 0, 30).await;
     h.svc
@@ -1656,8 +1673,18 @@ async fn scores_follow_the_contracts_formulas(h: Harness) {
         .await
         .unwrap()
         .into_inner();
-    assert_eq!(later.level, Level::NoData as i32);
+    assert_eq!(later.current.unwrap().csat_response_count, 0);
     assert_eq!(later.previous.unwrap().csat_response_count, 6);
+    assert_eq!(
+        i64::from(later.open_corrective_action_plan_count),
+        one.detractor_count,
+        "one plan a detractor, still open"
+    );
+    assert_eq!(
+        later.level,
+        Level::AtRisk as i32,
+        "no answer in the window, but its detractors' plans are open"
+    );
 }
 
 async fn overdue_plans(h: &Harness) -> Vec<CorrectiveActionPlan> {
@@ -1724,6 +1751,11 @@ async fn a_detractor_opens_a_corrective_action_plan_that_runs_late(h: Harness) {
     );
     assert_eq!(opened.next_due_time, call.due_time);
     assert!(!opened.overdue);
+    let acme = satisfaction(&h, "accounts/acme").await;
+    assert_eq!(
+        (acme.open_corrective_action_plan_count, acme.level),
+        (1, Level::AtRisk as i32)
+    );
     let types: Vec<String> = h
         .events()
         .await
@@ -1895,6 +1927,15 @@ async fn a_detractor_opens_a_corrective_action_plan_that_runs_late(h: Harness) {
         (reopened.state, reopened.close_time),
         (State::Open as i32, None)
     );
+    // Half a year on, no answer is left in the window, yet the open plan of a
+    // detractor keeps the client at risk until it is closed.
+    h.clock.advance(SignedDuration::from_hours(24 * 200));
+    let acme = satisfaction(&h, "accounts/acme").await;
+    assert_eq!(acme.current.unwrap().csat_response_count, 0);
+    assert_eq!(
+        (acme.open_corrective_action_plan_count, acme.level),
+        (1, Level::AtRisk as i32)
+    );
     let cancelled = h
         .svc
         .cancel_corrective_action_plan(h.req(
@@ -1909,6 +1950,24 @@ async fn a_detractor_opens_a_corrective_action_plan_that_runs_late(h: Harness) {
         .unwrap()
         .into_inner();
     assert_eq!(cancelled.state, State::Cancelled as i32);
+    let acme = satisfaction(&h, "accounts/acme").await;
+    assert_eq!(
+        (acme.open_corrective_action_plan_count, acme.level),
+        (0, Level::NoData as i32)
+    );
+}
+
+async fn satisfaction(h: &Harness, account: &str) -> ClientSatisfaction {
+    h.svc
+        .get_client_satisfaction(h.req(
+            &cem(),
+            GetClientSatisfactionRequest {
+                name: format!("{account}/satisfaction"),
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner()
 }
 
 /// A plan opened by hand: its account must exist and gives the plan its
@@ -1950,6 +2009,12 @@ async fn corrective_action_plans_are_opened_by_hand(h: Harness) {
     assert_eq!(made, again, "created once per request_id");
     use corrective_action_plan::Origin;
     assert_eq!(made.origin, Origin::Manual as i32);
+    let globex = satisfaction(&h, "accounts/globex").await;
+    assert_eq!(
+        (globex.open_corrective_action_plan_count, globex.level),
+        (1, Level::NoData as i32),
+        "a plan opened by hand counts but does not mark the client at risk"
+    );
     assert_eq!(
         made.account_manager, "staff/ayse",
         "from the customers service"
@@ -2024,6 +2089,796 @@ async fn corrective_action_plans_are_opened_by_hand(h: Harness) {
     assert_eq!(client.code(), Code::PermissionDenied);
 }
 
+/// Every event of the cases service so far and `disputes`, delivered twice
+/// to the KPI consumers, as a bus that redelivers would.
+async fn deliver_kpi_facts(h: &Harness, disputes: &[Event]) {
+    use concierge_csat::kpis::{CaseFacts, DisputeFacts};
+    let cases = CaseFacts::new(h.svc.clone());
+    let case_events = h.cases.events().await;
+    let dispute_facts = DisputeFacts::new(h.svc.clone());
+    for _ in 0..2 {
+        for (consumer, events) in [
+            (&cases as &dyn Deliver, &case_events[..]),
+            (&dispute_facts as &dyn Deliver, disputes),
+        ] {
+            for e in events {
+                consumer.deliver(h, e).await;
+            }
+        }
+    }
+}
+
+/// A consumer of either kind, for delivering in one loop.
+#[tonic::async_trait]
+trait Deliver: Sync {
+    async fn deliver(&self, h: &Harness, e: &Event);
+}
+
+#[tonic::async_trait]
+impl<C: inbox::Consumer + Sync> Deliver for C {
+    async fn deliver(&self, h: &Harness, e: &Event) {
+        let subscription = self.subscription();
+        if !subscription.event_types.contains(&e.r#type) {
+            return;
+        }
+        let outcome = inbox::deliver(
+            h.svc.db(),
+            self,
+            &subscription,
+            e,
+            1,
+            concierge_common::clock::to_micros(h.clock.now()),
+        )
+        .await;
+        assert!(matches!(outcome, Outcome::Done), "{outcome:?}");
+    }
+}
+
+/// A dispute's event as the disputes service would publish it.
+fn dispute_event(id: &str, event_type: &str, d: &concierge_proto::disputes::Dispute) -> Event {
+    Event {
+        id: id.into(),
+        r#type: event_type.into(),
+        source: "disputes".into(),
+        subject: d.name.clone(),
+        account: d.account.clone(),
+        payload: Some(concierge_common::outbox::pack(d)),
+        ..Default::default()
+    }
+}
+
+fn ts(t: jiff::Timestamp) -> Option<prost_types::Timestamp> {
+    Some(concierge_common::clock::to_proto(t))
+}
+
+fn secs(d: &Option<Duration>) -> i64 {
+    d.as_ref().unwrap().seconds
+}
+
+async fn kpis(h: &Harness, req: QueryKpisRequest) -> QueryKpisResponse {
+    h.svc
+        .query_kpis(h.req(&cem(), req))
+        .await
+        .unwrap()
+        .into_inner()
+}
+
+fn value(values: &[KpiValue], kind: KpiKind) -> &KpiValue {
+    values.iter().find(|v| v.kind == kind as i32).unwrap()
+}
+
+fn stats(v: &KpiValue) -> &DurationStats {
+    match v.value.as_ref().unwrap() {
+        kpi_value::Value::DurationStats(s) => s,
+        other => panic!("{other:?}"),
+    }
+}
+
+fn ratio(v: &KpiValue) -> &Ratio {
+    match v.value.as_ref().unwrap() {
+        kpi_value::Value::Ratio(r) => r,
+        other => panic!("{other:?}"),
+    }
+}
+
+fn november() -> (Option<Month>, Option<Month>) {
+    let m = Some(Month {
+        year: 2026,
+        month: 11,
+    });
+    (m, m)
+}
+
+/// First response, time to resolve, reopen rate and backlog from the cases
+/// service's events (wall-clock without an SLA clock), dispute cycle time
+/// and credits per currency from the disputes service's, each delivered
+/// twice; grouped and filtered, against the targets.
+async fn kpis_follow_cases_and_disputes(h: Harness) {
+    let c = &h.cases;
+    let t0 = h.clock.now();
+    let hours = |n: i64| SignedDuration::from_hours(n);
+    // Case A: opened (first response) after 1 h, resolved after 5 h, then
+    // reopened and resolved again after 9 h. Case B: 3 h to respond, 4 h
+    // to resolve. Case C: never answered, still open.
+    let a = open_case(&h, "acme", "ali", "Invoice question").await;
+    h.clock.advance(hours(1));
+    let opener = |name: String| cases::OpenCaseRequest {
+        name,
+        ..Default::default()
+    };
+    c.svc
+        .open_case(c.req(&zeki(), opener(a.name.clone())))
+        .await
+        .unwrap();
+    let b = open_case(&h, "acme", "deniz", "Port speed").await;
+    let resolve = |name: &str| cases::ResolveCaseRequest {
+        name: name.into(),
+        resolution: Some(cases::Resolution {
+            root_cause: "Answered".into(),
+            resolution_code: "FIXED".into(),
+            summary: "Explained".into(),
+            resolver: String::new(),
+        }),
+        ..Default::default()
+    };
+    h.clock.advance(hours(3));
+    c.svc
+        .open_case(c.req(&zeki(), opener(b.name.clone())))
+        .await
+        .unwrap();
+    h.clock.advance(hours(1));
+    c.svc
+        .resolve_case(c.req(&zeki(), resolve(&a.name)))
+        .await
+        .unwrap();
+    c.svc
+        .resolve_case(c.req(&zeki(), resolve(&b.name)))
+        .await
+        .unwrap();
+    h.clock.advance(hours(1));
+    c.svc
+        .reopen_case(c.req(
+            &zeki(),
+            cases::ReopenCaseRequest {
+                name: a.name.clone(),
+                reason: "the invoice is still wrong".into(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap();
+    h.clock.advance(hours(3));
+    c.svc
+        .resolve_case(c.req(&zeki(), resolve(&a.name)))
+        .await
+        .unwrap();
+    let open = open_case(&h, "globex", "gul", "Still waiting").await;
+    let open_since = h.clock.now();
+    assert_eq!(open.state, cases::case::State::New as i32);
+    h.clock.advance(hours(2));
+
+    // Two disputes of Acme's: one closed 48 h after submission with a
+    // USD credit, one of EUR credited but not closed; one deleted.
+    use concierge_proto::disputes::{CreditIssue, Dispute};
+    use concierge_proto::types::Money;
+    let credit = |currency: &str, minor_units: i64| CreditIssue {
+        amount: Some(Money {
+            currency_code: currency.into(),
+            minor_units,
+        }),
+        issue_time: ts(t0 + hours(30)),
+        ..Default::default()
+    };
+    let closed = Dispute {
+        name: "disputes/d1".into(),
+        account: "accounts/acme".into(),
+        account_manager: "staff/ayse".into(),
+        owner: "staff/cem".into(),
+        submit_time: ts(t0),
+        close_time: ts(t0 + hours(48)),
+        credit_issue: Some(credit("USD", 12_345)),
+        update_time: ts(t0 + hours(48)),
+        ..Default::default()
+    };
+    let credited = Dispute {
+        name: "disputes/d2".into(),
+        close_time: None,
+        credit_issue: Some(credit("EUR", 500)),
+        update_time: ts(t0 + hours(30)),
+        ..closed.clone()
+    };
+    let gone = Dispute {
+        name: "disputes/d3".into(),
+        ..closed.clone()
+    };
+    use concierge_proto::catalogue::disputes as d;
+    let stale = Dispute {
+        close_time: None,
+        credit_issue: None,
+        update_time: ts(t0),
+        ..closed.clone()
+    };
+    let dispute_events = vec![
+        dispute_event("e1", d::CREDIT_ISSUED.event_type(), &closed),
+        // An older change delivered late does not undo the close.
+        dispute_event("e2", d::DISPUTE_UPDATED.event_type(), &stale),
+        dispute_event("e3", d::CREDIT_ISSUED.event_type(), &credited),
+        dispute_event("e4", d::DISPUTE_STATE_CHANGED.event_type(), &gone),
+        dispute_event("e5", d::DISPUTE_DELETED.event_type(), &gone),
+    ];
+    deliver_kpi_facts(&h, &dispute_events).await;
+
+    let (start_month, end_month) = november();
+    let all = kpis(
+        &h,
+        QueryKpisRequest {
+            start_month,
+            end_month,
+            ..Default::default()
+        },
+    )
+    .await;
+    assert_eq!(all.rows.len(), 1, "one row for everything");
+    assert_eq!(all.rows[0].values, all.totals);
+    let totals = &all.totals;
+    assert_eq!(totals.len(), 8, "every KPI when none is named");
+    let frt = value(totals, KpiKind::FirstResponseTime);
+    assert_eq!(frt.sample_count, 2);
+    // 1 h and 3 h.
+    assert_eq!(
+        (
+            secs(&stats(frt).mean),
+            secs(&stats(frt).median),
+            secs(&stats(frt).max)
+        ),
+        (2 * 3600, 3600, 3 * 3600)
+    );
+    let ttr = value(totals, KpiKind::TimeToResolve);
+    // A: created at 0, last resolved at 9 h; B: created at 1 h, resolved at
+    // 5 h.
+    assert_eq!(ttr.sample_count, 2);
+    assert_eq!(secs(&stats(ttr).max), 9 * 3600);
+    assert_eq!(secs(&stats(ttr).median), 4 * 3600);
+    assert_eq!(secs(&stats(ttr).mean), 13 * 1800);
+    let reopen = ratio(value(totals, KpiKind::ReopenRate));
+    assert_eq!(
+        (reopen.numerator, reopen.denominator, reopen.percent),
+        (1, 2, 50.0)
+    );
+    let backlog = value(totals, KpiKind::BacklogAge);
+    assert_eq!(backlog.sample_count, 1, "only the case still open");
+    let now = h.clock.now();
+    assert_eq!(
+        secs(&stats(backlog).max),
+        (now - open_since).as_secs(),
+        "its age now, the month not being over; A resolved at 9 h is not in it"
+    );
+    let sla = value(totals, KpiKind::SlaCompliance);
+    assert_eq!(sla.sample_count, 0, "no SLA policy, no clock");
+    let cycle = value(totals, KpiKind::DisputeCycleTime);
+    assert_eq!(
+        (cycle.sample_count, secs(&stats(cycle).mean)),
+        (1, 48 * 3600)
+    );
+    let credits = match value(totals, KpiKind::CreditsGranted)
+        .value
+        .as_ref()
+        .unwrap()
+    {
+        kpi_value::Value::MoneyTotals(m) => m.clone(),
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(credits.count, 2, "the deleted dispute's credit is gone");
+    assert_eq!(
+        credits
+            .totals
+            .iter()
+            .map(|m| (m.currency_code.as_str(), m.minor_units))
+            .collect::<Vec<_>>(),
+        vec![("EUR", 500), ("USD", 12_345)],
+        "never converted"
+    );
+    let availability = value(totals, KpiKind::AgentAvailability);
+    assert_eq!(availability.sample_count, 0);
+    assert!(!availability.meets_target);
+    assert_eq!(
+        availability.target.as_ref().unwrap().threshold,
+        Some(kpi_target::Threshold::MinPercent(75.0)),
+        "the default target"
+    );
+
+    // By account: Globex has only its open case, disputes are Acme's; a
+    // filter on the case type leaves the disputes out (they have none).
+    let by_account = kpis(
+        &h,
+        QueryKpisRequest {
+            kinds: vec![KpiKind::BacklogAge as i32, KpiKind::DisputeCycleTime as i32],
+            group_by: vec![Dimension::Account as i32],
+            start_month,
+            end_month,
+            ..Default::default()
+        },
+    )
+    .await;
+    let accounts: Vec<(String, i64, i64)> = by_account
+        .rows
+        .iter()
+        .map(|r| {
+            (
+                r.group.as_ref().unwrap().account.clone(),
+                r.values[0].sample_count,
+                r.values[1].sample_count,
+            )
+        })
+        .collect();
+    assert_eq!(
+        accounts,
+        vec![
+            ("accounts/acme".to_string(), 0, 1),
+            ("accounts/globex".to_string(), 1, 0)
+        ]
+    );
+    let inquiries = kpis(
+        &h,
+        QueryKpisRequest {
+            kinds: vec![
+                KpiKind::DisputeCycleTime as i32,
+                KpiKind::TimeToResolve as i32,
+            ],
+            filter: "case_type = INQUIRY".into(),
+            start_month,
+            end_month,
+            ..Default::default()
+        },
+    )
+    .await;
+    assert_eq!(inquiries.totals[0].sample_count, 0);
+    assert_eq!(inquiries.totals[1].sample_count, 2);
+    // October holds none of it.
+    let october = Some(Month {
+        year: 2026,
+        month: 10,
+    });
+    let before = kpis(
+        &h,
+        QueryKpisRequest {
+            kinds: vec![KpiKind::FirstResponseTime as i32],
+            start_month: october,
+            end_month: october,
+            ..Default::default()
+        },
+    )
+    .await;
+    assert_eq!(before.totals[0].sample_count, 0);
+
+    // A target: first responses within 90 minutes on average is missed.
+    h.svc
+        .update_kpi_settings(h.req(
+            &cem(),
+            UpdateKpiSettingsRequest {
+                kpi_settings: Some(KpiSettings {
+                    name: "kpiSettings".into(),
+                    targets: vec![
+                        KpiTarget {
+                            kind: KpiKind::FirstResponseTime as i32,
+                            threshold: Some(kpi_target::Threshold::MaxDuration(Duration {
+                                seconds: 5400,
+                                nanos: 0,
+                            })),
+                        },
+                        KpiTarget {
+                            kind: KpiKind::ReopenRate as i32,
+                            threshold: Some(kpi_target::Threshold::MaxPercent(50.0)),
+                        },
+                    ],
+                    ..Default::default()
+                }),
+                update_mask: Some(FieldMask {
+                    paths: vec!["targets".into()],
+                }),
+            },
+        ))
+        .await
+        .unwrap();
+    let judged = kpis(
+        &h,
+        QueryKpisRequest {
+            kinds: vec![
+                KpiKind::FirstResponseTime as i32,
+                KpiKind::ReopenRate as i32,
+            ],
+            start_month,
+            end_month,
+            ..Default::default()
+        },
+    )
+    .await;
+    assert!(!judged.totals[0].meets_target, "a 2 h mean misses 90 min");
+    assert!(judged.totals[1].meets_target, "50% is at most 50%");
+
+    // Bad input is named; a client sees no KPI.
+    let bad = |req: QueryKpisRequest| {
+        let svc = h.svc.clone();
+        let r = h.req(&cem(), req);
+        async move { svc.query_kpis(r).await.unwrap_err() }
+    };
+    let unknown = bad(QueryKpisRequest {
+        kinds: vec![KpiKind::ReopenRate as i32, 99],
+        start_month,
+        end_month,
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(violations(&unknown), vec!["kinds[1]"]);
+    let backwards = bad(QueryKpisRequest {
+        start_month,
+        end_month: october,
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(violations(&backwards), vec!["end_month"]);
+    let no_group = bad(QueryKpisRequest {
+        group_by: vec![0],
+        start_month,
+        end_month,
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(violations(&no_group), vec!["group_by[0]"]);
+    let bad_filter = bad(QueryKpisRequest {
+        filter: "mood = \"happy\"".into(),
+        start_month,
+        end_month,
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(bad_filter.code(), Code::InvalidArgument);
+    let portal = h
+        .svc
+        .query_kpis(h.req(
+            &client("acme"),
+            QueryKpisRequest {
+                start_month,
+                end_month,
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(portal.code(), Code::PermissionDenied);
+}
+
+fn interval(
+    agent: &str,
+    kind: availability_interval::Kind,
+    from: jiff::Timestamp,
+    hours: f64,
+    external_id: &str,
+) -> CreateAvailabilityIntervalRequest {
+    CreateAvailabilityIntervalRequest {
+        availability_interval: Some(AvailabilityInterval {
+            staff_member: format!("staff/{agent}"),
+            kind: kind as i32,
+            start_time: ts(from),
+            end_time: ts(from + SignedDuration::from_secs_f64(hours * 3600.0)),
+            source: "incontact".into(),
+            external_id: external_id.into(),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+async fn intervals(h: &Harness, filter: &str) -> Vec<AvailabilityInterval> {
+    h.svc
+        .list_availability_intervals(h.req(
+            &cem(),
+            ListAvailabilityIntervalsRequest {
+                filter: filter.into(),
+                page_size: 1000,
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .availability_intervals
+}
+
+/// The KPI targets (75% availability by default) are checked and changed
+/// by managers; availability intervals are ingested in atomic, idempotent
+/// batches, replaced by their external id, listed, deleted, and give each
+/// agent's share of scheduled time available.
+async fn kpi_targets_and_agent_availability(h: Harness) {
+    let settings = h
+        .svc
+        .get_kpi_settings(h.req(
+            &zeki(),
+            GetKpiSettingsRequest {
+                name: "kpiSettings".into(),
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        settings.targets,
+        vec![KpiTarget {
+            kind: KpiKind::AgentAvailability as i32,
+            threshold: Some(kpi_target::Threshold::MinPercent(75.0)),
+        }]
+    );
+    let update = |targets: Vec<KpiTarget>, etag: &str| UpdateKpiSettingsRequest {
+        kpi_settings: Some(KpiSettings {
+            name: "kpiSettings".into(),
+            targets,
+            etag: etag.into(),
+            ..Default::default()
+        }),
+        update_mask: Some(FieldMask {
+            paths: vec!["targets".into()],
+        }),
+    };
+    use kpi_target::Threshold;
+    let target = |kind: KpiKind, t: Threshold| KpiTarget {
+        kind: kind as i32,
+        threshold: Some(t),
+    };
+    let bad = h
+        .svc
+        .update_kpi_settings(h.req(
+            &cem(),
+            update(
+                vec![
+                    target(KpiKind::AgentAvailability, Threshold::MinPercent(120.0)),
+                    target(KpiKind::CreditsGranted, Threshold::MinPercent(10.0)),
+                    target(KpiKind::TimeToResolve, Threshold::MinPercent(10.0)),
+                    target(KpiKind::AgentAvailability, Threshold::MinPercent(80.0)),
+                    KpiTarget {
+                        kind: KpiKind::BacklogAge as i32,
+                        threshold: None,
+                    },
+                ],
+                "",
+            ),
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        violations(&bad),
+        vec![
+            "kpi_settings.targets[0].min_percent",
+            "kpi_settings.targets[1].kind",
+            "kpi_settings.targets[2].threshold",
+            "kpi_settings.targets[3].kind",
+            "kpi_settings.targets[4].threshold",
+        ]
+    );
+    let agent = h
+        .svc
+        .update_kpi_settings(h.req(
+            &zeki(),
+            update(
+                vec![target(
+                    KpiKind::AgentAvailability,
+                    Threshold::MinPercent(80.0),
+                )],
+                "",
+            ),
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(agent.code(), Code::PermissionDenied);
+    let changed = h
+        .svc
+        .update_kpi_settings(h.req(
+            &cem(),
+            update(
+                vec![target(
+                    KpiKind::AgentAvailability,
+                    Threshold::MinPercent(80.0),
+                )],
+                &settings.etag,
+            ),
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_ne!(changed.etag, settings.etag);
+    let stale = h
+        .svc
+        .update_kpi_settings(h.req(&cem(), update(Vec::new(), &settings.etag)))
+        .await
+        .unwrap_err();
+    assert_eq!(stale.code(), Code::Aborted);
+
+    // Monday 2 November: Ali is scheduled 09-17 and available 09-12, on a
+    // call 12-13, on a break 13-14, available 14-16 (6 h of 8, 75%); Veli
+    // scheduled 8 h, available 7 h (87.5%), one hour of it before his shift.
+    use availability_interval::Kind as K;
+    let day = h.clock.now();
+    let hour = |n: i64| day + SignedDuration::from_hours(n);
+    let batch = |requests: Vec<CreateAvailabilityIntervalRequest>, id: &str| {
+        BatchCreateAvailabilityIntervalsRequest {
+            requests,
+            request_id: id.into(),
+        }
+    };
+    let first = vec![
+        interval("ali", K::Scheduled, hour(0), 8.0, "a1"),
+        interval("ali", K::Available, hour(0), 3.0, "a2"),
+        interval("ali", K::OnCall, hour(3), 1.0, "a3"),
+        interval("ali", K::Break, hour(4), 1.0, "a4"),
+        interval("ali", K::Available, hour(5), 1.0, "a5"),
+        interval("veli", K::Scheduled, hour(0), 8.0, "v1"),
+        interval("veli", K::Available, hour(-1), 8.0, ""),
+    ];
+    // One bad interval refuses the batch, named by its place.
+    let mut broken = first.clone();
+    broken[4].availability_interval.as_mut().unwrap().end_time = ts(hour(4));
+    broken[6]
+        .availability_interval
+        .as_mut()
+        .unwrap()
+        .staff_member = "ali".into();
+    let refused = h
+        .svc
+        .batch_create_availability_intervals(h.req(&cem(), batch(broken, "b0")))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        violations(&refused),
+        vec![
+            "requests[4].availability_interval.end_time",
+            "requests[6].availability_interval.staff_member"
+        ]
+    );
+    assert!(intervals(&h, "").await.is_empty(), "all or nothing");
+    let made = h
+        .svc
+        .batch_create_availability_intervals(h.req(&cem(), batch(first.clone(), "b1")))
+        .await
+        .unwrap()
+        .into_inner()
+        .availability_intervals;
+    assert_eq!(made.len(), 7);
+    let again = h
+        .svc
+        .batch_create_availability_intervals(h.req(&cem(), batch(first.clone(), "b1")))
+        .await
+        .unwrap()
+        .into_inner()
+        .availability_intervals;
+    assert_eq!(made, again, "a retried batch is stored once");
+    assert_eq!(intervals(&h, "").await.len(), 7);
+    // Re-ingesting a5 with its corrected end (available 14-16) replaces it.
+    let corrected = h
+        .svc
+        .create_availability_interval(
+            h.req(&cem(), interval("ali", K::Available, hour(5), 2.0, "a5")),
+        )
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(corrected.name, made[4].name, "the same interval");
+    assert_eq!(corrected.end_time, ts(hour(7)));
+    let ali = intervals(&h, "staff_member = \"staff/ali\"").await;
+    assert_eq!(ali.len(), 5);
+    assert!(
+        ali.windows(2)
+            .all(|w| at(w[0].start_time) <= at(w[1].start_time)),
+        "ordered by start time"
+    );
+    let agent = h
+        .svc
+        .create_availability_interval(
+            h.req(&zeki(), interval("zeki", K::Available, hour(0), 1.0, "")),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(agent.code(), Code::PermissionDenied);
+
+    let (start_month, end_month) = november();
+    let by_agent = kpis(
+        &h,
+        QueryKpisRequest {
+            kinds: vec![KpiKind::AgentAvailability as i32],
+            group_by: vec![Dimension::Agent as i32],
+            start_month,
+            end_month,
+            ..Default::default()
+        },
+    )
+    .await;
+    let shares: Vec<(String, i64, i64, f64, bool)> = by_agent
+        .rows
+        .iter()
+        .map(|r| {
+            let v = &r.values[0];
+            let share = ratio(v);
+            (
+                r.group.as_ref().unwrap().agent.clone(),
+                share.numerator,
+                share.denominator,
+                share.percent,
+                v.meets_target,
+            )
+        })
+        .collect();
+    assert_eq!(
+        shares,
+        vec![
+            ("staff/ali".to_string(), 6 * 3600, 8 * 3600, 75.0, false),
+            ("staff/veli".to_string(), 7 * 3600, 8 * 3600, 87.5, true),
+        ],
+        "seconds available within the schedule, against the 80% bar"
+    );
+    let total = ratio(&by_agent.totals[0]);
+    assert_eq!((total.numerator, total.denominator), (13 * 3600, 16 * 3600));
+    // One row a page, then the next.
+    let page = kpis(
+        &h,
+        QueryKpisRequest {
+            kinds: vec![KpiKind::AgentAvailability as i32],
+            group_by: vec![Dimension::Agent as i32],
+            start_month,
+            end_month,
+            page_size: 1,
+            ..Default::default()
+        },
+    )
+    .await;
+    assert_eq!(page.rows.len(), 1);
+    let next = kpis(
+        &h,
+        QueryKpisRequest {
+            kinds: vec![KpiKind::AgentAvailability as i32],
+            group_by: vec![Dimension::Agent as i32],
+            start_month,
+            end_month,
+            page_size: 1,
+            page_token: page.next_page_token.clone(),
+            ..Default::default()
+        },
+    )
+    .await;
+    assert_eq!(next.rows[0].group.as_ref().unwrap().agent, "staff/veli");
+    assert!(next.next_page_token.is_empty());
+    // Availability has no account: a filter on one leaves it out.
+    let acme = kpis(
+        &h,
+        QueryKpisRequest {
+            kinds: vec![KpiKind::AgentAvailability as i32],
+            filter: "account = \"accounts/acme\"".into(),
+            start_month,
+            end_month,
+            ..Default::default()
+        },
+    )
+    .await;
+    assert_eq!(ratio(&acme.totals[0]).denominator, 0);
+
+    // An interval ingested in error goes; a second delete finds nothing.
+    let delete = |name: &str| DeleteAvailabilityIntervalRequest {
+        name: name.into(),
+        ..Default::default()
+    };
+    h.svc
+        .delete_availability_interval(h.req(&cem(), delete(&made[6].name)))
+        .await
+        .unwrap();
+    let gone = h
+        .svc
+        .delete_availability_interval(h.req(&cem(), delete(&made[6].name)))
+        .await
+        .unwrap_err();
+    assert_eq!(gone.code(), Code::NotFound);
+    assert_eq!(
+        intervals(&h, "staff_member = \"staff/veli\"").await.len(),
+        1
+    );
+}
+
 concierge_common::both_backends!(
     harness = Harness;
     a_resolved_case_is_surveyed_once_in_the_contacts_language,
@@ -2036,4 +2891,6 @@ concierge_common::both_backends!(
     scores_follow_the_contracts_formulas,
     a_detractor_opens_a_corrective_action_plan_that_runs_late,
     corrective_action_plans_are_opened_by_hand,
+    kpis_follow_cases_and_disputes,
+    kpi_targets_and_agent_availability,
 );
