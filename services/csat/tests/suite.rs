@@ -2879,6 +2879,121 @@ async fn kpi_targets_and_agent_availability(h: Harness) {
     );
 }
 
+/// A case under an SLA policy counts its first response and its resolution
+/// in business time of the policy's calendar, read off its stopped client
+/// clocks, and each stopped clock once in SLA compliance.
+async fn kpis_count_business_time_from_the_cases_sla_clocks(h: Harness) {
+    let c = &h.cases;
+    let day = |weekday: cases::Weekday| cases::WorkingPeriod {
+        weekday: weekday as i32,
+        start_minute: 9 * 60,
+        end_minute: 17 * 60,
+    };
+    use cases::Weekday as W;
+    c.svc
+        .create_calendar(c.req(
+            &admin(),
+            cases::CreateCalendarRequest {
+                calendar: Some(cases::Calendar {
+                    display_name: "Istanbul office".into(),
+                    time_zone: Some(concierge_proto::types::TimeZone { id: "UTC".into() }),
+                    working_periods: [W::Monday, W::Tuesday, W::Wednesday, W::Thursday, W::Friday]
+                        .into_iter()
+                        .map(day)
+                        .collect(),
+                    ..Default::default()
+                }),
+                calendar_id: "office".into(),
+                request_id: String::new(),
+            },
+        ))
+        .await
+        .unwrap();
+    let target = |key: &str, hours: i64| cases::SlaTarget {
+        key: key.into(),
+        display_name: key.into(),
+        duration: Some(Duration {
+            seconds: hours * 3600,
+            nanos: 0,
+        }),
+        basis: 0,
+    };
+    c.svc
+        .create_sla_policy(c.req(
+            &admin(),
+            cases::CreateSlaPolicyRequest {
+                sla_policy: Some(cases::SlaPolicy {
+                    display_name: "Inquiries".into(),
+                    calendar: "calendars/office".into(),
+                    first_response: Some(target("first_response", 4)),
+                    overall_delivery: Some(target("resolve", 3)),
+                    ..Default::default()
+                }),
+                sla_policy_id: "inquiries".into(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap();
+    // Friday 6 November 16:00; answered Monday 10:00 (1 h + 1 h of business
+    // time, met), resolved Monday 12:00 (1 h + 3 h, over the 3 h target).
+    h.clock.set("2026-11-06T16:00:00Z".parse().unwrap());
+    let case = open_case(&h, "acme", "ali", "Weekend question").await;
+    assert_eq!(case.sla_policy, "slaPolicies/inquiries");
+    h.clock.set("2026-11-09T10:00:00Z".parse().unwrap());
+    c.svc
+        .open_case(c.req(
+            &zeki(),
+            cases::OpenCaseRequest {
+                name: case.name.clone(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap();
+    h.clock.set("2026-11-09T12:00:00Z".parse().unwrap());
+    c.svc
+        .resolve_case(c.req(
+            &zeki(),
+            cases::ResolveCaseRequest {
+                name: case.name.clone(),
+                resolution: Some(cases::Resolution {
+                    root_cause: "Answered".into(),
+                    resolution_code: "FIXED".into(),
+                    summary: "Explained".into(),
+                    resolver: String::new(),
+                }),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap();
+    deliver_kpi_facts(&h, &[]).await;
+    let (start_month, end_month) = november();
+    let all = kpis(
+        &h,
+        QueryKpisRequest {
+            kinds: vec![
+                KpiKind::FirstResponseTime as i32,
+                KpiKind::TimeToResolve as i32,
+                KpiKind::SlaCompliance as i32,
+            ],
+            start_month,
+            end_month,
+            ..Default::default()
+        },
+    )
+    .await;
+    assert_eq!(secs(&stats(&all.totals[0]).mean), 2 * 3600, "not 66 h");
+    assert_eq!(secs(&stats(&all.totals[1]).mean), 4 * 3600, "not 68 h");
+    let sla = ratio(&all.totals[2]);
+    assert_eq!(
+        (sla.numerator, sla.denominator, all.totals[2].sample_count),
+        (1, 2, 2),
+        "the first response met, the resolution breached"
+    );
+}
+
 concierge_common::both_backends!(
     harness = Harness;
     a_resolved_case_is_surveyed_once_in_the_contacts_language,
@@ -2893,4 +3008,5 @@ concierge_common::both_backends!(
     corrective_action_plans_are_opened_by_hand,
     kpis_follow_cases_and_disputes,
     kpi_targets_and_agent_availability,
+    kpis_count_business_time_from_the_cases_sla_clocks,
 );
