@@ -2158,3 +2158,195 @@ fn an_overdue_corrective_action_is_in_the_portfolio_review() {
         "{completed}"
     );
 }
+
+#[test]
+fn kpis_targets_and_availability_from_the_cli() {
+    let dir = tempfile::tempdir().unwrap();
+    let dev = start_dev(
+        dir.path(),
+        &["--listen", "127.0.0.1:0", "--data-dir", "data"],
+    );
+    let run = |args: &[&str]| {
+        let out = cli_in(
+            dir.path(),
+            &dev,
+            &args.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
+        );
+        assert!(out.status.success(), "{args:?}: {}", text(&out));
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    // October: Ali scheduled 8 h and available 6 of them, Veli 7 of 8; the
+    // second file corrects one row by its external id.
+    std::fs::write(
+        dir.path().join("october.csv"),
+        "staff_member,kind,start_time,end_time,source,external_id\n\
+         ali,scheduled,2026-10-05T09:00:00Z,2026-10-05T17:00:00Z,incontact,a1\n\
+         ali,available,2026-10-05T09:00:00Z,2026-10-05T12:00:00Z,incontact,a2\n\
+         ali,on-call,2026-10-05T12:00:00Z,2026-10-05T13:00:00Z,incontact,a3\n\
+         ali,break,2026-10-05T13:00:00Z,2026-10-05T14:00:00Z,incontact,a4\n\
+         ali,available,2026-10-05T14:00:00Z,2026-10-05T15:00:00Z,incontact,a5\n\
+         veli,scheduled,2026-10-05T09:00:00Z,2026-10-05T17:00:00Z,incontact,v1\n\
+         veli,available,2026-10-05T09:00:00Z,2026-10-05T16:00:00Z,incontact,v2\n",
+    )
+    .unwrap();
+    let imported = run(&["csat", "availability", "import", "-f", "october.csv"]);
+    assert_eq!(imported.trim(), "7 of 7 interval(s) stored");
+    std::fs::write(
+        dir.path().join("fix.csv"),
+        "staff_member,kind,start_time,end_time,source,external_id\n\
+         ali,available,2026-10-05T14:00:00Z,2026-10-05T16:00:00Z,incontact,a5\n",
+    )
+    .unwrap();
+    run(&["csat", "availability", "import", "-f", "fix.csv"]);
+    let listed = run(&[
+        "csat",
+        "availability",
+        "list",
+        "--filter",
+        "staff_member = \"staff/ali\" AND kind = AVAILABLE",
+    ]);
+    assert_eq!(listed.lines().count(), 2, "{listed}");
+    assert!(
+        listed.contains("2026-10-05T14:00:00Z - 2026-10-05T16:00:00Z  incontact:a5"),
+        "{listed}"
+    );
+    std::fs::write(
+        dir.path().join("bad.csv"),
+        "staff_member,kind,start_time,end_time,source,external_id\n\
+         ali,lunch,2026-10-05T14:00:00Z,2026-10-05T16:00:00Z,incontact,a9\n",
+    )
+    .unwrap();
+    let bad = cli_in(
+        dir.path(),
+        &dev,
+        &["csat", "availability", "import", "-f", "bad.csv"].map(String::from),
+    );
+    assert!(!bad.status.success());
+    assert!(text(&bad).contains("bad.csv line 2"), "{}", text(&bad));
+
+    let kpis = run(&[
+        "csat",
+        "kpis",
+        "--from",
+        "2026-10",
+        "--kind",
+        "agent-availability",
+        "--by",
+        "agent",
+    ]);
+    assert!(
+        kpis.contains(
+            "staff/ali   agent_availability  75.0% (21600 of 28800)  1  at least 75%  met"
+        ),
+        "{kpis}"
+    );
+    assert!(
+        kpis.contains("staff/veli  agent_availability  87.5%"),
+        "{kpis}"
+    );
+    let set = run(&[
+        "csat",
+        "kpi-targets",
+        "set",
+        "agent-availability",
+        "--min-percent",
+        "80",
+    ]);
+    assert_eq!(set.trim(), "agent_availability  at least 80%");
+    run(&[
+        "csat",
+        "kpi-targets",
+        "set",
+        "first-response-time",
+        "--max-duration",
+        "4h",
+    ]);
+    let targets = run(&["csat", "kpi-targets", "get"]);
+    assert!(
+        targets.contains("first_response_time  mean at most 4h"),
+        "{targets}"
+    );
+    let kpis = run(&[
+        "csat",
+        "kpis",
+        "--from",
+        "2026-10",
+        "--kind",
+        "agent-availability",
+        "--by",
+        "agent",
+    ]);
+    assert!(kpis.contains("at least 80%  missed"), "{kpis}");
+    let refused = cli_in(
+        dir.path(),
+        &dev,
+        &[
+            "csat",
+            "kpi-targets",
+            "set",
+            "credits-granted",
+            "--min-percent",
+            "5",
+        ]
+        .map(String::from),
+    );
+    assert!(!refused.status.success());
+    assert!(
+        text(&refused)
+            .contains("kpi_settings.targets[2].kind: credits granted are sums per currency"),
+        "{}",
+        text(&refused)
+    );
+
+    // A case resolved now counts in this month's time to resolve once the
+    // CSAT service has its events.
+    run(&[
+        "customers",
+        "create",
+        "--id",
+        "acme",
+        "--display-name",
+        "Acme Corp",
+        "--tier",
+        "enterprise",
+        "--time-zone",
+        "America/Chicago",
+    ]);
+    run(&[
+        "cases",
+        "create",
+        "--id",
+        "q1",
+        "--account",
+        "acme",
+        "--type",
+        "inquiry",
+        "--title",
+        "Invoice question",
+    ]);
+    run(&["cases", "open", "q1"]);
+    run(&[
+        "cases",
+        "resolve",
+        "q1",
+        "--root-cause",
+        "Answered",
+        "--code",
+        "FIXED",
+        "--summary",
+        "Explained",
+    ]);
+    let mut resolved = String::new();
+    for _ in 0..200 {
+        resolved = run(&["csat", "kpis", "--kind", "time-to-resolve"]);
+        if resolved.contains("time_to_resolve  mean") {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(resolved.contains("time_to_resolve  mean"), "{resolved}");
+
+    let first = listed.split_whitespace().next().unwrap().to_string();
+    let deleted = run(&["csat", "availability", "delete", &first]);
+    assert_eq!(deleted.trim(), format!("deleted {first}"));
+}

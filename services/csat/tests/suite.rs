@@ -2891,22 +2891,30 @@ async fn kpis_count_business_time_from_the_cases_sla_clocks(h: Harness) {
     };
     use cases::Weekday as W;
     c.svc
-        .create_calendar(c.req(
-            &admin(),
-            cases::CreateCalendarRequest {
-                calendar: Some(cases::Calendar {
-                    display_name: "Istanbul office".into(),
-                    time_zone: Some(concierge_proto::types::TimeZone { id: "UTC".into() }),
-                    working_periods: [W::Monday, W::Tuesday, W::Wednesday, W::Thursday, W::Friday]
+        .create_calendar(
+            c.req(
+                &admin(),
+                cases::CreateCalendarRequest {
+                    calendar: Some(cases::Calendar {
+                        display_name: "Istanbul office".into(),
+                        time_zone: Some(concierge_proto::types::TimeZone { id: "UTC".into() }),
+                        working_periods: [
+                            W::Monday,
+                            W::Tuesday,
+                            W::Wednesday,
+                            W::Thursday,
+                            W::Friday,
+                        ]
                         .into_iter()
                         .map(day)
                         .collect(),
-                    ..Default::default()
-                }),
-                calendar_id: "office".into(),
-                request_id: String::new(),
-            },
-        ))
+                        ..Default::default()
+                    }),
+                    calendar_id: "office".into(),
+                    request_id: String::new(),
+                },
+            ),
+        )
         .await
         .unwrap();
     let target = |key: &str, hours: i64| cases::SlaTarget {

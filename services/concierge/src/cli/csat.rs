@@ -57,12 +57,114 @@ pub enum Command {
         #[arg(long, default_value_t = 1000)]
         page_size: i32,
     },
+    /// KPIs by account, portfolio, manager, case type, month or agent,
+    /// each against its target (a case's times in business time of its SLA
+    /// calendar when it has one).
+    ///
+    /// Examples: Ayşe's portfolio this month; agents' availability by month;
+    ///   --from 2026-11 --filter 'portfolio = "staff/ayse"'
+    ///   --from 2026-09 --to 2026-11 --by agent,month --kind agent-availability --filter 'agent != ""'
+    #[command(verbatim_doc_comment)]
+    Kpis {
+        /// First month, YYYY-MM (default: this month, UTC).
+        #[arg(long)]
+        from: Option<String>,
+        /// Last month, YYYY-MM (default: the first).
+        #[arg(long)]
+        to: Option<String>,
+        /// Group by account, portfolio, account-manager, case-type, month,
+        /// agent (repeat or comma-separate).
+        #[arg(long = "by", value_delimiter = ',')]
+        by: Vec<String>,
+        /// The KPIs (default all): first-response-time, time-to-resolve,
+        /// sla-compliance, backlog-age, reopen-rate, dispute-cycle-time,
+        /// credits-granted, agent-availability.
+        #[arg(long = "kind", value_delimiter = ',')]
+        kinds: Vec<String>,
+        /// Over account, portfolio, account_manager, case_type, agent.
+        #[arg(long, default_value = "")]
+        filter: String,
+        /// Month boundaries in this IANA time zone (default UTC).
+        #[arg(long)]
+        time_zone: Option<String>,
+        /// Rows fetched per call; every row is shown.
+        #[arg(long, default_value_t = 1000)]
+        page_size: i32,
+    },
+    /// The KPI targets (agent availability at least 75% until changed).
+    KpiTargets {
+        #[command(subcommand)]
+        command: KpiTargetCommand,
+    },
+    /// Agents' phone-queue time from the contact centre: scheduled,
+    /// available, on a call, on a break…
+    Availability {
+        #[command(subcommand)]
+        command: AvailabilityCommand,
+    },
     /// Clients' satisfaction now: level, trend, the window's scores.
     Satisfaction {
         /// Accounts, "acme" or "accounts/acme".
         #[arg(required = true)]
         accounts: Vec<String>,
     },
+}
+
+#[derive(Subcommand)]
+pub enum KpiTargetCommand {
+    /// The targets.
+    Get,
+    /// Set one KPI's target: a time for the time KPIs, a share for the
+    /// others (credits granted take none).
+    ///
+    /// Examples: first responses within 4 hours on average; at most 5% reopened
+    ///   first-response-time --max-duration 4h
+    ///   reopen-rate --max-percent 5
+    #[command(verbatim_doc_comment)]
+    Set {
+        /// The KPI, e.g. first-response-time.
+        kind: String,
+        /// For a time KPI: the mean must not exceed it, e.g. 4h or 2d.
+        #[arg(long, conflicts_with_all = ["min_percent", "max_percent"])]
+        max_duration: Option<String>,
+        /// For a share: at least this percent.
+        #[arg(long, conflicts_with = "max_percent")]
+        min_percent: Option<f64>,
+        /// For a share: at most this percent.
+        #[arg(long)]
+        max_percent: Option<f64>,
+    },
+    /// Remove one KPI's target.
+    Clear {
+        /// The KPI, e.g. agent-availability.
+        kind: String,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum AvailabilityCommand {
+    /// Ingest intervals from a CSV file with the header
+    /// staff_member,kind,start_time,end_time,source,external_id (kind:
+    /// scheduled, available, on-call, break, meeting, unavailable; times in
+    /// RFC 3339). In batches of 1000, each stored whole or not at all; a
+    /// row whose source and external id are stored already replaces it, so
+    /// importing a file again is safe.
+    Import {
+        /// The CSV file.
+        #[arg(long, short = 'f')]
+        file: std::path::PathBuf,
+    },
+    /// Intervals, by start time.
+    ///
+    /// Example: one agent's breaks;
+    ///   --filter 'staff_member = "staff/ali" AND kind = BREAK'
+    #[command(verbatim_doc_comment)]
+    List {
+        #[command(flatten)]
+        list: ListArgs,
+    },
+    /// Delete an interval ingested in error.
+    Delete { interval: String },
 }
 
 #[derive(Subcommand)]
@@ -388,6 +490,172 @@ fn summary_cells(s: &ScoreSummary) -> Vec<String> {
         s.sent_count.to_string(),
         figure(s.sent_count, s.response_rate_percent),
     ]
+}
+
+fn kpi_kind(text: &str) -> anyhow::Result<i32> {
+    output::parse_enum(
+        text,
+        "KPI_KIND_",
+        |s| KpiKind::from_str_name(s).map(|k| k as i32),
+        "KPI (first-response-time, time-to-resolve, sla-compliance, backlog-age, reopen-rate, dispute-cycle-time, credits-granted, agent-availability)",
+    )
+}
+
+fn kpi_name(kind: i32) -> String {
+    output::short(
+        KpiKind::try_from(kind).unwrap_or_default().as_str_name(),
+        "KPI_KIND_",
+    )
+}
+
+/// A duration as people read one: "2h 30m", "3d 4h", "45s".
+fn human(d: &Option<prost_types::Duration>) -> String {
+    let s = d.as_ref().map(|d| d.seconds).unwrap_or_default().max(0);
+    let (days, hours, minutes) = (s / 86_400, s % 86_400 / 3600, s % 3600 / 60);
+    match (days, hours, minutes) {
+        (0, 0, 0) => format!("{s}s"),
+        (0, 0, m) => format!("{m}m"),
+        (0, h, 0) => format!("{h}h"),
+        (0, h, m) => format!("{h}h {m}m"),
+        (d, 0, _) => format!("{d}d"),
+        (d, h, _) => format!("{d}d {h}h"),
+    }
+}
+
+fn kpi_value_text(v: &KpiValue) -> String {
+    match &v.value {
+        _ if v.sample_count == 0 => "-".into(),
+        Some(kpi_value::Value::DurationStats(s)) => format!(
+            "mean {}  median {}  p90 {}  max {}",
+            human(&s.mean),
+            human(&s.median),
+            human(&s.p90),
+            human(&s.max)
+        ),
+        Some(kpi_value::Value::Ratio(r)) => {
+            format!("{:.1}% ({} of {})", r.percent, r.numerator, r.denominator)
+        }
+        Some(kpi_value::Value::MoneyTotals(m)) => m
+            .totals
+            .iter()
+            .map(concierge_common::money::format)
+            .collect::<Vec<_>>()
+            .join(", "),
+        None => "-".into(),
+    }
+}
+
+fn target_text(t: &KpiTarget) -> String {
+    use kpi_target::Threshold;
+    match &t.threshold {
+        Some(Threshold::MaxDuration(d)) => format!("mean at most {}", human(&Some(*d))),
+        Some(Threshold::MinPercent(p)) => format!("at least {p}%"),
+        Some(Threshold::MaxPercent(p)) => format!("at most {p}%"),
+        None => String::new(),
+    }
+}
+
+fn group_text(g: &GroupKey) -> String {
+    let mut parts = Vec::new();
+    for part in [&g.account, &g.portfolio, &g.account_manager, &g.agent] {
+        if !part.is_empty() {
+            parts.push(part.clone());
+        }
+    }
+    if g.case_type != 0 {
+        parts.push(output::short(
+            concierge_proto::concierge::cases::v1::CaseType::try_from(g.case_type)
+                .unwrap_or_default()
+                .as_str_name(),
+            "CASE_TYPE_",
+        ));
+    }
+    if let Some(m) = &g.month {
+        parts.push(format!("{:04}-{:02}", m.year, m.month));
+    }
+    if parts.is_empty() {
+        "all".into()
+    } else {
+        parts.join(" ")
+    }
+}
+
+fn interval_text(i: &AvailabilityInterval) -> String {
+    let at = |t: &Option<prost_types::Timestamp>| {
+        t.as_ref()
+            .and_then(concierge_common::clock::from_proto)
+            .map(|t| t.to_string())
+            .unwrap_or_default()
+    };
+    format!(
+        "{}  {}  {}  {} - {}{}",
+        i.name,
+        i.staff_member,
+        output::short(
+            availability_interval::Kind::try_from(i.kind)
+                .unwrap_or_default()
+                .as_str_name(),
+            "KIND_",
+        ),
+        at(&i.start_time),
+        at(&i.end_time),
+        if i.external_id.is_empty() {
+            String::new()
+        } else {
+            format!("  {}:{}", i.source, i.external_id)
+        }
+    )
+}
+
+/// The rows of an availability CSV file as requests, every bad row named.
+fn read_intervals(
+    path: &std::path::Path,
+) -> anyhow::Result<Vec<CreateAvailabilityIntervalRequest>> {
+    #[derive(serde::Deserialize)]
+    struct Row {
+        staff_member: String,
+        kind: String,
+        start_time: String,
+        end_time: String,
+        #[serde(default)]
+        source: String,
+        #[serde(default)]
+        external_id: String,
+    }
+    let mut reader = csv::ReaderBuilder::new()
+        .trim(csv::Trim::All)
+        .from_path(path)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    let mut out = Vec::new();
+    for (i, row) in reader.deserialize::<Row>().enumerate() {
+        let line = i + 2;
+        let row = row.map_err(|e| anyhow::anyhow!("{} line {line}: {e}", path.display()))?;
+        let time = |field: &str, v: &str| -> anyhow::Result<prost_types::Timestamp> {
+            v.parse::<jiff::Timestamp>()
+                .map(concierge_common::clock::to_proto)
+                .map_err(|e| anyhow::anyhow!("{} line {line}: {field} {v:?}: {e}", path.display()))
+        };
+        let kind = output::parse_enum(
+            &row.kind,
+            "KIND_",
+            |s| availability_interval::Kind::from_str_name(s).map(|k| k as i32),
+            "kind (scheduled, available, on-call, break, meeting, unavailable)",
+        )
+        .map_err(|e| anyhow::anyhow!("{} line {line}: {e}", path.display()))?;
+        out.push(CreateAvailabilityIntervalRequest {
+            availability_interval: Some(AvailabilityInterval {
+                staff_member: named("staff", &row.staff_member),
+                kind,
+                start_time: Some(time("start_time", &row.start_time)?),
+                end_time: Some(time("end_time", &row.end_time)?),
+                source: row.source,
+                external_id: row.external_id,
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+    }
+    Ok(out)
 }
 
 fn named(collection: &str, id: &str) -> String {
@@ -717,7 +985,10 @@ pub async fn run(command: Command, args: &ClientArgs) -> anyhow::Result<()> {
                         for t in &r.survey_triggers {
                             println!("{}", trigger_text(t));
                         }
-                        print!("{}", output::next_page(&r.next_page_token));
+                        let next = output::next_page(&r.next_page_token);
+                        if !next.is_empty() {
+                            println!("{}", next.trim_start());
+                        }
                     })
                 }
                 TriggerCommand::Get { trigger } => print(
@@ -1054,6 +1325,235 @@ pub async fn run(command: Command, args: &ClientArgs) -> anyhow::Result<()> {
                 );
             })
         }
+        Command::Kpis {
+            from,
+            to,
+            by,
+            kinds,
+            filter,
+            time_zone,
+            page_size,
+        } => {
+            let group_by = by
+                .iter()
+                .map(|d| {
+                    output::parse_enum(
+                        d,
+                        "DIMENSION_",
+                        |s| Dimension::from_str_name(s).map(|d| d as i32),
+                        "dimension (account, portfolio, account-manager, case-type, month, agent)",
+                    )
+                })
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            let kinds = kinds
+                .iter()
+                .map(|k| kpi_kind(k))
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            let from = from.unwrap_or_else(|| jiff::Timestamp::now().strftime("%Y-%m").to_string());
+            let start_month = month("--from", &from)?;
+            let end_month = match to {
+                Some(t) => month("--to", &t)?,
+                None => start_month,
+            };
+            let mut req = QueryKpisRequest {
+                kinds,
+                filter,
+                start_month: Some(start_month),
+                end_month: Some(end_month),
+                group_by,
+                time_zone: time_zone.map(|id| concierge_proto::types::TimeZone { id }),
+                page_size,
+                page_token: String::new(),
+            };
+            let mut reply = c.query_kpis(req.clone()).await.answer()?;
+            while !reply.next_page_token.is_empty() {
+                req.page_token = std::mem::take(&mut reply.next_page_token);
+                let page = c.query_kpis(req.clone()).await.answer()?;
+                reply.rows.extend(page.rows);
+                reply.next_page_token = page.next_page_token;
+            }
+            output::emit(json, &reply, |r| {
+                let mut rows = Vec::new();
+                let mut add = |group: String, values: &[KpiValue]| {
+                    for v in values {
+                        rows.push(vec![
+                            group.clone(),
+                            kpi_name(v.kind),
+                            kpi_value_text(v),
+                            v.sample_count.to_string(),
+                            v.target.as_ref().map(target_text).unwrap_or_default(),
+                            match (&v.target, v.meets_target) {
+                                (None, _) => String::new(),
+                                (Some(_), true) => "met".into(),
+                                (Some(_), false) => "missed".into(),
+                            },
+                        ]);
+                    }
+                };
+                for row in &r.rows {
+                    add(
+                        group_text(&row.group.clone().unwrap_or_default()),
+                        &row.values,
+                    );
+                }
+                if r.rows.len() != 1
+                    || !r.rows[0]
+                        .group
+                        .clone()
+                        .unwrap_or_default()
+                        .eq(&GroupKey::default())
+                {
+                    add("all".into(), &r.totals);
+                }
+                println!(
+                    "{}",
+                    output::table(&["GROUP", "KPI", "VALUE", "N", "TARGET", ""], &rows)
+                );
+            })
+        }
+        Command::KpiTargets { command } => {
+            let print = |s: KpiSettings| {
+                output::emit(json, &s, |s| {
+                    if s.targets.is_empty() {
+                        println!("no targets");
+                    }
+                    for t in &s.targets {
+                        println!("{}  {}", kpi_name(t.kind), target_text(t));
+                    }
+                })
+            };
+            let current = c
+                .get_kpi_settings(GetKpiSettingsRequest {
+                    name: "kpiSettings".into(),
+                })
+                .await
+                .answer()?;
+            let (kind, threshold) = match command {
+                KpiTargetCommand::Get => return print(current),
+                KpiTargetCommand::Set {
+                    kind,
+                    max_duration,
+                    min_percent,
+                    max_percent,
+                } => {
+                    use kpi_target::Threshold;
+                    let threshold = match (max_duration, min_percent, max_percent) {
+                        (Some(d), None, None) => {
+                            Threshold::MaxDuration(duration("--max-duration", &d)?)
+                        }
+                        (None, Some(p), None) => Threshold::MinPercent(p),
+                        (None, None, Some(p)) => Threshold::MaxPercent(p),
+                        _ => anyhow::bail!(
+                            "give one of --max-duration, --min-percent, --max-percent"
+                        ),
+                    };
+                    (kpi_kind(&kind)?, Some(threshold))
+                }
+                KpiTargetCommand::Clear { kind } => (kpi_kind(&kind)?, None),
+            };
+            let mut targets: Vec<KpiTarget> = current
+                .targets
+                .iter()
+                .filter(|t| t.kind != kind)
+                .cloned()
+                .collect();
+            if threshold.is_some() {
+                targets.push(KpiTarget { kind, threshold });
+            }
+            print(
+                c.update_kpi_settings(UpdateKpiSettingsRequest {
+                    kpi_settings: Some(KpiSettings {
+                        name: current.name.clone(),
+                        targets,
+                        etag: current.etag.clone(),
+                        ..Default::default()
+                    }),
+                    update_mask: Some(prost_types::FieldMask {
+                        paths: vec!["targets".into()],
+                    }),
+                })
+                .await
+                .answer()?,
+            )
+        }
+        Command::Availability { command } => match command {
+            AvailabilityCommand::Import { file } => {
+                let requests = read_intervals(&file)?;
+                let total = requests.len();
+                // A request id per batch from the file's content: a rerun
+                // after a lost reply is answered, not stored again.
+                let digest = {
+                    use sha2::Digest as _;
+                    hex::encode(&sha2::Sha256::digest(std::fs::read(&file)?)[..12])
+                };
+                let mut stored = 0;
+                for (i, chunk) in requests.chunks(concierge_csat::kpis::MAX_BATCH).enumerate() {
+                    let reply = c
+                        .batch_create_availability_intervals(
+                            BatchCreateAvailabilityIntervalsRequest {
+                                requests: chunk.to_vec(),
+                                request_id: format!("import-{digest}-{i}"),
+                            },
+                        )
+                        .await
+                        .map(tonic::Response::into_inner)
+                        .map_err(|e| {
+                            anyhow::anyhow!(
+                                "rows {} to {}: {}",
+                                i * concierge_csat::kpis::MAX_BATCH + 1,
+                                i * concierge_csat::kpis::MAX_BATCH + chunk.len(),
+                                output::rpc(e)
+                            )
+                        })?;
+                    stored += reply.availability_intervals.len();
+                }
+                if json {
+                    println!("{{\"availabilityIntervals\":{stored}}}");
+                } else {
+                    println!("{stored} of {total} interval(s) stored");
+                }
+                Ok(())
+            }
+            AvailabilityCommand::List { list } => {
+                let (availability_intervals, next) = paged!(
+                    list,
+                    ListAvailabilityIntervalsRequest {
+                        filter: list.filter.clone(),
+                        order_by: list.order_by.clone(),
+                        page_size: list.page_size,
+                        page_token: list.page_token.clone(),
+                    },
+                    c.list_availability_intervals,
+                    availability_intervals
+                );
+                let reply = ListAvailabilityIntervalsResponse {
+                    availability_intervals,
+                    next_page_token: next,
+                };
+                output::emit(json, &reply, |r| {
+                    for i in &r.availability_intervals {
+                        println!("{}", interval_text(i));
+                    }
+                    let next = output::next_page(&r.next_page_token);
+                    if !next.is_empty() {
+                        println!("{}", next.trim_start());
+                    }
+                })
+            }
+            AvailabilityCommand::Delete { interval } => {
+                c.delete_availability_interval(DeleteAvailabilityIntervalRequest {
+                    name: named("availabilityIntervals", &interval),
+                    etag: String::new(),
+                    request_id: rid(),
+                })
+                .await
+                .answer()?;
+                if !json {
+                    println!("deleted {}", named("availabilityIntervals", &interval));
+                }
+                Ok(())
+            }
+        },
         Command::Satisfaction { accounts } => {
             let names = accounts
                 .iter()
@@ -1085,6 +1585,7 @@ pub async fn run(command: Command, args: &ClientArgs) -> anyhow::Result<()> {
                             ),
                             summary_cells(&current)[0].clone(),
                             s.detractor_count.to_string(),
+                            s.open_corrective_action_plan_count.to_string(),
                         ]
                     })
                     .collect();
@@ -1096,7 +1597,8 @@ pub async fn run(command: Command, args: &ClientArgs) -> anyhow::Result<()> {
                             "LEVEL",
                             "TREND",
                             "CSAT % (90 DAYS)",
-                            "DETRACTORS"
+                            "DETRACTORS",
+                            "OPEN PLANS"
                         ],
                         &rows
                     )
