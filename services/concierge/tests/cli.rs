@@ -2346,6 +2346,53 @@ fn kpis_targets_and_availability_from_the_cli() {
     }
     assert!(resolved.contains("time_to_resolve  mean"), "{resolved}");
 
+    // October's report for the whole company: the page with its charts,
+    // the KPIs, listed, its CSV written out, e-mailed on.
+    let report = run(&[
+        "csat",
+        "reports",
+        "generate",
+        "--month",
+        "2026-10",
+        "--html",
+        "october.html",
+    ]);
+    let name = report.split_whitespace().next().unwrap().to_string();
+    assert!(name.starts_with("monthlyReports/"), "{report}");
+    assert!(report.contains("2026-10  The whole company"), "{report}");
+    let page = std::fs::read_to_string(dir.path().join("october.html")).unwrap();
+    assert_eq!(page.matches("<svg").count(), 3);
+    assert!(page.contains("Agent availability"));
+    let listed_reports = run(&["csat", "reports", "list", "--filter", "month.month = 10"]);
+    assert!(
+        listed_reports.contains(&name) && listed_reports.contains("on_demand"),
+        "{listed_reports}"
+    );
+    let opened = run(&[
+        "csat",
+        "reports",
+        "open",
+        &name,
+        "--csv",
+        "--out",
+        "october.csv",
+    ]);
+    assert!(opened.trim().ends_with("october.csv"), "{opened}");
+    let csv = std::fs::read_to_string(dir.path().join("october.csv")).unwrap();
+    assert!(
+        csv.contains("kpi,agent_availability,percent,81.25\n"),
+        "(6 h + 7 h) of 16 h: {csv}"
+    );
+    let sent = run(&[
+        "csat",
+        "reports",
+        "send",
+        &name,
+        "--to",
+        "board@example.com",
+    ]);
+    assert!(sent.contains("to board@example.com"), "{sent}");
+
     let first = listed.split_whitespace().next().unwrap().to_string();
     let deleted = run(&["csat", "availability", "delete", &first]);
     assert_eq!(deleted.trim(), format!("deleted {first}"));

@@ -1,7 +1,6 @@
 //! The gRPC face of the CSAT service. Templates and triggers are the kit's
 //! standard methods; surveys are scheduled, sent, answered and withdrawn in
-//! `surveys`. Methods of the contract this step does not serve yet answer
-//! UNIMPLEMENTED (the generated defaults).
+//! `surveys`; monthly reports are made, archived and e-mailed in `report`.
 
 use concierge_common::crud::{Ctx, New, Reply, reply};
 use concierge_common::error::Result;
@@ -558,5 +557,90 @@ impl CsatService for Csat {
             self.delete_interval(&ctx, key, &req.name, &req.etag).await
         };
         reply(result.await)
+    }
+
+    async fn generate_monthly_report(
+        &self,
+        request: Request<GenerateMonthlyReportRequest>,
+    ) -> Reply<MonthlyReport> {
+        let ctx = self.ctx(&request)?;
+        let req = request.into_inner();
+        let result = async {
+            let key = once(
+                &ctx,
+                &req.request_id,
+                "GenerateMonthlyReport",
+                &without_request_id!(req),
+            )?;
+            self.generate_report(&ctx, key, req, monthly_report::Trigger::OnDemand, None)
+                .await
+        };
+        reply(result.await)
+    }
+
+    async fn get_monthly_report(
+        &self,
+        request: Request<GetMonthlyReportRequest>,
+    ) -> Reply<MonthlyReport> {
+        let ctx = self.ctx(&request)?;
+        let req = request.get_ref();
+        let report: Result<MonthlyReport> = self.store().get(&RULES, &ctx, &req.name).await;
+        reply(report.map(|r| report_view(r, req.view, MonthlyReportView::Full)))
+    }
+
+    async fn list_monthly_reports(
+        &self,
+        request: Request<ListMonthlyReportsRequest>,
+    ) -> Reply<ListMonthlyReportsResponse> {
+        let ctx = self.ctx(&request)?;
+        let mut req = request.into_inner();
+        if req.order_by.trim().is_empty() {
+            req.order_by = "create_time desc".into();
+        }
+        let view = req.view;
+        reply(
+            self.store()
+                .list::<MonthlyReport, _>(&RULES, &ctx, page_query!(req))
+                .await
+                .map(|(reports, next_page_token)| ListMonthlyReportsResponse {
+                    monthly_reports: reports
+                        .into_iter()
+                        .map(|r| report_view(r, view, MonthlyReportView::Basic))
+                        .collect(),
+                    next_page_token,
+                }),
+        )
+    }
+
+    async fn send_monthly_report(
+        &self,
+        request: Request<SendMonthlyReportRequest>,
+    ) -> Reply<MonthlyReport> {
+        let ctx = self.ctx(&request)?;
+        let req = request.into_inner();
+        let result = async {
+            let key = once(
+                &ctx,
+                &req.request_id,
+                "SendMonthlyReport",
+                &without_request_id!(req),
+            )?;
+            self.send_report(&ctx, key, &req.name, &req.recipients)
+                .await
+        };
+        reply(result.await)
+    }
+}
+
+/// The report as much as `view` asks, `default` when it does not say.
+fn report_view(r: MonthlyReport, view: i32, default: MonthlyReportView) -> MonthlyReport {
+    let wanted = match MonthlyReportView::try_from(view) {
+        Ok(MonthlyReportView::Unspecified) | Err(_) => default,
+        Ok(v) => v,
+    };
+    if wanted == MonthlyReportView::Full {
+        r
+    } else {
+        crate::report::basic(r)
     }
 }

@@ -12,6 +12,7 @@ mod api;
 pub mod kpis;
 pub mod peers;
 pub mod plans;
+pub mod report;
 pub mod resources;
 pub mod scores;
 pub mod surveys;
@@ -81,13 +82,15 @@ impl Csat {
         let store =
             Store::open(db, &SQLITE, &POSTGRES, clock, EVENTS.package, EVENTS.source).await?;
         let peers = peers::Peers::new(customers, cases, &principals);
-        Ok(Self {
+        let csat = Self {
             store,
             principals,
             peers,
             mail: Arc::new(concierge_common::mail::Mailer::Off),
             links: DEFAULT_LINK_BASE.into(),
-        })
+        };
+        csat.arm_monthly_run().await?;
+        Ok(csat)
     }
 
     /// The service sending its surveys through `mail`.

@@ -12,7 +12,9 @@ use concierge_proto::concierge::cases::v1::cases_service_server::SERVICE_NAME as
 use concierge_proto::concierge::cases::v1::{Case, GetCaseRequest, ListSlaClocksRequest, SlaClock};
 use concierge_proto::customers::customers_service_client::CustomersServiceClient;
 use concierge_proto::customers::customers_service_server::SERVICE_NAME as CUSTOMERS;
-use concierge_proto::customers::{Account, Contact, GetAccountRequest, GetContactRequest};
+use concierge_proto::customers::{
+    Account, Contact, GetAccountRequest, GetContactRequest, GetStaffMemberRequest, StaffMember,
+};
 use tonic::transport::Channel;
 
 /// The CSAT service's clients of its peers, acting as itself.
@@ -63,6 +65,24 @@ impl Peers {
         self.customers
             .read(request_id, request, |mut c, r| async move {
                 c.get_account(r).await
+            })
+            .await
+            .map_err(missing_is_invalid(field, name))
+    }
+
+    /// A staff member; INVALID_ARGUMENT on `field` when gone.
+    pub async fn staff_member(
+        &self,
+        request_id: &str,
+        field: &str,
+        name: &str,
+    ) -> Result<StaffMember> {
+        let request = GetStaffMemberRequest {
+            name: name.to_string(),
+        };
+        self.customers
+            .read(request_id, request, |mut c, r| async move {
+                c.get_staff_member(r).await
             })
             .await
             .map_err(missing_is_invalid(field, name))

@@ -66,7 +66,7 @@ const CASE_TYPES: FieldType = FieldType::Enum {
 const PORTFOLIO: &str = "COALESCE(p.account_manager, s.account_manager)";
 
 /// The fields a score filter takes, over `surveys s LEFT JOIN portfolios p`.
-static FIELDS: &[Field] = &[
+pub(crate) static FIELDS: &[Field] = &[
     Field {
         name: "account",
         column: "s.account",
@@ -130,13 +130,15 @@ impl Consumer for AccountPortfolios {
         };
         // An older change delivered late does not undo a newer one.
         on_conn!(&mut tx.conn(), c => sqlx::query(
-            "INSERT INTO portfolios (account, account_manager, update_time) VALUES ($1, $2, $3) \
+            "INSERT INTO portfolios (account, account_manager, update_time, display_name) VALUES ($1, $2, $3, $4) \
              ON CONFLICT (account) DO UPDATE SET account_manager = excluded.account_manager, \
-             update_time = excluded.update_time WHERE portfolios.update_time <= excluded.update_time",
+             update_time = excluded.update_time, display_name = excluded.display_name \
+             WHERE portfolios.update_time <= excluded.update_time",
         )
         .bind(&account.name)
         .bind(&account.account_manager)
         .bind(update_time)
+        .bind(&account.display_name)
         .execute(&mut **c)
         .await?
         .rows_affected());
@@ -164,7 +166,7 @@ impl Counts {
         }
     }
 
-    fn merge(&mut self, other: &Counts) {
+    pub(crate) fn merge(&mut self, other: &Counts) {
         self.sent = self.sent.saturating_add(other.sent);
         for k in 0..4 {
             for s in 0..11 {
@@ -230,7 +232,7 @@ impl Counts {
 }
 
 /// One group's key, in the order rows are given.
-type Key = (String, String, String, i32, i64);
+pub(crate) type Key = (String, String, String, i32, i64);
 
 /// A row of the aggregate: the group's columns, then kind, score and count.
 type CountRow = (String, String, String, i64, i64, i64, i64, i64);
@@ -399,7 +401,7 @@ pub(crate) fn staff_only(ctx: &Ctx) -> Result<()> {
 
 /// Reads the counts of surveys sent from `from` to `to` matching `filter`,
 /// grouped by `dims` (the month as its index among `bounds`).
-async fn count(
+pub(crate) async fn count(
     conn: &mut Conn<'_>,
     dims: &[Dimension],
     bounds: &[i64],
@@ -498,14 +500,16 @@ async fn count(
 async fn last_responses(
     conn: &mut Conn<'_>,
     accounts: &[String],
+    until: i64,
 ) -> Result<std::collections::HashMap<String, i64>> {
-    let marks: Vec<String> = (1..=accounts.len()).map(|i| format!("${i}")).collect();
+    let marks: Vec<String> = (2..accounts.len() + 2).map(|i| format!("${i}")).collect();
     let sql = format!(
-        "SELECT account, MAX(submit_time) FROM surveys WHERE submit_time > 0 AND account IN ({}) GROUP BY account",
+        "SELECT account, MAX(submit_time) FROM surveys WHERE submit_time > 0 AND submit_time <= $1 \
+         AND account IN ({}) GROUP BY account",
         marks.join(", ")
     );
     let rows: Vec<(String, i64)> = on_conn!(conn, c => {
-        let mut q = sqlx::query_as(&sql);
+        let mut q = sqlx::query_as(&sql).bind(until);
         for a in accounts {
             q = q.bind(a.clone());
         }
@@ -651,6 +655,18 @@ impl Csat {
         ctx: &Ctx,
         names: &[String],
     ) -> Result<Vec<ClientSatisfaction>> {
+        let now = clock::from_micros(self.store().now());
+        self.satisfactions_at(ctx, names, now).await
+    }
+
+    /// Clients' satisfaction as it stood at `now` (a month's end, for its
+    /// report; answers are counted by when they were sent).
+    pub(crate) async fn satisfactions_at(
+        &self,
+        ctx: &Ctx,
+        names: &[String],
+        now: jiff::Timestamp,
+    ) -> Result<Vec<ClientSatisfaction>> {
         staff_only(ctx)?;
         if names.is_empty() || names.len() > MAX_BATCH {
             return Err(Error::invalid(
@@ -678,7 +694,6 @@ impl Csat {
             };
             accounts.push(account);
         }
-        let now = clock::from_micros(self.store().now());
         let current_from = now.checked_sub(WINDOW).unwrap_or(now);
         let previous_from = current_from.checked_sub(WINDOW).unwrap_or(current_from);
         let bounds = [
@@ -712,7 +727,8 @@ impl Csat {
             Some(&accounts),
         )
         .await?;
-        let last_responses = last_responses(&mut pooled.conn(), &accounts).await?;
+        let last_responses =
+            last_responses(&mut pooled.conn(), &accounts, clock::to_micros(now)).await?;
         let open_plans = open_plans(&mut pooled.conn(), &accounts).await?;
         let mut out = Vec::with_capacity(accounts.len());
         for (name, account) in names.iter().zip(&accounts) {

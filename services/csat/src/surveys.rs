@@ -482,6 +482,8 @@ impl Csat {
                 }),
                 EXPIRE => self.expire(owner, &timer).await,
                 crate::plans::DUE => self.plan_due(owner, &timer).await,
+                crate::report::REPORT_MAIL => self.mail_report(owner, &timer).await,
+                crate::report::REPORT_TICK => self.monthly_run(owner, &timer).await,
                 other => {
                     tracing::warn!(
                         kind = other,

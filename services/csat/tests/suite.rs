@@ -150,6 +150,12 @@ impl Harness {
                         .to_string(),
                     subject: m.subject().unwrap_or_default().to_string(),
                     body: m.body_text(0).unwrap_or_default().to_string(),
+                    attachments: m
+                        .attachments()
+                        .filter_map(|a| {
+                            mail_parser::MimeHeaders::attachment_name(a).map(str::to_string)
+                        })
+                        .collect(),
                 }
             })
             .collect()
@@ -162,6 +168,7 @@ struct Mail {
     language: String,
     subject: String,
     body: String,
+    attachments: Vec<String>,
 }
 
 impl Mail {
@@ -1160,6 +1167,7 @@ async fn events_and_columns_follow_the_contract(h: Harness) {
     testing::assert_columns_agree::<Survey, concierge_csat::Rules>(h.svc.db()).await;
     testing::assert_columns_agree::<CorrectiveActionPlan, concierge_csat::Rules>(h.svc.db()).await;
     testing::assert_columns_agree::<AvailabilityInterval, concierge_csat::Rules>(h.svc.db()).await;
+    testing::assert_columns_agree::<MonthlyReport, concierge_csat::Rules>(h.svc.db()).await;
     h.svc
         .update_kpi_settings(h.req(
             &cem(),
@@ -1308,6 +1316,9 @@ async fn events_and_columns_follow_the_contract(h: Harness) {
                 ..Default::default()
             },
         ))
+        .await
+        .unwrap();
+    generate(&h, &cem(), november_report("staff/ayse"))
         .await
         .unwrap();
     testing::assert_events_match_catalogue::<concierge_proto::csat::EventType>(
@@ -3002,6 +3013,416 @@ async fn kpis_count_business_time_from_the_cases_sla_clocks(h: Harness) {
     );
 }
 
+async fn generate(
+    h: &Harness,
+    who: &Principal,
+    req: GenerateMonthlyReportRequest,
+) -> Result<MonthlyReport, Status> {
+    h.svc
+        .generate_monthly_report(h.req(who, req))
+        .await
+        .map(|r| r.into_inner())
+}
+
+fn november_report(portfolio: &str) -> GenerateMonthlyReportRequest {
+    GenerateMonthlyReportRequest {
+        portfolio: portfolio.into(),
+        month: Some(Month {
+            year: 2026,
+            month: 11,
+        }),
+        ..Default::default()
+    }
+}
+
+fn delivery_states(r: &MonthlyReport) -> Vec<(String, report_delivery::State)> {
+    r.deliveries
+        .iter()
+        .map(|d| {
+            (
+                d.email.clone(),
+                report_delivery::State::try_from(d.state).unwrap(),
+            )
+        })
+        .collect()
+}
+
+/// A manager's month at a glance: the portfolio's scores against the month
+/// before and a year of trend, its clients least satisfied first, the KPIs
+/// against their targets and the plans; as a page with charts (names
+/// escaped) and as CSV; kept as generated, listed, e-mailed on demand and
+/// by the monthly run on the first of the month.
+async fn the_monthly_report_shows_the_month_and_goes_to_managers(h: Harness) {
+    use concierge_proto::customers::customers_service_server::CustomersService as _;
+    let customers = &h._customers;
+    customers
+        .svc
+        .update_account(customers.req(
+            &admin(),
+            concierge_proto::customers::UpdateAccountRequest {
+                account: Some(concierge_proto::customers::Account {
+                    name: "accounts/globex".into(),
+                    display_name: "Globex <Holding> & Co".into(),
+                    ..Default::default()
+                }),
+                update_mask: Some(FieldMask {
+                    paths: vec!["display_name".into()],
+                }),
+            },
+        ))
+        .await
+        .unwrap();
+    deliver_account_events(&h).await;
+    let csat = create_template(&h, "csat", SurveyKind::Csat15).await;
+    let nps = create_template(&h, "nps", SurveyKind::Nps010).await;
+    let a = open_case(&h, "acme", "ali", "Acme case").await;
+    answered(&h, &csat.name, &a, &[Some(5), Some(1)]).await;
+    let g = open_case(&h, "globex", "gul", "Globex case").await;
+    answered(&h, &csat.name, &g, &[Some(5), Some(4)]).await;
+    let g2 = open_case(&h, "globex", "gul", "Globex NPS case").await;
+    answered(&h, &nps.name, &g2, &[Some(10), Some(8), Some(9)]).await;
+
+    // Who may ask, and for what.
+    let refused = generate(&h, &zeki(), november_report("staff/ayse"))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::PermissionDenied, "an agent");
+    let refused = generate(&h, &client("acme"), november_report(""))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::PermissionDenied, "a client");
+    for (req, field) in [
+        (november_report("accounts/acme"), "portfolio"),
+        (november_report("staff/nobody"), "portfolio"),
+        (
+            GenerateMonthlyReportRequest {
+                month: Some(Month {
+                    year: 2026,
+                    month: 12,
+                }),
+                ..november_report("")
+            },
+            "month",
+        ),
+        (
+            GenerateMonthlyReportRequest {
+                month: Some(Month {
+                    year: 2026,
+                    month: 13,
+                }),
+                ..november_report("")
+            },
+            "start_month",
+        ),
+        (
+            GenerateMonthlyReportRequest {
+                recipients: vec!["boss@example.com".into()],
+                ..november_report("staff/ayse")
+            },
+            "recipients",
+        ),
+        (
+            GenerateMonthlyReportRequest {
+                send: true,
+                recipients: vec!["not an address".into()],
+                ..november_report("staff/ayse")
+            },
+            "recipients[0]",
+        ),
+        (
+            GenerateMonthlyReportRequest {
+                send: true,
+                ..november_report("")
+            },
+            "recipients",
+        ),
+    ] {
+        let bad = generate(&h, &cem(), req).await.unwrap_err();
+        assert_eq!(bad.code(), Code::InvalidArgument, "{field}: {bad:?}");
+        assert_eq!(violations(&bad), vec![field.to_string()], "{bad:?}");
+    }
+
+    // Ayşe's portfolio: both clients.
+    let once = GenerateMonthlyReportRequest {
+        request_id: "ayse-november".into(),
+        ..november_report("staff/ayse")
+    };
+    let report = generate(&h, &staff("ayse", Role::AccountManager), once.clone())
+        .await
+        .unwrap();
+    let again = generate(&h, &staff("ayse", Role::AccountManager), once)
+        .await
+        .unwrap();
+    assert_eq!(
+        again.name, report.name,
+        "a retried request makes one report"
+    );
+    assert_eq!(
+        monthly_report::Trigger::try_from(report.trigger).unwrap(),
+        monthly_report::Trigger::OnDemand
+    );
+    assert_eq!(report.portfolio_display_name, "ayse's portfolio");
+    assert_eq!(report.generator, "oidc/ayse");
+    let s = report.scores.unwrap();
+    assert_eq!((s.csat_response_count, s.csat_percent), (4, 75.0));
+    assert_eq!(s.nps_response_count, 3);
+    assert!(
+        (s.nps - 200.0 / 3.0).abs() < 1e-9,
+        "2 promoters of 3: {}",
+        s.nps
+    );
+    assert_eq!(report.previous_scores.unwrap().csat_response_count, 0);
+    assert_eq!(report.score_trend.len(), 12, "a year of months");
+    let first = report.score_trend[0].group.as_ref().unwrap().month.unwrap();
+    assert_eq!((first.year, first.month), (2025, 12));
+    assert_eq!(
+        report.score_trend[11].scores.unwrap().csat_response_count,
+        4
+    );
+    let accounts: Vec<(&str, Level)> = report
+        .accounts
+        .iter()
+        .map(|a| {
+            (
+                a.account_display_name.as_str(),
+                Level::try_from(a.level).unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        accounts,
+        vec![
+            ("Acme Lojistik", Level::AtRisk),
+            ("Globex <Holding> & Co", Level::Satisfied)
+        ],
+        "the detractor's client first"
+    );
+    assert_eq!(report.accounts[0].scores.unwrap().csat_percent, 50.0);
+    assert_eq!(report.corrective_action_plans_opened, 1, "Ali's 1");
+    let availability = report
+        .kpis
+        .iter()
+        .find(|k| k.kind == KpiKind::AgentAvailability as i32)
+        .expect("every KPI is in the report");
+    assert!(availability.target.is_some(), "75 % by default");
+
+    let html = &report.html_content;
+    assert!(html.starts_with("<!doctype html>"));
+    assert!(html.contains("ayse&#x27;s portfolio") || html.contains("ayse's portfolio"));
+    assert_eq!(html.matches("<svg").count(), 3, "the trend and two spreads");
+    assert!(html.contains("Globex &lt;Holding&gt; &amp; Co"), "escaped");
+    assert!(!html.contains("<Holding>"));
+    assert!(html.contains("Agent availability"));
+    let csv = &report.csv_content;
+    assert!(
+        csv.starts_with("section,subject,measure,value")
+            || csv.contains("\nscores,2026-11,csat_percent,75.00\n"),
+        "{csv}"
+    );
+    assert!(csv.contains("scores,2026-11,csat_percent,75.00\n"), "{csv}");
+    assert!(
+        csv.contains("account,accounts/acme,level,at risk\n"),
+        "{csv}"
+    );
+    assert!(
+        csv.contains("account,accounts/globex,name,Globex <Holding> & Co\n"),
+        "{csv}"
+    );
+    assert!(csv.contains("plans,corrective_action_plans,opened,1\n"));
+
+    // The whole company, e-mailed to a named address.
+    let company = generate(
+        &h,
+        &cem(),
+        GenerateMonthlyReportRequest {
+            send: true,
+            recipients: vec!["board@example.com".into(), "staff/cem".into()],
+            ..november_report("")
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(company.portfolio_display_name, "The whole company");
+    assert_eq!(
+        delivery_states(&company),
+        vec![
+            ("board@example.com".into(), report_delivery::State::Pending),
+            ("cem@example.com".into(), report_delivery::State::Pending),
+        ]
+    );
+    let before = h.mails().len();
+    h.sweep().await;
+    let mails = h.mails();
+    let sent: Vec<&Mail> = mails[before..].iter().collect();
+    assert_eq!(sent.len(), 2);
+    assert!(
+        sent.iter()
+            .all(|m| m.subject == "Monthly report 2026-11: The whole company"),
+        "{sent:?}"
+    );
+    assert!(
+        sent[0].body.contains("CSAT %: 75.0 (4 answers)"),
+        "{}",
+        sent[0].body
+    );
+    assert_eq!(
+        sent[0].attachments,
+        vec![
+            format!(
+                "monthly-report-2026-11-{}.html",
+                company.name.trim_start_matches("monthlyReports/")
+            ),
+            format!(
+                "monthly-report-2026-11-{}.csv",
+                company.name.trim_start_matches("monthlyReports/")
+            ),
+        ]
+    );
+    let got = h
+        .svc
+        .get_monthly_report(h.req(
+            &zeki(),
+            GetMonthlyReportRequest {
+                name: company.name.clone(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        delivery_states(&got),
+        vec![
+            ("board@example.com".into(), report_delivery::State::Sent),
+            ("cem@example.com".into(), report_delivery::State::Sent),
+        ]
+    );
+    assert!(got.html_content.contains("<svg"), "Get reads the page");
+
+    // Ayşe's report sent again, to her and her manager by default.
+    let resent = h
+        .svc
+        .send_monthly_report(h.req(
+            &cem(),
+            SendMonthlyReportRequest {
+                name: report.name.clone(),
+                request_id: "resend".into(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        delivery_states(&resent),
+        vec![
+            ("ayse@example.com".into(), report_delivery::State::Pending),
+            ("cem@example.com".into(), report_delivery::State::Pending),
+        ]
+    );
+    h.sweep().await;
+    let to: Vec<String> = h.mails()[before + 2..]
+        .iter()
+        .map(|m| m.to.clone())
+        .collect();
+    assert_eq!(to, vec!["ayse@example.com", "cem@example.com"]);
+    let missing = h
+        .svc
+        .send_monthly_report(h.req(
+            &cem(),
+            SendMonthlyReportRequest {
+                name: "monthlyReports/nope".into(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(missing.code(), Code::NotFound);
+
+    // Listed newest first, without the page; filtered by portfolio.
+    let list = |filter: &str| {
+        let h = &h;
+        let filter = filter.to_string();
+        async move {
+            h.svc
+                .list_monthly_reports(h.req(
+                    &zeki(),
+                    ListMonthlyReportsRequest {
+                        filter,
+                        ..Default::default()
+                    },
+                ))
+                .await
+                .map(|r| r.into_inner().monthly_reports)
+        }
+    };
+    let all = list("").await.unwrap();
+    assert_eq!(
+        all.iter().map(|r| r.name.as_str()).collect::<Vec<_>>(),
+        vec![company.name.as_str(), report.name.as_str()]
+    );
+    assert!(
+        all.iter()
+            .all(|r| r.html_content.is_empty() && r.csv_content.is_empty())
+    );
+    assert_eq!(list("portfolio = \"staff/ayse\"").await.unwrap().len(), 1);
+    assert_eq!(
+        list("month.month = 11 AND trigger = TRIGGER_SCHEDULED")
+            .await
+            .unwrap()
+            .len(),
+        0
+    );
+    let bad = list("colour = \"red\"").await.unwrap_err();
+    assert_eq!(bad.code(), Code::InvalidArgument);
+    let client_list = h
+        .svc
+        .list_monthly_reports(h.req(&client("acme"), ListMonthlyReportsRequest::default()))
+        .await
+        .unwrap_err();
+    assert_eq!(client_list.code(), Code::PermissionDenied);
+
+    // The first of December, 01:00 UTC: November's run, once.
+    let mails_before = h.mails().len();
+    h.clock.set("2026-12-01T01:00:00Z".parse().unwrap());
+    h.sweep().await;
+    h.sweep().await;
+    let scheduled = list("trigger = TRIGGER_SCHEDULED").await.unwrap();
+    let mut names: Vec<&str> = scheduled.iter().map(|r| r.name.as_str()).collect();
+    names.sort();
+    assert_eq!(
+        names,
+        vec![
+            "monthlyReports/r202611-ayse",
+            "monthlyReports/r202611-company"
+        ]
+    );
+    assert!(scheduled.iter().all(|r| r.generator == "system/scheduler"));
+    let ayse = scheduled
+        .iter()
+        .find(|r| r.portfolio == "staff/ayse")
+        .unwrap();
+    assert_eq!(ayse.scores.unwrap().csat_response_count, 4);
+    let mails = h.mails();
+    let to: Vec<&str> = mails[mails_before..]
+        .iter()
+        .map(|m| m.to.as_str())
+        .collect();
+    assert_eq!(
+        to,
+        vec!["ayse@example.com", "cem@example.com"],
+        "the portfolio's report to its manager and theirs; the company's to nobody"
+    );
+    h.clock.set("2027-01-01T01:00:00Z".parse().unwrap());
+    h.sweep().await;
+    h.sweep().await;
+    assert_eq!(
+        list("month.month = 12").await.unwrap().len(),
+        2,
+        "December's run"
+    );
+}
+
 concierge_common::both_backends!(
     harness = Harness;
     a_resolved_case_is_surveyed_once_in_the_contacts_language,
@@ -3017,4 +3438,5 @@ concierge_common::both_backends!(
     kpis_follow_cases_and_disputes,
     kpi_targets_and_agent_availability,
     kpis_count_business_time_from_the_cases_sla_clocks,
+    the_monthly_report_shows_the_month_and_goes_to_managers,
 );

@@ -102,11 +102,81 @@ pub enum Command {
         #[command(subcommand)]
         command: AvailabilityCommand,
     },
+    /// Monthly reports: a portfolio's (or the company's) month with
+    /// charts, as an HTML page and CSV; made on the first of each month and
+    /// on demand.
+    Reports {
+        #[command(subcommand)]
+        command: ReportCommand,
+    },
     /// Clients' satisfaction now: level, trend, the window's scores.
     Satisfaction {
         /// Accounts, "acme" or "accounts/acme".
         #[arg(required = true)]
         accounts: Vec<String>,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum ReportCommand {
+    /// Make a month's report now (this month: a preview to date).
+    ///
+    /// Examples: Ayşe's November, e-mailed to her and her manager; the company's;
+    ///   --portfolio ayse --month 2026-11 --send
+    ///   --month 2026-11 --html november.html
+    #[command(verbatim_doc_comment)]
+    Generate {
+        /// The account manager whose portfolio, "ayse" or "staff/ayse"
+        /// (default: the whole company).
+        #[arg(long)]
+        portfolio: Option<String>,
+        /// The month, YYYY-MM.
+        #[arg(long)]
+        month: String,
+        /// Month boundaries in this IANA time zone (default UTC).
+        #[arg(long)]
+        time_zone: Option<String>,
+        /// E-mail it: to --to, else to the account manager and their manager.
+        #[arg(long)]
+        send: bool,
+        /// A recipient, "staff/…" or an address (repeat; implies --send).
+        #[arg(long = "to")]
+        to: Vec<String>,
+        /// Write the HTML page here as well.
+        #[arg(long)]
+        html: Option<std::path::PathBuf>,
+        /// Write the CSV here as well.
+        #[arg(long)]
+        csv: Option<std::path::PathBuf>,
+    },
+    /// Reports, newest first.
+    ///
+    /// Example: Ayşe's reports this year;
+    ///   --filter 'portfolio = "staff/ayse" AND month.year = 2026'
+    #[command(verbatim_doc_comment)]
+    List {
+        #[command(flatten)]
+        list: ListArgs,
+    },
+    /// A report's figures and who it went to.
+    Get { report: String },
+    /// Write a report's HTML page (or its CSV) to a file and print its path.
+    Open {
+        report: String,
+        /// Where; default: ./<report id>.html (or .csv).
+        #[arg(long)]
+        out: Option<std::path::PathBuf>,
+        /// The CSV instead of the page.
+        #[arg(long)]
+        csv: bool,
+    },
+    /// E-mail a report again: to --to, else to the account manager and
+    /// their manager.
+    Send {
+        report: String,
+        /// A recipient, "staff/…" or an address (repeat).
+        #[arg(long = "to")]
+        to: Vec<String>,
     },
 }
 
@@ -446,6 +516,76 @@ fn plan_text(p: &CorrectiveActionPlan) -> String {
                 String::new()
             } else {
                 format!("  {}", a.owner)
+            }
+        ));
+    }
+    out
+}
+
+fn report_month(r: &MonthlyReport) -> String {
+    r.month
+        .map(|m| format!("{:04}-{:02}", m.year, m.month))
+        .unwrap_or_default()
+}
+
+/// A report in a few lines: the month's figures, the clients at risk, the
+/// KPIs that missed their targets, the deliveries.
+fn report_text(r: &MonthlyReport) -> String {
+    let s = r.scores.unwrap_or_default();
+    let cells = summary_cells(&s);
+    let mut out = format!(
+        "{}  {}  {}\n  CSAT % {}  NPS {}  CES {}  ({} sent)",
+        r.name,
+        report_month(r),
+        r.portfolio_display_name,
+        cells[0],
+        cells[1],
+        cells[2],
+        s.sent_count
+    );
+    let at_risk: Vec<&str> = r
+        .accounts
+        .iter()
+        .filter(|a| a.level == client_satisfaction::Level::AtRisk as i32)
+        .map(|a| a.account_display_name.as_str())
+        .collect();
+    out.push_str(&format!(
+        "\n  clients at risk: {}",
+        if at_risk.is_empty() {
+            "none".to_string()
+        } else {
+            at_risk.join(", ")
+        }
+    ));
+    for k in r
+        .kpis
+        .iter()
+        .filter(|k| k.target.is_some() && !k.meets_target && k.sample_count > 0)
+    {
+        out.push_str(&format!(
+            "\n  missed: {}  {}",
+            kpi_name(k.kind),
+            kpi_value_text(k)
+        ));
+    }
+    out.push_str(&format!(
+        "\n  plans opened {}, overdue {}",
+        r.corrective_action_plans_opened, r.corrective_action_plans_overdue
+    ));
+    for d in &r.deliveries {
+        out.push_str(&format!(
+            "\n  to {}  {}{}",
+            d.email,
+            output::short(
+                report_delivery::State::try_from(d.state)
+                    .unwrap_or_default()
+                    .as_str_name(),
+                "STATE_",
+            ),
+            if d.error.is_empty() {
+                String::new()
+            } else {
+                format!("  {}", d.error)
             }
         ));
     }
@@ -1554,6 +1694,135 @@ pub async fn run(command: Command, args: &ClientArgs) -> anyhow::Result<()> {
                 Ok(())
             }
         },
+        Command::Reports { command } => {
+            let print =
+                |r: MonthlyReport| output::emit(json, &r, |r| println!("{}", report_text(r)));
+            match command {
+                ReportCommand::Generate {
+                    portfolio,
+                    month: m,
+                    time_zone,
+                    send,
+                    to,
+                    html,
+                    csv,
+                } => {
+                    let r = c
+                        .generate_monthly_report(GenerateMonthlyReportRequest {
+                            portfolio: portfolio.map(|p| named("staff", &p)).unwrap_or_default(),
+                            month: Some(month("--month", &m)?),
+                            time_zone: time_zone.map(|id| concierge_proto::types::TimeZone { id }),
+                            send: send || !to.is_empty(),
+                            recipients: to,
+                            request_id: rid(),
+                        })
+                        .await
+                        .answer()?;
+                    if let Some(path) = html {
+                        std::fs::write(&path, &r.html_content)?;
+                    }
+                    if let Some(path) = csv {
+                        std::fs::write(&path, &r.csv_content)?;
+                    }
+                    print(r)
+                }
+                ReportCommand::List { list } => {
+                    let (monthly_reports, next) = paged!(
+                        list,
+                        ListMonthlyReportsRequest {
+                            filter: list.filter.clone(),
+                            order_by: list.order_by.clone(),
+                            page_size: list.page_size,
+                            page_token: list.page_token.clone(),
+                            view: MonthlyReportView::Basic as i32,
+                        },
+                        c.list_monthly_reports,
+                        monthly_reports
+                    );
+                    let reply = ListMonthlyReportsResponse {
+                        monthly_reports,
+                        next_page_token: next,
+                    };
+                    output::emit(json, &reply, |r| {
+                        let rows: Vec<Vec<String>> = r
+                            .monthly_reports
+                            .iter()
+                            .map(|m| {
+                                let s = m.scores.unwrap_or_default();
+                                let cells = summary_cells(&s);
+                                vec![
+                                    m.name.clone(),
+                                    report_month(m),
+                                    m.portfolio_display_name.clone(),
+                                    output::short(
+                                        monthly_report::Trigger::try_from(m.trigger)
+                                            .unwrap_or_default()
+                                            .as_str_name(),
+                                        "TRIGGER_",
+                                    ),
+                                    cells[0].clone(),
+                                    cells[1].clone(),
+                                    m.deliveries.len().to_string(),
+                                ]
+                            })
+                            .collect();
+                        println!(
+                            "{}{}",
+                            output::table(
+                                &[
+                                    "NAME",
+                                    "MONTH",
+                                    "PORTFOLIO",
+                                    "TRIGGER",
+                                    "CSAT %",
+                                    "NPS",
+                                    "SENT TO"
+                                ],
+                                &rows
+                            ),
+                            output::next_page(&r.next_page_token)
+                        );
+                    })
+                }
+                ReportCommand::Get { report } => print(
+                    c.get_monthly_report(GetMonthlyReportRequest {
+                        name: named("monthlyReports", &report),
+                        view: MonthlyReportView::Basic as i32,
+                    })
+                    .await
+                    .answer()?,
+                ),
+                ReportCommand::Open { report, out, csv } => {
+                    let r = c
+                        .get_monthly_report(GetMonthlyReportRequest {
+                            name: named("monthlyReports", &report),
+                            view: MonthlyReportView::Full as i32,
+                        })
+                        .await
+                        .answer()?;
+                    let id = r.name.trim_start_matches("monthlyReports/").to_string();
+                    let path = out.unwrap_or_else(|| {
+                        std::path::PathBuf::from(format!(
+                            "{id}.{}",
+                            if csv { "csv" } else { "html" }
+                        ))
+                    });
+                    std::fs::write(&path, if csv { &r.csv_content } else { &r.html_content })?;
+                    let shown = path.canonicalize().unwrap_or(path);
+                    println!("{}", shown.display());
+                    Ok(())
+                }
+                ReportCommand::Send { report, to } => print(
+                    c.send_monthly_report(SendMonthlyReportRequest {
+                        name: named("monthlyReports", &report),
+                        recipients: to,
+                        request_id: rid(),
+                    })
+                    .await
+                    .answer()?,
+                ),
+            }
+        }
         Command::Satisfaction { accounts } => {
             let names = accounts
                 .iter()
