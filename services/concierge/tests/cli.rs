@@ -2349,8 +2349,8 @@ fn kpis_targets_and_availability_from_the_cli() {
     // October's report for the whole company: the page with its charts,
     // the KPIs, listed, its CSV written out, e-mailed on.
     let report = run(&[
-        "csat",
-        "reports",
+        "report",
+        "monthly",
         "generate",
         "--month",
         "2026-10",
@@ -2363,14 +2363,14 @@ fn kpis_targets_and_availability_from_the_cli() {
     let page = std::fs::read_to_string(dir.path().join("october.html")).unwrap();
     assert_eq!(page.matches("<svg").count(), 3);
     assert!(page.contains("Agent availability"));
-    let listed_reports = run(&["csat", "reports", "list", "--filter", "month.month = 10"]);
+    let listed_reports = run(&["report", "monthly", "list", "--filter", "month.month = 10"]);
     assert!(
         listed_reports.contains(&name) && listed_reports.contains("on_demand"),
         "{listed_reports}"
     );
     let opened = run(&[
-        "csat",
-        "reports",
+        "report",
+        "monthly",
         "open",
         &name,
         "--csv",
@@ -2384,8 +2384,8 @@ fn kpis_targets_and_availability_from_the_cli() {
         "(6 h + 7 h) of 16 h: {csv}"
     );
     let sent = run(&[
-        "csat",
-        "reports",
+        "report",
+        "monthly",
         "send",
         &name,
         "--to",

@@ -102,18 +102,22 @@ pub enum Command {
         #[command(subcommand)]
         command: AvailabilityCommand,
     },
-    /// Monthly reports: a portfolio's (or the company's) month with
-    /// charts, as an HTML page and CSV; made on the first of each month and
-    /// on demand.
-    Reports {
-        #[command(subcommand)]
-        command: ReportCommand,
-    },
     /// Clients' satisfaction now: level, trend, the window's scores.
     Satisfaction {
         /// Accounts, "acme" or "accounts/acme".
         #[arg(required = true)]
         accounts: Vec<String>,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum ReportKind {
+    /// Monthly reports: a portfolio's (or the company's) month with
+    /// charts, as an HTML page and CSV; made on the first of each month and
+    /// on demand.
+    Monthly {
+        #[command(subcommand)]
+        command: ReportCommand,
     },
 }
 
@@ -953,6 +957,136 @@ fn survey_text(s: &Survey) -> String {
     out
 }
 
+/// `concierge report monthly …`.
+pub async fn monthly_reports(command: ReportCommand, args: &ClientArgs) -> anyhow::Result<()> {
+    let mut c = args.client()?.csat();
+    let json = args.json;
+    let rid = || uuid::Uuid::new_v4().to_string();
+    let print = |r: MonthlyReport| output::emit(json, &r, |r| println!("{}", report_text(r)));
+    match command {
+        ReportCommand::Generate {
+            portfolio,
+            month: m,
+            time_zone,
+            send,
+            to,
+            html,
+            csv,
+        } => {
+            let r = c
+                .generate_monthly_report(GenerateMonthlyReportRequest {
+                    portfolio: portfolio.map(|p| named("staff", &p)).unwrap_or_default(),
+                    month: Some(month("--month", &m)?),
+                    time_zone: time_zone.map(|id| concierge_proto::types::TimeZone { id }),
+                    send: send || !to.is_empty(),
+                    recipients: to,
+                    request_id: rid(),
+                })
+                .await
+                .answer()?;
+            if let Some(path) = html {
+                std::fs::write(&path, &r.html_content)?;
+            }
+            if let Some(path) = csv {
+                std::fs::write(&path, &r.csv_content)?;
+            }
+            print(r)
+        }
+        ReportCommand::List { list } => {
+            let (monthly_reports, next) = paged!(
+                list,
+                ListMonthlyReportsRequest {
+                    filter: list.filter.clone(),
+                    order_by: list.order_by.clone(),
+                    page_size: list.page_size,
+                    page_token: list.page_token.clone(),
+                    view: MonthlyReportView::Basic as i32,
+                },
+                c.list_monthly_reports,
+                monthly_reports
+            );
+            let reply = ListMonthlyReportsResponse {
+                monthly_reports,
+                next_page_token: next,
+            };
+            output::emit(json, &reply, |r| {
+                let rows: Vec<Vec<String>> = r
+                    .monthly_reports
+                    .iter()
+                    .map(|m| {
+                        let s = m.scores.unwrap_or_default();
+                        let cells = summary_cells(&s);
+                        vec![
+                            m.name.clone(),
+                            report_month(m),
+                            m.portfolio_display_name.clone(),
+                            output::short(
+                                monthly_report::Trigger::try_from(m.trigger)
+                                    .unwrap_or_default()
+                                    .as_str_name(),
+                                "TRIGGER_",
+                            ),
+                            cells[0].clone(),
+                            cells[1].clone(),
+                            m.deliveries.len().to_string(),
+                        ]
+                    })
+                    .collect();
+                println!(
+                    "{}{}",
+                    output::table(
+                        &[
+                            "NAME",
+                            "MONTH",
+                            "PORTFOLIO",
+                            "TRIGGER",
+                            "CSAT %",
+                            "NPS",
+                            "SENT TO"
+                        ],
+                        &rows
+                    ),
+                    output::next_page(&r.next_page_token)
+                );
+            })
+        }
+        ReportCommand::Get { report } => print(
+            c.get_monthly_report(GetMonthlyReportRequest {
+                name: named("monthlyReports", &report),
+                view: MonthlyReportView::Basic as i32,
+            })
+            .await
+            .answer()?,
+        ),
+        ReportCommand::Open { report, out, csv } => {
+            let r = c
+                .get_monthly_report(GetMonthlyReportRequest {
+                    name: named("monthlyReports", &report),
+                    view: MonthlyReportView::Full as i32,
+                })
+                .await
+                .answer()?;
+            let id = r.name.trim_start_matches("monthlyReports/").to_string();
+            let path = out.unwrap_or_else(|| {
+                std::path::PathBuf::from(format!("{id}.{}", if csv { "csv" } else { "html" }))
+            });
+            std::fs::write(&path, if csv { &r.csv_content } else { &r.html_content })?;
+            let shown = path.canonicalize().unwrap_or(path);
+            println!("{}", shown.display());
+            Ok(())
+        }
+        ReportCommand::Send { report, to } => print(
+            c.send_monthly_report(SendMonthlyReportRequest {
+                name: named("monthlyReports", &report),
+                recipients: to,
+                request_id: rid(),
+            })
+            .await
+            .answer()?,
+        ),
+    }
+}
+
 pub async fn run(command: Command, args: &ClientArgs) -> anyhow::Result<()> {
     let mut c = args.client()?.csat();
     let json = args.json;
@@ -1694,135 +1828,6 @@ pub async fn run(command: Command, args: &ClientArgs) -> anyhow::Result<()> {
                 Ok(())
             }
         },
-        Command::Reports { command } => {
-            let print =
-                |r: MonthlyReport| output::emit(json, &r, |r| println!("{}", report_text(r)));
-            match command {
-                ReportCommand::Generate {
-                    portfolio,
-                    month: m,
-                    time_zone,
-                    send,
-                    to,
-                    html,
-                    csv,
-                } => {
-                    let r = c
-                        .generate_monthly_report(GenerateMonthlyReportRequest {
-                            portfolio: portfolio.map(|p| named("staff", &p)).unwrap_or_default(),
-                            month: Some(month("--month", &m)?),
-                            time_zone: time_zone.map(|id| concierge_proto::types::TimeZone { id }),
-                            send: send || !to.is_empty(),
-                            recipients: to,
-                            request_id: rid(),
-                        })
-                        .await
-                        .answer()?;
-                    if let Some(path) = html {
-                        std::fs::write(&path, &r.html_content)?;
-                    }
-                    if let Some(path) = csv {
-                        std::fs::write(&path, &r.csv_content)?;
-                    }
-                    print(r)
-                }
-                ReportCommand::List { list } => {
-                    let (monthly_reports, next) = paged!(
-                        list,
-                        ListMonthlyReportsRequest {
-                            filter: list.filter.clone(),
-                            order_by: list.order_by.clone(),
-                            page_size: list.page_size,
-                            page_token: list.page_token.clone(),
-                            view: MonthlyReportView::Basic as i32,
-                        },
-                        c.list_monthly_reports,
-                        monthly_reports
-                    );
-                    let reply = ListMonthlyReportsResponse {
-                        monthly_reports,
-                        next_page_token: next,
-                    };
-                    output::emit(json, &reply, |r| {
-                        let rows: Vec<Vec<String>> = r
-                            .monthly_reports
-                            .iter()
-                            .map(|m| {
-                                let s = m.scores.unwrap_or_default();
-                                let cells = summary_cells(&s);
-                                vec![
-                                    m.name.clone(),
-                                    report_month(m),
-                                    m.portfolio_display_name.clone(),
-                                    output::short(
-                                        monthly_report::Trigger::try_from(m.trigger)
-                                            .unwrap_or_default()
-                                            .as_str_name(),
-                                        "TRIGGER_",
-                                    ),
-                                    cells[0].clone(),
-                                    cells[1].clone(),
-                                    m.deliveries.len().to_string(),
-                                ]
-                            })
-                            .collect();
-                        println!(
-                            "{}{}",
-                            output::table(
-                                &[
-                                    "NAME",
-                                    "MONTH",
-                                    "PORTFOLIO",
-                                    "TRIGGER",
-                                    "CSAT %",
-                                    "NPS",
-                                    "SENT TO"
-                                ],
-                                &rows
-                            ),
-                            output::next_page(&r.next_page_token)
-                        );
-                    })
-                }
-                ReportCommand::Get { report } => print(
-                    c.get_monthly_report(GetMonthlyReportRequest {
-                        name: named("monthlyReports", &report),
-                        view: MonthlyReportView::Basic as i32,
-                    })
-                    .await
-                    .answer()?,
-                ),
-                ReportCommand::Open { report, out, csv } => {
-                    let r = c
-                        .get_monthly_report(GetMonthlyReportRequest {
-                            name: named("monthlyReports", &report),
-                            view: MonthlyReportView::Full as i32,
-                        })
-                        .await
-                        .answer()?;
-                    let id = r.name.trim_start_matches("monthlyReports/").to_string();
-                    let path = out.unwrap_or_else(|| {
-                        std::path::PathBuf::from(format!(
-                            "{id}.{}",
-                            if csv { "csv" } else { "html" }
-                        ))
-                    });
-                    std::fs::write(&path, if csv { &r.csv_content } else { &r.html_content })?;
-                    let shown = path.canonicalize().unwrap_or(path);
-                    println!("{}", shown.display());
-                    Ok(())
-                }
-                ReportCommand::Send { report, to } => print(
-                    c.send_monthly_report(SendMonthlyReportRequest {
-                        name: named("monthlyReports", &report),
-                        recipients: to,
-                        request_id: rid(),
-                    })
-                    .await
-                    .answer()?,
-                ),
-            }
-        }
         Command::Satisfaction { accounts } => {
             let names = accounts
                 .iter()

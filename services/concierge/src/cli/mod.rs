@@ -140,6 +140,13 @@ enum Command {
         #[command(flatten)]
         client: ClientArgs,
     },
+    /// Management reports: `monthly`, a portfolio's month with charts.
+    Report {
+        #[command(subcommand)]
+        command: csat::ReportKind,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
     /// A client's control document: generate, send, list, open.
     ControlDoc {
         #[command(subcommand)]
@@ -180,6 +187,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Events { command, client } => events::run(command, &client).await,
         Command::Webhooks { command, client } => webhooks::run(command, &client).await,
         Command::Csat { command, client } => csat::run(command, &client).await,
+        Command::Report {
+            command: csat::ReportKind::Monthly { command },
+            client,
+        } => csat::monthly_reports(command, &client).await,
         Command::Whoami { client } => review::whoami(&client).await,
         Command::ControlDoc { command, client } => control_doc::run(command, &client).await,
         Command::Bench { command } => bench::run(command).await,
