@@ -367,24 +367,24 @@ pub const MAX_BACKOFF: SignedDuration = SignedDuration::from_hours(1);
 
 /// Moves a claimed timer whose work could not be done (a mail server or a
 /// peer that did not answer) to a later attempt: 30 s after the first,
-/// doubling up to [`MAX_BACKOFF`]. Nothing happens if the claim no longer
-/// holds.
+/// doubling up to [`MAX_BACKOFF`]. The timer keeps its attempt count, so
+/// the wait grows and work that gives up after N attempts sees them.
+/// Nothing happens if the claim no longer holds.
 pub async fn retry_later(db: &Db, now: Timestamp, owner: &str, timer: &Claimed) -> Result<()> {
     let doublings = u32::try_from(timer.attempts.clamp(1, 8) - 1).unwrap_or(7);
     let wait = SignedDuration::from_secs(30_i64 << doublings).min(MAX_BACKOFF);
     let due: Timestamp = now.checked_add(wait).unwrap_or(now);
     let mut tx = db.begin().await?;
-    if complete(&mut tx, owner, timer).await? {
-        arm(
-            &mut tx.conn(),
-            &timer.id,
-            &timer.kind,
-            &timer.subject,
-            due,
-            &timer.payload,
-        )
-        .await?;
-    }
+    on_conn!(&mut tx.conn(), c => sqlx::query(
+        "UPDATE timers SET due_time = $1, lease_owner = '', lease_expire_time = 0 \
+         WHERE id = $2 AND lease_owner = $3 AND due_time = $4")
+        .bind(to_micros(due))
+        .bind(&timer.id)
+        .bind(owner)
+        .bind(timer.due_time)
+        .execute(&mut **c)
+        .await?
+        .rows_affected());
     tx.commit().await?;
     Ok(())
 }

@@ -316,10 +316,57 @@ async fn timers_armed_together_keep_the_claim_rules(backend: Backend) {
     assert_eq!(ids, vec!["b"], "a is still claimed by one; c is gone");
 }
 
+/// Work that fails is tried again later, each wait twice the one before,
+/// and the timer counts its attempts across retries.
+async fn a_retried_timer_backs_off_and_counts_its_attempts(backend: Backend) {
+    let Some((db, _other)) = setup(backend, "a_retried_timer_backs_off").await else {
+        return;
+    };
+    let db = &db.db;
+    let mut conn = db.acquire().await.unwrap();
+    timers::arm(&mut conn.conn(), "mail", "mail", "x", t0(), b"p")
+        .await
+        .unwrap();
+    drop(conn);
+    let mut now = t0();
+    for (attempt, wait) in [(1, 30), (2, 60), (3, 120), (4, 240)] {
+        let claimed = timers::claim_due(db, now, "a", timers::LEASE, 10)
+            .await
+            .unwrap();
+        assert_eq!(claimed.len(), 1, "attempt {attempt}");
+        assert_eq!(claimed[0].attempts, attempt);
+        assert_eq!(claimed[0].payload, b"p");
+        timers::retry_later(db, now, "a", &claimed[0]).await.unwrap();
+        let later = now.checked_add(SignedDuration::from_secs(wait)).unwrap();
+        let early = later.checked_sub(SignedDuration::from_secs(1)).unwrap();
+        assert!(
+            timers::claim_due(db, early, "a", timers::LEASE, 10)
+                .await
+                .unwrap()
+                .is_empty(),
+            "not before {wait} s"
+        );
+        now = later;
+    }
+    // Someone whose claim it is not moves nothing: once the lease runs out
+    // the timer is due as it was.
+    let claimed = timers::claim_due(db, now, "a", timers::LEASE, 10)
+        .await
+        .unwrap();
+    timers::retry_later(db, now, "b", &claimed[0]).await.unwrap();
+    let after_lease = now.checked_add(timers::LEASE).unwrap();
+    let again = timers::claim_due(db, after_lease, "c", timers::LEASE, 10)
+        .await
+        .unwrap();
+    assert_eq!(again.len(), 1);
+    assert_eq!((again[0].due_time, again[0].attempts), (to_micros(now), 6));
+}
+
 concierge_common::both_backends!(
     multi_thread;
     each_timer_fires_once_with_two_instances,
     a_claimer_that_dies_is_replaced_after_its_lease,
     a_dead_claimers_timers_are_taken_over_within_the_short_lease,
-    timers_armed_together_keep_the_claim_rules
+    timers_armed_together_keep_the_claim_rules,
+    a_retried_timer_backs_off_and_counts_its_attempts
 );

@@ -818,14 +818,12 @@ impl Csat {
                 Some(&account_names),
             )
             .await?;
+            let month_counts = crate::scores::by_account_month(&month_counts);
             for ((account, display_name), level) in clients.iter().zip(levels) {
                 let scores = month_counts
-                    .iter()
-                    .filter(|(k, _)| &k.0 == account)
-                    .fold(Counts::default(), |mut acc, (_, c)| {
-                        acc.merge(c);
-                        acc
-                    })
+                    .get(&(account.as_str(), 0))
+                    .cloned()
+                    .unwrap_or_default()
                     .summary();
                 accounts.push(AccountSatisfactionRow {
                     account: account.clone(),

@@ -496,6 +496,18 @@ pub(crate) async fn count(
     Ok(groups)
 }
 
+/// Counts by (account, month index), each looked up at once rather than
+/// searched for among every group.
+pub(crate) fn by_account_month(
+    groups: &BTreeMap<Key, Counts>,
+) -> std::collections::HashMap<(&str, i64), Counts> {
+    let mut out: std::collections::HashMap<(&str, i64), Counts> = std::collections::HashMap::new();
+    for (k, c) in groups {
+        out.entry((k.0.as_str(), k.4)).or_default().merge(c);
+    }
+    out
+}
+
 /// When each of `accounts` last had an answer.
 async fn last_responses(
     conn: &mut Conn<'_>,
@@ -730,16 +742,14 @@ impl Csat {
         let last_responses =
             last_responses(&mut pooled.conn(), &accounts, clock::to_micros(now)).await?;
         let open_plans = open_plans(&mut pooled.conn(), &accounts).await?;
+        let (windows, monthly) = (by_account_month(&windows), by_account_month(&monthly));
         let mut out = Vec::with_capacity(accounts.len());
         for (name, account) in names.iter().zip(&accounts) {
             let window = |i: i64| {
                 windows
-                    .iter()
-                    .filter(|(k, _)| &k.0 == account && k.4 == i)
-                    .fold(Counts::default(), |mut acc, (_, c)| {
-                        acc.merge(c);
-                        acc
-                    })
+                    .get(&(account.as_str(), i))
+                    .cloned()
+                    .unwrap_or_default()
             };
             let current_counts = window(1);
             let (previous, current) = (window(0).summary(), current_counts.summary());
@@ -774,12 +784,9 @@ impl Csat {
                         .checked_add(jiff::Span::new().months(i))
                         .unwrap_or(first_month);
                     let counts = monthly
-                        .iter()
-                        .filter(|(k, _)| &k.0 == account && k.4 == i)
-                        .fold(Counts::default(), |mut acc, (_, c)| {
-                            acc.merge(c);
-                            acc
-                        });
+                        .get(&(account.as_str(), i))
+                        .cloned()
+                        .unwrap_or_default();
                     ScoreRow {
                         group: Some(GroupKey {
                             account: account.clone(),

@@ -6,6 +6,7 @@ mod events;
 mod gateway;
 mod load;
 mod review;
+mod scores;
 mod storage;
 
 use std::time::Duration;
@@ -78,6 +79,19 @@ pub enum Command {
         #[arg(long, default_value_t = 100)]
         document_mib: usize,
     },
+    /// QueryScores and BatchGetClientSatisfactions over 10,000,000 survey
+    /// responses against the same aggregates in plain SQL, on PostgreSQL.
+    Scores {
+        #[arg(long, env = "CONCIERGE_BENCH_POSTGRES_URL")]
+        postgres_url: String,
+        #[arg(long, default_value_t = 10_000_000)]
+        responses: i64,
+        #[arg(long, default_value_t = 10)]
+        rounds: usize,
+        /// Keep the database afterwards (to read the plans with EXPLAIN).
+        #[arg(long)]
+        keep: bool,
+    },
     /// Events from the outbox to JetStream against a bare publish loop, and
     /// from commit to a SubscribeEvents subscriber against a bare NATS
     /// publish to a subscriber.
@@ -142,6 +156,12 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
             disputes,
             document_mib,
         } => disputes::run(rounds, disputes, document_mib).await,
+        Command::Scores {
+            postgres_url,
+            responses,
+            rounds,
+            keep,
+        } => scores::run(&postgres_url, responses, rounds, keep).await,
         Command::Events {
             nats_url,
             postgres_url,
@@ -161,6 +181,23 @@ pub(super) async fn fresh(
     concierge_cases::Cases,
     concierge_common::principal::PrincipalCodec,
 )> {
+    let (name, url) = create_database(admin_url).await?;
+    let db = concierge_common::storage::Db::connect(&url, 8).await?;
+    let codec =
+        concierge_common::principal::PrincipalCodec::new("bench-secret-bench-secret".into());
+    let nowhere = tonic::transport::Endpoint::from_static("http://127.0.0.1:9").connect_lazy();
+    let svc = concierge_cases::Cases::open(
+        db.clone(),
+        codec.clone(),
+        std::sync::Arc::new(concierge_common::clock::SystemClock),
+        nowhere,
+    )
+    .await?;
+    Ok((name, db, svc, codec))
+}
+
+/// A new, empty database on the server behind `admin_url`: its name and URL.
+pub(super) async fn create_database(admin_url: &str) -> anyhow::Result<(String, String)> {
     let name = format!("concierge_bench_{}", uuid::Uuid::new_v4().simple());
     let mut admin = <sqlx::PgConnection as sqlx::Connection>::connect(admin_url).await?;
     sqlx::query(&format!("CREATE DATABASE {name}"))
@@ -174,18 +211,7 @@ pub(super) async fn fresh(
             .unwrap_or(admin_url)
     );
     println!("database {name}");
-    let db = concierge_common::storage::Db::connect(&url, 8).await?;
-    let codec =
-        concierge_common::principal::PrincipalCodec::new("bench-secret-bench-secret".into());
-    let nowhere = tonic::transport::Endpoint::from_static("http://127.0.0.1:9").connect_lazy();
-    let svc = concierge_cases::Cases::open(
-        db.clone(),
-        codec.clone(),
-        std::sync::Arc::new(concierge_common::clock::SystemClock),
-        nowhere,
-    )
-    .await?;
-    Ok((name, db, svc, codec))
+    Ok((name, url))
 }
 
 pub(super) async fn drop_database(
