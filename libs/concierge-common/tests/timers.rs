@@ -336,7 +336,9 @@ async fn a_retried_timer_backs_off_and_counts_its_attempts(backend: Backend) {
         assert_eq!(claimed.len(), 1, "attempt {attempt}");
         assert_eq!(claimed[0].attempts, attempt);
         assert_eq!(claimed[0].payload, b"p");
-        timers::retry_later(db, now, "a", &claimed[0]).await.unwrap();
+        timers::retry_later(db, now, "a", &claimed[0])
+            .await
+            .unwrap();
         let later = now.checked_add(SignedDuration::from_secs(wait)).unwrap();
         let early = later.checked_sub(SignedDuration::from_secs(1)).unwrap();
         assert!(
@@ -353,7 +355,9 @@ async fn a_retried_timer_backs_off_and_counts_its_attempts(backend: Backend) {
     let claimed = timers::claim_due(db, now, "a", timers::LEASE, 10)
         .await
         .unwrap();
-    timers::retry_later(db, now, "b", &claimed[0]).await.unwrap();
+    timers::retry_later(db, now, "b", &claimed[0])
+        .await
+        .unwrap();
     let after_lease = now.checked_add(timers::LEASE).unwrap();
     let again = timers::claim_due(db, after_lease, "c", timers::LEASE, 10)
         .await

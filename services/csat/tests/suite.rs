@@ -3421,6 +3421,53 @@ async fn the_monthly_report_shows_the_month_and_goes_to_managers(h: Harness) {
         2,
         "December's run"
     );
+
+    // A mail server that never answers: retried with growing waits, then
+    // the delivery is marked failed and nothing more is tried.
+    let offline = h
+        .svc
+        .clone()
+        .with_mail(Arc::new(concierge_common::mail::Mailer::Off));
+    let late = generate(
+        &h,
+        &cem(),
+        GenerateMonthlyReportRequest {
+            send: true,
+            recipients: vec!["late@example.com".into()],
+            ..november_report("")
+        },
+    )
+    .await
+    .unwrap();
+    let mails_before = h.mails().len();
+    for _ in 0..12 {
+        offline.sweep("test", h.clock.now()).await.unwrap();
+        h.clock.advance(SignedDuration::from_hours(1));
+    }
+    let failed = h
+        .svc
+        .get_monthly_report(h.req(
+            &cem(),
+            GetMonthlyReportRequest {
+                name: late.name.clone(),
+                view: MonthlyReportView::Basic as i32,
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        delivery_states(&failed),
+        vec![("late@example.com".into(), report_delivery::State::Failed)]
+    );
+    assert!(
+        failed.deliveries[0].error.contains("10 attempts"),
+        "{:?}",
+        failed.deliveries[0]
+    );
+    assert!(failed.html_content.is_empty(), "the BASIC view");
+    h.sweep().await;
+    assert_eq!(h.mails().len(), mails_before, "given up for good");
 }
 
 concierge_common::both_backends!(
