@@ -639,6 +639,7 @@ impl Csat {
                 "named only to send: set send to e-mail the report",
             ));
         }
+        crate::scores::month_of(&req.month, "month")?;
         let period = Period::of(&req.month, &req.month, &req.time_zone)?;
         let now = self.store().now();
         let (from, to) = (period.bounds[0], period.bounds[1]);

@@ -237,7 +237,7 @@ pub(crate) type Key = (String, String, String, i32, i64);
 /// A row of the aggregate: the group's columns, then kind, score and count.
 type CountRow = (String, String, String, i64, i64, i64, i64, i64);
 
-fn month_of(m: &Option<Month>, field: &str) -> Result<jiff::civil::Date> {
+pub(crate) fn month_of(m: &Option<Month>, field: &str) -> Result<jiff::civil::Date> {
     let m = m
         .as_ref()
         .ok_or_else(|| Error::invalid(field, "required: a year and a month"))?;

@@ -3112,7 +3112,23 @@ async fn the_monthly_report_shows_the_month_and_goes_to_managers(h: Harness) {
                 }),
                 ..november_report("")
             },
-            "start_month",
+            "month",
+        ),
+        (
+            GenerateMonthlyReportRequest {
+                month: None,
+                ..november_report("")
+            },
+            "month",
+        ),
+        (
+            GenerateMonthlyReportRequest {
+                time_zone: Some(concierge_proto::types::TimeZone {
+                    id: "Mars/Olympus".into(),
+                }),
+                ..november_report("")
+            },
+            "time_zone.id",
         ),
         (
             GenerateMonthlyReportRequest {
@@ -3338,6 +3354,31 @@ async fn the_monthly_report_shows_the_month_and_goes_to_managers(h: Harness) {
         .await
         .unwrap_err();
     assert_eq!(missing.code(), Code::NotFound);
+    let bad = h
+        .svc
+        .send_monthly_report(h.req(
+            &cem(),
+            SendMonthlyReportRequest {
+                name: report.name.clone(),
+                recipients: vec!["staff/nobody".into()],
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(violations(&bad), vec!["recipients[0]"], "{bad:?}");
+    let refused = h
+        .svc
+        .send_monthly_report(h.req(
+            &zeki(),
+            SendMonthlyReportRequest {
+                name: report.name.clone(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::PermissionDenied, "an agent");
 
     // Listed newest first, without the page; filtered by portfolio.
     let list = |filter: &str| {
