@@ -1425,36 +1425,32 @@ fn report_mail(
     } else {
         format!(" {to_name}")
     };
+    let who = &r.portfolio_display_name;
+    let (csat, csat_n) = (
+        figure(s.csat_response_count, s.csat_percent),
+        s.csat_response_count,
+    );
+    let (nps, nps_n) = (figure(s.nps_response_count, s.nps), s.nps_response_count);
+    let (ces, ces_n) = (
+        figure(s.ces_response_count, s.ces_mean),
+        s.ces_response_count,
+    );
+    let (opened, overdue) = (
+        r.corrective_action_plans_opened,
+        r.corrective_action_plans_overdue,
+    );
     let (subject, body) = if language == "tr" {
         (
-            format!("Aylık rapor {month}: {}", r.portfolio_display_name),
+            format!("Aylık rapor {month}: {who}"),
             format!(
-                "Merhaba{greeting},\n\n{} için {month} ayı raporu ektedir.\n\nCSAT %: {} ({} yanıt)\nNPS: {} ({} yanıt)\nCES: {} ({} yanıt)\nRisk altındaki müşteriler: {at_risk}\nAçılan düzeltici eylem planları: {}; ay sonunda gecikmiş: {}\n\nGrafikli rapor ekteki HTML sayfasındadır; rakamlar CSV dosyasındadır.\n\n-- \nConcierge\n",
-                r.portfolio_display_name,
-                figure(s.csat_response_count, s.csat_percent),
-                s.csat_response_count,
-                figure(s.nps_response_count, s.nps),
-                s.nps_response_count,
-                figure(s.ces_response_count, s.ces_mean),
-                s.ces_response_count,
-                r.corrective_action_plans_opened,
-                r.corrective_action_plans_overdue,
+                "Merhaba{greeting},\n\n{who} için {month} ayı raporu ektedir.\n\nCSAT %: {csat} ({csat_n} yanıt)\nNPS: {nps} ({nps_n} yanıt)\nCES: {ces} ({ces_n} yanıt)\nRisk altındaki müşteriler: {at_risk}\nAçılan düzeltici eylem planları: {opened}; ay sonunda gecikmiş: {overdue}\n\nGrafikli rapor ekteki HTML sayfasındadır; rakamlar CSV dosyasındadır.\n\n-- \nConcierge\n"
             ),
         )
     } else {
         (
-            format!("Monthly report {month}: {}", r.portfolio_display_name),
+            format!("Monthly report {month}: {who}"),
             format!(
-                "Hello{greeting},\n\nAttached is the {month} report of {}.\n\nCSAT %: {} ({} answers)\nNPS: {} ({} answers)\nCES: {} ({} answers)\nClients at risk: {at_risk}\nCorrective action plans opened: {}; overdue at the month's end: {}\n\nThe report with its charts is the attached page; the figures are in the CSV file.\n\n-- \nConcierge\n",
-                r.portfolio_display_name,
-                figure(s.csat_response_count, s.csat_percent),
-                s.csat_response_count,
-                figure(s.nps_response_count, s.nps),
-                s.nps_response_count,
-                figure(s.ces_response_count, s.ces_mean),
-                s.ces_response_count,
-                r.corrective_action_plans_opened,
-                r.corrective_action_plans_overdue,
+                "Hello{greeting},\n\nAttached is the {month} report of {who}.\n\nCSAT %: {csat} ({csat_n} answers)\nNPS: {nps} ({nps_n} answers)\nCES: {ces} ({ces_n} answers)\nClients at risk: {at_risk}\nCorrective action plans opened: {opened}; overdue at the month's end: {overdue}\n\nThe report with its charts is the attached page; the figures are in the CSV file.\n\n-- \nConcierge\n"
             ),
         )
     };
