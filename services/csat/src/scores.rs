@@ -447,23 +447,31 @@ pub(crate) async fn count(
     ];
     let from = bind(Value::Int(first), &mut params);
     let to = bind(Value::Int(last), &mut params);
-    let mut sql = format!(
-        "SELECT {} AS g_account, {} AS g_portfolio, {} AS g_manager, {} AS g_type, {} AS g_month, \
-         s.kind, s.score, COUNT(*) FROM surveys s LEFT JOIN portfolios p ON p.account = s.account \
-         WHERE s.send_time > 0 AND s.send_time >= {from} AND s.send_time < {to}",
-        columns[0], columns[1], columns[2], columns[3], columns[4]
-    );
+    let mut conditions = String::new();
     if let Some(accounts) = accounts {
         let marks: Vec<String> = accounts
             .iter()
             .map(|a| bind(Value::Text(a.clone()), &mut params))
             .collect();
-        sql.push_str(&format!(" AND s.account IN ({})", marks.join(", ")));
+        conditions.push_str(&format!(" AND s.account IN ({})", marks.join(", ")));
     }
     if let Some(f) = filter {
-        sql.push_str(" AND ");
-        f.to_sql(&mut sql, &mut params);
+        conditions.push_str(" AND ");
+        f.to_sql(&mut conditions, &mut params);
     }
+    // The portfolio table is joined only when the portfolio is asked for:
+    // a join of every row read costs a company-wide query half its time.
+    let join = if dims.contains(&Dimension::Portfolio) || conditions.contains(PORTFOLIO) {
+        "LEFT JOIN portfolios p ON p.account = s.account"
+    } else {
+        ""
+    };
+    let mut sql = format!(
+        "SELECT {} AS g_account, {} AS g_portfolio, {} AS g_manager, {} AS g_type, {} AS g_month, \
+         s.kind, s.score, COUNT(*) FROM surveys s {join} \
+         WHERE s.send_time > 0 AND s.send_time >= {from} AND s.send_time < {to}{conditions}",
+        columns[0], columns[1], columns[2], columns[3], columns[4]
+    );
     sql.push_str(&format!(
         " GROUP BY g_account, g_portfolio, g_manager, g_type, g_month, s.kind, s.score LIMIT {}",
         MAX_COUNTS + 1
