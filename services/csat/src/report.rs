@@ -931,6 +931,8 @@ pub(crate) const REPORT_MAIL: &str = "monthly_report_mail";
 pub(crate) const REPORT_TICK: &str = "monthly_reports_tick";
 /// The most recipients one send names.
 const MAX_RECIPIENTS: usize = 20;
+/// The most deliveries one report keeps: it is sent again, not forever.
+const MAX_DELIVERIES: usize = 200;
 /// Sends of a report's e-mails before the pending ones are given up (30 s
 /// doubling to an hour: about four hours of trying).
 const MAX_MAIL_ATTEMPTS: i64 = 10;
@@ -1150,6 +1152,14 @@ impl Csat {
                 name: name.to_string(),
             })?;
         let mut report: MonthlyReport = Store::decode::<MonthlyReport, Rules>(&row)?;
+        if report.deliveries.len() + deliveries.len() > MAX_DELIVERIES {
+            return Err(Error::invalid(
+                "recipients",
+                format!(
+                    "a report is sent to at most {MAX_DELIVERIES} recipients in all: generate a new one"
+                ),
+            ));
+        }
         report.deliveries.extend(deliveries);
         save(&mut conn, &row, &report, now).await?;
         queue_mail(&mut conn, name, now).await?;
@@ -1370,7 +1380,7 @@ impl Csat {
         }
         let next = Month {
             year: if month.month == 12 {
-                month.year + 1
+                month.year.saturating_add(1)
             } else {
                 month.year
             },

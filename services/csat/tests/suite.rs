@@ -3509,6 +3509,38 @@ async fn the_monthly_report_shows_the_month_and_goes_to_managers(h: Harness) {
     assert!(failed.html_content.is_empty(), "the BASIC view");
     h.sweep().await;
     assert_eq!(h.mails().len(), mails_before, "given up for good");
+
+    // Sent again and again, a report stops at 200 recipients in all.
+    for round in 0..9 {
+        h.svc
+            .send_monthly_report(
+                h.req(
+                    &cem(),
+                    SendMonthlyReportRequest {
+                        name: late.name.clone(),
+                        recipients: (0..20)
+                            .map(|i| format!("r{round}-{i}@example.com"))
+                            .collect(),
+                        ..Default::default()
+                    },
+                ),
+            )
+            .await
+            .unwrap();
+    }
+    let full = h
+        .svc
+        .send_monthly_report(h.req(
+            &cem(),
+            SendMonthlyReportRequest {
+                name: late.name.clone(),
+                recipients: (0..20).map(|i| format!("more-{i}@example.com")).collect(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(violations(&full), vec!["recipients"], "{full:?}");
 }
 
 concierge_common::both_backends!(
