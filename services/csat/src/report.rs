@@ -1227,8 +1227,18 @@ impl Csat {
                     }
                 }
             };
-            let message = report_mail(from.clone(), &view, &d.email, &to_name, language)?;
+            let message = report_mail(from.clone(), &view, &d.email, &to_name, language);
             let d = &mut report.deliveries[i];
+            // A message that cannot be written fails its delivery alone: the
+            // ones sent before it in this pass are still recorded below.
+            let message = match message {
+                Ok(m) => m,
+                Err(e) => {
+                    d.state = report_delivery::State::Failed as i32;
+                    d.error = e.to_string();
+                    continue;
+                }
+            };
             match self.mail().send(message).await {
                 Ok(_) => {
                     d.state = report_delivery::State::Sent as i32;
